@@ -1,0 +1,1 @@
+"""neuralpipe: datanode package."""

@@ -1,0 +1,1 @@
+"""neuralpipe: mlnode package."""
