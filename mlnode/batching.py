@@ -1,0 +1,406 @@
+"""Deployed models and their bounded, cross-request batching queues.
+
+One ``ModelWorker`` per deployed model. Predict requests for that model wait in one bounded FIFO queue; a full queue
+answers 429 at once. A batcher takes requests from the head of the queue while they share inference parameters, fit
+``batch_max_size`` texts and ``batch_token_budget`` tokens (after truncation), and hands the batch to the runtime in a
+worker thread; up to ``concurrency`` batches per model run at once, so requests arriving while a batch runs are merged
+into the next one. Requests whose client has left are dropped before they reach the runtime. Token counting and
+inference both run in the shared thread pool, never on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol, Sequence
+
+from mlnode.errors import InternalError, MLError, TooManyRequests
+from mlnode.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+
+class Runtime(Protocol):
+    """The part of ``mlnode.runtimes.Runtime`` the queue relies on (see notes/seams.md)."""
+
+    function_name: str
+    model_format: str
+    max_length: int
+    batchable: bool
+
+    def count_tokens(self, texts: list[str]) -> list[int]: ...
+    def infer(self, texts: list[str], parameters: dict | None = None) -> list[dict]: ...
+    def predict(self, body: dict) -> list[dict]: ...
+    def close(self) -> None: ...
+
+
+@dataclass
+class InferOutcome:
+    results: list[dict]
+    truncated: list[int]  # indices (into the request's texts) of texts longer than the model's max length
+    max_length: int
+
+
+@dataclass
+class _Item:
+    texts: list[str] | None
+    body: dict | None
+    parameters: dict | None
+    params_key: str
+    tokens: list[int]
+    future: asyncio.Future
+    alive: Callable[[], bool]
+    enqueued: float = field(default_factory=time.perf_counter)
+
+    @property
+    def batchable(self) -> bool:
+        return self.texts is not None
+
+
+@dataclass
+class LatencyStats:
+    """ML Commons' profile stats over the last ``window`` observations, in milliseconds."""
+
+    window: int = 100
+    count: int = 0
+    values: collections.deque = field(default_factory=collections.deque)
+
+    def add(self, millis: float) -> None:
+        self.count += 1
+        if self.values.maxlen != self.window:
+            self.values = collections.deque(self.values, maxlen=max(1, self.window))
+        self.values.append(millis)
+
+    def to_dict(self) -> dict[str, float]:
+        if not self.values:
+            return {"count": self.count}
+        data = sorted(self.values)
+
+        def pct(p: float) -> float:
+            return data[min(len(data) - 1, max(0, int(round(p / 100.0 * len(data) + 0.5)) - 1))]
+
+        return {
+            "count": self.count,
+            "max": data[-1],
+            "min": data[0],
+            "average": sum(data) / len(data),
+            "p50": pct(50),
+            "p90": pct(90),
+            "p99": pct(99),
+        }
+
+
+class ModelWorker:
+    def __init__(
+        self,
+        model_id: str,
+        runtime: Runtime,
+        *,
+        executor: ThreadPoolExecutor,
+        metrics: Metrics,
+        batch_max_size: int,
+        token_budget: int,
+        capacity: int,
+        concurrency: int,
+        stats_window: int = 100,
+    ) -> None:
+        self.model_id = model_id
+        self.runtime = runtime
+        self._executor = executor
+        self._metrics = metrics
+        self.batch_max_size = max(1, batch_max_size)
+        self.token_budget = max(1, token_budget)
+        self.capacity = max(0, capacity)
+        self._queue: collections.deque[_Item] = collections.deque()
+        self._waiting = 0  # admitted requests not yet taken into a batch (tokenizing or queued)
+        self._wakeup = asyncio.Event()
+        self._slots = asyncio.Semaphore(max(1, concurrency))
+        self._runs: set[asyncio.Task] = set()
+        self._batcher: asyncio.Task | None = None
+        self.predict_stats = LatencyStats(window=stats_window)
+        self.inference_stats = LatencyStats(window=stats_window)
+        self.batches = 0
+        self.batched_texts = 0
+        self.max_batch_size = 0
+        self.max_batch_requests = 0
+
+    def start(self) -> None:
+        self._batcher = asyncio.create_task(self._batch_loop(), name=f"batcher-{self.model_id}")
+
+    @property
+    def queue_size(self) -> int:
+        return self._waiting
+
+    # ---- public entry points ----------------------------------------------------------------------------------
+
+    async def infer(self, texts: list[str], parameters: dict | None, alive: Callable[[], bool]) -> InferOutcome:
+        """Run a batchable function (TEXT_EMBEDDING, SPARSE_*) over ``texts``; merged with other requests."""
+        self._admit()
+        loop = asyncio.get_running_loop()
+        try:
+            started = time.perf_counter()
+            try:
+                counts = await loop.run_in_executor(self._executor, self.runtime.count_tokens, texts)
+            except Exception:
+                log.exception("token counting failed for model %s", self.model_id)
+                self._metrics.failures.labels(self.model_id, "tokenization_error").inc()
+                raise InternalError("Failed to tokenize the input") from None
+            self._metrics.tokenization_seconds.labels(self.model_id).observe(time.perf_counter() - started)
+        except BaseException:
+            self._release()
+            raise
+        max_length = int(self.runtime.max_length)
+        truncated = [i for i, n in enumerate(counts) if n > max_length]
+        if truncated:
+            self._metrics.truncated.labels(self.model_id).inc(len(truncated))
+        item = _Item(
+            texts=list(texts),
+            body=None,
+            parameters=parameters,
+            params_key=json.dumps(parameters or {}, sort_keys=True, default=str),
+            tokens=[min(n, max_length) for n in counts],
+            future=loop.create_future(),
+            alive=alive,
+        )
+        results = await self._enqueue(item)
+        return InferOutcome(results=results, truncated=truncated, max_length=max_length)
+
+    async def predict(self, body: dict, alive: Callable[[], bool]) -> list[dict]:
+        """Run a non-batchable function (TEXT_SIMILARITY, QUESTION_ANSWERING) through the same bounded queue."""
+        self._admit()
+        item = _Item(
+            texts=None, body=body, parameters=None, params_key="", tokens=[], future=asyncio.get_running_loop().create_future(), alive=alive
+        )
+        return await self._enqueue(item)
+
+    async def close(self) -> None:
+        if self._batcher is not None:
+            self._batcher.cancel()
+            await asyncio.gather(self._batcher, return_exceptions=True)
+        if self._runs:
+            await asyncio.gather(*self._runs, return_exceptions=True)
+        while self._queue:
+            item = self._queue.popleft()
+            if not item.future.done():
+                item.future.set_exception(MLError("Model not ready yet. Please deploy the model first.", status=400, error_type="illegal_argument_exception"))
+        await asyncio.get_running_loop().run_in_executor(self._executor, self.runtime.close)
+
+    # ---- queue internals ----------------------------------------------------------------------------------------
+
+    def _admit(self) -> None:
+        if self._waiting >= self.capacity:
+            self._metrics.failures.labels(self.model_id, "queue_full").inc()
+            raise TooManyRequests(
+                f"Predict queue of model [{self.model_id}] is full ({self.capacity} requests waiting); retry later"
+            )
+        self._waiting += 1
+        self._metrics.queue_size.labels(self.model_id).set(self._waiting)
+
+    def _release(self, n: int = 1) -> None:
+        self._waiting -= n
+        self._metrics.queue_size.labels(self.model_id).set(self._waiting)
+
+    async def _enqueue(self, item: _Item) -> list[dict]:
+        self._queue.append(item)
+        self._wakeup.set()
+        try:
+            return await item.future
+        except asyncio.CancelledError:
+            item.future.cancel()  # the batcher drops it if it is still queued
+            raise
+
+    async def _batch_loop(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            await self._slots.acquire()
+            batch = self._take_batch()
+            if not self._queue:
+                self._wakeup.clear()
+            if not batch:
+                self._slots.release()
+                continue
+            task = asyncio.create_task(self._run(batch))
+            self._runs.add(task)
+            task.add_done_callback(self._runs.discard)
+
+    def _take_batch(self) -> list[_Item]:
+        batch: list[_Item] = []
+        n_texts = 0
+        n_tokens = 0
+        while self._queue:
+            head = self._queue[0]
+            if head.future.done() or not head.alive():
+                self._queue.popleft()
+                self._release()
+                self._metrics.dropped.labels(self.model_id).inc()
+                if not head.future.done():
+                    head.future.cancel()
+                continue
+            if batch:
+                if not head.batchable or head.params_key != batch[0].params_key:
+                    break
+                if n_texts + len(head.texts or []) > self.batch_max_size or n_tokens + sum(head.tokens) > self.token_budget:
+                    break
+            self._queue.popleft()
+            self._release()
+            batch.append(head)
+            if not head.batchable:
+                break
+            n_texts += len(head.texts or [])
+            n_tokens += sum(head.tokens)
+        return batch
+
+    async def _run(self, batch: list[_Item]) -> None:
+        loop = asyncio.get_running_loop()
+        now = time.perf_counter()
+        for item in batch:
+            self._metrics.queue_seconds.labels(self.model_id).observe(now - item.enqueued)
+        try:
+            if not batch[0].batchable:
+                item = batch[0]
+                started = time.perf_counter()
+                result = await loop.run_in_executor(self._executor, self.runtime.predict, item.body or {})
+                self._record_batch(1, 1, 0, time.perf_counter() - started)
+                if not item.future.done():
+                    item.future.set_result(result)
+                return
+            texts = [t for item in batch for t in item.texts or []]
+            tokens = [n for item in batch for n in item.tokens]
+            results = await self._infer_chunked(texts, tokens, batch[0].parameters, len(batch))
+            offset = 0
+            for item in batch:
+                n = len(item.texts or [])
+                if not item.future.done():
+                    item.future.set_result(results[offset : offset + n])
+                offset += n
+        except MLError as exc:
+            self._fail(batch, exc, "runtime_error")
+        except Exception:
+            log.exception("inference failed for model %s", self.model_id)
+            self._fail(batch, InternalError("Failed to run inference"), "runtime_error")
+        finally:
+            self._slots.release()
+
+    async def _infer_chunked(self, texts: list[str], tokens: list[int], parameters: dict | None, n_requests: int) -> list[dict]:
+        """One runtime call when the batch fits; a single oversized request is split, shortest texts together."""
+        loop = asyncio.get_running_loop()
+        if len(texts) <= self.batch_max_size and sum(tokens) <= self.token_budget:
+            chunks = [list(range(len(texts)))]
+        else:
+            order = sorted(range(len(texts)), key=lambda i: tokens[i])
+            chunks, current, budget = [], [], 0
+            for i in order:
+                if current and (len(current) >= self.batch_max_size or budget + tokens[i] > self.token_budget):
+                    chunks.append(current)
+                    current, budget = [], 0
+                current.append(i)
+                budget += tokens[i]
+            chunks.append(current)
+        out: list[dict | None] = [None] * len(texts)
+        for chunk in chunks:
+            started = time.perf_counter()
+            results = await loop.run_in_executor(self._executor, self.runtime.infer, [texts[i] for i in chunk], parameters)
+            if len(results) != len(chunk):
+                raise InternalError("Runtime returned a wrong number of results")
+            self._record_batch(len(chunk), n_requests, sum(tokens[i] for i in chunk), time.perf_counter() - started)
+            for i, result in zip(chunk, results):
+                out[i] = result
+        return [r for r in out if r is not None]
+
+    def _record_batch(self, size: int, n_requests: int, n_tokens: int, seconds: float) -> None:
+        self.batches += 1
+        self.batched_texts += size
+        self.max_batch_size = max(self.max_batch_size, size)
+        self.max_batch_requests = max(self.max_batch_requests, n_requests)
+        self.inference_stats.add(seconds * 1000.0)
+        m = self._metrics
+        m.batch_size.labels(self.model_id).observe(size)
+        m.batch_requests.labels(self.model_id).observe(n_requests)
+        m.batch_tokens.labels(self.model_id).observe(n_tokens)
+        m.inference_seconds.labels(self.model_id).observe(seconds)
+
+    def _fail(self, batch: Sequence[_Item], exc: MLError, reason: str) -> None:
+        for item in batch:
+            self._metrics.failures.labels(self.model_id, reason).inc()
+            if not item.future.done():
+                item.future.set_exception(exc)
+
+    def batch_stats(self) -> dict[str, Any]:
+        return {
+            "batch_count": self.batches,
+            "text_count": self.batched_texts,
+            "average_batch_size": (self.batched_texts / self.batches) if self.batches else 0.0,
+            "max_batch_size": self.max_batch_size,
+            "max_requests_per_batch": self.max_batch_requests,
+            "queue_size": self.queue_size,
+        }
+
+
+class Deployments:
+    """The models deployed on this node, each with its worker; a shared thread pool runs all blocking work."""
+
+    def __init__(
+        self,
+        *,
+        metrics: Metrics,
+        worker_threads: int,
+        batch_max_size: int,
+        token_budget: int,
+        capacity: int,
+        stats_window: int = 100,
+    ) -> None:
+        self.metrics = metrics
+        self.executor = ThreadPoolExecutor(max_workers=max(1, worker_threads), thread_name_prefix="mlnode-infer")
+        self.concurrency = max(1, worker_threads)
+        self.batch_max_size = batch_max_size
+        self.token_budget = token_budget
+        self.capacity = capacity
+        self.stats_window = stats_window
+        self._workers: dict[str, ModelWorker] = {}
+
+    def get(self, model_id: str) -> ModelWorker | None:
+        return self._workers.get(model_id)
+
+    def ids(self) -> list[str]:
+        return list(self._workers)
+
+    def __len__(self) -> int:
+        return len(self._workers)
+
+    def add(self, model_id: str, runtime: Runtime) -> ModelWorker:
+        worker = ModelWorker(
+            model_id,
+            runtime,
+            executor=self.executor,
+            metrics=self.metrics,
+            batch_max_size=self.batch_max_size,
+            token_budget=self.token_budget,
+            capacity=self.capacity,
+            concurrency=self.concurrency,
+            stats_window=self.stats_window,
+        )
+        worker.start()
+        self._workers[model_id] = worker
+        self.metrics.deployed.set(len(self._workers))
+        return worker
+
+    async def remove(self, model_id: str) -> bool:
+        worker = self._workers.pop(model_id, None)
+        self.metrics.deployed.set(len(self._workers))
+        if worker is None:
+            return False
+        await worker.close()
+        return True
+
+    async def close(self) -> None:
+        for model_id in list(self._workers):
+            try:
+                await self.remove(model_id)
+            except Exception:
+                log.exception("closing model %s failed", model_id)
+        self.executor.shutdown(wait=False, cancel_futures=True)
