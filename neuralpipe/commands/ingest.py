@@ -1,0 +1,168 @@
+"""``neuralpipe ingest``: bulk-load documents through an ingest pipeline into an index.
+
+    neuralpipe ingest corpus.jsonl --index docs --pipeline pipelines/ingest/dense-sparse.yaml
+    neuralpipe ingest data.csv --index docs --opensearch https://localhost:9200 --user admin --no-verify-certs
+    cat docs.jsonl | neuralpipe ingest - --index docs
+
+Stop it at any time (Ctrl-C, kill) and run the same command again: it resumes where the last
+acknowledged bulk ended, without duplicates.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from neuralpipe.ingest.checkpoint import Checkpoint, CheckpointMismatch
+from neuralpipe.ingest.deadletter import DeadLetter
+from neuralpipe.ingest.readers import FORMATS, InputError, count_lines, iter_input, resolve_input
+from neuralpipe.ingest.runner import IngestOptions, IngestRunner, IngestStats
+from neuralpipe.local import add_connection_arguments, client_options, make_client, open_endpoints
+
+log = logging.getLogger(__name__)
+
+DEFAULT_STATE_DIR = Path(".neuralpipe") / "ingest"
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "ingest", help="bulk-load JSONL / CSV / BEIR / stdin through an ingest pipeline into an index",
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("input", help="a .jsonl or .csv file, a BEIR folder (corpus.jsonl), or - for stdin (JSONL)")
+    p.add_argument("--index", required=True, help="target index (created from the pipeline's mapping if missing)")
+    p.add_argument("--pipeline", metavar="FILE", help="ingest pipeline YAML/JSON (the body of PUT _ingest/pipeline/<id>); "
+                                                      "without it documents are written as they are")
+    p.add_argument("--format", choices=FORMATS, default="auto", help="input format (default: from the path)")
+    p.add_argument("--id-field", default="_id",
+                   help="field holding the document id (default: %(default)s); without it: a hash of the content")
+    add_connection_arguments(p)
+    g = p.add_argument_group("throughput and retries")
+    g.add_argument("--batch-size", type=int, default=32, help="documents per pipeline batch (default: %(default)s)")
+    g.add_argument("--concurrency", type=int, default=4, help="pipeline batches in flight (default: %(default)s)")
+    g.add_argument("--bulk-size", type=int, default=200, help="documents per _bulk request (default: %(default)s)")
+    g.add_argument("--max-retries", type=int, default=5, help="retries of 429 / 5xx answers (default: %(default)s)")
+    g.add_argument("--initial-backoff", type=float, default=1.0,
+                   help="seconds before the first retry, doubled each time (default: %(default)s)")
+    g.add_argument("--max-backoff", type=float, default=30.0, help="longest wait between retries (default: %(default)s)")
+    s = p.add_argument_group("resume and reporting")
+    s.add_argument("--state-dir", default=str(DEFAULT_STATE_DIR),
+                   help="where checkpoint and dead-letter files go (default: %(default)s)")
+    s.add_argument("--checkpoint", metavar="FILE", help="checkpoint file (default: in --state-dir, per input and index)")
+    s.add_argument("--dead-letter", metavar="FILE", help="JSONL of failed documents with reasons (default: in --state-dir)")
+    s.add_argument("--restart", action="store_true", help="ignore the checkpoint and start from the first line")
+    s.add_argument("--no-progress", action="store_true", help="no progress bar")
+    s.add_argument("--json", action="store_true", help="print the summary as JSON")
+    return p
+
+
+def _state_paths(args: argparse.Namespace, input_name: str) -> tuple[Path, Path]:
+    tag = hashlib.sha256(input_name.encode()).hexdigest()[:10]
+    base = Path(args.state_dir) / f"{args.index}.{tag}"
+    checkpoint = Path(args.checkpoint) if args.checkpoint else base.with_name(base.name + ".checkpoint.json")
+    dead = Path(args.dead_letter) if args.dead_letter else base.with_name(base.name + ".dead-letter.jsonl")
+    return checkpoint, dead
+
+
+def _validate(args: argparse.Namespace) -> None:
+    for name in ("batch_size", "concurrency", "bulk_size"):
+        if getattr(args, name) < 1:
+            raise InputError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    if args.max_retries < 0:
+        raise InputError(f"--max-retries must be 0 or more, got {args.max_retries}")
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        _validate(args)
+        fmt, file = resolve_input(args.input, args.format)
+    except InputError as exc:
+        print(f"neuralpipe ingest: {exc}", file=sys.stderr)
+        return 2
+    input_name = "stdin" if file == "-" else str(Path(file).resolve())
+    checkpoint_path, dead_path = _state_paths(args, input_name)
+    try:
+        stats = asyncio.run(_ingest(args, fmt, input_name, checkpoint_path, dead_path))
+    except (InputError, CheckpointMismatch) as exc:
+        print(f"neuralpipe ingest: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("neuralpipe ingest: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+    _print_summary(args, stats, checkpoint_path, dead_path)
+    if stats.aborted:
+        return 2
+    return 1 if stats.failed_total else 0
+
+
+async def _ingest(args: argparse.Namespace, fmt: str, input_name: str, checkpoint_path: Path,
+                  dead_path: Path) -> IngestStats:
+    from neuralpipe.ingest.setup import ensure_index, load_ingest_pipeline, read_pipeline_body
+
+    body = read_pipeline_body(Path(args.pipeline)) if args.pipeline else None
+    options = client_options(args)
+    async with open_endpoints(opensearch=args.opensearch, ml_url=args.ml_url, data_dir=Path(args.data_dir),
+                              need_ml=body is not None) as endpoints:
+        client = make_client(endpoints.opensearch_url, options)
+        ml = None
+        try:
+            pipeline = None
+            if body is not None:
+                from neuralpipe.local import make_ml_client
+
+                ml = make_ml_client(endpoints.ml_url, options if not endpoints.embedded or args.ml_url else None)
+                pipeline = await load_ingest_pipeline(Path(args.pipeline).stem, body, ml)
+            created = await ensure_index(client, args.index, body, ml)
+            # a new index holds nothing: an old checkpoint for it would skip documents it never got
+            checkpoint = Checkpoint.open(checkpoint_path, input_name=input_name, index=args.index,
+                                         restart=args.restart or created)
+            total = await asyncio.to_thread(count_lines, args.input, fmt)
+            runner = IngestRunner(
+                client, pipeline=pipeline, checkpoint=checkpoint, dead_letter=DeadLetter(dead_path),
+                options=IngestOptions(index=args.index, batch_size=args.batch_size, concurrency=args.concurrency,
+                                      bulk_size=args.bulk_size, max_retries=args.max_retries,
+                                      initial_backoff=args.initial_backoff, max_backoff=args.max_backoff,
+                                      progress=not args.no_progress))
+            stats = await runner.run(iter_input(args.input, fmt, id_field=args.id_field), total=total)
+            if not stats.aborted:
+                try:
+                    await client.indices.refresh(index=args.index)
+                except Exception:  # noqa: BLE001 - a refresh is a courtesy; the data is acknowledged
+                    log.debug("refresh failed", exc_info=True)
+            return stats
+        finally:
+            await client.close()
+            if ml is not None:
+                await ml.close()
+
+
+def _print_summary(args: argparse.Namespace, stats: IngestStats, checkpoint: Path, dead: Path) -> None:
+    first = stats.first_failures
+    if args.json:
+        out = stats.to_json()
+        out.update({"index": args.index, "checkpoint": str(checkpoint),
+                    "dead_letter": str(dead) if stats.failed_total else None,
+                    "first_failures": [{"line": f.line, "stage": f.stage, "reason": f.reason} for f in first]})
+        print(json.dumps(out, indent=2))
+        return
+    s = stats.to_json()
+    print(f"\ningest into [{args.index}] {'ABORTED: ' + stats.aborted if stats.aborted else 'done'}")
+    print(f"  read        {stats.read:>9,} input records")
+    print(f"  skipped     {stats.skipped:>9,} already done (checkpoint {checkpoint})")
+    print(f"  indexed     {stats.indexed:>9,}  ({s['docs_per_second']:,} docs/s over {stats.elapsed:.1f}s)")
+    print(f"  failed      {stats.failed_total:>9,}  (parse {stats.failed['parse']}, pipeline "
+          f"{stats.failed['pipeline']}, bulk {stats.failed['bulk']})")
+    if stats.retried_429 or stats.retried_5xx or stats.retried_ml:
+        print(f"  retried     bulk 429: {stats.retried_429}, bulk 5xx: {stats.retried_5xx}, ML: {stats.retried_ml}")
+    if stats.failed_total:
+        print(f"  dead-letter {dead}")
+        for f in first:
+            print(f"    line {f.line}: [{f.stage}] {f.reason}")
+    if stats.aborted:
+        print("  run the same command again to resume from the checkpoint")

@@ -1,0 +1,114 @@
+"""`neuralpipe ingest` against a cluster that is busy for a while, and with bad input lines.
+
+The target is tests/neuralpipe/busy_cluster.py, a stand-in for OpenSearch (none can run here)
+that answers 429 / 503 on demand. No pipeline file: these tests are about the bulk path."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from neuralpipe.cli import main
+from tests.neuralpipe.busy_cluster import BusyCluster, BusyClusterServer, BusyPlan
+
+pytestmark = pytest.mark.integration
+
+
+def _write_jsonl(path: Path, n: int) -> list[dict]:
+    docs = [{"_id": f"d{i}", "title": f"title {i}", "text": f"document number {i}"} for i in range(n)]
+    path.write_text("".join(json.dumps(d) + "\n" for d in docs))
+    return docs
+
+
+def _ingest(tmp_path: Path, url: str, input_path: Path, *extra: str) -> int:
+    return main(["ingest", str(input_path), "--index", "docs", "--opensearch", url,
+                 "--state-dir", str(tmp_path / "state"), "--bulk-size", "10", "--batch-size", "8",
+                 "--initial-backoff", "0.01", "--max-backoff", "0.05", *extra])
+
+
+def _dead_letter(tmp_path: Path) -> list[dict]:
+    files = list((tmp_path / "state").glob("*.dead-letter.jsonl"))
+    if not files:
+        return []
+    return [json.loads(line) for line in files[0].read_text().splitlines()]
+
+
+def test_busy_cluster_loses_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    docs = _write_jsonl(tmp_path / "in.jsonl", 95)
+    cluster = BusyCluster(BusyPlan(reject_requests_429=3, reject_requests_503=2, reject_items_429_every=3))
+    with BusyClusterServer(cluster):
+        rc = _ingest(tmp_path, cluster.url, tmp_path / "in.jsonl", "--max-retries", "6")
+    out = capsys.readouterr()
+    assert rc == 0, out
+    # every document is there exactly as read, none lost and none written twice
+    assert set(cluster.docs) == {d["_id"] for d in docs}
+    assert cluster.docs["d7"] == {"title": "title 7", "text": "document number 7"}
+    assert max(cluster.writes.values()) == 1
+    # the cluster really was busy: whole requests and single items were rejected and retried
+    assert cluster.answered[429] == 3 and cluster.answered[503] == 2
+    assert sum(cluster.item_429.values()) >= 10
+    assert "indexed            95" in out.out
+    assert "bulk 429:" in out.out
+    assert "docs/s" in out.err  # the progress bar
+    assert _dead_letter(tmp_path) == []
+
+
+def test_malformed_lines_reported_with_line_numbers(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    lines = [
+        json.dumps({"_id": "a", "text": "first"}),
+        json.dumps({"_id": "b", "text": "second"}),
+        '{"_id": "c", "text": "broken',              # line 3: not JSON
+        json.dumps({"_id": "d", "text": "fourth"}),
+        json.dumps(["not", "an", "object"]),         # line 5: not an object
+        "",                                          # blank: nothing to report
+        json.dumps({"_id": "g", "text": "x", "bad": "y"}),  # line 7: rejected by the cluster's mapping
+        json.dumps({"text": "no id: a content hash names me"}),
+    ]
+    (tmp_path / "in.jsonl").write_text("\n".join(lines) + "\n")
+    cluster = BusyCluster()
+    with BusyClusterServer(cluster):
+        rc = _ingest(tmp_path, cluster.url, tmp_path / "in.jsonl")
+        out = capsys.readouterr().out
+        assert rc == 1  # some documents failed
+        assert {"a", "b", "d"} <= set(cluster.docs) and len(cluster.docs) == 4
+        dead = {d["line"]: d for d in _dead_letter(tmp_path)}
+        assert sorted(dead) == [3, 5, 7]
+        assert dead[3]["stage"] == "parse" and "invalid JSON" in dead[3]["error"]["reason"]
+        assert dead[3]["raw"] == '{"_id": "c", "text": "broken'
+        assert dead[5]["error"]["reason"] == "expected a JSON object, got list"
+        assert dead[7]["stage"] == "bulk" and dead[7]["error"]["type"] == "mapper_parsing_exception"
+        assert dead[7]["id"] == "g" and dead[7]["document"] == {"text": "x", "bad": "y"}
+        assert "line 3: [parse] invalid JSON" in out and "line 7: [bulk]" in out
+
+        # a re-run resumes: nothing left to do, and no failure is reported twice
+        rc = _ingest(tmp_path, cluster.url, tmp_path / "in.jsonl")
+        out = capsys.readouterr().out
+    assert rc == 0
+    assert "skipped             7 already done" in out
+    assert len(_dead_letter(tmp_path)) == 3
+    assert max(cluster.writes.values()) == 1
+
+
+def test_stop_and_resume_without_duplicates(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    docs = _write_jsonl(tmp_path / "in.jsonl", 120)
+    cluster = BusyCluster(BusyPlan(fail_forever_after_docs=50))
+    with BusyClusterServer(cluster):
+        rc = _ingest(tmp_path, cluster.url, tmp_path / "in.jsonl", "--max-retries", "1")
+        out = capsys.readouterr().out
+        assert rc == 2 and "ABORTED" in out and "resume" in out
+        first = dict(cluster.writes)
+        assert 50 <= len(first) < 120
+        checkpoint = json.loads(next((tmp_path / "state").glob("*.checkpoint.json")).read_text())
+        # the checkpoint names only acknowledged lines
+        assert checkpoint["done_count"] <= len(first)
+
+        cluster.plan.fail_forever_after_docs = None  # the cluster is back
+        rc = _ingest(tmp_path, cluster.url, tmp_path / "in.jsonl")
+        out = capsys.readouterr().out
+    assert rc == 0, out
+    assert set(cluster.docs) == {d["_id"] for d in docs}
+    # lines done before the stop were not sent again
+    assert f"skipped     {checkpoint['done_count']:>9,} already done" in out
+    assert sum(cluster.writes.values()) - len(docs) <= len(first) - checkpoint["done_count"]
