@@ -219,3 +219,74 @@ def exact_top_k(
         for row, qid in enumerate(query_ids[start : start + 256]):
             run[qid] = {doc_ids[j]: float(scores[row, j]) for j in top[row]}
     return run
+
+
+# ------------------------------------------------------------------------------------------ methods
+# What `neuralpipe eval` runs: one ingest pipeline (dense + sparse over BEIR's passage) and, per method,
+# a search body in OpenSearch's query DSL plus the search pipeline body that combines hybrid results.
+
+PASSAGE_FIELD = "passage"
+DENSE_FIELD = "passage_embedding"
+SPARSE_FIELD = "passage_sparse"
+
+METHODS = ("dense", "sparse", "bm25", "hybrid_minmax", "hybrid_rrf")
+METHOD_TITLES = {
+    "dense": "dense (neural, knn)",
+    "sparse": "sparse (neural_sparse, doc encoder + tokenizer)",
+    "bm25": "BM25 (match)",
+    "hybrid_minmax": "hybrid bm25+dense, min_max + arithmetic_mean",
+    "hybrid_rrf": "hybrid bm25+dense, rrf (rank_constant 60)",
+}
+
+
+@dataclass(frozen=True)
+class EvalModels:
+    """Model ids (or registered names) used at ingest and at query time."""
+
+    dense: str
+    sparse: str
+    tokenizer: str
+
+
+def ingest_pipeline_body(models: EvalModels, *, batch_size: int = 32) -> dict:
+    """The ``PUT _ingest/pipeline`` body: MiniLM over ``passage`` and the SPLADE doc encoder over ``passage``."""
+    return {
+        "description": "neuralpipe eval: BEIR passage (title + text) -> dense vector + sparse token weights",
+        "processors": [
+            {"text_embedding": {"model_id": models.dense, "field_map": {PASSAGE_FIELD: DENSE_FIELD}, "batch_size": batch_size}},
+            {"sparse_encoding": {"model_id": models.sparse, "field_map": {PASSAGE_FIELD: SPARSE_FIELD}, "batch_size": batch_size}},
+        ],
+    }
+
+
+def eval_document(doc_id: str, doc: Mapping[str, object]) -> dict:
+    """What eval indexes for a BEIR document: its id and the passage BEIR scores (``title + " " + text``)."""
+    return {"_id": doc_id, PASSAGE_FIELD: beir_passage(doc)}
+
+
+def search_pipeline_body(method: str) -> dict | None:
+    """The ``PUT _search/pipeline`` body a method needs (hybrid only)."""
+    if method == "hybrid_minmax":
+        processor = {"normalization-processor": {"normalization": {"technique": "min_max"}, "combination": {"technique": "arithmetic_mean"}}}
+    elif method == "hybrid_rrf":
+        processor = {"score-ranker-processor": {"combination": {"technique": "rrf", "rank_constant": 60}}}
+    else:
+        return None
+    return {"description": f"neuralpipe eval {method}", "phase_results_processors": [processor]}
+
+
+def search_body(method: str, query: str, models: EvalModels, *, k: int = 100) -> dict:
+    """The search body for one query: ``neural`` / ``neural_sparse`` / ``match`` / ``hybrid`` of match + neural."""
+    neural = {"neural": {DENSE_FIELD: {"query_text": query, "model_id": models.dense, "k": k}}}
+    match = {"match": {PASSAGE_FIELD: {"query": query}}}
+    if method == "dense":
+        clause = neural
+    elif method == "sparse":
+        clause = {"neural_sparse": {SPARSE_FIELD: {"query_text": query, "model_id": models.tokenizer}}}
+    elif method == "bm25":
+        clause = match
+    elif method in ("hybrid_minmax", "hybrid_rrf"):
+        clause = {"hybrid": {"queries": [match, neural]}}
+    else:
+        raise ValueError(f"unknown method [{method}], valid: {', '.join(METHODS)}")
+    return {"size": k, "_source": False, "query": clause}
