@@ -1,0 +1,71 @@
+"""SPARSE_ENCODING and SPARSE_TOKENIZE: ``{token: weight}`` maps in ML Commons' shape
+``{"name": "output", "dataAsMap": {"response": [{token: weight}]}}``.
+
+* Encoder: the model's ``output`` [batch, vocab]; every non-zero entry, keyed by the id decoded alone
+  with special tokens skipped (empty keys dropped), heaviest first.
+* Tokenizer: the text's token ids (truncated at max_length, special tokens skipped) de-duplicated,
+  weighted by ``idf.json[token]`` or 1.0 when the token is missing from it (or there is no idf.json).
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from mlnode.runtimes.base import BaseRuntime, find_file
+
+
+def sparse_result(weights: dict[str, float]) -> dict:
+    return {"output": [{"name": "output", "dataAsMap": {"response": [weights]}}]}
+
+
+class SparseEncodingRuntime(BaseRuntime):
+    function_name = "SPARSE_ENCODING"
+    batchable = True
+
+    def infer(self, texts: list[str], parameters: dict | None = None) -> list[dict]:
+        if not texts:
+            return []
+        outputs = self.run(self.tokenizer.encode(list(texts)))
+        matrix = outputs["output"] if "output" in outputs else next(iter(outputs.values()))
+        table = self.tokenizer.decoded()
+        results = []
+        for row in np.asarray(matrix, dtype=np.float32):
+            ids = np.flatnonzero(row)
+            ids = ids[np.argsort(-row[ids], kind="stable")]
+            weights: dict[str, float] = {}
+            for token_id in ids.tolist():
+                token = table[token_id] if token_id < len(table) else ""
+                if token and token not in weights:
+                    weights[token] = float(row[token_id])
+            results.append(sparse_result(weights))
+        return results
+
+
+class SparseTokenizeRuntime(BaseRuntime):
+    function_name = "SPARSE_TOKENIZE"
+    batchable = True
+    needs_model_file = False
+
+    def __init__(self, model_dir, model_doc) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(model_dir, model_doc)
+        idf_path = find_file(self.model_dir, "idf.json", required=False)
+        self.idf: dict[str, float] = (
+            {str(k): float(v) for k, v in json.loads(idf_path.read_text(encoding="utf-8")).items()} if idf_path else {}
+        )
+
+    def infer(self, texts: list[str], parameters: dict | None = None) -> list[dict]:
+        table = self.tokenizer.decoded()
+        results = []
+        for encoding in self.tokenizer.encodings(list(texts)):
+            weights: dict[str, float] = {}
+            for token_id in dict.fromkeys(encoding.ids):
+                if token_id in self.tokenizer.special_ids:
+                    continue
+                key = table[token_id]
+                vocab_token = self.tokenizer.token(token_id) or key
+                if key and key not in weights:
+                    weights[key] = float(self.idf.get(vocab_token, 1.0))
+            results.append(sparse_result(weights))
+        return results
