@@ -1,0 +1,1 @@
+"""Ingest processors: text_embedding, sparse_encoding, text_chunking."""

@@ -1,0 +1,174 @@
+"""An async client for ML Commons' REST API (``/_plugins/_ml``): our ML node's, or an OpenSearch cluster's.
+
+It only needs predict, get model and model search. One aiohttp session per client keeps connections alive.
+Every error the ML node answers surfaces as ``ModelInferenceError`` naming the model id and carrying the node's reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from typing import Any
+
+import aiohttp
+
+from processors.errors import ModelInferenceError, ResourceNotFound
+
+ML_BASE = "/_plugins/_ml"
+DENSE_TARGET = "sentence_embedding"
+
+
+class MLClient:
+    def __init__(self, base_url: str, *, http_auth: tuple[str, str] | None = None, verify_certs: bool = True,
+                 ca_certs: str | None = None, timeout: float = 300.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._auth = aiohttp.BasicAuth(*http_auth) if http_auth else None
+        if ca_certs:
+            self._ssl: ssl.SSLContext | bool = ssl.create_default_context(cafile=ca_certs)
+        else:
+            self._ssl = True if verify_certs else False
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._session: aiohttp.ClientSession | None = None
+        self._models: dict[str, dict[str, Any]] = {}
+        self._names: dict[str, str] = {}
+        self._lock = asyncio.Lock()
+
+    # -- lifecycle -------------------------------------------------------------------------------------------------
+    async def __aenter__(self) -> "MLClient":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._session is not None and not self._session.closed:
+            await self._session.close()
+        self._session = None
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(limit=64, ssl=self._ssl)
+            self._session = aiohttp.ClientSession(connector=connector, auth=self._auth, timeout=self._timeout)
+        return self._session
+
+    async def _request(self, method: str, path: str, body: dict[str, Any] | None, *, model_id: str | None
+                       ) -> dict[str, Any]:
+        url = f"{self.base_url}{ML_BASE}{path}"
+        try:
+            async with self._get_session().request(method, url, json=body) as resp:
+                try:
+                    payload = await resp.json(content_type=None)
+                except ValueError:
+                    payload = {"error": {"type": "exception", "reason": (await resp.text())[:500]}}
+                if resp.status >= 400:
+                    raise _error_from(payload, resp.status, model_id, url)
+                return payload if isinstance(payload, dict) else {"result": payload}
+        except aiohttp.ClientError as exc:
+            what = f"model [{model_id}]" if model_id else "request"
+            raise ModelInferenceError(f"{what}: ML node at [{self.base_url}] unreachable: {exc}", status=503,
+                                      error_type="connect_exception") from exc
+
+    # -- ML Commons calls ------------------------------------------------------------------------------------------
+    async def predict(self, model_id: str, algorithm: str, body: dict[str, Any]) -> dict[str, Any]:
+        return await self._request("POST", f"/_predict/{algorithm}/{model_id}", body, model_id=model_id)
+
+    async def get_model(self, model_id: str) -> dict[str, Any]:
+        cached = self._models.get(model_id)
+        if cached is not None:
+            return cached
+        doc = await self._request("GET", f"/models/{model_id}", None, model_id=model_id)
+        self._models[model_id] = doc
+        return doc
+
+    async def text_embedding(self, model_id: str, texts: list[str]) -> list[list[float]]:
+        if not texts:
+            return []
+        body = {"text_docs": list(texts), "return_number": True, "target_response": [DENSE_TARGET]}
+        payload = await self.predict(model_id, "text_embedding", body)
+        vectors = []
+        for result in payload.get("inference_results", []):
+            tensors = result.get("output", [])
+            tensor = next((t for t in tensors if t.get("name") == DENSE_TARGET), None)
+            if tensor is None:
+                tensor = next((t for t in tensors if "data" in t), None)
+            if tensor is None:
+                raise ModelInferenceError(f"model [{model_id}]: predict output holds no [{DENSE_TARGET}] tensor")
+            vectors.append([float(x) for x in tensor["data"]])
+        _check_count(model_id, texts, vectors)
+        return vectors
+
+    async def sparse_encoding(self, model_id: str, texts: list[str]) -> list[dict[str, float]]:
+        """Token weights per text, from a SPARSE_ENCODING model or a SPARSE_TOKENIZE model (its own predict path)."""
+        if not texts:
+            return []
+        algorithm = await self._algorithm(model_id, default="sparse_encoding")
+        payload = await self.predict(model_id, algorithm, {"text_docs": list(texts)})
+        maps: list[dict[str, float]] = []
+        for result in payload.get("inference_results", []):
+            for tensor in result.get("output", []):
+                for weights in (tensor.get("dataAsMap") or {}).get("response", []):
+                    maps.append({str(k): float(v) for k, v in weights.items()})
+        _check_count(model_id, texts, maps)
+        return maps
+
+    async def _algorithm(self, model_id: str, *, default: str) -> str:
+        try:
+            doc = await self.get_model(model_id)
+        except ModelInferenceError:
+            return default
+        name = doc.get("algorithm") or doc.get("function_name")
+        return str(name).lower() if name else default
+
+    async def resolve_model_id(self, id_or_name: str) -> str:
+        """A model id as given, or the id of the registered model with that name (deployed and newest first)."""
+        if id_or_name in self._names:
+            return self._names[id_or_name]
+        async with self._lock:
+            if id_or_name in self._names:
+                return self._names[id_or_name]
+            try:
+                await self.get_model(id_or_name)
+                resolved = id_or_name
+            except ModelInferenceError as exc:
+                if exc.status != 404:
+                    raise
+                resolved = await self._find_by_name(id_or_name)
+            self._names[id_or_name] = resolved
+            return resolved
+
+    async def _find_by_name(self, name: str) -> str:
+        body = {"query": {"term": {"name.keyword": name}}, "size": 100}
+        try:
+            payload = await self._request("POST", "/models/_search", body, model_id=None)
+        except ModelInferenceError:
+            payload = await self._request("POST", "/models/_search", {"query": {"match_all": {}}, "size": 1000},
+                                          model_id=None)
+        candidates = []
+        for hit in payload.get("hits", {}).get("hits", []):
+            src = hit.get("_source", {})
+            if src.get("name") != name or "chunk_number" in src:
+                continue
+            deployed = src.get("model_state") == "DEPLOYED"
+            candidates.append((deployed, src.get("last_deployed_time") or src.get("created_time") or 0,
+                               hit.get("_id") or src.get("model_id")))
+        if not candidates:
+            raise ResourceNotFound(f"Failed to find model with id or name [{name}] on the ML node [{self.base_url}]")
+        candidates.sort(key=lambda c: (c[0], c[1]), reverse=True)
+        return str(candidates[0][2])
+
+
+def _check_count(model_id: str, texts: list[str], results: list[Any]) -> None:
+    if len(results) != len(texts):
+        raise ModelInferenceError(f"model [{model_id}]: predict returned {len(results)} results for {len(texts)} texts")
+
+
+def _error_from(payload: Any, status: int, model_id: str | None, url: str) -> ModelInferenceError:
+    error = payload.get("error") if isinstance(payload, dict) else None
+    if isinstance(error, dict):
+        reason, etype = str(error.get("reason", error)), str(error.get("type", "exception"))
+    elif error is not None:
+        reason, etype = str(error), "exception"
+    else:
+        reason, etype = str(payload)[:500], "exception"
+    what = f"model [{model_id}]" if model_id else f"[{url}]"
+    return ModelInferenceError(f"{what}: {reason}", status=status, error_type=etype)

@@ -1,0 +1,27 @@
+"""Processor registries keyed by OpenSearch type names. Never import a class from a name written in a file."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from processors.ingest.sparse_encoding import SparseEncodingProcessor
+from processors.ingest.text_chunking import TextChunkingProcessor
+from processors.ingest.text_embedding import TextEmbeddingProcessor
+from processors.search_processors import NeuralQueryEnricher, NormalizationProcessor, ScoreRankerProcessor
+
+INGEST_PROCESSORS: dict[str, Callable[..., Any]] = {
+    TextEmbeddingProcessor.TYPE: TextEmbeddingProcessor.from_config,
+    SparseEncodingProcessor.TYPE: SparseEncodingProcessor.from_config,
+    TextChunkingProcessor.TYPE: TextChunkingProcessor.from_config,
+}
+
+SEARCH_REQUEST_PROCESSORS: dict[str, Callable[..., Any]] = {
+    NeuralQueryEnricher.TYPE: NeuralQueryEnricher.from_config,
+}
+
+SEARCH_RESPONSE_PROCESSORS: dict[str, Callable[..., Any]] = {}
+
+SEARCH_PHASE_RESULTS_PROCESSORS: dict[str, Callable[..., Any]] = {
+    NormalizationProcessor.TYPE: NormalizationProcessor.from_config,
+    ScoreRankerProcessor.TYPE: ScoreRankerProcessor.from_config,
+}
