@@ -1,0 +1,235 @@
+"""Rewriting ``neural`` and ``neural_sparse`` clauses into plain OpenSearch queries, anywhere in a query tree.
+
+Two steps, as neural-search does: collect every clause and infer (one predict call per model for all its texts),
+then replace each clause:
+- ``neural`` -> ``knn`` with the query vector and the clause's k (default 10) or min_score or max_distance, filter
+  (itself rewritten), method_parameters, rescore, expand_nested_docs, boost, _name;
+- ``neural_sparse`` -> ``bool.should`` of ``rank_feature`` clauses ``{field: "<f>.<token>", linear: {}, boost: w}``
+  (Lucene's FeatureField linear query: score = sum of w x stored weight, the same as neural-search's). Tokens that
+  contain "." cannot be addressed as a field path: they are dropped and a warning names them. With
+  ``sparse_mode="neural_sparse"`` the clause is kept as ``neural_sparse`` + ``query_tokens`` instead, for clusters that
+  have neural-search (no token is lost there).
+A query whose clauses are all rewritten never carries a ``neural`` / ``neural_sparse`` clause to the index.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from dataclasses import dataclass, field
+from typing import Any
+
+from processors.errors import IllegalArgument, ParsingError
+from processors.mlclient import MLClient
+from processors.search_processors import NeuralQueryEnricher
+
+NEURAL_PARAMS = {"query_text", "query_image", "model_id", "k", "min_score", "max_distance", "filter",
+                 "method_parameters", "rescore", "expand_nested_docs", "boost", "_name",
+                 "semantic_field_search_analyzer", "query_tokens"}
+SPARSE_PARAMS = {"query_text", "model_id", "query_tokens", "analyzer", "max_token_score", "boost", "_name"}
+KNN_PASSTHROUGH = ("filter", "method_parameters", "rescore", "expand_nested_docs", "boost", "_name")
+DEFAULT_K = 10
+SPARSE_MODES = ("rank_feature", "neural_sparse")
+
+
+@dataclass
+class _Clause:
+    kind: str  # "neural" | "neural_sparse"
+    holder: dict[str, Any]  # the dict {"neural": {...}} replaced in place
+    field: str
+    params: dict[str, Any]
+    model_id: str | None = None
+    result: Any = None
+
+
+@dataclass
+class RewriteResult:
+    query: Any
+    warnings: list[str] = field(default_factory=list)
+
+
+def _single_field(kind: str, spec: Any) -> tuple[str, dict[str, Any]]:
+    if not isinstance(spec, dict) or not spec:
+        raise ParsingError(f"[{kind}] query malformed, no field name found")
+    if len(spec) > 1:
+        names = list(spec)
+        raise ParsingError(f"[{kind}] query doesn't support multiple fields, found [{names[0]}] and [{names[1]}]")
+    name, params = next(iter(spec.items()))
+    if not isinstance(params, dict):
+        raise ParsingError(f"[{kind}] query on field [{name}] must be an object")
+    return name, params
+
+
+# query types whose parameters hold inner queries: type -> (keys holding one query, keys holding a list of queries)
+_COMPOUND: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "bool": (("must", "should", "filter", "must_not"), ("must", "should", "filter", "must_not")),
+    "nested": (("query",), ()),
+    "constant_score": (("filter",), ()),
+    "dis_max": ((), ("queries",)),
+    "function_score": (("query",), ()),
+    "boosting": (("positive", "negative"), ()),
+    "has_child": (("query",), ()),
+    "has_parent": (("query",), ()),
+    "script_score": (("query",), ()),
+}
+
+
+def _walk(query: Any, clauses: list[_Clause], *, top: bool) -> None:
+    if not isinstance(query, dict):
+        return
+    for qtype, spec in query.items():
+        if qtype in ("neural", "neural_sparse"):
+            name, params = _single_field(qtype, spec)
+            clauses.append(_Clause(qtype, query, name, params))
+            if qtype == "neural" and isinstance(params.get("filter"), dict):
+                _walk(params["filter"], clauses, top=False)
+        elif qtype == "hybrid":
+            if not top:
+                raise IllegalArgument("hybrid query must be a top level query and cannot be wrapped into other "
+                                      "queries")
+        elif qtype == "knn" and isinstance(spec, dict):
+            for params in spec.values():
+                if isinstance(params, dict) and isinstance(params.get("filter"), dict):
+                    _walk(params["filter"], clauses, top=False)
+        elif qtype in _COMPOUND and isinstance(spec, dict):
+            single, many = _COMPOUND[qtype]
+            for key in set(single) | set(many):
+                inner = spec.get(key)
+                for q in (inner if isinstance(inner, list) else [inner]):
+                    _walk(q, clauses, top=False)
+            if qtype == "function_score":
+                for fn in spec.get("functions") or []:
+                    if isinstance(fn, dict):
+                        _walk(fn.get("filter"), clauses, top=False)
+
+
+def _validate_neural(c: _Clause) -> None:
+    unknown = sorted(set(c.params) - NEURAL_PARAMS)
+    if unknown:
+        raise ParsingError(f"[neural] query does not support [{unknown[0]}]")
+    errors = []
+    if c.params.get("query_image") is not None:
+        errors.append("query_image is not supported by neuralpipe (no text-image models); use query_text")
+    if c.params.get("semantic_field_search_analyzer") is not None or c.params.get("query_tokens") is not None:
+        errors.append("semantic fields are not supported by neuralpipe; query a knn_vector field with query_text")
+    text = c.params.get("query_text")
+    if not isinstance(text, str) or not text.strip():
+        errors.append("Either query_text or query_image must be provided.")
+    given = [k for k in ("k", "max_distance", "min_score") if c.params.get(k) is not None]
+    if len(given) > 1:
+        errors.append("Only one of k, max_distance, or min_score can be provided")
+    if c.params.get("model_id") == "":
+        errors.append("model_id field can not be empty")
+    elif c.model_id is None:
+        errors.append("model_id must be provided.")
+    if errors:
+        raise IllegalArgument(f"Invalid neural query against the field {c.field}. Errors: {'; '.join(errors)}")
+
+
+def _validate_sparse(c: _Clause) -> None:
+    unknown = sorted(set(c.params) - SPARSE_PARAMS)
+    if unknown:
+        raise ParsingError(f"[neural_sparse] query does not support [{unknown[0]}] field")
+    if c.params.get("analyzer") is not None:
+        raise IllegalArgument("[neural_sparse] analyzer is not supported by neuralpipe (no Lucene analyzers); use "
+                              "model_id with a SPARSE_TOKENIZE model, or query_tokens")
+    tokens = c.params.get("query_tokens")
+    if tokens is not None:
+        if not isinstance(tokens, dict) or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                   for v in tokens.values()):
+            raise ParsingError("[neural_sparse] query_tokens must be an object of token -> weight")
+        return
+    text = c.params.get("query_text")
+    if text is None:
+        raise IllegalArgument("either query_text field or query_tokens field must be provided for [neural_sparse] "
+                              "query")
+    if text == "":
+        raise IllegalArgument("query_text field can not be empty")
+    if c.params.get("model_id") == "":
+        raise IllegalArgument("model_id field can not be empty")
+    if c.model_id is None:
+        raise IllegalArgument("using query_text, model_id field must be provided for [neural_sparse] query")
+
+
+def _model_for(c: _Clause, enrichers: list[NeuralQueryEnricher]) -> str | None:
+    given = c.params.get("model_id")
+    if isinstance(given, str) and given:
+        return given
+    for enricher in enrichers:
+        found = enricher.model_for(c.field)
+        if found:
+            return found
+    return None
+
+
+def _knn(c: _Clause) -> dict[str, Any]:
+    body: dict[str, Any] = {"vector": c.result}
+    given = [k for k in ("k", "max_distance", "min_score") if c.params.get(k) is not None]
+    if given:
+        body[given[0]] = c.params[given[0]]
+    else:
+        body["k"] = DEFAULT_K
+    for key in KNN_PASSTHROUGH:
+        if c.params.get(key) is not None:
+            body[key] = c.params[key]
+    return {"knn": {c.field: body}}
+
+
+def _sparse(c: _Clause, mode: str, warnings: list[str]) -> dict[str, Any]:
+    tokens: dict[str, float] = c.result
+    extra = {k: c.params[k] for k in ("boost", "_name") if c.params.get(k) is not None}
+    if mode == "neural_sparse":
+        return {"neural_sparse": {c.field: {"query_tokens": dict(tokens), **extra}}}
+    dropped = sorted(t for t in tokens if "." in t)
+    if dropped:
+        warnings.append(f"[neural_sparse] field [{c.field}]: dropped query tokens {dropped}: a token containing "
+                        f"'.' cannot be addressed as a rank_feature field path (run with sparse_mode="
+                        f"'neural_sparse' against a cluster with neural-search to keep them)")
+    should = [{"rank_feature": {"field": f"{c.field}.{token}", "linear": {}, "boost": float(weight)}}
+              for token, weight in tokens.items() if "." not in token and weight > 0]
+    if not should:
+        return {"match_none": {}} if not extra.get("_name") else {"match_none": {"_name": extra["_name"]}}
+    return {"bool": {"should": should, **extra}}
+
+
+async def rewrite(query: Any, *, ml: MLClient, enrichers: list[NeuralQueryEnricher] | None = None,
+                  sparse_mode: str = "rank_feature", top_level_hybrid_ok: bool = True) -> RewriteResult:
+    """Return a rewritten deep copy of ``query``."""
+    if sparse_mode not in SPARSE_MODES:
+        raise IllegalArgument(f"sparse_mode [{sparse_mode}] is not one of {list(SPARSE_MODES)}")
+    query = copy.deepcopy(query)
+    clauses: list[_Clause] = []
+    _walk(query, clauses, top=top_level_hybrid_ok)
+    enrichers = enrichers or []
+    for c in clauses:
+        c.model_id = _model_for(c, enrichers)
+        (_validate_neural if c.kind == "neural" else _validate_sparse)(c)
+    await _infer(clauses, ml)
+    warnings: list[str] = []
+    # innermost first: a neural filter inside a neural clause is rewritten before its parent copies it
+    for c in reversed(clauses):
+        new = _knn(c) if c.kind == "neural" else _sparse(c, sparse_mode, warnings)
+        c.holder.clear()
+        c.holder.update(new)
+    return RewriteResult(query, warnings)
+
+
+async def _infer(clauses: list[_Clause], ml: MLClient) -> None:
+    groups: dict[tuple[str, str], list[_Clause]] = {}
+    for c in clauses:
+        if c.kind == "neural_sparse" and c.params.get("query_tokens") is not None:
+            c.result = {str(k): float(v) for k, v in c.params["query_tokens"].items()}
+            continue
+        groups.setdefault((c.kind, str(c.model_id)), []).append(c)
+
+    async def run(kind: str, model_ref: str, members: list[_Clause]) -> None:
+        model_id = await ml.resolve_model_id(model_ref)
+        texts = [m.params["query_text"] for m in members]
+        if kind == "neural":
+            results: list[Any] = await ml.text_embedding(model_id, texts)
+        else:
+            results = await ml.sparse_encoding(model_id, texts)
+        for m, r in zip(members, results):
+            m.result = r
+
+    await asyncio.gather(*(run(kind, ref, members) for (kind, ref), members in groups.items()))
