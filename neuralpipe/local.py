@@ -51,29 +51,17 @@ class ClientOptions:
 def ml_settings(data_dir: Path, config: Path | None = None) -> Any:
     """MLSettings for an embedded ML node storing its models under ``data_dir``.
 
-    Registering the zips the demo packages locally is allowed (``allow_registering_model_via_local_file``),
-    as it is on a developer's own single-node cluster; nothing listens beyond loopback."""
-    from mlnode import settings as ml_settings_mod
+    Registering the zips the demo packages locally is allowed (``allow_registering_model_via_local_file``
+    and ``file://`` URLs), as on a developer's own single-node cluster: the node listens on loopback only."""
+    from mlnode.settings import MLSettings
 
-    return ml_settings_mod.embedded_settings(data_dir, config=config) if hasattr(
-        ml_settings_mod, "embedded_settings") else _ml_settings_fallback(ml_settings_mod, data_dir, config)
+    return MLSettings.load(config, data_dir=data_dir, allow_registering_model_via_local_file=True,
+                           allow_registering_model_via_url=True)
 
 
-def _ml_settings_fallback(mod: Any, data_dir: Path, config: Path | None) -> Any:
-    cls = mod.MLSettings
-    if hasattr(cls, "load"):
-        settings = cls.load(config) if config else cls.load()
-    else:
-        settings = cls()
-    overrides = {"data_dir": data_dir, "allow_registering_model_via_local_file": True}
-    for key, value in overrides.items():
-        if hasattr(settings, key):
-            try:
-                setattr(settings, key, value)
-            except (AttributeError, TypeError):  # frozen dataclass
-                import dataclasses
-                settings = dataclasses.replace(settings, **{key: value})
-    return settings
+def layout(data_dir: Path) -> tuple[Path, Path]:
+    """(ML node dir, data node dir) inside a data dir, as ``neuralpipe serve --roles ml,data`` lays it out."""
+    return data_dir / "ml", data_dir / "data"
 
 
 class LocalNode:
@@ -104,11 +92,11 @@ class LocalNode:
         if "ml" in self.roles:
             from mlnode.app import add_routes as add_ml_routes
 
-            add_ml_routes(app, ml_settings(self.data_dir), root="data" not in self.roles)
+            add_ml_routes(app, ml_settings(layout(self.data_dir)[0]), root="data" not in self.roles)
         if "data" in self.roles:
             from datanode.app import add_routes as add_data_routes
 
-            add_data_routes(app, data_dir=self.data_dir, ml_url=self.ml_url)
+            add_data_routes(app, data_dir=layout(self.data_dir)[1], ml_url=self.ml_url)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         await web.SockSite(self._runner, sock).start()

@@ -23,7 +23,7 @@ from neuralpipe.ingest.checkpoint import Checkpoint, CheckpointMismatch
 from neuralpipe.ingest.deadletter import DeadLetter
 from neuralpipe.ingest.readers import FORMATS, InputError, count_lines, iter_input, resolve_input
 from neuralpipe.ingest.runner import IngestOptions, IngestRunner, IngestStats
-from neuralpipe.local import add_connection_arguments, client_options, make_client, open_endpoints
+from neuralpipe.local import add_connection_arguments, client_options, make_client, make_ml_client, open_endpoints
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +95,13 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("neuralpipe ingest: interrupted; run the same command again to resume", file=sys.stderr)
         return 130
+    except Exception as exc:  # noqa: BLE001 - OpenSearch-shaped errors (bad pipeline, unknown model) for the user
+        if not hasattr(exc, "to_body"):
+            raise
+        print(f"neuralpipe ingest: {exc}", file=sys.stderr)
+        for sub in getattr(exc, "errors", [])[1:]:
+            print(f"  also: {sub}", file=sys.stderr)
+        return 2
     _print_summary(args, stats, checkpoint_path, dead_path)
     if stats.aborted:
         return 2
@@ -114,9 +121,7 @@ async def _ingest(args: argparse.Namespace, fmt: str, input_name: str, checkpoin
         try:
             pipeline = None
             if body is not None:
-                from neuralpipe.local import make_ml_client
-
-                ml = make_ml_client(endpoints.ml_url, options if not endpoints.embedded or args.ml_url else None)
+                ml = make_ml_client(endpoints.ml_url, options)
                 pipeline = await load_ingest_pipeline(Path(args.pipeline).stem, body, ml)
             created = await ensure_index(client, args.index, body, ml)
             # a new index holds nothing: an old checkpoint for it would skip documents it never got

@@ -65,6 +65,12 @@ async def ensure_index(client: Any, index: str, pipeline_body: dict[str, Any] | 
         from processors.mapping import mapping_for_pipeline
 
         body = await mapping_for_pipeline(pipeline_body, ml=ml)
+        # remember which fields and models the pipeline used, so `neuralpipe search` needs no flags
+        from neuralpipe.searching import fields_from_ingest_pipeline
+
+        meta = fields_from_ingest_pipeline(pipeline_body).to_meta()
+        if meta:
+            body.setdefault("mappings", {}).setdefault("_meta", {})["neuralpipe"] = meta
     try:
         await client.indices.create(index=index, body=body or None)
     except RequestError as exc:

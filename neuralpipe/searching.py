@@ -1,0 +1,208 @@
+"""Search runner behind ``neuralpipe search`` and the demo: build the query, run it, print a table.
+
+Queries go through ``processors.search.run_search`` with a ``search_fn`` over opensearch-py, so
+``neural`` / ``neural_sparse`` clauses are rewritten client-side into plain ``knn`` /
+``rank_feature`` queries and ``hybrid`` sub-queries are combined here: a cluster without the
+neural-search plugin (or the embedded data node) returns the same ranking.
+
+Which fields and models a query uses comes, in this order, from the command line, from an ingest
+pipeline file, or from the ``_meta.neuralpipe`` block ``neuralpipe ingest`` writes into the
+mappings of the indices it creates.
+"""
+
+from __future__ import annotations
+
+import shutil
+import textwrap
+from dataclasses import dataclass, field, replace
+from typing import Any, Awaitable, Callable
+
+QUERY_KINDS = ("neural", "sparse", "hybrid", "match")
+
+# The hybrid default when no search pipeline file is given: neural-search's defaults.
+DEFAULT_HYBRID_PIPELINE: dict[str, Any] = {
+    "description": "min_max + arithmetic_mean (neural-search's normalization-processor defaults)",
+    "phase_results_processors": [{"normalization-processor": {
+        "normalization": {"technique": "min_max"},
+        "combination": {"technique": "arithmetic_mean"},
+    }}],
+}
+
+
+class QueryConfigError(Exception):
+    """A query kind needs a field or model nobody named."""
+
+
+@dataclass(frozen=True)
+class QueryFields:
+    """Where the vectors and texts are, and which models encode a query."""
+
+    dense_field: str | None = None
+    dense_model: str | None = None
+    sparse_field: str | None = None
+    sparse_model: str | None = None
+    text_fields: tuple[str, ...] = ()
+    vector_fields: tuple[str, ...] = field(default=())  # left out of displayed _source
+
+    def merged(self, other: "QueryFields") -> "QueryFields":
+        """Fill what this one leaves unset from ``other``."""
+        return replace(self, **{k: getattr(other, k) for k in self.__dataclass_fields__
+                                if not getattr(self, k) and getattr(other, k)})
+
+    def to_meta(self) -> dict[str, Any]:
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items() if v}
+
+    @classmethod
+    def from_meta(cls, meta: dict[str, Any] | None) -> "QueryFields":
+        meta = meta or {}
+        known = {k: meta[k] for k in cls.__dataclass_fields__ if k in meta}
+        for k in ("text_fields", "vector_fields"):
+            if k in known:
+                known[k] = tuple(known[k])
+        return cls(**known)
+
+
+def fields_from_ingest_pipeline(body: dict[str, Any]) -> QueryFields:
+    """Read the first text_embedding / sparse_encoding processor's field_map and model_id."""
+    dense_field = dense_model = sparse_field = sparse_model = None
+    texts: list[str] = []
+    vectors: list[str] = []
+    for proc in body.get("processors", []) or []:
+        for ptype, conf in proc.items():
+            if not isinstance(conf, dict) or ptype not in ("text_embedding", "sparse_encoding"):
+                continue
+            for src, dst in (conf.get("field_map") or {}).items():
+                if not isinstance(dst, str):
+                    continue
+                texts.append(src)
+                vectors.append(dst)
+                if ptype == "text_embedding" and dense_field is None:
+                    dense_field, dense_model = dst, conf.get("model_id")
+                if ptype == "sparse_encoding" and sparse_field is None:
+                    sparse_field, sparse_model = dst, conf.get("model_id")
+    return QueryFields(dense_field=dense_field, dense_model=dense_model, sparse_field=sparse_field,
+                       sparse_model=sparse_model, text_fields=tuple(dict.fromkeys(texts)),
+                       vector_fields=tuple(dict.fromkeys(vectors)))
+
+
+def fields_from_mapping(mapping: dict[str, Any]) -> QueryFields:
+    """From an index's mapping: ``_meta.neuralpipe`` if present, else the knn_vector / rank_features / text fields."""
+    meta = QueryFields.from_meta((mapping.get("_meta") or {}).get("neuralpipe"))
+    dense: list[str] = []
+    sparse: list[str] = []
+    texts: list[str] = []
+    for name, prop in (mapping.get("properties") or {}).items():
+        ftype = prop.get("type")
+        if ftype == "knn_vector":
+            dense.append(name)
+        elif ftype == "rank_features":
+            sparse.append(name)
+        elif ftype == "text":
+            texts.append(name)
+    found = QueryFields(dense_field=dense[0] if dense else None, sparse_field=sparse[0] if sparse else None,
+                        text_fields=tuple(texts), vector_fields=tuple(dense + sparse))
+    return meta.merged(found)
+
+
+def build_query(kind: str, text: str, fields: QueryFields, *, size: int = 10) -> dict[str, Any]:
+    """The OpenSearch search body for one query kind."""
+    if kind not in QUERY_KINDS:
+        raise QueryConfigError(f"unknown query kind [{kind}], valid: {', '.join(QUERY_KINDS)}")
+    body: dict[str, Any] = {"size": size, "query": _clause(kind, text, fields, size)}
+    if fields.vector_fields:
+        body["_source"] = {"excludes": list(fields.vector_fields)}
+    return body
+
+
+def _clause(kind: str, text: str, f: QueryFields, size: int) -> dict[str, Any]:
+    if kind == "neural":
+        _need(f.dense_field, "a knn_vector field", "--field")
+        _need(f.dense_model, "the dense model", "--model-id")
+        return {"neural": {f.dense_field: {"query_text": text, "model_id": f.dense_model, "k": max(size, 10)}}}
+    if kind == "sparse":
+        _need(f.sparse_field, "a rank_features field", "--sparse-field")
+        _need(f.sparse_model, "the sparse (or tokenizer) model", "--sparse-model-id")
+        return {"neural_sparse": {f.sparse_field: {"query_text": text, "model_id": f.sparse_model}}}
+    if kind == "match":
+        _need(f.text_fields, "a text field", "--text-field")
+        if len(f.text_fields) == 1:
+            return {"match": {f.text_fields[0]: {"query": text}}}
+        return {"bool": {"should": [{"match": {t: {"query": text}}} for t in f.text_fields]}}
+    # hybrid: every kind this index supports, combined by the search pipeline
+    queries = []
+    if f.text_fields:
+        queries.append(_clause("match", text, f, size))
+    if f.dense_field and f.dense_model:
+        queries.append(_clause("neural", text, f, size))
+    if f.sparse_field and f.sparse_model:
+        queries.append(_clause("sparse", text, f, size))
+    if len(queries) < 2:
+        raise QueryConfigError("a hybrid query needs at least two of: a text field, a dense field + model, "
+                               "a sparse field + model")
+    return {"hybrid": {"queries": queries}}
+
+
+def _need(value: Any, what: str, flag: str) -> None:
+    if not value:
+        raise QueryConfigError(f"this query needs {what}: pass {flag}, --ingest-pipeline FILE, "
+                               "or search an index created by `neuralpipe ingest`")
+
+
+SearchFn = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]
+
+
+def opensearch_search_fn(client: Any) -> SearchFn:
+    async def search_fn(index: str, body: dict[str, Any]) -> dict[str, Any]:
+        return await client.search(index=index, body=body)
+
+    return search_fn
+
+
+async def execute(index: str, body: dict[str, Any], *, client: Any, ml: Any, pipeline: Any = None) -> dict[str, Any]:
+    """Run one search body through the processors' search runner over opensearch-py."""
+    from processors.search import run_search
+
+    return await run_search(index, body, search_fn=opensearch_search_fn(client), ml=ml, pipeline=pipeline)
+
+
+# ---- output -----------------------------------------------------------------------------------------------------
+def snippet(source: dict[str, Any], text_fields: tuple[str, ...], width: int) -> str:
+    parts: list[str] = []
+    for name in text_fields or ():
+        value = source.get(name)
+        if isinstance(value, str) and value.strip():
+            parts.append(value.strip())
+    if not parts:  # no known text field: the first strings of the document
+        parts = [v for v in source.values() if isinstance(v, str) and v.strip()][:2]
+    text = " | ".join(" ".join(p.split()) for p in parts)
+    return textwrap.shorten(text, width=max(width, 20), placeholder=" …") if text else ""
+
+
+def format_table(response: dict[str, Any], *, text_fields: tuple[str, ...] = (), width: int | None = None,
+                 title: str | None = None) -> str:
+    """rank | score | id | snippet, one line per hit, sized to the terminal."""
+    width = width or shutil.get_terminal_size((120, 24)).columns
+    hits = response.get("hits", {}).get("hits", [])
+    total = response.get("hits", {}).get("total")
+    total_n = total.get("value") if isinstance(total, dict) else total
+    lines = []
+    if title:
+        lines.append(title)
+    if not hits:
+        lines.append("  (no hits)")
+        return "\n".join(lines)
+    id_w = min(max(len(str(h.get("_id"))) for h in hits), 24)
+    head = f"{'rank':>4}  {'score':>9}  {'id':<{id_w}}  snippet"
+    lines.append(head)
+    lines.append("-" * min(width, max(len(head), 60)))
+    snip_w = max(width - (4 + 2 + 9 + 2 + id_w + 2), 30)
+    for rank, hit in enumerate(hits, start=1):
+        score = hit.get("_score")
+        score_s = f"{score:9.4f}" if isinstance(score, (int, float)) else f"{'-':>9}"
+        doc_id = str(hit.get("_id"))
+        if len(doc_id) > id_w:
+            doc_id = doc_id[: id_w - 1] + "…"
+        lines.append(f"{rank:>4}  {score_s}  {doc_id:<{id_w}}  {snippet(hit.get('_source') or {}, text_fields, snip_w)}")
+    if total_n is not None:
+        lines.append(f"({len(hits)} of {total_n} hits, took {response.get('took', '?')} ms)")
+    return "\n".join(lines)
