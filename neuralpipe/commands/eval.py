@@ -125,7 +125,8 @@ class EvalContext:
     index: str
     models: EvalModels
     client: Any  # AsyncOpenSearch
-    ml: Any  # MLClient (cached)
+    ml: Any  # MLClient: ingest (batched predict calls)
+    query_ml: Any  # CachingML over the same client: query-time inference, once per (model, text)
     k: int
     concurrency: int
     facts: dict[str, Any] = field(default_factory=dict)
@@ -169,7 +170,7 @@ async def run_eval(args: argparse.Namespace) -> EvalReport:
                     models = EvalModels(*[await raw_ml.resolve_model_id(m) for m in given])
                 else:
                     models = await _deploy_offline_models(ends.ml_url, dataset, Path(args.data_dir))
-                ctx = EvalContext(dataset, index, models, client, CachingML(raw_ml), args.k, max(1, args.concurrency))
+                ctx = EvalContext(dataset, index, models, client, raw_ml, CachingML(raw_ml), args.k, max(1, args.concurrency))
                 await ensure_index(ctx, exact=args.exact, reingest=args.reingest, batch_size=args.batch_size)
                 runs = await run_queries(ctx, methods)
         finally:
@@ -324,7 +325,7 @@ async def run_queries(ctx: EvalContext, methods: list[str]) -> dict[str, Run]:
     for method in methods:
         body = search_pipeline_body(method)
         if body is not None:
-            pipelines[method] = await _maybe_await(SearchPipeline.from_body(f"neuralpipe-eval-{method}", body, ml=ctx.ml))
+            pipelines[method] = await _maybe_await(SearchPipeline.from_body(f"neuralpipe-eval-{method}", body, ml=ctx.query_ml))
 
     async def search_fn(index: str, body: dict) -> dict:
         return await ctx.client.search(index=index, body=body)
@@ -336,7 +337,7 @@ async def run_queries(ctx: EvalContext, methods: list[str]) -> dict[str, Run]:
     async def one(qid: str, text: str, method: str) -> None:
         async with sem:
             body = search_body(method, text, ctx.models, k=ctx.k)
-            resp = await run_search(ctx.index, body, search_fn=search_fn, ml=ctx.ml, pipeline=pipelines.get(method))
+            resp = await run_search(ctx.index, body, search_fn=search_fn, ml=ctx.query_ml, pipeline=pipelines.get(method))
             runs[method][qid] = run_from_hits(resp["hits"]["hits"])
             progress.advance()
 
