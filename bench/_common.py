@@ -282,3 +282,50 @@ def report(title: str, rows: list[tuple[str, Any]]) -> None:
     print(f"   machine: {machine()}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
     for label, value in rows:
         print(f"   {label}: {value}")
+
+
+# ------------------------------------------------------------------------------------------- load driver
+
+
+def drive(url: str, bodies: list[Any], *, concurrency: int, timeout: float = 600.0) -> dict[str, Any]:
+    """POST every body to ``url`` with ``concurrency`` requests in flight (aiohttp, keep-alive); bounded by the
+    number of bodies. Returns elapsed seconds, per-request latencies (ms) and the non-200 answers."""
+    import asyncio
+
+    import aiohttp
+
+    async def run() -> dict[str, Any]:
+        latencies: list[float] = []
+        errors: list[str] = []
+        queue: asyncio.Queue = asyncio.Queue()
+        for b in bodies:
+            queue.put_nowait(b)
+        connector = aiohttp.TCPConnector(limit=concurrency)
+        async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=timeout)) as session:
+
+            async def worker() -> None:
+                while True:
+                    try:
+                        body = queue.get_nowait()
+                    except asyncio.QueueEmpty:
+                        return
+                    t0 = time.perf_counter()
+                    async with session.post(url, json=body) as resp:
+                        payload = await resp.read()
+                        json.loads(payload)
+                        if resp.status != 200:
+                            errors.append(f"{resp.status}: {payload[:200]!r}")
+                    latencies.append((time.perf_counter() - t0) * 1000)
+
+            start = time.perf_counter()
+            await asyncio.gather(*(worker() for _ in range(concurrency)))
+            elapsed = time.perf_counter() - start
+        return {"elapsed": elapsed, "latencies_ms": latencies, "errors": errors}
+
+    return asyncio.run(run())
+
+
+def percentile(values: list[float], q: float) -> float:
+    import numpy as np
+
+    return float(np.percentile(np.asarray(values), q)) if values else float("nan")
