@@ -63,6 +63,10 @@ class MLClient:
                 if resp.status >= 400:
                     raise _error_from(payload, resp.status, model_id, url)
                 return payload if isinstance(payload, dict) else {"result": payload}
+        except asyncio.TimeoutError as exc:
+            what = f"model [{model_id}]" if model_id else "request"
+            raise ModelInferenceError(f"{what}: ML node at [{self.base_url}] did not answer within "
+                                      f"{self._timeout.total}s", status=504, error_type="timeout_exception") from exc
         except aiohttp.ClientError as exc:
             what = f"model [{model_id}]" if model_id else "request"
             raise ModelInferenceError(f"{what}: ML node at [{self.base_url}] unreachable: {exc}", status=503,

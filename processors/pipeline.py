@@ -135,6 +135,13 @@ class IngestPipeline:
             raise processor_config_error(errors)
         return cls(pipeline_id, body, processors, on_failure, ml)
 
+    async def prepare(self) -> None:
+        """Resolve model names to ids through the ML node (also done lazily by the first run)."""
+        for proc in [*self.processors, *self.on_failure]:
+            await proc.prepare(self.ml)
+            for handler in proc.options.on_failure:
+                await handler.prepare(self.ml)
+
     def model_refs(self) -> list[str]:
         refs: list[str] = []
         for proc in [*self.processors, *self.on_failure]:
@@ -266,6 +273,14 @@ class SearchPipeline:
 
     def model_refs(self) -> list[str]:
         return [m for e in self.enrichers for m in e.model_refs()]
+
+    async def prepare(self) -> None:
+        """Resolve the enrichers' model names to ids through the ML node."""
+        for enricher in self.enrichers:
+            if enricher.default_model_id:
+                enricher.default_model_id = await self.ml.resolve_model_id(enricher.default_model_id)
+            for name, ref in list(enricher.field_defaults.items()):
+                enricher.field_defaults[name] = await self.ml.resolve_model_id(ref)
 
 
 # -- files ---------------------------------------------------------------------------------------------------------
