@@ -1,0 +1,115 @@
+"""The ML node application: ``create_app(settings)`` and ``add_routes(app, settings, root=...)``.
+
+``add_routes`` lets one process host several roles: ``neuralpipe serve --roles ml,data`` builds one application,
+adds the ML routes with ``root=False`` and lets the data node answer ``GET /``.
+Resources (store, thread pool, deployed models, background tasks) open and close in ``app.cleanup_ctx``; models
+deployed before a restart are deployed again before the node starts answering.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import AsyncIterator, Awaitable, Callable
+
+from aiohttp import web
+
+from mlnode import keys
+from mlnode.batching import Deployments
+from mlnode.errors import InternalError, MLError, error_body
+from mlnode.metrics import Metrics
+from mlnode.routes import ml_routes, root_routes
+from mlnode.settings import MLSettings
+from mlnode.store import Store
+from mlnode.tasks import Backends, TaskRunner
+
+log = logging.getLogger(__name__)
+
+ML_PREFIX = "/_plugins/_ml"
+CLIENT_MAX_SIZE = 11 * 1024 * 1024  # model chunks are up to 10 MB
+
+
+def _is_ml_path(path: str) -> bool:
+    return path.startswith(ML_PREFIX) or path in ("/_cluster/settings",) or path in ("/", "/health", "/metrics")
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+    """One place that turns domain errors into OpenSearch's error body; never leaks a 500's exception text."""
+    if not _is_ml_path(request.path):
+        return await handler(request)
+    try:
+        return await handler(request)
+    except MLError as exc:
+        if exc.status >= 500:
+            log.error("%s %s failed: %s", request.method, request.path, exc.reason)
+        return web.json_response(exc.to_body(), status=exc.status)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        if exc.status == 404:
+            reason = f"no handler found for uri [{request.path}] and method [{request.method}]"
+            return web.json_response(error_body(reason, 400, "illegal_argument_exception"), status=400)
+        if exc.status == 405:
+            allowed = ", ".join(sorted(getattr(exc, "allowed_methods", ()) or ()))
+            reason = f"Incorrect HTTP method for uri [{request.path}] and method [{request.method}], allowed: [{allowed}]"
+            return web.json_response(error_body(reason, 405, "exception"), status=405)
+        return web.json_response(error_body(exc.reason or "request failed", exc.status, "exception"), status=exc.status)
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("%s %s failed", request.method, request.path)
+        return web.json_response(InternalError("Internal error; see the ML node's log").to_body(), status=500)
+
+
+def _resources(settings: MLSettings, backends: Backends) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        store = Store(settings.data_dir)
+        await asyncio.to_thread(store.load)
+        app[keys.STORE] = store
+        state: dict = {"config": dict(settings.ml_commons), "transient": {}}
+        app[keys.READY] = state
+        persisted = store.cluster_settings.get("persistent", {})
+        try:
+            settings.apply({name: settings.coerce(name, value) for name, value in persisted.items()})
+        except MLError as exc:
+            log.error("ignoring persisted cluster settings: %s", exc.reason)
+        metrics = Metrics()
+        app[keys.METRICS] = metrics
+        deployments = Deployments(
+            metrics=metrics,
+            worker_threads=settings.worker_threads,
+            batch_max_size=settings.batch_max_size,
+            token_budget=settings.batch_token_budget,
+            capacity=settings.queue_capacity,
+            stats_window=int(settings.get("monitoring_request_count")) or 1,
+        )
+        app[keys.DEPLOYMENTS] = deployments
+        runner = TaskRunner(store=store, settings=settings, deployments=deployments, backends=backends)
+        app[keys.TASKS] = runner
+        await runner.recover()
+        state["ready"] = True
+        try:
+            yield
+        finally:
+            state["ready"] = False
+            await runner.close()
+            await deployments.close()
+
+    return ctx
+
+
+def add_routes(app: web.Application, settings: MLSettings, *, root: bool = True, backends: Backends | None = None) -> None:
+    """Add the ML node's routes, state and resources to ``app`` (its own or one shared with the data role)."""
+    app[keys.SETTINGS] = settings
+    app.middlewares.append(error_middleware)
+    app.cleanup_ctx.append(_resources(settings, backends or Backends()))
+    app.router.add_routes(ml_routes())
+    if root:
+        app.router.add_routes(root_routes())
+
+
+def create_app(settings: MLSettings, *, backends: Backends | None = None) -> web.Application:
+    app = web.Application(client_max_size=CLIENT_MAX_SIZE)
+    add_routes(app, settings, root=True, backends=backends)
+    return app

@@ -1,0 +1,122 @@
+"""Predict request parsing and response shaping, as ML Commons does for local models.
+
+The runtime always returns every output tensor with numbers; here the request's ``target_response``,
+``target_response_positions``, ``return_number`` and ``return_bytes`` shape what the client gets.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from mlnode.errors import IllegalArgument, ParsingError
+
+ALGORITHMS = ("text_embedding", "sparse_encoding", "sparse_tokenize", "text_similarity", "question_answering")
+BATCHABLE = ("TEXT_EMBEDDING", "SPARSE_ENCODING", "SPARSE_TOKENIZE")
+_NUMPY_TYPES = {"FLOAT32": "<f4", "FLOAT64": "<f8", "FLOAT16": "<f2", "INT32": "<i4", "INT64": "<i8", "INT8": "i1", "UINT8": "u1"}
+
+
+@dataclass
+class PredictRequest:
+    function_name: str
+    texts: list[str] | None = None
+    body: dict[str, Any] = field(default_factory=dict)
+    parameters: dict[str, Any] | None = None
+    return_number: bool = True
+    return_bytes: bool = False
+    target_response: list[str] | None = None
+    target_response_positions: list[int] | None = None
+
+
+def check_algorithm(algorithm: str) -> str:
+    name = algorithm.lower()
+    if name not in ALGORITHMS:
+        raise IllegalArgument(f"Wrong function name [{algorithm}]; local models here serve: {', '.join(ALGORITHMS)}")
+    return name.upper()
+
+
+def _bool(body: dict[str, Any], key: str, default: bool) -> bool:
+    value = body.get(key, default)
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    raise ParsingError(f"[{key}] must be a boolean, got [{value}]")
+
+
+def _str_list(body: dict[str, Any], key: str, *, required: bool, empty_message: str) -> list[str] | None:
+    value = body.get(key)
+    if value is None:
+        if required:
+            raise IllegalArgument(empty_message)
+        return None
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list):
+        raise ParsingError(f"[{key}] must be an array of strings, got [{type(value).__name__}]")
+    if required and not value:
+        raise IllegalArgument(empty_message)
+    for i, item in enumerate(value):
+        if not isinstance(item, str):
+            raise IllegalArgument(f"[{key}] must be an array of strings; item [{i}] is [{item!r}]")
+    return list(value)
+
+
+def parse_predict(function_name: str, body: Any) -> PredictRequest:
+    """``function_name`` is the deployed model's (ML Commons runs the model's own function)."""
+    if not isinstance(body, dict):
+        raise ParsingError("predict request body must be a JSON object")
+    parameters = body.get("parameters")
+    if parameters is not None and not isinstance(parameters, dict):
+        raise ParsingError("[parameters] must be an object")
+    positions = body.get("target_response_positions")
+    if positions is not None and (not isinstance(positions, list) or not all(isinstance(p, int) for p in positions)):
+        raise ParsingError("[target_response_positions] must be an array of integers")
+    req = PredictRequest(
+        function_name=function_name,
+        body=body,
+        parameters=parameters,
+        return_number=_bool(body, "return_number", True),
+        return_bytes=_bool(body, "return_bytes", False),
+        target_response=_str_list(body, "target_response", required=False, empty_message=""),
+        target_response_positions=positions,
+    )
+    if function_name in BATCHABLE:
+        req.texts = _str_list(body, "text_docs", required=True, empty_message="Empty text docs")
+    elif function_name == "TEXT_SIMILARITY":
+        query = body.get("query_text")
+        if not isinstance(query, str) or not query:
+            raise IllegalArgument("[query_text] is required for text_similarity and must be a non-empty string")
+        _str_list(body, "text_docs", required=True, empty_message="Empty text docs")
+    elif function_name == "QUESTION_ANSWERING":
+        for key in ("question", "context"):
+            if not isinstance(body.get(key), str) or not body[key]:
+                raise IllegalArgument(f"[{key}] is required for question_answering and must be a non-empty string")
+    return req
+
+
+def _shape_tensor(tensor: dict[str, Any], req: PredictRequest) -> dict[str, Any]:
+    out = dict(tensor)
+    data = out.get("data")
+    if data is not None and req.return_bytes:
+        dtype = _NUMPY_TYPES.get(str(out.get("data_type", "FLOAT32")).upper(), "<f4")
+        raw = np.asarray(data, dtype=dtype).tobytes()
+        out["byte_buffer"] = {"array": base64.b64encode(raw).decode("ascii"), "order": "LITTLE_ENDIAN"}
+    if not req.return_number:
+        out.pop("data", None)
+    return out
+
+
+def shape_results(results: list[dict[str, Any]], req: PredictRequest) -> dict[str, Any]:
+    shaped = []
+    for result in results:
+        tensors = result.get("output", [])
+        if req.target_response_positions is not None:
+            tensors = [t for i, t in enumerate(tensors) if i in set(req.target_response_positions)]
+        if req.target_response is not None:
+            tensors = [t for t in tensors if t.get("name") in req.target_response]
+        shaped.append({**result, "output": [_shape_tensor(t, req) for t in tensors]})
+    return {"inference_results": shaped}

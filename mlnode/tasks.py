@@ -1,0 +1,401 @@
+"""ML Commons tasks: registration and deployment run in the background and are tracked as task documents.
+
+Task documents carry ML Commons' fields (task_id, model_id, task_type, function_name, state, worker_node,
+create_time, last_update_time, error, is_async) and states (CREATED -> RUNNING -> COMPLETED | FAILED).
+A failed registration removes the model it was creating; a failed deploy puts the model back in the state it had,
+so a bad zip or a bad deploy leaves the store as it was (the FAILED task stays, with its error, for the user).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+import aiohttp
+
+from mlnode.batching import Deployments, Runtime
+from mlnode.errors import CircuitBreaking, IllegalArgument, InternalError, MLError
+from mlnode.settings import MLSettings
+from mlnode.store import Store, new_id, now_ms
+
+log = logging.getLogger(__name__)
+
+FUNCTION_NAMES = ("TEXT_EMBEDDING", "SPARSE_ENCODING", "SPARSE_TOKENIZE", "TEXT_SIMILARITY", "QUESTION_ANSWERING")
+MODEL_FORMATS = ("TORCH_SCRIPT", "ONNX")
+ACTIVE_TASK_STATES = ("CREATED", "RUNNING")
+DEPLOYABLE_STATES = ("REGISTERED", "DEPLOYED", "UNDEPLOYED", "DEPLOY_FAILED", "PARTIALLY_DEPLOYED")
+
+MEMORY_CB_MESSAGE = "Memory Circuit Breaker is open, please check your resources!"
+MAX_MODELS_MESSAGE = "Exceed max local model per node limit"
+
+
+class UserFacingError(MLError):
+    """A task failure whose message is meant for the user (bad zip, hash mismatch, unreachable URL)."""
+
+    status = 400
+    error_type = "illegal_argument_exception"
+
+
+def _default_load_runtime(model_dir: Path, model_doc: dict) -> Runtime:
+    from mlnode.runtimes import load_runtime
+
+    return load_runtime(model_dir, model_doc)
+
+
+def _default_validate_and_extract(zip_path: Path, dest_dir: Path, **kwargs: Any) -> Path:
+    from mlnode.zipcheck import validate_and_extract
+
+    return validate_and_extract(zip_path, dest_dir, **kwargs)
+
+
+def _default_catalog(path: Path | None) -> Any:
+    from mlnode.catalog import Catalog
+
+    return Catalog.load(path)
+
+
+@dataclass
+class Backends:
+    """The pieces engineer "models" provides (runtimes, zip validation, pretrained catalog); tests may swap them."""
+
+    load_runtime: Callable[[Path, dict], Runtime] = _default_load_runtime
+    validate_and_extract: Callable[..., Path] = _default_validate_and_extract
+    load_catalog: Callable[[Path | None], Any] = _default_catalog
+    _catalog: Any = field(default=None, repr=False)
+
+    def catalog(self, path: Path | None) -> Any:
+        if self._catalog is None:
+            self._catalog = self.load_catalog(path)
+        return self._catalog
+
+
+def memory_used_percent() -> float:
+    """System memory in use, as the native memory circuit breaker measures it (Linux /proc/meminfo)."""
+    info: dict[str, int] = {}
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                key, _, rest = line.partition(":")
+                info[key] = int(rest.split()[0])
+    except OSError:
+        return 0.0
+    total = info.get("MemTotal", 0)
+    available = info.get("MemAvailable", info.get("MemFree", 0))
+    return 100.0 * (total - available) / total if total else 0.0
+
+
+def _is_user_error(exc: BaseException) -> bool:
+    return isinstance(exc, (ValueError, FileNotFoundError, UserFacingError)) or type(exc).__name__ in (
+        "ZipValidationError",
+        "UnknownPretrainedModel",
+        "BadZipFile",
+    )
+
+
+class TaskRunner:
+    """Creates task documents, runs their work in the background and owns the register/deploy operations."""
+
+    def __init__(self, *, store: Store, settings: MLSettings, deployments: Deployments, backends: Backends) -> None:
+        self.store = store
+        self.settings = settings
+        self.deployments = deployments
+        self.backends = backends
+        self._running: dict[str, asyncio.Task] = {}
+        self._deploy_locks: dict[str, asyncio.Lock] = {}
+
+    # ---- task documents ----------------------------------------------------------------------------------------
+
+    async def create_task(self, task_type: str, function_name: str | None, model_id: str | None) -> str:
+        task_id = new_id()
+        now = now_ms()
+        doc: dict[str, Any] = {
+            "task_type": task_type,
+            "function_name": function_name,
+            "state": "CREATED",
+            "worker_node": [self.settings.node_name],
+            "create_time": now,
+            "last_update_time": now,
+            "is_async": True,
+        }
+        if model_id is not None:
+            doc["model_id"] = model_id
+        await self.store.put("tasks", task_id, doc)
+        return task_id
+
+    async def _set_task(self, task_id: str, **fields: Any) -> None:
+        await self.store.update("tasks", task_id, last_update_time=now_ms(), **fields)
+
+    def spawn(self, task_id: str, work: Callable[[], Awaitable[None]], on_failure: Callable[[], Awaitable[None]] | None = None) -> asyncio.Task:
+        async def run() -> None:
+            try:
+                await self._set_task(task_id, state="RUNNING")
+                await asyncio.wait_for(work(), timeout=self.settings.get("ml_task_timeout_in_seconds"))
+                await self._set_task(task_id, state="COMPLETED")
+            except asyncio.CancelledError:
+                await asyncio.shield(self._fail_task(task_id, "Task cancelled: the node is shutting down", on_failure))
+                raise
+            except Exception as exc:
+                if isinstance(exc, MLError):
+                    message = exc.reason
+                elif isinstance(exc, asyncio.TimeoutError):
+                    message = f"Task timed out after {self.settings.get('ml_task_timeout_in_seconds')} seconds"
+                elif _is_user_error(exc):
+                    message = str(exc)
+                else:
+                    log.exception("task %s failed", task_id)
+                    message = "Internal error; see the ML node's log"
+                await self._fail_task(task_id, message, on_failure)
+            finally:
+                self._running.pop(task_id, None)
+
+        task = asyncio.create_task(run(), name=f"mltask-{task_id}")
+        self._running[task_id] = task
+        return task
+
+    async def _fail_task(self, task_id: str, message: str, on_failure: Callable[[], Awaitable[None]] | None) -> None:
+        if on_failure is not None:
+            try:
+                await on_failure()
+            except Exception:
+                log.exception("rolling back after task %s failed", task_id)
+        await self._set_task(task_id, state="FAILED", error=message)
+
+    def is_running(self, task_id: str) -> bool:
+        return task_id in self._running
+
+    async def wait_all(self) -> None:
+        while self._running:
+            await asyncio.gather(*list(self._running.values()), return_exceptions=True)
+
+    async def close(self) -> None:
+        for task in list(self._running.values()):
+            task.cancel()
+        await asyncio.gather(*list(self._running.values()), return_exceptions=True)
+
+    # ---- registration ------------------------------------------------------------------------------------------
+
+    async def start_registration(self, model_id: str, body: dict[str, Any], *, source: str, deploy: bool) -> str:
+        """The model document (REGISTERING) exists; fetch + validate + unpack the zip in a REGISTER_MODEL task."""
+        doc = self.store.get("models", model_id) or {}
+        task_id = await self.create_task("REGISTER_MODEL", doc.get("algorithm"), model_id)
+
+        async def work() -> None:
+            staging = await asyncio.to_thread(self.store.staging_dir)
+            try:
+                if source == "pretrained":
+                    packaged = await asyncio.to_thread(
+                        self.backends.catalog(self.settings.catalog).resolve,
+                        body["name"],
+                        body["version"],
+                        body["model_format"],
+                        self.settings.resolved_cache_dir,
+                    )
+                    config = dict(packaged.config)
+                    zip_path = Path(packaged.zip_path)
+                    updates = _fields_from_config(config)
+                    if "algorithm" in updates:
+                        await self._set_task(task_id, function_name=updates["algorithm"])
+                else:
+                    zip_path = staging / "model.zip"
+                    await self._download(body["url"], zip_path)
+                    updates = {}
+                current = self.store.get("models", model_id) or {}
+                merged = {**current, **updates}
+                unpacked = staging / "model"
+                await asyncio.to_thread(
+                    self.backends.validate_and_extract,
+                    zip_path,
+                    unpacked,
+                    model_format=merged["model_format"],
+                    function_name=merged["algorithm"],
+                    expected_hash=merged.get("model_content_hash_value"),
+                    max_bytes=self.settings.max_zip_bytes,
+                )
+                size = zip_path.stat().st_size
+                await asyncio.to_thread(self.store.commit_model_dir, unpacked, model_id)
+            finally:
+                await asyncio.to_thread(shutil.rmtree, staging, True)
+            await self.finish_registration(model_id, {**updates, "model_content_size_in_bytes": size, "total_chunks": 1})
+            if deploy:
+                await self.start_deploy(model_id)
+
+        async def rollback() -> None:
+            await self.store.delete("models", model_id)
+            await asyncio.to_thread(self.store.remove_model_files, model_id)
+
+        self.spawn(task_id, work, rollback)
+        return task_id
+
+    async def finish_registration(self, model_id: str, updates: dict[str, Any]) -> None:
+        doc = self.store.get("models", model_id) or {}
+        now = now_ms()
+        group_id = doc.get("model_group_id")
+        if group_id and (group := self.store.get("model_groups", group_id)) is not None:
+            version = int(doc.get("model_version", 1))
+            if int(group.get("latest_version", 0)) < version:
+                await self.store.update("model_groups", group_id, latest_version=version, last_updated_time=now)
+        await self.store.update(
+            "models", model_id, **updates, model_state="REGISTERED", last_registered_time=now, last_updated_time=now
+        )
+
+    async def _download(self, url: str, dest: Path) -> None:
+        cap = self.settings.max_zip_bytes
+        parsed = urllib.parse.urlparse(url)
+        if parsed.scheme == "file":
+            source = Path(urllib.request.url2pathname(parsed.path))
+            if not source.is_file():
+                raise UserFacingError(f"Model file not found at url [{url}]")
+            if source.stat().st_size > cap:
+                raise UserFacingError(f"Model zip is larger than the limit of {cap} bytes")
+            await asyncio.to_thread(shutil.copyfile, source, dest)
+            return
+        if parsed.scheme not in ("http", "https"):
+            raise UserFacingError(f"Unsupported url scheme [{parsed.scheme}]; supported: http, https, file")
+        timeout = aiohttp.ClientTimeout(total=self.settings.get("ml_task_timeout_in_seconds"))
+        try:
+            async with aiohttp.ClientSession(timeout=timeout) as session, session.get(url) as response:
+                if response.status != 200:
+                    raise UserFacingError(f"Failed to download model from [{url}]: HTTP {response.status}")
+                written = 0
+                with open(dest, "wb") as fh:
+                    async for chunk in response.content.iter_chunked(1 << 20):
+                        written += len(chunk)
+                        if written > cap:
+                            raise UserFacingError(f"Model zip is larger than the limit of {cap} bytes")
+                        await asyncio.to_thread(fh.write, chunk)
+        except aiohttp.ClientError as exc:
+            raise UserFacingError(f"Failed to download model from [{url}]: {type(exc).__name__}") from None
+
+    # ---- deployment --------------------------------------------------------------------------------------------
+
+    def check_deploy_limits(self, model_id: str) -> None:
+        """ML Commons' deploy-time checks: the native memory circuit breaker and max_model_on_node."""
+        if self.deployments.get(model_id) is not None:
+            return
+        threshold = int(self.settings.get("native_memory_threshold"))
+        if threshold < 100 and memory_used_percent() > threshold:
+            raise CircuitBreaking(MEMORY_CB_MESSAGE)
+        if len(self.deployments) >= int(self.settings.get("max_model_on_node")):
+            raise IllegalArgument(MAX_MODELS_MESSAGE)
+
+    async def start_deploy(self, model_id: str) -> str:
+        doc = self.store.get("models", model_id) or {}
+        task_id = await self.create_task("DEPLOY_MODEL", doc.get("algorithm"), model_id)
+        previous = doc.get("model_state", "REGISTERED")
+        if previous == "DEPLOYING":
+            previous = "REGISTERED"
+        if self.deployments.get(model_id) is None:
+            await self.store.update("models", model_id, model_state="DEPLOYING", last_updated_time=now_ms())
+
+        async def work() -> None:
+            await self.deploy_now(model_id)
+
+        async def rollback() -> None:
+            if self.deployments.get(model_id) is None and self.store.get("models", model_id) is not None:
+                await self.store.update("models", model_id, model_state=previous, last_updated_time=now_ms())
+
+        self.spawn(task_id, work, rollback)
+        return task_id
+
+    async def deploy_now(self, model_id: str) -> None:
+        lock = self._deploy_locks.setdefault(model_id, asyncio.Lock())
+        async with lock:
+            if self.deployments.get(model_id) is not None:
+                await self._mark_deployed(model_id)
+                return
+            doc = self.store.get("models", model_id)
+            if doc is None:
+                raise UserFacingError(f"Failed to find model with the provided model id: {model_id}")
+            self.check_deploy_limits(model_id)
+            model_dir = self.store.model_dir(model_id)
+            if not model_dir.is_dir():
+                raise UserFacingError(f"Model [{model_id}] has no model content; register or upload it first")
+            runtime_doc = {**doc, "function_name": doc.get("algorithm"), "model_id": model_id}
+            runtime = await asyncio.to_thread(self.backends.load_runtime, model_dir, runtime_doc)
+            self.deployments.add(model_id, runtime)
+            try:
+                await self._mark_deployed(model_id)
+            except BaseException:
+                await self.deployments.remove(model_id)
+                raise
+
+    async def _mark_deployed(self, model_id: str) -> None:
+        now = now_ms()
+        await self.store.update(
+            "models",
+            model_id,
+            model_state="DEPLOYED",
+            last_deployed_time=now,
+            last_updated_time=now,
+            planning_worker_node_count=1,
+            current_worker_node_count=1,
+            planning_worker_nodes=[self.settings.node_name],
+            deploy_to_all_nodes=True,
+        )
+
+    async def undeploy(self, model_id: str) -> bool:
+        removed = await self.deployments.remove(model_id)
+        if self.store.get("models", model_id) is not None and (removed or self.store.get("models", model_id).get("model_state") in ("DEPLOYED", "DEPLOYING", "PARTIALLY_DEPLOYED")):
+            now = now_ms()
+            await self.store.update(
+                "models", model_id, model_state="UNDEPLOYED", last_undeployed_time=now, last_updated_time=now,
+                current_worker_node_count=0, planning_worker_node_count=0, planning_worker_nodes=[],
+            )
+        return removed
+
+    # ---- restart -----------------------------------------------------------------------------------------------
+
+    async def recover(self) -> None:
+        """After a restart: fail unfinished tasks, drop half-registered models, redeploy what was deployed."""
+        for task_id, task in self.store.all("tasks"):
+            if task.get("state") in ACTIVE_TASK_STATES:
+                await self._set_task(task_id, state="FAILED", error="The ML node restarted before the task finished")
+        redeploy = []
+        for model_id, doc in self.store.all("models"):
+            state = doc.get("model_state")
+            if state == "REGISTERING" and not doc.get("total_chunks"):
+                await self.store.delete("models", model_id)
+                await asyncio.to_thread(self.store.remove_model_files, model_id)
+            elif state in ("DEPLOYED", "DEPLOYING", "PARTIALLY_DEPLOYED"):
+                redeploy.append(model_id)
+        for model_id in redeploy:
+            if not self.settings.get("model_auto_redeploy.enable"):
+                await self.store.update("models", model_id, model_state="UNDEPLOYED", last_updated_time=now_ms())
+                continue
+            try:
+                await self.deploy_now(model_id)
+            except Exception as exc:
+                reason = exc.reason if isinstance(exc, MLError) else type(exc).__name__
+                log.error("redeploying model %s at start failed: %s", model_id, reason)
+                await self.store.update("models", model_id, model_state="DEPLOY_FAILED", last_updated_time=now_ms())
+
+
+def _fields_from_config(config: dict[str, Any]) -> dict[str, Any]:
+    """Model document fields taken from a packaged model's config.json (what ML Commons reads from it)."""
+    out: dict[str, Any] = {}
+    if "function_name" in config:
+        out["algorithm"] = str(config["function_name"]).upper()
+    for key in ("description", "model_format", "model_config", "model_content_hash_value"):
+        if config.get(key) is not None:
+            out[key] = config[key]
+    return out
+
+
+__all__ = [
+    "Backends",
+    "FUNCTION_NAMES",
+    "MODEL_FORMATS",
+    "DEPLOYABLE_STATES",
+    "MEMORY_CB_MESSAGE",
+    "MAX_MODELS_MESSAGE",
+    "TaskRunner",
+    "UserFacingError",
+    "InternalError",
+    "memory_used_percent",
+]

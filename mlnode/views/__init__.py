@@ -1,0 +1,1 @@
+"""HTTP views of the ML node, one module per ML Commons resource."""

@@ -1,0 +1,58 @@
+"""Helpers shared by the views: JSON bodies, typed app state, ML Commons lookups."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+from mlnode import keys
+from mlnode.errors import NotFound, ParsingError
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response(body, status=status, headers=headers, dumps=lambda o: json.dumps(o, ensure_ascii=False))
+
+
+async def read_json(request: web.Request, *, required: bool = True) -> dict[str, Any]:
+    raw = await request.read()
+    if not raw.strip():
+        if required:
+            raise ParsingError("request body is required")
+        return {}
+    try:
+        body = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ParsingError(f"Failed to parse request body as JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise ParsingError("request body must be a JSON object")
+    return body
+
+
+def model_or_404(request: web.Request, model_id: str) -> dict[str, Any]:
+    doc = request.app[keys.STORE].get("models", model_id)
+    if doc is None:
+        raise NotFound(f"Failed to find model with the provided model id: {model_id}")
+    return doc
+
+
+def bool_param(request: web.Request, name: str, default: bool = False) -> bool:
+    value = request.query.get(name)
+    if value is None:
+        return default
+    if value == "" or value.lower() == "true":
+        return True
+    if value.lower() == "false":
+        return False
+    raise ParsingError(f"Failed to parse value [{value}] as only [true] or [false] are allowed.")
+
+
+def client_alive(request: web.Request):
+    """A callable telling whether the client of ``request`` is still connected."""
+
+    def alive() -> bool:
+        transport = request.transport
+        return transport is not None and not transport.is_closing()
+
+    return alive

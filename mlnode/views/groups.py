@@ -1,0 +1,63 @@
+"""Model groups: POST _register, GET {id}, GET|POST _search, DELETE {id} (only when empty)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from mlnode import keys
+from mlnode.errors import Conflict, IllegalArgument, NotFound
+from mlnode.store import new_id, now_ms
+from mlnode.views.common import json_response, read_json
+
+ACCESS_MODES = ("public", "private", "restricted")
+
+
+async def create_group(request: web.Request, name: str, description: str | None = None, access: str = "public") -> str:
+    store = request.app[keys.STORE]
+    for group_id, group in store.all("model_groups"):
+        if group.get("name") == name:
+            raise IllegalArgument(f"The name you provided is already being used by a model group with ID: {group_id}.")
+    group_id = new_id()
+    now = now_ms()
+    doc = {"name": name, "latest_version": 0, "access": access, "created_time": now, "last_updated_time": now}
+    if description is not None:
+        doc["description"] = description
+    await store.put("model_groups", group_id, doc)
+    return group_id
+
+
+async def register(request: web.Request) -> web.Response:
+    body = await read_json(request)
+    name = body.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise IllegalArgument("Model group name can't be null or empty")
+    access = body.get("access_mode", "public")
+    if access not in ACCESS_MODES:
+        raise IllegalArgument(f"Invalid access mode [{access}]; valid: {', '.join(ACCESS_MODES)}")
+    description = body.get("description")
+    group_id = await create_group(request, name.strip(), description if isinstance(description, str) else None, access)
+    return json_response({"model_group_id": group_id, "status": "CREATED"})
+
+
+async def get(request: web.Request) -> web.Response:
+    group_id = request.match_info["model_group_id"]
+    doc = request.app[keys.STORE].get("model_groups", group_id)
+    if doc is None:
+        raise NotFound(f"Failed to find model group with the provided model group id: {group_id}")
+    return json_response(doc)
+
+
+async def search(request: web.Request) -> web.Response:
+    body = await read_json(request, required=False)
+    return json_response(request.app[keys.STORE].search("model_groups", body))
+
+
+async def delete(request: web.Request) -> web.Response:
+    store = request.app[keys.STORE]
+    group_id = request.match_info["model_group_id"]
+    if store.get("model_groups", group_id) is None:
+        raise NotFound("Failed to find model group")
+    if any(doc.get("model_group_id") == group_id for _, doc in store.all("models")):
+        raise Conflict("Cannot delete the model group when it has associated model versions")
+    await store.delete("model_groups", group_id)
+    return json_response(store.index_response("model_groups", group_id, "deleted"))

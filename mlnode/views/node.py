@@ -1,0 +1,216 @@
+"""Node-level routes: GET / (once ready), health, _cluster/settings, profile, stats, Prometheus /metrics."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from aiohttp import web
+
+from mlnode import keys
+from mlnode.settings import PREFIX, flatten_settings
+from mlnode.views.common import bool_param, json_response, read_json
+
+VERSION = "0.1.0"
+
+
+async def root(request: web.Request) -> web.Response:
+    settings = request.app[keys.SETTINGS]
+    return json_response(
+        {
+            "name": settings.node_name,
+            "cluster_name": "neuralpipe",
+            "version": {"distribution": "neuralpipe-mlnode", "number": VERSION},
+            "roles": ["ml"],
+            "tagline": "ML Commons-compatible local model serving",
+        }
+    )
+
+
+async def health(request: web.Request) -> web.Response:
+    deployments = request.app[keys.DEPLOYMENTS]
+    return json_response({"status": "green", "deployed_models": len(deployments), "node": request.app[keys.SETTINGS].node_name})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    from prometheus_client import CONTENT_TYPE_LATEST
+
+    body = request.app[keys.METRICS].render()
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+# ---- _cluster/settings ---------------------------------------------------------------------------------------------
+
+
+def _nest(flat: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in flat.items():
+        node = out
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return out
+
+
+def _render(flat: dict[str, Any], flat_settings: bool) -> dict[str, Any]:
+    return dict(flat) if flat_settings else _nest(flat)
+
+
+async def get_cluster_settings(request: web.Request) -> web.Response:
+    settings = request.app[keys.SETTINGS]
+    store = request.app[keys.STORE]
+    flat = bool_param(request, "flat_settings")
+    persistent = {PREFIX + k: v for k, v in store.cluster_settings.get("persistent", {}).items()}
+    transient = {PREFIX + k: v for k, v in request.app[keys.READY].get("transient", {}).items()}
+    body: dict[str, Any] = {"persistent": _render(persistent, flat), "transient": _render(transient, flat)}
+    if bool_param(request, "include_defaults"):
+        body["defaults"] = _render(settings.as_flat(), flat)
+    return json_response(body)
+
+
+async def put_cluster_settings(request: web.Request) -> web.Response:
+    """Accepts OpenSearch's body; only ``plugins.ml_commons.*`` settings mean something on this node."""
+    settings = request.app[keys.SETTINGS]
+    store = request.app[keys.STORE]
+    body = await read_json(request)
+    validated: dict[str, dict[str, Any]] = {}
+    for scope in ("persistent", "transient"):
+        section = body.get(scope) or {}
+        if not isinstance(section, dict):
+            from mlnode.errors import ParsingError
+
+            raise ParsingError(f"[{scope}] must be an object")
+        values = {}
+        for key, value in flatten_settings(section).items():
+            if not key.startswith(PREFIX):
+                from mlnode.errors import IllegalArgument
+
+                raise IllegalArgument(f"{scope} setting [{key}], not recognized by this ML node (only {PREFIX}* settings)")
+            name = key.removeprefix(PREFIX)
+            values[name] = settings.coerce(name, value, scope=scope)
+        validated[scope] = values
+    # all validated: apply and persist
+    persistent = dict(store.cluster_settings.get("persistent", {}))
+    for name, value in validated["persistent"].items():
+        if value is None or body_value_is_null(body, "persistent", name):
+            persistent.pop(name, None)
+        else:
+            persistent[name] = value
+    transient = request.app[keys.READY].setdefault("transient", {})
+    for name, value in validated["transient"].items():
+        if body_value_is_null(body, "transient", name):
+            transient.pop(name, None)
+        else:
+            transient[name] = value
+    await store.put_cluster_settings({"persistent": persistent})
+    effective = {k: settings.defaults[k] for k in settings.defaults}
+    effective.update(request.app[keys.READY].get("config", {}))
+    effective.update(persistent)
+    effective.update(transient)
+    settings.apply(effective)
+    return json_response(
+        {
+            "acknowledged": True,
+            "persistent": _nest({PREFIX + k: v for k, v in validated["persistent"].items() if not body_value_is_null(body, "persistent", k)}),
+            "transient": _nest({PREFIX + k: v for k, v in validated["transient"].items() if not body_value_is_null(body, "transient", k)}),
+        }
+    )
+
+
+def body_value_is_null(body: dict[str, Any], scope: str, name: str) -> bool:
+    flat = flatten_settings(body.get(scope) or {})
+    return (PREFIX + name) in flat and flat[PREFIX + name] is None
+
+
+# ---- profile and stats ---------------------------------------------------------------------------------------------
+
+
+def _model_profile(request: web.Request, model_id: str, doc: dict[str, Any]) -> dict[str, Any]:
+    node = request.app[keys.SETTINGS].node_name
+    worker = request.app[keys.DEPLOYMENTS].get(model_id)
+    entry: dict[str, Any] = {"model_state": doc.get("model_state")}
+    if worker is not None:
+        entry["predictor"] = f"{type(worker.runtime).__name__}@{id(worker.runtime):x}"
+        entry["target_worker_nodes"] = [node]
+        entry["worker_nodes"] = [node]
+        entry["model_inference_stats"] = worker.inference_stats.to_dict()
+        entry["predict_request_stats"] = worker.predict_stats.to_dict()
+        entry["batch_stats"] = worker.batch_stats()  # neuralpipe extra: cross-request batching
+    return entry
+
+
+async def profile(request: web.Request) -> web.Response:
+    store = request.app[keys.STORE]
+    node = request.app[keys.SETTINGS].node_name
+    kind = request.match_info.get("kind")
+    ids_param = request.match_info.get("ids")
+    wanted = set(ids_param.split(",")) if ids_param else None
+    node_body: dict[str, Any] = {}
+    if kind in (None, "models"):
+        models = {}
+        for model_id, doc in store.all("models"):
+            if wanted is not None and model_id not in wanted:
+                continue
+            if wanted is None and request.app[keys.DEPLOYMENTS].get(model_id) is None:
+                continue
+            models[model_id] = _model_profile(request, model_id, doc)
+        if models:
+            node_body["models"] = models
+    if kind in (None, "tasks"):
+        tasks = {}
+        for task_id, doc in store.all("tasks"):
+            if wanted is not None and task_id not in wanted:
+                continue
+            if wanted is None and doc.get("state") not in ("CREATED", "RUNNING"):
+                continue
+            tasks[task_id] = doc
+        if tasks:
+            node_body["tasks"] = tasks
+    return json_response({"nodes": {node: node_body}} if node_body else {})
+
+
+async def stats(request: web.Request) -> web.Response:
+    app = request.app
+    store = app[keys.STORE]
+    node = app[keys.SETTINGS].node_name
+    deployments = app[keys.DEPLOYMENTS]
+    requests = sum(w.predict_stats.count for w in (deployments.get(m) for m in deployments.ids()) if w)
+    failures = 0
+    for metric in app[keys.METRICS].failures.collect():
+        failures += int(sum(s.value for s in metric.samples if s.name.endswith("_total")))
+    models: dict[str, Any] = {}
+    algorithms: dict[str, Any] = {}
+    for model_id in deployments.ids():
+        worker = deployments.get(model_id)
+        if worker is None:
+            continue
+        models[model_id] = {"predict": {"ml_action_request_count": worker.predict_stats.count}}
+        algo = str(worker.runtime.function_name).lower()
+        algorithms.setdefault(algo, {"predict": {"ml_action_request_count": 0}})
+        algorithms[algo]["predict"]["ml_action_request_count"] += worker.predict_stats.count
+    node_stats = {
+        "ml_executing_task_count": sum(1 for _, t in store.all("tasks") if t.get("state") in ("CREATED", "RUNNING")),
+        "ml_request_count": requests,
+        "ml_failure_count": failures,
+        "ml_deployed_model_count": len(deployments),
+        "ml_circuit_breaker_trigger_count": app[keys.READY].get("cb_trips", 0),
+        "ml_jvm_heap_usage": 0,
+        "algorithms": algorithms,
+        "models": models,
+    }
+    body: dict[str, Any] = {
+        "nodes": {node: node_stats},
+        "ml_model_index_status": "green",
+        "ml_task_index_status": "green",
+        "ml_model_count": len(store.all("models")),
+        "ml_connector_count": 0,
+        "ml_config_index_status": "green",
+        "ml_process_id": os.getpid(),
+    }
+    stat = request.match_info.get("stat")
+    if stat:
+        names = set(stat.split(","))
+        body = {k: v for k, v in body.items() if k in names or k == "nodes"}
+        body["nodes"] = {node: {k: v for k, v in node_stats.items() if k in names}}
+    return json_response(body)

@@ -1,0 +1,58 @@
+"""``POST _predict/{algorithm}/{model_id}`` and ``POST models/{model_id}/_predict``.
+
+Truncation is reported additively: texts longer than the model's max length are embedded from their first
+``max_length`` tokens (as ML Commons does), and the response carries ``X-Neuralpipe-Truncated: <indices>`` plus
+``X-Neuralpipe-Max-Length`` so a client can tell; the JSON body stays exactly ML Commons'.
+"""
+
+from __future__ import annotations
+
+import time
+
+from aiohttp import web
+
+from mlnode import keys
+from mlnode.errors import IllegalArgument
+from mlnode.predict import check_algorithm, parse_predict, shape_results
+from mlnode.views.common import client_alive, json_response, model_or_404, read_json
+
+NOT_DEPLOYED = "Model not ready yet. Please deploy the model first."
+TRUNCATED_HEADER = "X-Neuralpipe-Truncated"
+MAX_LENGTH_HEADER = "X-Neuralpipe-Max-Length"
+
+
+async def predict(request: web.Request) -> web.Response:
+    algorithm = request.match_info.get("algorithm")
+    if algorithm is not None:
+        check_algorithm(algorithm)
+    model_id = request.match_info["model_id"]
+    return await _predict(request, model_id)
+
+
+async def _predict(request: web.Request, model_id: str) -> web.Response:
+    started = time.perf_counter()
+    app = request.app
+    metrics = app[keys.METRICS]
+    doc = model_or_404(request, model_id)
+    worker = app[keys.DEPLOYMENTS].get(model_id)
+    if worker is None:
+        metrics.failures.labels(model_id, "not_deployed").inc()
+        raise IllegalArgument(NOT_DEPLOYED)
+    metrics.requests.labels(model_id).inc()
+    function_name = str(doc.get("algorithm") or worker.runtime.function_name).upper()
+    body = await read_json(request)
+    req = parse_predict(function_name, body)
+    headers: dict[str, str] = {}
+    if req.texts is not None:
+        outcome = await worker.infer(req.texts, req.parameters, client_alive(request))
+        results = outcome.results
+        if outcome.truncated:
+            headers[TRUNCATED_HEADER] = ",".join(str(i) for i in outcome.truncated)
+            headers[MAX_LENGTH_HEADER] = str(outcome.max_length)
+    else:
+        results = await worker.predict(body, client_alive(request))
+    response = json_response(shape_results(results, req), headers=headers)
+    elapsed = time.perf_counter() - started
+    worker.predict_stats.add(elapsed * 1000.0)
+    metrics.request_seconds.labels(model_id).observe(elapsed)
+    return response

@@ -1,0 +1,34 @@
+"""Tasks: GET {id}, GET|POST _search, DELETE {id}."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from mlnode import keys
+from mlnode.errors import IllegalArgument, NotFound
+from mlnode.views.common import json_response, read_json
+
+
+async def get(request: web.Request) -> web.Response:
+    task_id = request.match_info["task_id"]
+    doc = request.app[keys.STORE].get("tasks", task_id)
+    if doc is None:
+        raise NotFound("Failed to find task")
+    return json_response(doc)
+
+
+async def search(request: web.Request) -> web.Response:
+    body = await read_json(request, required=False)
+    return json_response(request.app[keys.STORE].search("tasks", body))
+
+
+async def delete(request: web.Request) -> web.Response:
+    store = request.app[keys.STORE]
+    task_id = request.match_info["task_id"]
+    doc = store.get("tasks", task_id)
+    if doc is None:
+        raise NotFound("Failed to find task")
+    if doc.get("state") == "RUNNING" or request.app[keys.TASKS].is_running(task_id):
+        raise IllegalArgument("Task cannot be deleted in running state. Try after some time.")
+    await store.delete("tasks", task_id)
+    return json_response(store.index_response("tasks", task_id, "deleted"))
