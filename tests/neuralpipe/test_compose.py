@@ -66,7 +66,7 @@ def test_named_volumes_and_ports(compose: dict) -> None:
 
 def test_dockerfile_runs_the_ml_node() -> None:
     lines = [line.strip() for line in (ROOT / "Dockerfile").read_text().splitlines()]
-    cmd = [line for line in lines if line.startswith("CMD ")]
+    cmd = [line for line in lines if line.startswith("CMD [")]  # (the HEALTHCHECK continuation also starts with CMD)
     assert len(cmd) == 1
     argv = json.loads(cmd[0][4:])
     assert argv[:4] == ["neuralpipe", "serve", "--roles", "ml"]
