@@ -1,0 +1,341 @@
+"""In-memory per-field indexes of one scope (the root documents, or the objects of one nested path).
+
+Slots are positions in the scope, assigned in write order; a removed slot stays dead. Every
+structure here is rebuilt from SQLite at start, so none of it needs to be durable.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import faiss
+import numpy as np
+
+from . import similarity
+from .mapping import VectorSpec
+
+
+class Grow:
+    """A numpy array that grows along axis 0 by doubling."""
+
+    def __init__(self, dtype: Any, width: int | None = None, fill: Any = 0) -> None:
+        self.width = width
+        self.fill = fill
+        shape = (16, width) if width else (16,)
+        self.data = np.full(shape, fill, dtype=dtype)
+        self.n = 0
+
+    def append(self, value: Any) -> int:
+        if self.n == self.data.shape[0]:
+            extra = np.full_like(self.data, self.fill)
+            self.data = np.concatenate([self.data, extra])
+        self.data[self.n] = value
+        self.n += 1
+        return self.n - 1
+
+    def view(self) -> np.ndarray:
+        return self.data[: self.n]
+
+
+class TermField:
+    """Postings for a text field (analysed tokens, BM25 with norms) or a keyword field (exact values,
+    no norms: Lucene reads norm 1 and counts each distinct value once)."""
+
+    def __init__(self, *, norms: bool) -> None:
+        self.norms = norms
+        self.postings: dict[str, dict[int, int]] = {}
+        self.slot_terms: dict[int, Counter[str]] = {}
+        self.slot_length: dict[int, int] = {}
+        self.norm_bytes = Grow(np.uint8)
+        self.doc_count = 0
+        self.sum_ttf = 0
+
+    def add(self, slot: int, tokens: list[str]) -> None:
+        counts = Counter(tokens) if self.norms else Counter(set(tokens))
+        length = len(tokens) if self.norms else len(counts)
+        while self.norm_bytes.n <= slot:
+            self.norm_bytes.append(0)
+        self.norm_bytes.data[slot] = similarity.int_to_byte4(length) if self.norms else 1
+        for term, tf in counts.items():
+            self.postings.setdefault(term, {})[slot] = tf
+        self.slot_terms[slot] = counts
+        self.slot_length[slot] = length
+        self.doc_count += 1
+        self.sum_ttf += length
+
+    def remove(self, slot: int) -> None:
+        counts = self.slot_terms.pop(slot, None)
+        if counts is None:
+            return
+        for term in counts:
+            posting = self.postings[term]
+            del posting[slot]
+            if not posting:
+                del self.postings[term]
+        self.doc_count -= 1
+        self.sum_ttf -= self.slot_length.pop(slot)
+
+    def has(self, slot: int) -> bool:
+        return slot in self.slot_terms
+
+    def slots_with_field(self) -> np.ndarray:
+        return np.fromiter(self.slot_terms.keys(), dtype=np.int64, count=len(self.slot_terms))
+
+    def matching(self, term: str) -> np.ndarray:
+        posting = self.postings.get(term)
+        if not posting:
+            return np.empty(0, dtype=np.int64)
+        return np.fromiter(posting.keys(), dtype=np.int64, count=len(posting))
+
+    def score(self, term: str, boost: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+        """Slots containing ``term`` and their BM25 scores (Lucene BM25Similarity)."""
+        posting = self.postings.get(term)
+        if not posting:
+            return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
+        slots = np.fromiter(posting.keys(), dtype=np.int64, count=len(posting))
+        freqs = np.fromiter(posting.values(), dtype=np.float32, count=len(posting))
+        weight = float(np.float32(boost) * np.float32(similarity.idf(len(posting), self.doc_count)))
+        avgdl = similarity.avg_length(self.sum_ttf, self.doc_count)
+        return slots, similarity.bm25(freqs, self.norm_bytes.data[slots], weight=weight, avgdl=avgdl)
+
+
+class ValueField:
+    """Numeric, boolean and date values per slot, for term, terms and range."""
+
+    def __init__(self) -> None:
+        self.values: dict[int, list[Any]] = {}
+
+    def add(self, slot: int, values: list[Any]) -> None:
+        self.values[slot] = values
+
+    def remove(self, slot: int) -> None:
+        self.values.pop(slot, None)
+
+    def slots_where(self, predicate: Any) -> np.ndarray:
+        hits = [slot for slot, vals in self.values.items() if any(predicate(v) for v in vals)]
+        return np.asarray(hits, dtype=np.int64)
+
+    def slots_with_field(self) -> np.ndarray:
+        return np.fromiter(self.values.keys(), dtype=np.int64, count=len(self.values))
+
+
+class FeatureField:
+    """A ``rank_features`` (or ``rank_feature``, token "") field: token -> {slot: decoded weight}."""
+
+    def __init__(self) -> None:
+        self.postings: dict[str, dict[int, float]] = {}
+        self.slot_tokens: dict[int, list[str]] = {}
+
+    def add(self, slot: int, features: dict[str, float]) -> None:
+        decoded = similarity.decode_feature(np.fromiter(features.values(), dtype=np.float32, count=len(features)))
+        for token, value in zip(features, decoded.tolist()):
+            self.postings.setdefault(token, {})[slot] = value
+        self.slot_tokens[slot] = list(features)
+
+    def remove(self, slot: int) -> None:
+        for token in self.slot_tokens.pop(slot, []):
+            posting = self.postings[token]
+            del posting[slot]
+            if not posting:
+                del self.postings[token]
+
+    def slots_with_field(self) -> np.ndarray:
+        return np.fromiter(self.slot_tokens.keys(), dtype=np.int64, count=len(self.slot_tokens))
+
+    def values(self, token: str) -> tuple[np.ndarray, np.ndarray]:
+        posting = self.postings.get(token)
+        if not posting:
+            return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
+        return (np.fromiter(posting.keys(), dtype=np.int64, count=len(posting)),
+                np.fromiter(posting.values(), dtype=np.float32, count=len(posting)))
+
+
+def knn_scores(space: str, raw: np.ndarray) -> np.ndarray:
+    """OpenSearch k-NN score from the engine's raw value (squared L2 distance, or inner product)."""
+    raw = raw.astype(np.float32)
+    if space == "l2":
+        return (np.float32(1) / (np.float32(1) + raw)).astype(np.float32)
+    if space == "cosinesimil":
+        return ((np.float32(1) + raw) / np.float32(2)).astype(np.float32)
+    # innerproduct: faiss distance d = -ip; score = 1/(1+d) if d >= 0 else -d + 1
+    return np.where(raw <= 0, np.float32(1) / (np.float32(1) - raw), raw + np.float32(1)).astype(np.float32)
+
+
+def score_to_raw(space: str, score: float) -> float:
+    """Inverse of :func:`knn_scores` (raw threshold for a ``min_score``)."""
+    if space == "l2":
+        return 1.0 / score - 1.0 if score > 0 else float("inf")
+    if space == "cosinesimil":
+        return 2.0 * score - 1.0
+    return score - 1.0 if score >= 1.0 else 1.0 - 1.0 / score if score > 0 else float("-inf")
+
+
+class VectorField:
+    """One ``knn_vector`` field: vectors in entry order, a faiss HNSW graph over them (built lazily,
+    in batches, on the first search after writes), and a live mask so dead entries never surface."""
+
+    REBUILD_DEAD_FRACTION = 0.5
+
+    def __init__(self, spec: VectorSpec) -> None:
+        self.spec = spec
+        self.vectors = Grow(np.float32, width=spec.dimension)
+        self.owner = Grow(np.int64, fill=-1)
+        self.live = Grow(np.bool_, fill=False)
+        self.slot_entry: dict[int, int] = {}
+        self.graph: faiss.IndexHNSWFlat | None = None
+        self.in_graph = 0
+        self.dead = 0
+
+    @property
+    def metric_l2(self) -> bool:
+        return self.spec.space_type == "l2"
+
+    def prepare(self, vec: np.ndarray) -> np.ndarray:
+        vec = np.asarray(vec, dtype=np.float32)
+        if self.spec.space_type == "cosinesimil":
+            norm = float(np.linalg.norm(vec))
+            vec = vec / norm if norm else vec
+        return vec
+
+    def add(self, slot: int, vec: np.ndarray) -> None:
+        entry = self.vectors.append(self.prepare(vec))
+        self.owner.append(slot)
+        self.live.append(True)
+        self.slot_entry[slot] = entry
+
+    def remove(self, slot: int) -> None:
+        entry = self.slot_entry.pop(slot, None)
+        if entry is not None:
+            self.live.data[entry] = False
+            self.dead += 1
+
+    def slots_with_field(self) -> np.ndarray:
+        return np.fromiter(self.slot_entry.keys(), dtype=np.int64, count=len(self.slot_entry))
+
+    # --- graph maintenance ----------------------------------------------------------------
+    def _compact_if_needed(self) -> None:
+        n = self.vectors.n
+        if n < 64 or self.dead < self.REBUILD_DEAD_FRACTION * n:
+            return
+        keep = np.flatnonzero(self.live.view())
+        vectors, owners = self.vectors.view()[keep].copy(), self.owner.view()[keep].copy()
+        self.vectors, self.owner, self.live = Grow(np.float32, width=self.spec.dimension), Grow(np.int64, fill=-1), \
+            Grow(np.bool_, fill=False)
+        self.slot_entry.clear()
+        for vec, slot in zip(vectors, owners.tolist()):
+            self.slot_entry[slot] = self.vectors.append(vec)
+            self.owner.append(slot)
+            self.live.append(True)
+        self.graph, self.in_graph, self.dead = None, 0, 0
+
+    def refresh(self) -> None:
+        """Bring the HNSW graph up to date with every written vector (blocking; call off the loop)."""
+        if self.spec.method != "hnsw":
+            return
+        self._compact_if_needed()
+        if self.graph is None:
+            metric = faiss.METRIC_L2 if self.metric_l2 else faiss.METRIC_INNER_PRODUCT
+            self.graph = faiss.IndexHNSWFlat(self.spec.dimension, self.spec.m, metric)
+            self.graph.hnsw.efConstruction = self.spec.ef_construction
+            self.in_graph = 0
+        if self.in_graph < self.vectors.n:
+            self.graph.add(np.ascontiguousarray(self.vectors.data[self.in_graph:self.vectors.n]))
+            self.in_graph = self.vectors.n
+
+    # --- search ---------------------------------------------------------------------------
+    def _raw_exact(self, query: np.ndarray, entries: np.ndarray) -> np.ndarray:
+        vecs = self.vectors.data[entries]
+        if self.metric_l2:
+            diff = vecs - query[None, :]
+            return np.einsum("ij,ij->i", diff, diff).astype(np.float32)
+        return (vecs @ query).astype(np.float32)
+
+    def _order(self, raw: np.ndarray) -> np.ndarray:
+        return np.argsort(raw, kind="stable") if self.metric_l2 else np.argsort(-raw, kind="stable")
+
+    def search(self, query: np.ndarray, k: int, allowed: np.ndarray | None, ef_search: int | None,
+               group: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top ``k`` slots (distinct ``group`` values when given) and their k-NN scores.
+
+        ``allowed`` is a boolean mask over the scope's slots (filter and liveness)."""
+        query = self.prepare(query)
+        n = self.vectors.n
+        live = self.live.view().copy()
+        if allowed is not None:
+            owners = self.owner.view()
+            ok = np.zeros(n, dtype=np.bool_)
+            inside = owners < allowed.shape[0]
+            ok[inside] = allowed[owners[inside]]
+            live &= ok
+        candidates = np.flatnonzero(live)
+        if candidates.size == 0 or k <= 0:
+            return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
+        use_graph = self.spec.method == "hnsw" and candidates.size > k
+        entries = raw = None
+        if use_graph:
+            self.refresh()
+            want = k
+            while True:
+                entries, raw = self._graph_search(query, want, live, ef_search)
+                hits = self._dedup(entries, raw, group, k)
+                if len(hits[0]) >= k or want >= candidates.size:
+                    break
+                want = min(candidates.size, want * 4)
+            if len(hits[0]) >= min(k, self._distinct(candidates, group)):
+                return hits[0], knn_scores(self.spec.space_type, hits[1])
+        raw = self._raw_exact(query, candidates)
+        order = self._order(raw)
+        slots, raws = self._dedup(candidates[order], raw[order], group, k)
+        return slots, knn_scores(self.spec.space_type, raws)
+
+    def _distinct(self, entries: np.ndarray, group: np.ndarray | None) -> int:
+        if group is None:
+            return int(entries.size)
+        return int(np.unique(group[self.owner.data[entries]]).size)
+
+    def _graph_search(self, query: np.ndarray, k: int, live: np.ndarray,
+                      ef_search: int | None) -> tuple[np.ndarray, np.ndarray]:
+        assert self.graph is not None
+        ef = max(ef_search or self.spec.ef_search, k)
+        params = faiss.SearchParametersHNSW()
+        params.efSearch = ef
+        bitmap = None
+        if not live.all():
+            bitmap = np.packbits(live, bitorder="little")
+            selector = faiss.IDSelectorBitmap(live.shape[0], faiss.swig_ptr(bitmap))
+            params.sel = selector
+        dist, ids = self.graph.search(query[None, :], k, params=params)
+        del bitmap
+        keep = ids[0] >= 0
+        entries, raw = ids[0][keep].astype(np.int64), dist[0][keep]
+        return entries, raw
+
+    def _dedup(self, entries: np.ndarray, raw: np.ndarray, group: np.ndarray | None,
+               k: int) -> tuple[np.ndarray, np.ndarray]:
+        slots = self.owner.data[entries]
+        if group is None:
+            return slots[:k], raw[:k]
+        seen: set[int] = set()
+        keep = []
+        for i, slot in enumerate(slots.tolist()):
+            g = int(group[slot])
+            if g not in seen:
+                seen.add(g)
+                keep.append(i)
+                if len(keep) == k:
+                    break
+        idx = np.asarray(keep, dtype=np.int64)
+        return slots[idx], raw[idx]
+
+    def radial(self, query: np.ndarray, min_score: float, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """Every allowed slot whose score is at least ``min_score`` (exact)."""
+        query = self.prepare(query)
+        live = self.live.view().copy()
+        if allowed is not None:
+            owners = self.owner.view()
+            live &= allowed[np.minimum(owners, allowed.shape[0] - 1)] & (owners < allowed.shape[0])
+        candidates = np.flatnonzero(live)
+        scores = knn_scores(self.spec.space_type, self._raw_exact(query, candidates))
+        keep = scores >= np.float32(min_score)
+        return self.owner.data[candidates[keep]], scores[keep]

@@ -1,0 +1,544 @@
+"""The data node's blocking core: indices, documents, search and pipelines over SQLite + memory.
+
+Every public method blocks (SQLite, faiss, numpy) and is called from a worker thread by the
+HTTP layer. Writes are durable before they are acknowledged and applied to memory only after
+their transaction commits, so a failed write changes nothing.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import fnmatch
+import json
+import time
+import uuid as uuidlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import (DocumentMissing, IllegalArgument, IndexNotFound, InvalidIndexName, MapperParsingError,
+                     OpenSearchError, ParsingError, ResourceAlreadyExists, ResourceNotFound, VersionConflict,
+                     item_error)
+from .index import Index
+from .mapping import Mapping, ParsedDoc
+from .query import Executor
+from .source import filter_source, parse_source_param
+from .storage import Storage, dumps
+
+VERSION = "3.1.0"
+LUCENE_VERSION = "10.2.1"
+CLUSTER_NAME = "neuralpipe"
+NODE_NAME = "neuralpipe-data"
+DEFAULT_TRACK_TOTAL_HITS = 10000
+MAX_RESULT_WINDOW = 10000
+_BAD_INDEX_CHARS = set('\\/*?"<>| ,#:')
+
+
+def new_id() -> str:
+    return base64.urlsafe_b64encode(uuidlib.uuid4().bytes[:15]).decode().rstrip("=")
+
+
+def validate_index_name(name: str) -> None:
+    if not name:
+        raise InvalidIndexName(f"Invalid index name [{name}], must not be empty")
+    if name != name.lower():
+        raise InvalidIndexName(f"Invalid index name [{name}], must be lowercase")
+    if name[0] in "_-+":
+        raise InvalidIndexName(f"Invalid index name [{name}], must not start with '_', '-', or '+'")
+    bad = sorted(_BAD_INDEX_CHARS & set(name))
+    if bad:
+        raise InvalidIndexName(f"Invalid index name [{name}], must not contain the following characters "
+                               f"[{' , '.join(sorted(_BAD_INDEX_CHARS))}]")
+    if name in (".", "..") or len(name.encode()) > 255:
+        raise InvalidIndexName(f"Invalid index name [{name}], must not be '.' or '..' or longer than 255 bytes")
+
+
+def flatten_settings(settings: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(settings, dict):
+        raise IllegalArgument(f"settings must be an object, got [{settings}]")
+    out: dict[str, Any] = {}
+    for key, value in settings.items():
+        full = prefix + key
+        if isinstance(value, dict):
+            out.update(flatten_settings(value, full + "."))
+        else:
+            out[full if full.startswith("index.") else "index." + full] = value
+    return out
+
+
+def nest_settings(flat: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in flat.items():
+        node = out
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = str(value).lower() if isinstance(value, bool) else str(value)
+    return out
+
+
+@dataclass
+class WriteOp:
+    """One document write, as a ``_bulk`` line pair or a single-document API call describes it."""
+
+    action: str  # index | create | update | delete
+    index: str
+    id: str | None
+    source: dict[str, Any] | None = None
+    update: dict[str, Any] | None = None
+    error: OpenSearchError | None = None   # set when the op already failed (bad line, pipeline)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class DataNode:
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = Path(data_dir)
+        self.storage = Storage(self.data_dir)
+        self.indices: dict[str, Index] = {}
+        self.pipelines = {"ingest": self.storage.pipelines("ingest"), "search": self.storage.pipelines("search")}
+        for row in self.storage.indices():
+            index = Index(row["name"], row["uuid"], row["settings"], row["mappings"], row["created_ms"], row["seq_no"])
+            for doc_id, _version, _seq, source in self.storage.docs(index.name):
+                index.put(doc_id, index.mapping.parse(source, doc_id))
+            index.refresh()
+            self.indices[index.name] = index
+
+    def close(self) -> None:
+        self.storage.close()
+
+    # --- indices ---------------------------------------------------------------------------
+    def index(self, name: str) -> Index:
+        index = self.indices.get(name)
+        if index is None:
+            raise IndexNotFound(name)
+        return index
+
+    def resolve(self, expression: str | None) -> list[Index]:
+        if not expression or expression in ("_all", "*"):
+            return [self.indices[n] for n in sorted(self.indices)]
+        out: list[Index] = []
+        for part in expression.split(","):
+            if "*" in part:
+                out += [self.indices[n] for n in sorted(self.indices) if fnmatch.fnmatchcase(n, part)]
+            else:
+                out.append(self.index(part))
+        return out
+
+    def create_index(self, name: str, body: dict[str, Any] | None) -> dict[str, Any]:
+        body = body or {}
+        validate_index_name(name)
+        unknown = set(body) - {"settings", "mappings", "aliases"}
+        if unknown:
+            raise ParsingError(f"unknown key [{sorted(unknown)[0]}] for create index: valid keys are "
+                               f"[settings, mappings, aliases]")
+        with self.storage.transaction() as db:
+            index = self._create(db, name, body.get("settings") or {}, body.get("mappings") or {})
+        self.indices[name] = index
+        return {"acknowledged": True, "shards_acknowledged": True, "index": name}
+
+    def _create(self, db: Any, name: str, settings: dict[str, Any], mappings: dict[str, Any]) -> Index:
+        if name in self.indices:
+            existing = self.indices[name]
+            raise ResourceAlreadyExists(f"index [{name}/{existing.uuid}] already exists",
+                                        extra={"index_uuid": existing.uuid, "index": name})
+        flat = flatten_settings(settings)
+        for key in ("index.number_of_shards", "index.number_of_replicas"):
+            if key in flat:
+                try:
+                    if int(flat[key]) < (1 if "shards" in key else 0):
+                        raise ValueError
+                except (TypeError, ValueError):
+                    raise IllegalArgument(f"Failed to parse value [{flat[key]}] for setting [{key}] must be "
+                                          f">= {1 if 'shards' in key else 0}")
+        if "index.knn" in flat and str(flat["index.knn"]).lower() not in ("true", "false"):
+            raise IllegalArgument(f"Failed to parse value [{flat['index.knn']}] as only [true] or [false] are "
+                                  f"allowed.")
+        flat.setdefault("index.number_of_shards", "1")
+        flat.setdefault("index.number_of_replicas", "1")
+        if "_doc" in mappings and isinstance(mappings["_doc"], dict):
+            mappings = mappings["_doc"]
+        knn = str(flat.get("index.knn", "false")).lower() == "true"
+        Mapping(mappings, knn_enabled=knn)  # validates (raises mapper_parsing_exception)
+        created = int(time.time() * 1000)
+        index_uuid = new_id()
+        index = Index(name, index_uuid, flat, mappings, created)
+        db.execute("INSERT INTO indices (name, uuid, settings, mappings, created_ms, seq_no) VALUES (?,?,?,?,?,?)",
+                   (name, index_uuid, dumps(flat), dumps(index.mapping.to_body()), created, -1))
+        return index
+
+    def delete_index(self, name: str) -> dict[str, Any]:
+        targets = self.resolve(name)
+        with self.storage.transaction() as db:
+            for index in targets:
+                db.execute("DELETE FROM docs WHERE idx=?", (index.name,))
+                db.execute("DELETE FROM indices WHERE name=?", (index.name,))
+        for index in targets:
+            self.indices.pop(index.name, None)
+        return {"acknowledged": True}
+
+    def describe(self, index: Index) -> dict[str, Any]:
+        settings = dict(index.settings)
+        settings.update({"index.uuid": index.uuid, "index.creation_date": str(index.created_ms),
+                         "index.provided_name": index.name, "index.version.created": "137217827"})
+        return {"aliases": {}, "mappings": index.mapping.to_body(), "settings": nest_settings(settings)}
+
+    def get_index(self, expression: str) -> dict[str, Any]:
+        return {index.name: self.describe(index) for index in self.resolve(expression)}
+
+    def get_mapping(self, expression: str | None) -> dict[str, Any]:
+        return {index.name: {"mappings": index.mapping.to_body()} for index in self.resolve(expression)}
+
+    def get_settings(self, expression: str | None) -> dict[str, Any]:
+        return {index.name: {"settings": self.describe(index)["settings"]} for index in self.resolve(expression)}
+
+    def put_mapping(self, expression: str, body: dict[str, Any]) -> dict[str, Any]:
+        if not isinstance(body, dict):
+            raise MapperParsingError("Failed to parse mapping: body must be an object")
+        targets = self.resolve(expression)
+        merged = {index.name: index.mapping.merged(body) for index in targets}
+        with self.storage.transaction() as db:
+            for index in targets:
+                db.execute("UPDATE indices SET mappings=? WHERE name=?", (dumps(merged[index.name].to_body()),
+                                                                         index.name))
+        for index in targets:
+            with index.lock:
+                index.mapping = merged[index.name]
+        return {"acknowledged": True}
+
+    def refresh(self, expression: str | None) -> dict[str, Any]:
+        targets = self.resolve(expression)
+        for index in targets:
+            index.refresh()
+        n = len(targets)
+        return {"_shards": {"total": 2 * n, "successful": n, "failed": 0}}
+
+    # --- writes -------------------------------------------------------------------------
+    def write(self, ops: list[WriteOp]) -> list[dict[str, Any]]:
+        """Apply document writes in one durable transaction; one result (or error) per op, in order."""
+        items: list[dict[str, Any]] = []
+        pending: list[tuple[Index, str, ParsedDoc | None]] = []
+        created: dict[str, Index] = {}
+        before = {name: (ix.seq_no, ix.mapping) for name, ix in self.indices.items()}
+        try:
+            with self.storage.transaction() as db:
+                for op in ops:
+                    items.append(self._write_one(db, op, pending, created))
+                touched = {ix.name: ix for ix, _, _ in pending} | created
+                for ix in touched.values():
+                    db.execute("UPDATE indices SET seq_no=?, mappings=? WHERE name=?",
+                               (ix.seq_no, dumps(ix.mapping.to_body()), ix.name))
+        except BaseException:
+            for name, (seq_no, mapping) in before.items():
+                if name in self.indices:
+                    self.indices[name].seq_no, self.indices[name].mapping = seq_no, mapping
+            for name in created:
+                self.indices.pop(name, None)
+            raise
+        for ix, doc_id, parsed in pending:
+            with ix.lock:
+                if parsed is None:
+                    ix.drop(doc_id)
+                else:
+                    ix.put(doc_id, parsed)
+        return items
+
+    def _write_one(self, db: Any, op: WriteOp, pending: list[tuple[Index, str, ParsedDoc | None]],
+                   created: dict[str, Index]) -> dict[str, Any]:
+        action = op.action
+        try:
+            if op.error is not None:
+                raise op.error
+            index = self.indices.get(op.index)
+            if index is None:
+                if action == "delete" or (action == "update" and not (op.update or {}).get("doc_as_upsert")
+                                          and "upsert" not in (op.update or {})):
+                    raise IndexNotFound(op.index)
+                validate_index_name(op.index)
+                index = self._create(db, op.index, {}, {})
+                self.indices[op.index] = index
+                created[op.index] = index
+            if op.id is not None:
+                if not isinstance(op.id, str):
+                    op.id = str(op.id)
+                if len(op.id.encode()) > 512:
+                    raise ActionValidation(f"Validation Failed: 1: id [{op.id}] is too long, must be no longer "
+                                           f"than 512 bytes but was: {len(op.id.encode())};")
+                if not op.id:
+                    raise ActionValidation("Validation Failed: 1: if _id is specified it must not be empty;")
+            row = None
+            if op.id is not None:
+                row = db.execute("SELECT version, source FROM docs WHERE idx=? AND id=?", (index.name, op.id)).fetchone()
+            if action in ("index", "create"):
+                return self._put(db, index, op, row, pending)
+            if action == "update":
+                return self._update(db, index, op, row, pending)
+            if action == "delete":
+                if op.id is None:
+                    raise ActionValidation("Validation Failed: 1: id is missing;")
+                index.seq_no += 1
+                if row is None:
+                    return self._result(index, op.id, 1, "not_found", 404)
+                db.execute("DELETE FROM docs WHERE idx=? AND id=?", (index.name, op.id))
+                pending.append((index, op.id, None))
+                return self._result(index, op.id, row[0] + 1, "deleted", 200)
+            raise IllegalArgument(f"Malformed action/metadata line: unknown action [{action}], expected one of "
+                                  f"[create, delete, index, update]")
+        except OpenSearchError as exc:
+            index = self.indices.get(op.index)
+            err = item_error(exc)
+            if index is not None and exc.error_type != "index_not_found_exception":
+                err.setdefault("index", op.index)
+                err.setdefault("shard", "0")
+                err.setdefault("index_uuid", index.uuid)
+            return {"_index": op.index, "_id": op.id, "status": exc.status, "error": err}
+
+    def _parse(self, index: Index, source: Any, doc_id: str) -> ParsedDoc:
+        if not isinstance(source, dict):
+            raise MapperParsingError("failed to parse, document is empty" if not source else
+                                     f"failed to parse: the document must be a JSON object, got [{source}]")
+        parsed = index.mapping.parse(source, doc_id)
+        if parsed.dynamic_update:
+            index.mapping = index.mapping.merged(parsed.dynamic_update)
+        return parsed
+
+    def _put(self, db: Any, index: Index, op: WriteOp, row: Any,
+             pending: list[tuple[Index, str, ParsedDoc | None]]) -> dict[str, Any]:
+        doc_id = op.id if op.id is not None else new_id()
+        if op.action == "create" and row is not None:
+            raise VersionConflict(f"[{doc_id}]: version conflict, document already exists (current version "
+                                  f"[{row[0]}])")
+        parsed = self._parse(index, op.source, doc_id)
+        index.seq_no += 1
+        version = 1 if row is None else row[0] + 1
+        db.execute("INSERT OR REPLACE INTO docs (idx, id, version, seq_no, source) VALUES (?,?,?,?,?)",
+                   (index.name, doc_id, version, index.seq_no, dumps(op.source)))
+        pending.append((index, doc_id, parsed))
+        return self._result(index, doc_id, version, "created" if row is None else "updated",
+                            201 if row is None else 200)
+
+    def _update(self, db: Any, index: Index, op: WriteOp, row: Any,
+                pending: list[tuple[Index, str, ParsedDoc | None]]) -> dict[str, Any]:
+        body = op.update or {}
+        if op.id is None:
+            raise ActionValidation("Validation Failed: 1: id is missing;")
+        if "script" in body:
+            raise IllegalArgument("[update] scripts are not supported by this data node: send a partial [doc]")
+        unknown = set(body) - {"doc", "doc_as_upsert", "upsert", "detect_noop", "_source", "scripted_upsert"}
+        if unknown:
+            raise ParsingError(f"[UpdateRequest] unknown field [{sorted(unknown)[0]}]")
+        if "doc" not in body and "upsert" not in body:
+            raise ActionValidation("Validation Failed: 1: script or doc is missing;")
+        if row is None:
+            if body.get("doc_as_upsert"):
+                source = body.get("doc") or {}
+            elif "upsert" in body:
+                source = body["upsert"]
+            else:
+                raise DocumentMissing(f"[{op.id}]: document missing")
+            put = WriteOp("index", index.name, op.id, source=source)
+            return self._put(db, index, put, None, pending)
+        current = json.loads(row[1])
+        merged = _deep_merge(copy.deepcopy(current), body.get("doc") or {})
+        if merged == current and body.get("detect_noop", True):
+            seq = db.execute("SELECT seq_no FROM docs WHERE idx=? AND id=?", (index.name, op.id)).fetchone()[0]
+            out = self._result(index, op.id, row[0], "noop", 200, seq_no=seq)
+            out["_shards"] = {"total": 0, "successful": 0, "failed": 0}
+            return out
+        put = WriteOp("index", index.name, op.id, source=merged)
+        return self._put(db, index, put, row, pending)
+
+    def _result(self, index: Index, doc_id: str, version: int, result: str, status: int,
+                seq_no: int | None = None) -> dict[str, Any]:
+        return {"_index": index.name, "_id": doc_id, "_version": version, "result": result,
+                "_shards": index.shards_header(), "_seq_no": index.seq_no if seq_no is None else seq_no,
+                "_primary_term": 1, "status": status}
+
+    # --- reads ----------------------------------------------------------------------------
+    def get(self, index_name: str, doc_id: str, params: dict[str, str] | None = None) -> dict[str, Any]:
+        index = self.index(index_name)
+        params = params or {}
+        found = self.storage.sources(index.name, [doc_id]).get(doc_id)
+        if found is None:
+            return {"_index": index.name, "_id": doc_id, "found": False}
+        version, seq_no, source = found
+        out: dict[str, Any] = {"_index": index.name, "_id": doc_id, "_version": version, "_seq_no": seq_no,
+                               "_primary_term": 1, "found": True}
+        fetch, inc, exc = parse_source_param(params.get("_source"), params.get("_source_includes"),
+                                             params.get("_source_excludes"))
+        if fetch:
+            out["_source"] = filter_source(source, inc, exc)
+        return out
+
+    def mget(self, default_index: str | None, body: dict[str, Any], params: dict[str, str]) -> dict[str, Any]:
+        if not isinstance(body, dict) or ("docs" not in body and "ids" not in body):
+            raise ActionValidation("Validation Failed: 1: no documents to get;")
+        specs = body.get("docs") or [{"_id": i} for i in body.get("ids", [])]
+        docs = []
+        for spec in specs:
+            name = spec.get("_index", default_index)
+            doc_id = str(spec.get("_id"))
+            if name is None:
+                docs.append({"_index": None, "_id": doc_id, "error": item_error(
+                    ActionValidation("Validation Failed: 1: index is missing for doc 0;"))})
+                continue
+            try:
+                sub = dict(params)
+                if "_source" in spec:
+                    sub["_source"] = spec["_source"] if not isinstance(spec["_source"], (list, dict)) else None
+                got = self.get(name, doc_id, sub)
+                if got.get("found") and isinstance(spec.get("_source"), (list, dict)):
+                    _, inc, exc = parse_source_param(spec["_source"])
+                    got["_source"] = filter_source(got["_source"], inc, exc)
+                docs.append(got)
+            except OpenSearchError as exc:
+                docs.append({"_index": name, "_id": doc_id, "error": {**item_error(exc), "root_cause": [
+                    {"type": exc.error_type, "reason": exc.reason}]}})
+        return {"docs": docs}
+
+    def lookup(self, index_name: str, ids: list[str]) -> dict[str, dict[str, Any]]:
+        """Stored sources by id (what ``skip_existing`` compares against); {} for a missing index."""
+        if index_name not in self.indices:
+            return {}
+        return {doc_id: src for doc_id, (_, _, src) in self.storage.sources(index_name, ids).items()}
+
+    # --- search ---------------------------------------------------------------------------
+    def count(self, expression: str | None, body: dict[str, Any] | None) -> dict[str, Any]:
+        body = body or {}
+        query = body.get("query", {"match_all": {}})
+        total = 0
+        targets = self.resolve(expression)
+        for index in targets:
+            with index.lock:
+                total += int(Executor(index).run(query)[0].sum())
+        n = len(targets)
+        return {"count": total, "_shards": {"total": n, "successful": n, "skipped": 0, "failed": 0}}
+
+    def search(self, expression: str | None, body: dict[str, Any] | None,
+               params: dict[str, str] | None = None) -> dict[str, Any]:
+        started = time.perf_counter()
+        body = dict(body or {})
+        params = params or {}
+        allowed = {"query", "size", "from", "_source", "track_total_hits", "min_score", "version",
+                   "seq_no_primary_term", "explain", "timeout", "ext", "sort", "track_scores", "stored_fields",
+                   "search_pipeline", "profile"}
+        unknown = set(body) - allowed
+        if unknown:
+            raise ParsingError(f"Unknown key for a START_OBJECT in [{sorted(unknown)[0]}].")
+        size = _int_param(params.get("size", body.get("size", 10)), "size")
+        start = _int_param(params.get("from", body.get("from", 0)), "from")
+        if size < 0 or start < 0:
+            raise IllegalArgument(f"[{'size' if size < 0 else 'from'}] parameter cannot be negative")
+        if size + start > MAX_RESULT_WINDOW:
+            raise IllegalArgument(f"Result window is too large, from + size must be less than or equal to: "
+                                  f"[{MAX_RESULT_WINDOW}] but was [{size + start}]. See the scroll api for a more "
+                                  f"efficient way to request large data sets.")
+        sort = body.get("sort")
+        if sort not in (None, "_score", ["_score"], [{"_score": "desc"}], [{"_score": {"order": "desc"}}]):
+            raise IllegalArgument("[sort] only [_score] sorting is supported by this data node")
+        query = body.get("query", {"match_all": {}})
+        targets = self.resolve(expression)
+        hits_idx: list[np.ndarray] = []
+        hits_slot: list[np.ndarray] = []
+        hits_score: list[np.ndarray] = []
+        for n, index in enumerate(targets):
+            with index.lock:
+                mask, scores = Executor(index).run(query)
+            slots = np.flatnonzero(mask)
+            sc = scores[slots].astype(np.float32)
+            if body.get("min_score") is not None:
+                keep = sc >= np.float32(body["min_score"])
+                slots, sc = slots[keep], sc[keep]
+            hits_idx.append(np.full(slots.size, n))
+            hits_slot.append(slots)
+            hits_score.append(sc)
+        all_idx = np.concatenate(hits_idx) if hits_idx else np.empty(0, dtype=np.int64)
+        all_slot = np.concatenate(hits_slot) if hits_slot else np.empty(0, dtype=np.int64)
+        all_score = np.concatenate(hits_score) if hits_score else np.empty(0, dtype=np.float32)
+        order = np.lexsort((all_slot, all_idx, -all_score.astype(np.float64)))
+        page = order[start:start + size]
+        total = int(all_score.size)
+        fetch, inc, exc = parse_source_param(params.get("_source", body.get("_source")),
+                                             params.get("_source_includes"), params.get("_source_excludes"))
+        with_version = bool(body.get("version")) or str(params.get("version", "")).lower() == "true"
+        with_seq = bool(body.get("seq_no_primary_term"))
+        by_index: dict[int, list[str]] = {}
+        for i in page.tolist():
+            by_index.setdefault(int(all_idx[i]), []).append(targets[int(all_idx[i])].slot_id[int(all_slot[i])])
+        stored = {n: self.storage.sources(targets[n].name, ids) for n, ids in by_index.items()}
+        hits = []
+        for i in page.tolist():
+            n = int(all_idx[i])
+            index = targets[n]
+            doc_id = index.slot_id[int(all_slot[i])]
+            hit: dict[str, Any] = {"_index": index.name, "_id": doc_id, "_score": float(all_score[i])}
+            row = stored[n].get(doc_id)
+            if row is not None:
+                if with_version:
+                    hit["_version"] = row[0]
+                if with_seq:
+                    hit["_seq_no"], hit["_primary_term"] = row[1], 1
+                if fetch:
+                    hit["_source"] = filter_source(row[2], inc, exc)
+            hits.append(hit)
+        hits_body: dict[str, Any] = {}
+        tth = params.get("track_total_hits", body.get("track_total_hits", DEFAULT_TRACK_TOTAL_HITS))
+        if isinstance(tth, str):
+            tth = True if tth.lower() == "true" else False if tth.lower() == "false" else int(tth)
+        if tth is True:
+            hits_body["total"] = {"value": total, "relation": "eq"}
+        elif tth is not False:
+            limit = int(tth)
+            hits_body["total"] = ({"value": total, "relation": "eq"} if total <= limit
+                                  else {"value": limit, "relation": "gte"})
+        hits_body["max_score"] = float(all_score.max()) if total else None
+        hits_body["hits"] = hits
+        n = len(targets)
+        return {"took": int((time.perf_counter() - started) * 1000), "timed_out": False,
+                "_shards": {"total": n, "successful": n, "skipped": 0, "failed": 0}, "hits": hits_body}
+
+    # --- pipelines ------------------------------------------------------------------------
+    def put_pipeline(self, kind: str, pipeline_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        self.storage.put_pipeline(kind, pipeline_id, body)
+        self.pipelines[kind][pipeline_id] = body
+        return {"acknowledged": True}
+
+    def get_pipeline(self, kind: str, pipeline_id: str | None) -> dict[str, Any]:
+        if not pipeline_id or pipeline_id in ("*", "_all"):
+            return dict(self.pipelines[kind])
+        out = {pid: body for pid, body in self.pipelines[kind].items()
+               if any(fnmatch.fnmatchcase(pid, p) for p in pipeline_id.split(","))}
+        if not out:
+            raise ResourceNotFound(f"pipeline [{pipeline_id}] is missing" if kind == "ingest" else
+                                   f"Pipeline {pipeline_id} not found")
+        return out
+
+    def delete_pipeline(self, kind: str, pipeline_id: str) -> dict[str, Any]:
+        if pipeline_id not in self.pipelines[kind]:
+            raise ResourceNotFound(f"pipeline [{pipeline_id}] is missing")
+        self.storage.delete_pipeline(kind, pipeline_id)
+        del self.pipelines[kind][pipeline_id]
+        return {"acknowledged": True}
+
+
+class ActionValidation(OpenSearchError):
+    status = 400
+    error_type = "action_request_validation_exception"
+
+
+def _int_param(value: Any, name: str) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise IllegalArgument(f"Failed to parse int parameter [{name}] with value [{value}]")
+
+
+def _deep_merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    for key, value in patch.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _deep_merge(base[key], value)
+        else:
+            base[key] = value
+    return base

@@ -1,0 +1,538 @@
+"""Query DSL execution over one scope: every query yields a match mask and scores over the scope's
+slots (numpy arrays), combined the way Lucene's BooleanQuery, DisMax and nested join do."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from . import similarity
+from .analysis import analyze
+from .errors import IllegalArgument, ParsingError
+from .fields import FeatureField, score_to_raw
+from .index import Index, Scope
+from .mapping import coerce, parse_date
+
+Result = tuple[np.ndarray, np.ndarray]  # (match mask: bool[N], scores: float64[N])
+
+NEEDS_ML = ("neural", "neural_sparse", "hybrid")
+
+
+def _single(query: Any, where: str = "query") -> tuple[str, Any]:
+    if not isinstance(query, dict) or len(query) != 1:
+        if isinstance(query, dict) and not query:
+            raise ParsingError(f"query malformed, empty clause found in [{where}]")
+        raise ParsingError(f"[{where}] malformed query, expected a single query object, got "
+                           f"[{', '.join(query) if isinstance(query, dict) else type(query).__name__}]")
+    return next(iter(query.items()))
+
+
+def _field_params(name: str, body: Any, value_key: str) -> tuple[str, dict[str, Any]]:
+    """``{"field": value}`` or ``{"field": {value_key: value, ...}}`` -> (field, params)."""
+    if not isinstance(body, dict):
+        raise ParsingError(f"[{name}] query malformed, no start_object after query name")
+    params = {k: v for k, v in body.items() if k in ("boost", "_name")}
+    fields = [k for k in body if k not in ("boost", "_name")]
+    if len(fields) != 1:
+        raise ParsingError(f"[{name}] query doesn't support multiple fields, found [{', '.join(fields)}]"
+                           if fields else f"[{name}] query requires a field")
+    fld = fields[0]
+    value = body[fld]
+    if isinstance(value, dict):
+        params.update(value)
+    else:
+        params[value_key] = value
+    return fld, params
+
+
+def msm(spec: Any, optional: int) -> int:
+    """OpenSearch's minimum_should_match: an integer, a negative integer or a percentage."""
+    if spec is None:
+        return 0
+    text = str(spec).strip()
+    match = re.fullmatch(r"(-?)(\d+)(%?)", text)
+    if not match:
+        raise IllegalArgument(f"Unable to parse minimum_should_match [{spec}]: use an integer or a percentage "
+                              f"such as [2], [-1], [75%] or [-25%]")
+    negative, number, percent = match.group(1) == "-", int(match.group(2)), match.group(3) == "%"
+    count = int(optional * number / 100) if percent else number
+    result = optional - count if negative else count
+    return max(0, min(result, optional))
+
+
+class Executor:
+    """Runs one query body against one index (caller holds ``index.lock``)."""
+
+    SUPPORTED = ("bool", "match_all", "match_none", "match", "multi_match", "term", "terms", "range", "exists",
+                 "ids", "constant_score", "dis_max", "knn", "rank_feature", "nested")
+
+    def __init__(self, index: Index) -> None:
+        self.index = index
+        self.handlers: dict[str, Callable[[Any, Scope], Result]] = {
+            "bool": self._bool, "match_all": self._match_all, "match_none": self._match_none,
+            "match": self._match, "multi_match": self._multi_match, "term": self._term, "terms": self._terms,
+            "range": self._range, "exists": self._exists, "ids": self._ids, "constant_score": self._constant,
+            "dis_max": self._dis_max, "knn": self._knn, "rank_feature": self._rank_feature,
+            "nested": self._nested,
+        }
+
+    # --- entry point -------------------------------------------------------------------------
+    def run(self, query: Any, scope: Scope | None = None) -> Result:
+        scope = scope or self.index.root
+        name, body = _single(query)
+        handler = self.handlers.get(name)
+        if handler is None:
+            if name in NEEDS_ML:
+                raise IllegalArgument(f"[{name}] query needs an ML node: start this data node with an ML node URL "
+                                      f"(neuralpipe serve --roles ml,data, or --ml-url)")
+            raise ParsingError(f"unknown query [{name}]; this data node supports "
+                               f"[{', '.join(self.SUPPORTED + NEEDS_ML)}]")
+        mask, scores = handler(body, scope)
+        live = scope.alive.view()
+        return mask & live, np.where(mask & live, scores, 0.0)
+
+    # --- helpers ---------------------------------------------------------------------------
+    def _empty(self, scope: Scope) -> Result:
+        return np.zeros(scope.size, dtype=np.bool_), np.zeros(scope.size, dtype=np.float64)
+
+    def _dense(self, scope: Scope, slots: np.ndarray, scores: np.ndarray | float) -> Result:
+        mask, out = self._empty(scope)
+        mask[slots] = True
+        out[slots] = scores
+        return mask, out
+
+    def _const(self, scope: Scope, slots: np.ndarray, boost: float) -> Result:
+        return self._dense(scope, slots, float(boost))
+
+    def _field(self, fld: str, scope: Scope) -> str | None:
+        """The field type of ``fld`` in this scope, or None when unmapped."""
+        spec = self.index.mapping.fields.get(fld)
+        return spec.type if spec else None
+
+    # --- compound -------------------------------------------------------------------------
+    def _bool(self, body: Any, scope: Scope) -> Result:
+        if not isinstance(body, dict):
+            raise ParsingError("[bool] query malformed, no start_object after query name")
+        allowed = {"must", "should", "filter", "must_not", "minimum_should_match", "boost", "_name",
+                   "adjust_pure_negative"}
+        for key in body:
+            if key not in allowed:
+                raise ParsingError(f"[bool] query does not support [{key}]")
+
+        def clauses(key: str) -> list[Any]:
+            value = body.get(key, [])
+            return value if isinstance(value, list) else [value]
+
+        n = scope.size
+        mask = np.ones(n, dtype=np.bool_)
+        scores = np.zeros(n, dtype=np.float64)
+        must, should, filt, must_not = (clauses(k) for k in ("must", "should", "filter", "must_not"))
+        for q in must:
+            m, s = self.run(q, scope)
+            mask &= m
+            scores += s
+        for q in filt:
+            mask &= self.run(q, scope)[0]
+        for q in must_not:
+            mask &= ~self.run(q, scope)[0]
+        if should:
+            count = np.zeros(n, dtype=np.int64)
+            for q in should:
+                m, s = self.run(q, scope)
+                count += m
+                scores += np.where(m, s, 0.0)
+            default = 0 if (must or filt) else 1
+            required = msm(body["minimum_should_match"], len(should)) if "minimum_should_match" in body else default
+            if required > 0:
+                mask &= count >= required
+        if not (must or should):  # filter-only scores 0; a pure negative (or empty) bool adds match_all
+            scores[:] = 0.0 if filt else 1.0
+        scores = (scores * float(body.get("boost", 1.0))).astype(np.float32).astype(np.float64)
+        return mask, scores
+
+    def _constant(self, body: Any, scope: Scope) -> Result:
+        if not isinstance(body, dict) or "filter" not in body:
+            raise ParsingError("[constant_score] requires a 'filter' element")
+        mask = self.run(body["filter"], scope)[0]
+        return mask, np.where(mask, float(body.get("boost", 1.0)), 0.0)
+
+    def _dis_max(self, body: Any, scope: Scope) -> Result:
+        queries = body.get("queries") if isinstance(body, dict) else None
+        if not queries:
+            raise ParsingError("[dis_max] requires 'queries' field with at least one clause")
+        tie = float(body.get("tie_breaker", 0.0))
+        results = [self.run(q, scope) for q in queries]
+        mask = np.any([m for m, _ in results], axis=0)
+        stacked = np.array([np.where(m, s, 0.0) for m, s in results])
+        best = stacked.max(axis=0)
+        scores = best + tie * (stacked.sum(axis=0) - best)
+        return mask, scores * float(body.get("boost", 1.0))
+
+    def _nested(self, body: Any, scope: Scope) -> Result:
+        if not isinstance(body, dict) or "path" not in body or "query" not in body:
+            raise ParsingError("[nested] requires 'path' and 'query' fields")
+        path = body["path"]
+        if self.index.mapping.objects.get(path) != "nested":
+            if body.get("ignore_unmapped"):
+                return self._empty(scope)
+            raise IllegalArgument(f"[nested] failed to find nested object under path [{path}]")
+        inner = self.index.nested_scope(path)
+        mode = body.get("score_mode", "avg")
+        if mode not in ("avg", "max", "min", "sum", "none"):
+            raise IllegalArgument(f"[nested] illegal score_mode [{mode}]: valid values are [avg, max, min, sum, none]")
+        cmask, cscores = self.run(body["query"], inner)
+        return self._join(inner, cmask, cscores, mode, scope, float(body.get("boost", 1.0)))
+
+    def _join(self, inner: Scope, cmask: np.ndarray, cscores: np.ndarray, mode: str, scope: Scope,
+              boost: float) -> Result:
+        hit = np.flatnonzero(cmask)
+        parents = inner.parent.data[hit]
+        mask, scores = self._empty(scope)
+        mask[parents] = True
+        values = cscores[hit]
+        if mode == "max":
+            scores[:] = -np.inf
+            np.maximum.at(scores, parents, values)
+        elif mode == "min":
+            scores[:] = np.inf
+            np.minimum.at(scores, parents, values)
+        elif mode in ("sum", "avg"):
+            np.add.at(scores, parents, values)
+            if mode == "avg":
+                counts = np.bincount(parents, minlength=scope.size)[: scope.size]
+                scores = np.divide(scores, counts, out=np.zeros_like(scores), where=counts > 0)
+        scores = np.where(mask, scores, 0.0) if mode != "none" else np.zeros(scope.size)
+        return mask, scores.astype(np.float32).astype(np.float64) * boost
+
+    # --- full text ----------------------------------------------------------------------------
+    def _match(self, body: Any, scope: Scope) -> Result:
+        fld, params = _field_params("match", body, "query")
+        unknown = set(params) - {"query", "operator", "minimum_should_match", "boost", "_name", "analyzer",
+                                 "zero_terms_query", "lenient", "auto_generate_synonyms_phrase_query"}
+        if unknown:
+            raise ParsingError(f"[match] query does not support [{sorted(unknown)[0]}]")
+        if "query" not in params:
+            raise ParsingError("[match] requires query value")
+        return self._match_field(fld, params["query"], params, scope)
+
+    def _match_field(self, fld: str, text: Any, params: dict[str, Any], scope: Scope) -> Result:
+        ftype = self._field(fld, scope)
+        boost = float(params.get("boost", 1.0))
+        if ftype is None:
+            return self._empty(scope)
+        if ftype != "text":
+            return self._term_value(fld, text, boost, scope)
+        tokens = analyze(str(text))
+        if not tokens:
+            return (self._match_all({}, scope) if params.get("zero_terms_query") == "all" else self._empty(scope))
+        tf = scope.terms.get(fld)
+        n = scope.size
+        count = np.zeros(n, dtype=np.int64)
+        scores = np.zeros(n, dtype=np.float64)
+        for token in tokens:
+            if tf is None:
+                continue
+            slots, s = tf.score(token, boost)
+            count[slots] += 1
+            scores[slots] += s
+        operator = str(params.get("operator", "or")).lower()
+        if operator not in ("or", "and"):
+            raise IllegalArgument(f"[match] unknown operator [{operator}]: valid values are [or, and]")
+        required = len(tokens) if operator == "and" else max(1, msm(params.get("minimum_should_match"), len(tokens)))
+        mask = count >= required
+        return mask, scores.astype(np.float32).astype(np.float64)
+
+    def _multi_match(self, body: Any, scope: Scope) -> Result:
+        if not isinstance(body, dict) or "query" not in body:
+            raise ParsingError("[multi_match] requires query value")
+        fields = body.get("fields") or [f for f, s in self.index.mapping.fields.items() if s.type == "text"]
+        kind = body.get("type", "best_fields")
+        if kind not in ("best_fields", "most_fields"):
+            raise IllegalArgument(f"[multi_match] type [{kind}] is not supported here: use [best_fields, most_fields]")
+        results = []
+        for spec in fields:
+            name, _, weight = spec.partition("^")
+            params = {k: body[k] for k in ("operator", "minimum_should_match") if k in body}
+            params["boost"] = float(weight or 1.0)
+            results.append(self._match_field(name, body["query"], params, scope))
+        mask = np.any([m for m, _ in results], axis=0)
+        stacked = np.array([s for _, s in results])
+        if kind == "most_fields":
+            scores = stacked.sum(axis=0)
+        else:
+            best = stacked.max(axis=0)
+            scores = best + float(body.get("tie_breaker", 0.0)) * (stacked.sum(axis=0) - best)
+        return mask, scores * float(body.get("boost", 1.0))
+
+    # --- term level ---------------------------------------------------------------------------
+    def _match_all(self, body: Any, scope: Scope) -> Result:
+        boost = float(body.get("boost", 1.0)) if isinstance(body, dict) else 1.0
+        return np.ones(scope.size, dtype=np.bool_), np.full(scope.size, boost)
+
+    def _match_none(self, body: Any, scope: Scope) -> Result:
+        return self._empty(scope)
+
+    def _term(self, body: Any, scope: Scope) -> Result:
+        fld, params = _field_params("term", body, "value")
+        if "value" not in params:
+            raise ParsingError("[term] query requires a value")
+        return self._term_value(fld, params["value"], float(params.get("boost", 1.0)), scope,
+                                case_insensitive=bool(params.get("case_insensitive", False)))
+
+    def _term_value(self, fld: str, value: Any, boost: float, scope: Scope, *, case_insensitive: bool = False) -> Result:
+        ftype = self._field(fld, scope)
+        if ftype is None:
+            return self._empty(scope)
+        if ftype in ("text", "keyword"):
+            tf = scope.terms.get(fld)
+            if tf is None:
+                return self._empty(scope)
+            term = str(value).lower() if isinstance(value, bool) else str(value)
+            if case_insensitive:
+                mask, scores = self._empty(scope)
+                for t in [t for t in tf.postings if t.lower() == term.lower()]:
+                    slots, s = tf.score(t, boost)
+                    mask[slots] = True
+                    scores[slots] = np.maximum(scores[slots], s)
+                return mask, scores
+            slots, s = tf.score(term, boost)
+            return self._dense(scope, slots, s)
+        if ftype in ("knn_vector", "rank_features", "rank_feature"):
+            raise IllegalArgument(f"Field [{fld}] of type [{ftype}] does not support term queries")
+        try:
+            target = coerce(ftype, value)
+        except IllegalArgument as exc:
+            raise IllegalArgument(f"failed to create query: {exc.reason}") from exc
+        vf = scope.values.get(fld)
+        slots = vf.slots_where(lambda v: v == target) if vf else np.empty(0, dtype=np.int64)
+        return self._const(scope, slots, boost)
+
+    def _terms(self, body: Any, scope: Scope) -> Result:
+        if not isinstance(body, dict):
+            raise ParsingError("[terms] query malformed")
+        boost = float(body.get("boost", 1.0))
+        fields = [k for k in body if k not in ("boost", "_name")]
+        if len(fields) != 1 or not isinstance(body[fields[0]], list):
+            raise ParsingError("[terms] query requires exactly one field with an array of values")
+        fld = fields[0]
+        mask, _ = self._empty(scope)
+        for value in body[fld]:
+            mask |= self._term_value(fld, value, 1.0, scope)[0]
+        return mask, np.where(mask, boost, 0.0)
+
+    def _range(self, body: Any, scope: Scope) -> Result:
+        fld, params = _field_params("range", body, "gte")
+        ftype = self._field(fld, scope)
+        if ftype is None:
+            return self._empty(scope)
+        unknown = set(params) - {"gte", "gt", "lte", "lt", "from", "to", "include_lower", "include_upper",
+                                 "boost", "format", "time_zone", "relation", "_name"}
+        if unknown:
+            raise ParsingError(f"[range] query does not support [{sorted(unknown)[0]}]")
+
+        def conv(v: Any) -> Any:
+            if ftype == "date":
+                return parse_date(v)
+            if ftype in ("text", "keyword"):
+                return str(v)
+            return coerce(ftype, v)
+
+        bounds: list[Callable[[Any], bool]] = []
+        for key, op in (("gte", lambda a, b: a >= b), ("gt", lambda a, b: a > b), ("lte", lambda a, b: a <= b),
+                        ("lt", lambda a, b: a < b)):
+            if params.get(key) is not None:
+                bound = conv(params[key])
+                bounds.append(lambda v, b=bound, op=op: op(v, b))
+        if params.get("from") is not None:
+            bound = conv(params["from"])
+            lower_inclusive = params.get("include_lower", True)
+            bounds.append(lambda v, b=bound: v >= b if lower_inclusive else v > b)
+        if params.get("to") is not None:
+            bound = conv(params["to"])
+            upper_inclusive = params.get("include_upper", True)
+            bounds.append(lambda v, b=bound: v <= b if upper_inclusive else v < b)
+
+        def pred(v: Any) -> bool:
+            return all(b(v) for b in bounds)
+
+        if ftype in ("text", "keyword"):
+            tf = scope.terms.get(fld)
+            slots = np.asarray(sorted({s for t, post in (tf.postings.items() if tf else []) if pred(t) for s in post}),
+                               dtype=np.int64)
+        else:
+            vf = scope.values.get(fld)
+            slots = vf.slots_where(pred) if vf else np.empty(0, dtype=np.int64)
+        return self._const(scope, slots, float(params.get("boost", 1.0)))
+
+    def _exists(self, body: Any, scope: Scope) -> Result:
+        if not isinstance(body, dict) or "field" not in body:
+            raise ParsingError("[exists] must be provided with a [field]")
+        fld = body["field"]
+        mask, _ = self._empty(scope)
+        for group in (scope.terms, scope.values, scope.vectors, scope.features):
+            for path, index in group.items():
+                if path == fld or path.startswith(fld + "."):
+                    mask[index.slots_with_field()] = True
+        if self.index.mapping.objects.get(fld) == "nested" and scope is self.index.root:
+            inner = self.index.nested_scope(fld)
+            parents = inner.parent.data[np.flatnonzero(inner.alive.view())]
+            mask[parents] = True
+        return mask, np.where(mask, float(body.get("boost", 1.0)), 0.0)
+
+    def _ids(self, body: Any, scope: Scope) -> Result:
+        if not isinstance(body, dict) or not isinstance(body.get("values"), list):
+            raise ParsingError("[ids] query requires an array of [values]")
+        if scope is not self.index.root:
+            return self._empty(scope)
+        slots = [self.index.id_slot[str(v)] for v in body["values"] if str(v) in self.index.id_slot]
+        return self._const(scope, np.asarray(slots, dtype=np.int64), float(body.get("boost", 1.0)))
+
+    # --- vectors and features -------------------------------------------------------------
+    def _knn(self, body: Any, scope: Scope) -> Result:
+        if not isinstance(body, dict) or len(body) != 1:
+            raise ParsingError("[knn] query malformed: expected exactly one vector field")
+        fld, params = next(iter(body.items()))
+        if not isinstance(params, dict):
+            raise ParsingError(f"[knn] query malformed for field [{fld}]")
+        spec = self.index.mapping.fields.get(fld)
+        if spec is None or spec.type != "knn_vector":
+            raise IllegalArgument(f"Field '{fld}' is not knn_vector type." if spec else
+                                  f"[knn] failed to find field [{fld}] in the index mapping")
+        if spec.nested_path is not None and scope.nested_path != spec.nested_path:
+            # a knn clause on a nested vector outside a nested query: join by best child, as k-NN does
+            inner = self.index.nested_scope(spec.nested_path)
+            cmask, cscores = self._knn(body, inner)
+            return self._join(inner, cmask, cscores, "max", scope, 1.0)
+        allowed_keys = {"vector", "k", "filter", "min_score", "max_distance", "method_parameters", "boost",
+                        "_name", "rescore", "expand_nested_docs"}
+        unknown = set(params) - allowed_keys
+        if unknown:
+            raise ParsingError(f"[knn] unknown token [{sorted(unknown)[0]}] after [{fld}]")
+        vector = params.get("vector")
+        vs = spec.vector
+        assert vs is not None
+        if not isinstance(vector, list) or not vector:
+            raise IllegalArgument("[knn] requires query vector")
+        if len(vector) != vs.dimension:
+            raise IllegalArgument(f"Query vector has invalid dimension: {len(vector)}. Dimension should be: "
+                                  f"{vs.dimension}")
+        query = np.asarray(vector, dtype=np.float32)
+        modes = [key for key in ("k", "min_score", "max_distance") if params.get(key) is not None]
+        if len(modes) != 1:
+            raise IllegalArgument("[knn] requires exactly one of k, distance or score to be set")
+        ef_search = None
+        method_params = params.get("method_parameters") or {}
+        for key in method_params:
+            if key not in ("ef_search", "nprobes"):
+                raise IllegalArgument(f"[knn] unknown method parameter [{key}]: valid parameters are [ef_search]")
+        if "ef_search" in method_params:
+            ef_search = method_params["ef_search"]
+            if not isinstance(ef_search, int) or isinstance(ef_search, bool) or ef_search < 1:
+                raise IllegalArgument(f"[knn] method_parameters.ef_search must be a positive integer, got "
+                                      f"[{ef_search}]")
+        allowed = scope.live_mask()
+        if params.get("filter") is not None:
+            if scope.nested_path is not None:  # filters on a nested knn apply to the parent documents
+                parent_mask = self.run(params["filter"], self.index.root)[0]
+                parents = scope.parent.view()
+                allowed &= parent_mask[np.clip(parents, 0, None)] & (parents >= 0)
+            else:
+                allowed &= self.run(params["filter"], scope)[0]
+        field_index = scope.vectors.get(fld)
+        if field_index is None:
+            return self._empty(scope)
+        boost = float(params.get("boost", 1.0))
+        group = scope.parent.view() if scope.nested_path is not None else None
+        if "k" in modes:
+            k = params["k"]
+            if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= 10000:
+                raise IllegalArgument(f"[knn] requires 0 < k <= 10000, got [{k}]")
+            slots, scores = field_index.search(query, k, allowed, ef_search, group)
+        else:
+            if "min_score" in modes:
+                threshold = float(params["min_score"])
+            else:
+                distance = float(params["max_distance"])
+                threshold = _distance_to_score(vs.space_type, distance)
+            slots, scores = field_index.radial(query, threshold, allowed)
+            if group is not None:
+                order = np.argsort(-scores, kind="stable")
+                slots, scores = slots[order], scores[order]
+                _, first = np.unique(group[slots], return_index=True)
+                slots, scores = slots[first], scores[first]
+        return self._dense(scope, slots, scores.astype(np.float64) * boost)
+
+    def _rank_feature(self, body: Any, scope: Scope) -> Result:
+        if not isinstance(body, dict) or "field" not in body:
+            raise ParsingError("[rank_feature] requires a [field]")
+        fld = body["field"]
+        functions = [k for k in ("linear", "saturation", "log", "sigmoid") if k in body]
+        unknown = set(body) - {"field", "boost", "_name", "linear", "saturation", "log", "sigmoid"}
+        if unknown:
+            raise ParsingError(f"[rank_feature] query does not support [{sorted(unknown)[0]}]")
+        if len(functions) > 1:
+            raise ParsingError("[rank_feature] can only have one of [linear, saturation, log, sigmoid]")
+        feature, token = self._feature(fld, scope)
+        boost = float(body.get("boost", 1.0))
+        if feature is None:
+            return self._empty(scope)
+        slots, values = feature.values(token)
+        fn = functions[0] if functions else "saturation"
+        args = body.get(fn) or {}
+        v = values.astype(np.float64)
+        if fn == "linear":
+            scores = v
+        elif fn == "log":
+            if "scaling_factor" not in args:
+                raise ParsingError("[log] requires [scaling_factor]")
+            scores = np.log(float(args["scaling_factor"]) + v)
+        elif fn == "saturation":
+            pivot = float(args["pivot"]) if "pivot" in args else _default_pivot(values)
+            scores = v / (v + pivot)
+        else:
+            if "pivot" not in args or "exponent" not in args:
+                raise ParsingError("[sigmoid] requires [pivot] and [exponent]")
+            pe = float(args["pivot"]) ** float(args["exponent"])
+            ve = v ** float(args["exponent"])
+            scores = ve / (ve + pe)
+        scores = (np.float32(boost) * scores.astype(np.float32)).astype(np.float64)
+        return self._dense(scope, slots, scores)
+
+    def _feature(self, fld: str, scope: Scope) -> tuple[FeatureField | None, str]:
+        fields = self.index.mapping.fields
+        spec = fields.get(fld)
+        if spec is not None and spec.type == "rank_feature":
+            return scope.features.get(fld), ""
+        # "<rank_features field>.<feature>": the longest mapped rank_features prefix wins
+        parts = fld.split(".")
+        for cut in range(len(parts) - 1, 0, -1):
+            prefix = ".".join(parts[:cut])
+            pspec = fields.get(prefix)
+            if pspec is not None and pspec.type == "rank_features":
+                return scope.features.get(prefix), ".".join(parts[cut:])
+        raise IllegalArgument(f"[rank_feature] query only works on [rank_feature] fields and features of "
+                              f"[rank_features] fields, not [{fld}]")
+
+
+def _distance_to_score(space: str, distance: float) -> float:
+    if space == "l2":
+        return 1.0 / (1.0 + distance)
+    if space == "cosinesimil":
+        return (2.0 - distance) / 2.0
+    return 1.0 / (1.0 + distance) if distance >= 0 else -distance + 1.0
+
+
+def _default_pivot(values: np.ndarray) -> float:
+    """Lucene's default saturation pivot: the decoded mean of the stored (encoded) feature freqs."""
+    if values.size == 0:
+        return 1.0
+    encoded = (values.astype(np.float32).view(np.uint32) >> np.uint32(15)).astype(np.float64)
+    avg = float(np.float32(encoded.sum() / values.size))
+    bits = np.array([int(avg) << 15], dtype=np.uint32)
+    return float(bits.view(np.float32)[0])
+
+
+__all__ = ["Executor", "msm", "score_to_raw", "similarity"]
