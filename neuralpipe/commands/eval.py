@@ -186,23 +186,22 @@ async def run_eval(args: argparse.Namespace) -> EvalReport:
 
 
 async def _deploy_offline_models(ml_url: str, dataset: BeirDataset, data_dir: Path) -> EvalModels:
-    """Package, register and deploy the offline models (the demo's step), the tokenizer's IDF from this corpus."""
-    try:
-        from neuralpipe.models_setup import deploy_offline_models  # type: ignore[import-not-found]
-    except ImportError as exc:
-        raise EvalError(
-            "deploying the offline models needs neuralpipe.models_setup (not available); "
-            "pass --ml-url with --dense-model/--sparse-model/--tokenizer-model"
-        ) from exc
-    corpus_dir = data_dir / "eval-idf"
-    corpus_dir.mkdir(parents=True, exist_ok=True)
-    idf_corpus = corpus_dir / f"{dataset.path.name if dataset.path else 'dataset'}.txt"
+    """Package, register and deploy the offline models (the demo's step); the tokenizer model's IDF is built from
+    this collection's passages and registered under its own name, so it never collides with the demo's."""
+    from neuralpipe.demo import deploy_offline_models
+
+    name = re.sub(r"[^a-z0-9_-]+", "-", (dataset.path.name if dataset.path else "dataset").lower())
+    work = data_dir / "eval" / name
+    work.mkdir(parents=True, exist_ok=True)
+    idf_corpus = work / "idf-corpus.txt"
     if not idf_corpus.exists():
-        with tempfile.NamedTemporaryFile("w", dir=corpus_dir, delete=False, encoding="utf-8") as fh:
+        with tempfile.NamedTemporaryFile("w", dir=work, delete=False, encoding="utf-8") as fh:
             for doc_id in dataset.corpus:
                 fh.write(dataset.passage(doc_id).replace("\n", " ") + "\n")
         Path(fh.name).replace(idf_corpus)
-    ids = await _maybe_await(deploy_offline_models(ml_url, idf_corpus=idf_corpus))
+    ids = await _maybe_await(deploy_offline_models(
+        ml_url, idf_corpus=idf_corpus, package_dir=work / "models",
+        tokenizer_name=f"neuralpipe/splade-tiny-tokenizer-{name}", say=lambda msg: print(msg, file=sys.stderr)))
     return EvalModels(dense=ids["dense"], sparse=ids["sparse"], tokenizer=ids["tokenizer"])
 
 
