@@ -259,6 +259,31 @@ def ingest_pipeline_body(models: EvalModels, *, batch_size: int = 32) -> dict:
     }
 
 
+def adapt_ingest_pipeline(body: Mapping[str, object], models: EvalModels) -> dict:
+    """A user's dense + sparse ingest pipeline body, re-pointed at eval's fields: every ``text_embedding`` reads
+    ``passage`` into ``passage_embedding`` with the dense model, every ``sparse_encoding`` reads ``passage`` into
+    ``passage_sparse`` with the sparse model; their other settings (batch_size, prune_type, ...) are kept.
+    Raises ``ValueError`` if the pipeline lacks one of the two or holds another processor type."""
+    import copy
+
+    out = copy.deepcopy(dict(body))
+    seen: set[str] = set()
+    for item in out.get("processors") or []:
+        for ptype, config in item.items():
+            if ptype == "text_embedding":
+                config.update(model_id=models.dense, field_map={PASSAGE_FIELD: DENSE_FIELD})
+            elif ptype == "sparse_encoding":
+                config.update(model_id=models.sparse, field_map={PASSAGE_FIELD: SPARSE_FIELD})
+            else:
+                raise ValueError(f"eval runs text_embedding and sparse_encoding processors only, not [{ptype}]")
+            config.pop("skip_existing", None)
+            seen.add(ptype)
+    missing = {"text_embedding", "sparse_encoding"} - seen
+    if missing:
+        raise ValueError(f"the ingest pipeline needs a text_embedding and a sparse_encoding processor; missing {sorted(missing)}")
+    return out
+
+
 def eval_document(doc_id: str, doc: Mapping[str, object]) -> dict:
     """What eval indexes for a BEIR document: its id and the passage BEIR scores (``title + " " + text``)."""
     return {"_id": doc_id, PASSAGE_FIELD: beir_passage(doc)}

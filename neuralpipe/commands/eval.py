@@ -31,6 +31,7 @@ from neuralpipe.evaluation import (
     BeirFormatError,
     EvalModels,
     Run,
+    adapt_ingest_pipeline,
     eval_document,
     evaluate,
     ingest_pipeline_body,
@@ -61,6 +62,9 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--exact", action="store_true", help="exact k-NN (a flat index) for the dense field instead of HNSW")
     p.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset of: %(default)s")
     p.add_argument("--index", help="index name (default: neuralpipe-eval-<dataset folder>-<hnsw|exact>)")
+    p.add_argument("--pipeline", type=Path, metavar="FILE",
+                   help="dense + sparse ingest pipeline whose processors' settings eval uses, re-pointed at the BEIR "
+                        "passage (default: pipelines/ingest/dense-sparse.yaml)")
     p.add_argument("--reingest", action="store_true", help="delete and rebuild the index even if it already holds the corpus")
     p.add_argument("--dense-model", help="dense model id or registered name on the ML node (default: deploy the offline MiniLM)")
     p.add_argument("--sparse-model", help="sparse doc encoder id or name (default: deploy the offline SPLADE-tiny)")
@@ -129,7 +133,27 @@ class EvalContext:
     query_ml: Any  # CachingML over the same client: query-time inference, once per (model, text)
     k: int
     concurrency: int
+    pipeline_body: dict = field(default_factory=dict)
     facts: dict[str, Any] = field(default_factory=dict)
+
+
+DEFAULT_PIPELINE = Path(__file__).resolve().parents[2] / "pipelines" / "ingest" / "dense-sparse.yaml"
+
+
+def eval_pipeline_body(path: Path | None, models: EvalModels, *, batch_size: int) -> dict:
+    """The ingest pipeline eval runs: ``--pipeline`` (or the shipped dense-sparse one) re-pointed at ``passage``;
+    a plain dense + sparse pipeline when no file is given and none ships."""
+    if path is None and not DEFAULT_PIPELINE.exists():
+        return ingest_pipeline_body(models, batch_size=batch_size)
+    from processors.pipeline import load_pipeline_file
+
+    source = path or DEFAULT_PIPELINE
+    try:
+        return adapt_ingest_pipeline(load_pipeline_file(source).body, models)
+    except ValueError as exc:
+        raise EvalError(f"{source}: {exc}") from None
+    except Exception as exc:  # an OpenSearchError from the file reader
+        raise EvalError(f"{source}: {getattr(exc, 'reason', exc)}") from None
 
 
 def _methods(text: str) -> list[str]:
@@ -170,7 +194,8 @@ async def run_eval(args: argparse.Namespace) -> EvalReport:
                     models = EvalModels(*[await raw_ml.resolve_model_id(m) for m in given])
                 else:
                     models = await _deploy_offline_models(ends.ml_url, dataset, Path(args.data_dir))
-                ctx = EvalContext(dataset, index, models, client, raw_ml, CachingML(raw_ml), args.k, max(1, args.concurrency))
+                ctx = EvalContext(dataset, index, models, client, raw_ml, CachingML(raw_ml), args.k, max(1, args.concurrency),
+                                  pipeline_body=eval_pipeline_body(args.pipeline, models, batch_size=args.batch_size))
                 await ensure_index(ctx, exact=args.exact, reingest=args.reingest, batch_size=args.batch_size)
                 runs = await run_queries(ctx, methods)
         finally:
@@ -256,7 +281,7 @@ async def ensure_index(ctx: EvalContext, *, exact: bool, reingest: bool, batch_s
     from processors.mapping import mapping_for_pipeline
     from processors.pipeline import IngestPipeline
 
-    body = ingest_pipeline_body(ctx.models, batch_size=batch_size)
+    body = ctx.pipeline_body
     index_body = await _maybe_await(mapping_for_pipeline(body, ml=ctx.ml))
     index_body.setdefault("mappings", {}).setdefault("properties", {})[PASSAGE_FIELD] = {"type": "text"}
     if exact:
