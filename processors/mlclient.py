@@ -130,12 +130,15 @@ class MLClient:
         async with self._lock:
             if id_or_name in self._names:
                 return self._names[id_or_name]
-            try:
-                await self.get_model(id_or_name)
-                resolved = id_or_name
-            except ModelInferenceError as exc:
-                if exc.status != 404:
-                    raise
+            resolved = None
+            if _could_be_id(id_or_name):
+                try:
+                    await self.get_model(id_or_name)
+                    resolved = id_or_name
+                except ModelInferenceError as exc:
+                    if exc.status not in (400, 404, 405):
+                        raise
+            if resolved is None:
                 resolved = await self._find_by_name(id_or_name)
             self._names[id_or_name] = resolved
             return resolved
@@ -159,6 +162,11 @@ class MLClient:
             raise ResourceNotFound(f"Failed to find model with id or name [{name}] on the ML node [{self.base_url}]")
         candidates.sort(key=lambda c: (c[0], c[1]), reverse=True)
         return str(candidates[0][2])
+
+
+def _could_be_id(text: str) -> bool:
+    # ML Commons ids are URL-safe tokens; a name with "/" or spaces can only be a name
+    return bool(text) and all(c.isalnum() or c in "-_." for c in text)
 
 
 def _check_count(model_id: str, texts: list[str], results: list[Any]) -> None:
