@@ -102,6 +102,7 @@ class ModelWorker:
         runtime: Runtime,
         *,
         executor: ThreadPoolExecutor,
+        tokenize_executor: ThreadPoolExecutor | None = None,
         metrics: Metrics,
         batch_max_size: int,
         token_budget: int,
@@ -112,6 +113,7 @@ class ModelWorker:
         self.model_id = model_id
         self.runtime = runtime
         self._executor = executor
+        self._tokenize_executor = tokenize_executor or executor
         self._metrics = metrics
         self.batch_max_size = max(1, batch_max_size)
         self.token_budget = max(1, token_budget)
@@ -145,7 +147,7 @@ class ModelWorker:
         try:
             started = time.perf_counter()
             try:
-                counts = await loop.run_in_executor(self._executor, self.runtime.count_tokens, texts)
+                counts = await loop.run_in_executor(self._tokenize_executor, self.runtime.count_tokens, texts)
             except Exception:
                 log.exception("token counting failed for model %s", self.model_id)
                 self._metrics.failures.labels(self.model_id, "tokenization_error").inc()
@@ -239,7 +241,7 @@ class ModelWorker:
                 self._release()
                 self._metrics.dropped.labels(self.model_id).inc()
                 if not head.future.done():
-                    head.future.cancel()
+                    head.future.set_exception(MLError("The client closed the connection", status=499, error_type="client_closed_exception"))
                 continue
             if batch:
                 if not head.batchable or head.params_key != batch[0].params_key:
@@ -356,6 +358,8 @@ class Deployments:
     ) -> None:
         self.metrics = metrics
         self.executor = ThreadPoolExecutor(max_workers=max(1, worker_threads), thread_name_prefix="mlnode-infer")
+        # tokenization has its own threads so requests are counted and queued while a batch runs
+        self.tokenize_executor = ThreadPoolExecutor(max_workers=max(1, worker_threads), thread_name_prefix="mlnode-tokenize")
         self.concurrency = max(1, worker_threads)
         self.batch_max_size = batch_max_size
         self.token_budget = token_budget
@@ -377,6 +381,7 @@ class Deployments:
             model_id,
             runtime,
             executor=self.executor,
+            tokenize_executor=self.tokenize_executor,
             metrics=self.metrics,
             batch_max_size=self.batch_max_size,
             token_budget=self.token_budget,
@@ -404,3 +409,4 @@ class Deployments:
             except Exception:
                 log.exception("closing model %s failed", model_id)
         self.executor.shutdown(wait=False, cancel_futures=True)
+        self.tokenize_executor.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,139 @@
+"""The bounded predict queue: 429 at once when full, cross-request batching, dropped clients, splitting.
+
+These use a fake runtime (tests/fixtures/mlnode.py) that can hold inference on a gate, so the queue can be filled
+deterministically; the real runtimes are exercised by the client tests."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+
+from mlnode import keys
+from mlnode.settings import MLSettings
+from tests.fixtures.mlnode import FakeRuntime, api_client, api_fake_model, fake_backends
+
+pytestmark = [pytest.mark.integration]
+
+
+def _settings(tmp_path, **overrides):
+    return MLSettings.load(data_dir=tmp_path / "data", allow_registering_model_via_url=True, native_memory_threshold=100, **overrides)
+
+
+async def _wait(predicate, timeout=10.0):
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() > deadline:
+            raise TimeoutError("condition not reached")
+        await asyncio.sleep(0.005)
+
+
+def _predict(client, model_id, texts, **extra):
+    return client.post(f"/_plugins/_ml/_predict/text_embedding/{model_id}", json={"text_docs": texts, **extra})
+
+
+async def test_full_queue_answers_429_at_once(tmp_path):
+    gate = threading.Event()
+    runtimes: list[FakeRuntime] = []
+    settings = _settings(tmp_path, queue_capacity=2, worker_threads=1)
+    async with api_client(settings, fake_backends(tmp_path, runtimes, gate=gate)) as client:
+        model_id = await api_fake_model(client, tmp_path)
+        worker = client.app[keys.DEPLOYMENTS].get(model_id)
+        first = asyncio.create_task(_predict(client, model_id, ["one"]))
+        await _wait(runtimes[0].entered.is_set)  # the first request is running, holding the only inference slot
+        waiting = [asyncio.create_task(_predict(client, model_id, [f"text {i}"])) for i in range(2)]
+        await _wait(lambda: worker.queue_size == 2)
+        rejected = await _predict(client, model_id, ["too many"])  # answered while the gate is still closed
+        assert rejected.status == 429
+        body = await rejected.json()
+        assert body["status"] == 429 and body["error"]["type"] == "rejected_execution_exception"
+        assert "queue" in body["error"]["reason"] and model_id in body["error"]["reason"]
+        gate.set()
+        responses = await asyncio.gather(first, *waiting)
+        assert [r.status for r in responses] == [200, 200, 200]
+        assert ["too many"] not in runtimes[0].batches
+        metrics = await (await client.get("/metrics")).text()
+        assert f'mlnode_predict_failures_total{{model_id="{model_id}",reason="queue_full"}} 1.0' in metrics
+
+
+async def test_concurrent_single_text_requests_are_batched(tmp_path):
+    gate = threading.Event()
+    runtimes: list[FakeRuntime] = []
+    settings = _settings(tmp_path, worker_threads=1, batch_max_size=32)
+    async with api_client(settings, fake_backends(tmp_path, runtimes, gate=gate)) as client:
+        model_id = await api_fake_model(client, tmp_path)
+        worker = client.app[keys.DEPLOYMENTS].get(model_id)
+        first = asyncio.create_task(_predict(client, model_id, ["warm"]))
+        await _wait(runtimes[0].entered.is_set)
+        texts = [f"query number {i}" for i in range(8)]
+        pending = [asyncio.create_task(_predict(client, model_id, [t])) for t in texts]
+        await _wait(lambda: worker.queue_size == 8 and len(worker._queue) == 8)
+        gate.set()
+        responses = [await r.json() for r in await asyncio.gather(first, *pending)]
+        # every request got its own text's result back
+        for text, body in zip(texts, responses[1:]):
+            assert body["inference_results"][0]["output"][0]["data"] == [float(len(text)), 3.0]
+        assert sorted(runtimes[0].batches[1]) == sorted(texts)  # one runtime call for the 8 requests
+        profile = await (await client.get(f"/_plugins/_ml/profile/models/{model_id}")).json()
+        stats = profile["nodes"]["neuralpipe-ml"]["models"][model_id]
+        assert stats["batch_stats"]["max_batch_size"] == 8 and stats["batch_stats"]["max_requests_per_batch"] == 8
+        assert stats["predict_request_stats"]["count"] == 9
+        metrics = await (await client.get("/metrics")).text()
+        assert f'mlnode_batch_size_bucket{{le="8.0",model_id="{model_id}"}} 2.0' in metrics
+        assert f'mlnode_batch_size_count{{model_id="{model_id}"}} 2.0' in metrics
+
+
+async def test_batches_respect_size_token_budget_and_parameters(tmp_path):
+    gate = threading.Event()
+    runtimes: list[FakeRuntime] = []
+    # fake tokens = words + 2 -> each "a b" text is 4 tokens; a budget of 12 fits 3 texts
+    settings = _settings(tmp_path, worker_threads=1, batch_max_size=4, batch_token_budget=12)
+    async with api_client(settings, fake_backends(tmp_path, runtimes, gate=gate)) as client:
+        model_id = await api_fake_model(client, tmp_path)
+        worker = client.app[keys.DEPLOYMENTS].get(model_id)
+        first = asyncio.create_task(_predict(client, model_id, ["warm"]))
+        await _wait(runtimes[0].entered.is_set)
+        same = [asyncio.create_task(_predict(client, model_id, [f"a{i} b"])) for i in range(4)]
+        await _wait(lambda: len(worker._queue) == 4)
+        other = asyncio.create_task(_predict(client, model_id, ["x y"], parameters={"content_type": "query"}))
+        await _wait(lambda: len(worker._queue) == 5)
+        gate.set()
+        assert all(r.status == 200 for r in await asyncio.gather(first, *same, other))
+        sizes = [len(b) for b in runtimes[0].batches[1:]]
+        assert sizes == [3, 1, 1]  # token budget splits the four, and different parameters are never merged
+        assert runtimes[0].batches[-1] == ["x y"]
+
+
+async def test_one_large_request_is_split_and_order_restored(tmp_path):
+    runtimes: list[FakeRuntime] = []
+    async with api_client(_settings(tmp_path, batch_max_size=4), fake_backends(tmp_path, runtimes)) as client:
+        model_id = await api_fake_model(client, tmp_path)
+        texts = [("w " * (i % 5 + 1)).strip() + f" {i}" for i in range(10)]
+        body = await (await _predict(client, model_id, texts)).json()
+        assert [r["output"][0]["data"][0] for r in body["inference_results"]] == [float(len(t)) for t in texts]
+        assert max(len(b) for b in runtimes[0].batches) == 4
+
+
+async def test_request_whose_client_left_is_dropped(tmp_path):
+    gate = threading.Event()
+    runtimes: list[FakeRuntime] = []
+    async with api_client(_settings(tmp_path, worker_threads=1), fake_backends(tmp_path, runtimes, gate=gate)) as client:
+        model_id = await api_fake_model(client, tmp_path)
+        worker = client.app[keys.DEPLOYMENTS].get(model_id)
+        first = asyncio.create_task(_predict(client, model_id, ["warm"]))
+        await _wait(runtimes[0].entered.is_set)
+        leaving = asyncio.create_task(_predict(client, model_id, ["client gone"]))
+        await _wait(lambda: len(worker._queue) == 1)
+        leaving.cancel()  # the client closes its connection while the request waits
+        await asyncio.gather(leaving, return_exceptions=True)
+        staying = asyncio.create_task(_predict(client, model_id, ["still here"]))
+        await _wait(lambda: len(worker._queue) == 2)
+        await _wait(lambda: not worker._queue[0].alive())  # the server has seen the closed connection
+        gate.set()
+        assert (await first).status == 200 and (await staying).status == 200
+        seen = [t for batch in runtimes[0].batches for t in batch]
+        assert "still here" in seen and "client gone" not in seen
+        metrics = await (await client.get("/metrics")).text()
+        assert f'mlnode_dropped_requests_total{{model_id="{model_id}"}} 1.0' in metrics
