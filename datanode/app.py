@@ -1,0 +1,37 @@
+"""The data node's aiohttp application: OpenSearch's REST subset that neural search needs."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from aiohttp import web
+
+from .keys import DATANODE
+from .node import DataNode
+from .pipelines import PipelineRunner
+from .service import DataNodeService
+from . import views
+
+
+def add_routes(app: web.Application, *, data_dir: Path | str, ml_url: str | None = None, root: bool = True) -> None:
+    """Mount the data node on ``app`` (alone, or beside the ML node's routes: add those first)."""
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="datanode")
+        node = await asyncio.get_running_loop().run_in_executor(pool, DataNode, Path(data_dir))
+        service = DataNodeService(node, pool, PipelineRunner(ml_url))
+        app[DATANODE] = service
+        yield
+        await service.close()
+
+    app.cleanup_ctx.append(lifecycle)
+    app.router.add_routes(views.routes(root=root))
+
+
+def create_app(data_dir: Path | str, *, ml_url: str | None = None) -> web.Application:
+    app = web.Application(client_max_size=512 * 1024 * 1024)
+    add_routes(app, data_dir=data_dir, ml_url=ml_url)
+    return app

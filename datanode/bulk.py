@@ -1,0 +1,76 @@
+"""Parsing a ``_bulk`` body (NDJSON action/metadata lines, each index/create/update followed by its source)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .errors import IllegalArgument, MapperParsingError
+from .node import ActionValidation, WriteOp
+
+ACTIONS = ("index", "create", "update", "delete")
+META_KEYS = {"_index", "_id", "pipeline", "routing", "if_seq_no", "if_primary_term", "retry_on_conflict",
+             "require_alias", "version", "version_type", "_source", "op_type", "dynamic_templates"}
+
+
+def parse_bulk(raw: bytes, default_index: str | None) -> list[WriteOp]:
+    lines = raw.decode("utf-8").split("\n")
+    ops: list[WriteOp] = []
+    i = 0
+    missing_index: list[int] = []
+    while i < len(lines):
+        line = lines[i].strip()
+        i += 1
+        if not line:
+            continue
+        try:
+            action_line = json.loads(line)
+        except json.JSONDecodeError:
+            raise IllegalArgument(f"Malformed action/metadata line [{i}], expected START_OBJECT or END_OBJECT but "
+                                  f"found [VALUE_STRING]") from None
+        if not isinstance(action_line, dict) or len(action_line) != 1:
+            raise IllegalArgument(f"Malformed action/metadata line [{i}], expected START_OBJECT or END_OBJECT but "
+                                  f"found [{type(action_line).__name__}]")
+        action, meta = next(iter(action_line.items()))
+        if action not in ACTIONS:
+            raise IllegalArgument(f"Malformed action/metadata line [{i}], expected field [create], [delete], "
+                                  f"[index] or [update] but found [{action}]")
+        if not isinstance(meta, dict):
+            raise IllegalArgument(f"Malformed action/metadata line [{i}], expected START_OBJECT but found "
+                                  f"[{type(meta).__name__}]")
+        unknown = set(meta) - META_KEYS
+        if unknown:
+            raise IllegalArgument(f"Action/metadata line [{i}] contains an unknown parameter [{sorted(unknown)[0]}]")
+        index = meta.get("_index", default_index)
+        if index is None:
+            missing_index.append(len(ops))
+        doc_id = meta.get("_id")
+        op = WriteOp(action, index or "", None if doc_id is None else str(doc_id))
+        if "pipeline" in meta:
+            op.extra["pipeline"] = meta["pipeline"]
+        if action != "delete":
+            if i >= len(lines) or not lines[i].strip():
+                raise IllegalArgument(f"Validation Failed: 1: no requests added;" if not ops else
+                                      f"The bulk request must be terminated by a newline [\\n]")
+            source_line = lines[i]
+            i += 1
+            try:
+                payload = json.loads(source_line)
+            except json.JSONDecodeError as exc:
+                op.error = MapperParsingError(f"failed to parse: {exc.msg} at line {exc.lineno} column {exc.colno}")
+                payload = None
+            if action == "update":
+                op.update = payload if isinstance(payload, dict) else {}
+            else:
+                op.source = payload
+        ops.append(op)
+    if missing_index:
+        raise ActionValidation("Validation Failed: " + "".join(
+            f"{n + 1}: index is missing;" for n in range(len(missing_index))))
+    if not ops:
+        raise ActionValidation("Validation Failed: 1: no requests added;")
+    return ops
+
+
+def bulk_item(op: WriteOp, result: dict[str, Any]) -> dict[str, Any]:
+    return {op.action: result}

@@ -1,0 +1,144 @@
+"""The data node's async face: runs the blocking core in worker threads and pipelines on the loop."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from .errors import IllegalArgument, OpenSearchError, item_error
+from .node import DataNode, WriteOp
+from .pipelines import ML_QUERIES, PipelineRunner, find_keys
+
+T = TypeVar("T")
+
+
+class DataNodeService:
+    def __init__(self, node: DataNode, pool: ThreadPoolExecutor, pipelines: PipelineRunner) -> None:
+        self.node = node
+        self.pool = pool
+        self.pipelines = pipelines
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
+
+    async def close(self) -> None:
+        await self.pipelines.close()
+        await self.run(self.node.close)
+        self.pool.shutdown(wait=True)
+
+    # --- writes -------------------------------------------------------------------------
+    def _pipeline_for(self, op: WriteOp, request_pipeline: str | None) -> str | None:
+        if op.action not in ("index", "create") or op.error is not None:
+            return None
+        pipeline = op.extra.get("pipeline", request_pipeline)
+        if pipeline is None:
+            index = self.node.indices.get(op.index)
+            pipeline = index.settings.get("index.default_pipeline") if index else None
+        return None if pipeline in (None, "_none") else str(pipeline)
+
+    async def _lookup(self, index: str, ids: list[str]) -> dict[str, dict[str, Any]]:
+        return await self.run(self.node.lookup, index, ids)
+
+    async def apply_pipelines(self, ops: list[WriteOp], request_pipeline: str | None) -> None:
+        groups: dict[str, list[WriteOp]] = {}
+        for op in ops:
+            name = self._pipeline_for(op, request_pipeline)
+            if name is not None:
+                groups.setdefault(name, []).append(op)
+        for name, members in groups.items():
+            try:
+                pipeline = self.pipelines.get("ingest", name, self.node.pipelines["ingest"])
+                results = await self.pipelines.ingest(
+                    pipeline, [(op.index, op.id, op.source if isinstance(op.source, dict) else {}) for op in members],
+                    self._lookup)
+            except OpenSearchError as exc:
+                results = [exc] * len(members)
+            for op, result in zip(members, results):
+                if isinstance(result, OpenSearchError):
+                    op.error = result
+                else:
+                    op.source = result
+
+    async def write(self, ops: list[WriteOp], *, pipeline: str | None = None, refresh: str | None = None
+                    ) -> list[dict[str, Any]]:
+        await self.apply_pipelines(ops, pipeline)
+        results = await self.run(self.node.write, ops)
+        if refresh is not None and refresh.lower() in ("", "true", "wait_for"):
+            touched = ",".join(sorted({op.index for op in ops if op.index in self.node.indices}))
+            if touched:
+                await self.run(self.node.refresh, touched)
+        return results
+
+    async def bulk(self, ops: list[WriteOp], *, pipeline: str | None, refresh: str | None) -> dict[str, Any]:
+        started = time.perf_counter()
+        results = await self.write(ops, pipeline=pipeline, refresh=refresh)
+        items = [{op.action: result} for op, result in zip(ops, results)]
+        errors = any("error" in result for result in results)
+        return {"took": int((time.perf_counter() - started) * 1000), "errors": errors, "items": items}
+
+    async def write_one(self, op: WriteOp, *, pipeline: str | None, refresh: str | None) -> dict[str, Any]:
+        result = (await self.write([op], pipeline=pipeline, refresh=refresh))[0]
+        if "error" in result:
+            error = result["error"]
+            raise OpenSearchError(error["reason"], status=result["status"], error_type=error["type"],
+                                  extra={k: v for k, v in error.items() if k not in ("type", "reason")})
+        return result
+
+    # --- search -------------------------------------------------------------------------
+    async def plain_search(self, index: str, body: dict[str, Any], params: dict[str, str] | None = None
+                           ) -> dict[str, Any]:
+        return await self.run(self.node.search, index, body, params or {})
+
+    async def search(self, index: str | None, body: dict[str, Any], params: dict[str, str]) -> dict[str, Any]:
+        body = dict(body or {})
+        name = params.get("search_pipeline", body.pop("search_pipeline", None))
+        if name is None and index and index in self.node.indices:
+            name = self.node.indices[index].settings.get("index.search.default_pipeline")
+        pipeline = None
+        if name not in (None, "_none"):
+            pipeline = self.pipelines.get("search", str(name), self.node.pipelines["search"])
+        query = body.get("query")
+        if pipeline is None and not find_keys(query, ML_QUERIES | {"hybrid"}):
+            return await self.plain_search(index or "_all", body, params)
+
+        async def search_fn(target: str, sub_body: dict[str, Any]) -> dict[str, Any]:
+            return await self.plain_search(target, sub_body, params)
+
+        return await self.pipelines.search(index or "_all", body, pipeline, search_fn)
+
+    # --- pipelines ----------------------------------------------------------------------
+    async def put_pipeline(self, kind: str, pipeline_id: str, body: Any) -> dict[str, Any]:
+        if not isinstance(body, dict):
+            raise IllegalArgument("pipeline body must be a JSON object")
+        self.pipelines.build(kind, pipeline_id, body)  # validate: every error at once
+        self.pipelines.forget(kind, pipeline_id)
+        return await self.run(self.node.put_pipeline, kind, pipeline_id, body)
+
+    async def simulate(self, pipeline_id: str | None, body: Any, verbose: bool) -> dict[str, Any]:
+        if not isinstance(body, dict) or not isinstance(body.get("docs"), list):
+            raise IllegalArgument("[docs] required property is missing: _simulate needs a [docs] array")
+        if pipeline_id is not None:
+            pipeline = self.pipelines.get("ingest", pipeline_id, self.node.pipelines["ingest"])
+        else:
+            if not isinstance(body.get("pipeline"), dict):
+                raise IllegalArgument("[pipeline] required property is missing")
+            pipeline = self.pipelines.build("ingest", "_simulate_pipeline", body["pipeline"])
+        docs = []
+        for doc in body["docs"]:
+            if not isinstance(doc, dict) or not isinstance(doc.get("_source"), dict):
+                raise IllegalArgument("[_source] required property is missing")
+            docs.append((str(doc.get("_index", "_index")), doc.get("_id", "_id"), doc["_source"]))
+        results = await self.pipelines.ingest(pipeline, docs, self._lookup)
+        out = []
+        now = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
+        for (index, doc_id, _), result in zip(docs, results):
+            if isinstance(result, OpenSearchError):
+                err = item_error(result)
+                out.append({"error": {"root_cause": [{"type": err["type"], "reason": err["reason"]}], **err}})
+            else:
+                out.append({"doc": {"_index": index, "_id": doc_id, "_source": result,
+                                    "_ingest": {"timestamp": now}}})
+        return {"docs": out}

@@ -1,0 +1,287 @@
+"""HTTP handlers: translate requests to the service and OpenSearch errors to OpenSearch bodies."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from .bulk import parse_bulk
+from .errors import IllegalArgument, OpenSearchError
+from .keys import DATANODE
+from .node import CLUSTER_NAME, LUCENE_VERSION, NODE_NAME, VERSION, WriteOp
+from .service import DataNodeService
+
+log = logging.getLogger("neuralpipe.datanode")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def reply(body: Any, status: int = 200) -> web.Response:
+    return web.json_response(body, status=status, dumps=lambda o: json.dumps(o, ensure_ascii=False))
+
+
+def guarded(handler: Callable[[web.Request, DataNodeService], Awaitable[web.StreamResponse]]) -> Handler:
+    """One place where domain errors become OpenSearch error bodies (never a raw 500 text)."""
+
+    @functools.wraps(handler)
+    async def wrapper(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request, request.app[DATANODE])
+        except OpenSearchError as exc:
+            if request.method == "HEAD":
+                return web.Response(status=exc.status)
+            return reply(exc.to_body(), exc.status)
+        except web.HTTPException:
+            raise
+        except Exception:  # noqa: BLE001
+            log.exception("data node request failed: %s %s", request.method, request.path)
+            err = OpenSearchError("internal error in the data node; see its log", status=500)
+            return reply(err.to_body(), 500)
+
+    return wrapper
+
+
+async def json_body(request: web.Request, *, required: bool = False) -> Any:
+    raw = await request.read()
+    if not raw.strip():
+        if required:
+            raise IllegalArgument("request body is required")
+        return {}
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise OpenSearchError(f"Failed to parse request body: {exc.msg} at line {exc.lineno} column {exc.colno}",
+                              status=400, error_type="parse_exception") from None
+
+
+def params(request: web.Request) -> dict[str, str]:
+    return dict(request.query)
+
+
+# --- cluster --------------------------------------------------------------------------------
+@guarded
+async def info(request: web.Request, svc: DataNodeService) -> web.StreamResponse:
+    if request.method == "HEAD":
+        return web.Response(status=200)
+    return reply({
+        "name": NODE_NAME, "cluster_name": CLUSTER_NAME, "cluster_uuid": "neuralpipe-embedded",
+        "version": {"distribution": "opensearch", "number": VERSION, "build_type": "neuralpipe",
+                    "build_hash": "embedded", "build_date": "2026-01-01T00:00:00Z", "build_snapshot": False,
+                    "lucene_version": LUCENE_VERSION, "minimum_wire_compatibility_version": "2.19.0",
+                    "minimum_index_compatibility_version": "2.0.0"},
+        "tagline": "The OpenSearch Project: https://opensearch.org/",
+    })
+
+
+@guarded
+async def health(request: web.Request, svc: DataNodeService) -> web.StreamResponse:
+    index = request.match_info.get("index")
+    targets = svc.node.resolve(index) if index else list(svc.node.indices.values())
+    replicas_missing = any(ix.replicas > 0 for ix in targets)
+    n = len(targets)
+    return reply({
+        "cluster_name": CLUSTER_NAME, "status": "yellow" if replicas_missing else "green", "timed_out": False,
+        "number_of_nodes": 1, "number_of_data_nodes": 1, "discovered_master": True,
+        "discovered_cluster_manager": True, "active_primary_shards": n, "active_shards": n,
+        "relocating_shards": 0, "initializing_shards": 0,
+        "unassigned_shards": sum(ix.replicas for ix in targets), "delayed_unassigned_shards": 0,
+        "number_of_pending_tasks": 0, "number_of_in_flight_fetch": 0, "task_max_waiting_in_queue_millis": 0,
+        "active_shards_percent_as_number": 100.0 if not replicas_missing else
+        round(100.0 * n / max(1, n + sum(ix.replicas for ix in targets)), 1),
+    })
+
+
+# --- indices --------------------------------------------------------------------------------
+@guarded
+async def create_index(request: web.Request, svc: DataNodeService) -> web.StreamResponse:
+    body = await json_body(request)
+    return reply(await svc.run(svc.node.create_index, request.match_info["index"], body))
+
+
+@guarded
+async def get_index(request: web.Request, svc: DataNodeService) -> web.StreamResponse:
+    result = await svc.run(svc.node.get_index, request.match_info["index"])
+    if request.method == "HEAD":
+        return web.Response(status=200)
+    return reply(result)
+
+
+@guarded
+async def delete_index(request: web.Request, svc: DataNodeService) -> web.StreamResponse:
+    return reply(await svc.run(svc.node.delete_index, request.match_info["index"]))
+
+
+@guarded
+async def get_mapping(request: web.Request, svc: DataNodeService) -> web.StreamResponse:
+    return reply(await svc.run(svc.node.get_mapping, request.match_info.get("index")))
+
+
+@guarded
+async def put_mapping(request: web.Request, svc: DataNodeService) -> web.StreamResponse:
+    body = await json_body(request, required=True)
+    return reply(await svc.run(svc.node.put_mapping, request.match_info["index"], body))
+
+
+@guarded
+async def get_settings(request: web.Request, svc: DataNodeService) -> web.StreamResponse:
+    return reply(await svc.run(svc.node.get_settings, request.match_info.get("index")))
+
+
+@guarded
+async def refresh(request: web.Request, svc: DataNodeService) -> web.StreamResponse:
+    return reply(await svc.run(svc.node.refresh, request.match_info.get("index")))
+
+
+@guarded
+async def count(request: web.Request, svc: DataNodeService) -> web.StreamResponse:
+    body = await json_body(request)
+    if "q" in request.query:
+        raise IllegalArgument("the [q] URI search parameter is not supported by this data node: send a query body")
+    return reply(await svc.run(svc.node.count, request.match_info.get("index"), body))
+
+
+# --- documents ------------------------------------------------------------------------------
+@guarded
+async def bulk(request: web.Request, svc: DataNodeService) -> web.StreamResponse:
+    ops = parse_bulk(await request.read(), request.match_info.get("index"))
+    q = request.query
+    return reply(await svc.bulk(ops, pipeline=q.get("pipeline"), refresh=q.get("refresh")))
+
+
+@guarded
+async def index_doc(request: web.Request, svc: DataNodeService) -> web.StreamResponse:
+    source = await json_body(request, required=True)
+    doc_id = request.match_info.get("id")
+    q = request.query
+    action = "create" if request.path.split("/")[2] == "_create" or q.get("op_type") == "create" else "index"
+    op = WriteOp(action, request.match_info["index"], doc_id, source=source)
+    result = await svc.write_one(op, pipeline=q.get("pipeline"), refresh=q.get("refresh"))
+    status = result.pop("status")
+    return reply(result, status)
+
+
+@guarded
+async def update_doc(request: web.Request, svc: DataNodeService) -> web.StreamResponse:
+    body = await json_body(request, required=True)
+    op = WriteOp("update", request.match_info["index"], request.match_info["id"], update=body)
+    result = await svc.write_one(op, pipeline=None, refresh=request.query.get("refresh"))
+    status = result.pop("status")
+    return reply(result, status)
+
+
+@guarded
+async def delete_doc(request: web.Request, svc: DataNodeService) -> web.StreamResponse:
+    op = WriteOp("delete", request.match_info["index"], request.match_info["id"])
+    svc.node.index(op.index)  # a missing index is a 404 index_not_found_exception
+    result = (await svc.write([op], refresh=request.query.get("refresh")))[0]
+    if "error" in result:
+        err = result["error"]
+        raise OpenSearchError(err["reason"], status=result["status"], error_type=err["type"])
+    status = result.pop("status")
+    return reply(result, status)
+
+
+@guarded
+async def get_doc(request: web.Request, svc: DataNodeService) -> web.StreamResponse:
+    result = await svc.run(svc.node.get, request.match_info["index"], request.match_info["id"], params(request))
+    status = 200 if result.get("found") else 404
+    if request.method == "HEAD":
+        return web.Response(status=status)
+    return reply(result, status)
+
+
+@guarded
+async def mget(request: web.Request, svc: DataNodeService) -> web.StreamResponse:
+    body = await json_body(request, required=True)
+    return reply(await svc.run(svc.node.mget, request.match_info.get("index"), body, params(request)))
+
+
+# --- search ---------------------------------------------------------------------------------
+@guarded
+async def search(request: web.Request, svc: DataNodeService) -> web.StreamResponse:
+    body = await json_body(request)
+    if "q" in request.query:
+        raise IllegalArgument("the [q] URI search parameter is not supported by this data node: send a query body")
+    return reply(await svc.search(request.match_info.get("index"), body, params(request)))
+
+
+# --- pipelines ------------------------------------------------------------------------------
+def _kind(request: web.Request) -> str:
+    return "ingest" if request.path.startswith("/_ingest/") else "search"
+
+
+@guarded
+async def put_pipeline(request: web.Request, svc: DataNodeService) -> web.StreamResponse:
+    body = await json_body(request, required=True)
+    return reply(await svc.put_pipeline(_kind(request), request.match_info["id"], body))
+
+
+@guarded
+async def get_pipeline(request: web.Request, svc: DataNodeService) -> web.StreamResponse:
+    kind = _kind(request)
+    pipeline_id = request.match_info.get("id")
+    try:
+        return reply(await svc.run(svc.node.get_pipeline, kind, pipeline_id))
+    except OpenSearchError as exc:
+        if kind == "ingest" and exc.status == 404:
+            return reply({}, 404)  # OpenSearch answers an unknown ingest pipeline with 404 and {}
+        raise
+
+
+@guarded
+async def delete_pipeline(request: web.Request, svc: DataNodeService) -> web.StreamResponse:
+    kind = _kind(request)
+    svc.pipelines.forget(kind, request.match_info["id"])
+    return reply(await svc.run(svc.node.delete_pipeline, kind, request.match_info["id"]))
+
+
+@guarded
+async def simulate(request: web.Request, svc: DataNodeService) -> web.StreamResponse:
+    body = await json_body(request, required=True)
+    verbose = request.query.get("verbose", "false").lower() == "true"
+    return reply(await svc.simulate(request.match_info.get("id"), body, verbose))
+
+
+def routes(*, root: bool = True) -> list[web.AbstractRouteDef]:
+    r = web
+    table: list[web.AbstractRouteDef] = []
+    if root:
+        table += [r.get("/", info, allow_head=False), r.head("/", info)]
+    table += [
+        r.get("/_cluster/health", health), r.get("/_cluster/health/{index}", health),
+        r.post("/_bulk", bulk), r.put("/_bulk", bulk),
+        r.get("/_search", search), r.post("/_search", search),
+        r.get("/_count", count), r.post("/_count", count),
+        r.get("/_mget", mget), r.post("/_mget", mget),
+        r.get("/_mapping", get_mapping), r.get("/_settings", get_settings),
+        r.post("/_refresh", refresh), r.get("/_refresh", refresh),
+        r.get("/_ingest/pipeline", get_pipeline),
+        r.post("/_ingest/pipeline/_simulate", simulate), r.get("/_ingest/pipeline/_simulate", simulate),
+        r.put("/_ingest/pipeline/{id}", put_pipeline), r.get("/_ingest/pipeline/{id}", get_pipeline),
+        r.delete("/_ingest/pipeline/{id}", delete_pipeline),
+        r.post("/_ingest/pipeline/{id}/_simulate", simulate), r.get("/_ingest/pipeline/{id}/_simulate", simulate),
+        r.get("/_search/pipeline", get_pipeline),
+        r.put("/_search/pipeline/{id}", put_pipeline), r.get("/_search/pipeline/{id}", get_pipeline),
+        r.delete("/_search/pipeline/{id}", delete_pipeline),
+        r.post("/{index}/_bulk", bulk), r.put("/{index}/_bulk", bulk),
+        r.get("/{index}/_search", search), r.post("/{index}/_search", search),
+        r.get("/{index}/_count", count), r.post("/{index}/_count", count),
+        r.get("/{index}/_mget", mget), r.post("/{index}/_mget", mget),
+        r.post("/{index}/_refresh", refresh), r.get("/{index}/_refresh", refresh),
+        r.get("/{index}/_mapping", get_mapping), r.put("/{index}/_mapping", put_mapping),
+        r.post("/{index}/_mapping", put_mapping),
+        r.get("/{index}/_settings", get_settings),
+        r.post("/{index}/_doc", index_doc),
+        r.put("/{index}/_doc/{id}", index_doc), r.post("/{index}/_doc/{id}", index_doc),
+        r.get("/{index}/_doc/{id}", get_doc, allow_head=False), r.head("/{index}/_doc/{id}", get_doc),
+        r.delete("/{index}/_doc/{id}", delete_doc),
+        r.put("/{index}/_create/{id}", index_doc), r.post("/{index}/_create/{id}", index_doc),
+        r.post("/{index}/_update/{id}", update_doc),
+        r.put("/{index}", create_index), r.get("/{index}", get_index, allow_head=False),
+        r.head("/{index}", get_index), r.delete("/{index}", delete_index),
+    ]
+    return table
