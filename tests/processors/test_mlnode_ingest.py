@@ -177,3 +177,22 @@ async def test_ml_errors_name_the_model_and_fail_only_their_documents(ml_node):
     assert "list type field [text] has null" in out[0].reason
     assert out[0].extra["processor_type"] == "text_embedding"
     assert len(out[1].source["v"]) == 384
+
+
+def test_cli_export_resolves_model_names_and_derives_mapping(ml_node, capsys):
+    import argparse
+    import json
+    from pathlib import Path
+
+    from neuralpipe.commands import pipelines as cli
+
+    path = str(Path(__file__).resolve().parents[2] / "pipelines" / "ingest" / "dense.yaml")
+    args = argparse.Namespace(pipelines_command="export", file=path, ml_url=ml_node.url, mapping=False, indent=2)
+    assert cli.run(args) == 0
+    body = json.loads(capsys.readouterr().out)
+    assert body["processors"][0]["text_embedding"]["model_id"] == ml_node.model_ids["dense"]
+    args.mapping = True
+    assert cli.run(args) == 0
+    mapping = json.loads(capsys.readouterr().out)
+    assert mapping["mappings"]["properties"]["text_embedding"]["dimension"] == 384
+    assert mapping["settings"] == {"index.knn": True, "index.default_pipeline": "dense"}
