@@ -1,0 +1,151 @@
+"""The pretrained catalog: offline names packaged once, OpenSearch's artifact layout over loopback HTTP,
+unknown names listing what is servable."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import json
+import shutil
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mlnode.catalog import Catalog, CatalogError, UnknownPretrainedModel
+from mlnode.packaging import sha256_file
+
+MINILM = "huggingface/sentence-transformers/all-MiniLM-L6-v2"
+
+
+@pytest.mark.unit
+def test_default_catalog_names_only_models_served_offline():
+    catalog = Catalog.load()
+    assert catalog.names() == [MINILM, "neuralpipe/all-MiniLM-L6-v2-int8", "neuralpipe/splade-tiny"]
+    assert catalog.entries[MINILM].versions == ("1.0.1", "1.0.2")
+    assert not any(name.startswith("amazon/") for name in catalog.names())
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("name", "version", "fmt"),
+    [
+        ("amazon/neural-sparse/opensearch-neural-sparse-encoding-doc-v1", "1.0.0", "TORCH_SCRIPT"),
+        (MINILM, "9.9.9", "TORCH_SCRIPT"),
+        ("neuralpipe/all-MiniLM-L6-v2-int8", "1.0.0", "TORCH_SCRIPT"),
+    ],
+)
+def test_unknown_model_lists_servable_names(tmp_path, name, version, fmt):
+    with pytest.raises(UnknownPretrainedModel) as info:
+        Catalog.load().resolve(name, version, fmt, tmp_path)
+    message = str(info.value)
+    assert message.startswith("This model is not in the pre-trained model list, please check your parameters.")
+    assert f"[{name}]" in message and MINILM in message and "neuralpipe/splade-tiny" in message
+    assert info.value.names == Catalog.load().names()
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.integration
+def test_offline_model_is_packaged_once_and_cached(tmp_path):
+    catalog = Catalog.load()
+    first = catalog.resolve("neuralpipe/splade-tiny", "1.0.0", "TORCH_SCRIPT", tmp_path)
+    assert first.zip_path == tmp_path / "neuralpipe/splade-tiny/1.0.0/torch_script/splade-tiny-1.0.0-torch_script.zip"
+    assert first.config["function_name"] == "SPARSE_ENCODING"
+    assert first.config["model_content_hash_value"] == sha256_file(first.zip_path)
+    stamp = first.zip_path.stat().st_mtime_ns
+    again = Catalog.load().resolve("neuralpipe/splade-tiny", "1.0.0", "torch_script", tmp_path)
+    assert again.zip_path == first.zip_path and again.zip_path.stat().st_mtime_ns == stamp
+    assert again.config == first.config
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_minilm_pretrained_name_resolves_to_opensearch_layout(tmp_path):
+    packaged = Catalog.load().resolve(MINILM, "1.0.2", "ONNX", tmp_path)
+    assert packaged.zip_path.name == "sentence-transformers_all-MiniLM-L6-v2-1.0.2-onnx.zip"
+    config = json.loads(packaged.config_path.read_text())
+    assert config["name"] == MINILM and config["version"] == "1.0.2" and config["model_format"] == "ONNX"
+    assert config["model_config"]["embedding_dimension"] == 384
+    assert config["model_config"]["model_max_length"] == 256
+
+
+class _Server:
+    def __init__(self, root: Path) -> None:
+        self.requests: list[str] = []
+        outer = self
+
+        class Handler(http.server.SimpleHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                outer.requests.append(self.path)
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=str(root)))
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+        self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}/models/ml-models"
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def artifact_server(tmp_path: Path, model_zips) -> Iterator[_Server]:
+    """OpenSearch's artifact layout on loopback, holding one zip we packaged (the tiny cross-encoder)."""
+    model = model_zips["tiny-cross-encoder-onnx"]
+    name = "huggingface/cross-encoders/tiny-test-model"
+    folder = tmp_path / "site" / "models" / "ml-models" / name / "1.0.1" / "onnx"
+    folder.mkdir(parents=True)
+    shutil.copy(model.zip_path, folder / "cross-encoders_tiny-test-model-1.0.1-onnx.zip")
+    config = {k: v for k, v in model.config.items() if k != "function_name"}  # artifacts carry model_task_type
+    (folder / "config.json").write_text(json.dumps({**config, "name": name, "version": "1.0.1"}))
+    server = _Server(tmp_path / "site")
+    yield server
+    server.close()
+
+
+def _artifact_catalog(tmp_path: Path, base: str) -> Catalog:
+    path = tmp_path / "catalog.yaml"
+    path.write_text(
+        f"artifact_base_url: {base}\n"
+        "models:\n"
+        "  - name: huggingface/cross-encoders/tiny-test-model\n"
+        "    function_name: TEXT_SIMILARITY\n"
+        "    versions: ['1.0.1']\n"
+        "    model_formats: [ONNX]\n"
+        "    source: {artifacts: true}\n"
+    )
+    return Catalog.load(path)
+
+
+@pytest.mark.integration
+def test_artifact_layout_downloads_config_and_zip(tmp_path, artifact_server, model_zips):
+    catalog = _artifact_catalog(tmp_path, artifact_server.base)
+    packaged = catalog.resolve("huggingface/cross-encoders/tiny-test-model", "1.0.1", "ONNX", tmp_path / "cache")
+    prefix = "/models/ml-models/huggingface/cross-encoders/tiny-test-model/1.0.1/onnx/"
+    assert packaged.config["function_name"] == "TEXT_SIMILARITY"
+    assert packaged.hash == model_zips["tiny-cross-encoder-onnx"].hash == sha256_file(packaged.zip_path)
+    assert any(prefix + "config.json" in r for r in artifact_server.requests)
+    assert any(prefix + "cross-encoders_tiny-test-model-1.0.1-onnx.zip" in r for r in artifact_server.requests)
+    count = len(artifact_server.requests)
+    catalog.resolve("huggingface/cross-encoders/tiny-test-model", "1.0.1", "ONNX", tmp_path / "cache")
+    assert len(artifact_server.requests) == count  # served from the cache
+
+
+@pytest.mark.integration
+def test_artifact_with_wrong_hash_is_rejected(tmp_path, artifact_server):
+    config_path = next((tmp_path / "site").rglob("config.json"))
+    config = json.loads(config_path.read_text())
+    config_path.write_text(json.dumps({**config, "model_content_hash_value": "0" * 64}))
+    catalog = _artifact_catalog(tmp_path, artifact_server.base)
+    with pytest.raises(CatalogError, match="model content changed"):
+        catalog.resolve("huggingface/cross-encoders/tiny-test-model", "1.0.1", "ONNX", tmp_path / "cache")
+    assert not list((tmp_path / "cache").rglob("*.zip"))
+
+
+@pytest.mark.unit
+def test_bad_catalog_file_names_the_entry(tmp_path):
+    path = tmp_path / "catalog.yaml"
+    path.write_text("models:\n  - name: x/y\n    versions: ['1']\n    model_formats: [PYTORCH]\n    source: {offline: splade-tiny}\n")
+    with pytest.raises(CatalogError, match=r"\[x/y\].*PYTORCH"):
+        Catalog.load(path)
