@@ -84,10 +84,15 @@ class MLClient:
         self._models[model_id] = doc
         return doc
 
-    async def text_embedding(self, model_id: str, texts: list[str]) -> list[list[float]]:
+    async def text_embedding(self, model_id: str, texts: list[str], *, content_type: str | None = None
+                             ) -> list[list[float]]:
+        """Dense vectors. ``content_type`` ("query" | "passage") is sent, as neural-search does, only to asymmetric
+        models (whose model_config declares a query_prefix or passage_prefix)."""
         if not texts:
             return []
-        body = {"text_docs": list(texts), "return_number": True, "target_response": [DENSE_TARGET]}
+        body: dict[str, Any] = {"text_docs": list(texts), "return_number": True, "target_response": [DENSE_TARGET]}
+        if content_type and await self._is_asymmetric(model_id):
+            body["parameters"] = {"content_type": content_type.upper()}
         payload = await self.predict(model_id, "text_embedding", body)
         vectors = []
         for result in payload.get("inference_results", []):
@@ -114,6 +119,13 @@ class MLClient:
                     maps.append({str(k): float(v) for k, v in weights.items()})
         _check_count(model_id, texts, maps)
         return maps
+
+    async def _is_asymmetric(self, model_id: str) -> bool:
+        try:
+            config = (await self.get_model(model_id)).get("model_config") or {}
+        except ModelInferenceError:
+            return False
+        return bool(config.get("query_prefix") or config.get("passage_prefix"))
 
     async def _algorithm(self, model_id: str, *, default: str) -> str:
         try:

@@ -222,11 +222,15 @@ async def _infer(clauses: list[_Clause], ml: MLClient) -> None:
             continue
         groups.setdefault((c.kind, str(c.model_id)), []).append(c)
 
+    if groups and ml is None:
+        kind, ref = next(iter(groups))
+        raise IllegalArgument(f"[{kind}] query needs an ML node to run model [{ref}], and none is configured")
+
     async def run(kind: str, model_ref: str, members: list[_Clause]) -> None:
         model_id = await ml.resolve_model_id(model_ref)
         texts = [m.params["query_text"] for m in members]
         if kind == "neural":
-            results: list[Any] = await ml.text_embedding(model_id, texts)
+            results: list[Any] = await ml.text_embedding(model_id, texts, content_type="query")
         else:
             results = await ml.sparse_encoding(model_id, texts)
         for m, r in zip(members, results):

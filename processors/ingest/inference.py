@@ -152,6 +152,10 @@ class InferenceProcessor(IngestProcessor):
         raise NotImplementedError
 
     async def execute(self, docs: list[IngestDocument], ctx: RunContext) -> list[Exception | None]:
+        if ctx.ml is None:
+            err = IllegalArgument(f"processor [{self.TYPE}] needs an ML node to run model [{self.model_ref}], and "
+                                  f"none is configured")
+            return [err] * len(docs)
         await self.prepare(ctx.ml)
         errors: list[Exception | None] = [None] * len(docs)
         per_doc: list[list[Slot]] = []

@@ -19,4 +19,4 @@ class TextEmbeddingProcessor(InferenceProcessor):
         return cls(options, **cls.read_common(r))
 
     async def infer(self, ml: MLClient, texts: list[str]) -> list[Any]:
-        return await ml.text_embedding(self.model_id, texts)
+        return await ml.text_embedding(self.model_id, texts, content_type="passage")

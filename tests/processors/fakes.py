@@ -12,7 +12,7 @@ class RecordingML(MLClient):
     async def resolve_model_id(self, id_or_name):
         return {"dense-name": "dense-id"}.get(id_or_name, id_or_name)
 
-    async def text_embedding(self, model_id, texts):
+    async def text_embedding(self, model_id, texts, content_type=None):
         self.calls.append(("text_embedding", model_id, list(texts)))
         return [[float(len(t)), 1.0] for t in texts]
 
