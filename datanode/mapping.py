@@ -21,6 +21,8 @@ INTEGER_TYPES = {"long", "integer", "short", "byte", "unsigned_long"}
 LEAF_TYPES = {"text", "keyword", "boolean", "date", "knn_vector", "rank_features", "rank_feature",
               "match_only_text", "wildcard", "constant_keyword"} | NUMERIC_TYPES
 OBJECT_TYPES = {"object", "nested"}
+METADATA_FIELDS = {"_id", "_index", "_source", "_routing", "_seq_no", "_version", "_primary_term", "_field_names",
+                   "_ignored", "_nested_path", "_data_stream_timestamp"}
 SPACE_TYPES = ("l2", "cosinesimil", "innerproduct")
 METHODS = ("hnsw", "flat")
 ENGINES = ("faiss", "lucene", "nmslib")
@@ -280,6 +282,9 @@ class _DocParser:
             if not name.strip():
                 raise MapperParsingError("field name cannot be an empty string")
             path = prefix + name
+            if not prefix and name in METADATA_FIELDS:
+                raise MapperParsingError(f"Field [{name}] is a metadata field and cannot be added inside a document. "
+                                         f"Use the index API request parameters.")
             if "." in name:  # dotted keys are object paths
                 head, rest = name.split(".", 1)
                 self.walk({head: {rest: value}}, prefix, entry, nested, dynamic_props)
