@@ -75,8 +75,11 @@ async def _resolve_group(request: web.Request, body: dict[str, Any], name: str) 
     store = request.app[keys.STORE]
     group_id = body.get("model_group_id")
     if group_id is None:
-        description = body.get("description") if isinstance(body.get("description"), str) else None
-        group_id = await create_group(request, name, description)
+        # like ML Commons: reuse the group named after the model, or create it
+        group_id = next((gid for gid, group in store.all("model_groups") if group.get("name") == name), None)
+        if group_id is None:
+            description = body.get("description") if isinstance(body.get("description"), str) else None
+            group_id = await create_group(request, name, description)
     elif not isinstance(group_id, str) or store.get("model_groups", group_id) is None:
         raise ResourceNotFound(f"Failed to find model group with ID: {group_id}")
     group = store.get("model_groups", group_id) or {}
