@@ -2,7 +2,8 @@
 
 Normalization works per sub-query over that sub-query's result list:
 - ``min_max``: (s - min) / (max - min); a sub-query whose results all share one score (e.g. a single result) gives
-  1.0; a normalized score of exactly 0 becomes 0.001 so the document is not lost;
+  1.0; a normalized score of exactly 0 becomes 0.001 so the document is not lost; optional per-sub-query
+  ``lower_bounds`` / ``upper_bounds`` (modes apply, clip, ignore) replace the observed min / max;
 - ``l2``: s / sqrt(sum of squares) (0 when the norm is 0);
 - ``z_score``: (s - mean) / sample standard deviation; a score equal to the mean gives the sub-query's max score,
   a zero deviation gives the min score, a result <= 0 gives 0.001;
@@ -18,26 +19,67 @@ from __future__ import annotations
 
 import math
 import statistics
+from dataclasses import dataclass
 from typing import Callable
 
 MIN_SCORE = 0.001
 DEFAULT_RANK_CONSTANT = 60
 
 
-def min_max(scores: list[list[float]]) -> list[list[float]]:
+@dataclass(frozen=True)
+class Bound:
+    """A min_max lower or upper bound for one sub-query (neural-search's LowerBound / UpperBound).
+
+    mode ``apply`` (default): a score beyond the bound normalizes against the bound instead of the observed min/max;
+    ``clip``: scores beyond the bound become 0.001 (lower) or 1.0 (upper); ``ignore``: the observed min/max."""
+
+    lower: bool
+    mode: str = "apply"
+    score: float = 0.0
+
+    def effective(self, score: float, lo: float, hi: float) -> float:
+        b = self.score
+        if self.lower:
+            if self.mode == "apply":
+                return b if (hi > b and score > b) else lo
+            return (lo if hi < b else b) if self.mode == "clip" else lo
+        if self.mode == "apply":
+            return b if (lo < b and score < b) else hi
+        return (hi if lo > b else b) if self.mode == "clip" else hi
+
+    def clips(self, score: float, effective: float) -> bool:
+        return self.mode == "clip" and (score < effective if self.lower else score > effective)
+
+
+BOUND_MODES = ("apply", "clip", "ignore")
+
+
+def min_max(scores: list[list[float]], lower: list[Bound] | None = None,
+            upper: list[Bound] | None = None) -> list[list[float]]:
     out = []
-    for sub in scores:
+    for j, sub in enumerate(scores):
         if not sub:
             out.append([])
             continue
         lo, hi = min(sub), max(sub)
+        lb = lower[j] if lower else None
+        ub = upper[j] if upper else None
         norm = []
         for s in sub:
-            if hi == lo:
+            if hi == lo == s:  # a single result, or all results with one score
                 norm.append(1.0)
                 continue
-            value = (s - lo) / (hi - lo)
-            norm.append(MIN_SCORE if value == 0.0 else value)
+            eff_lo = lb.effective(s, lo, hi) if lb else lo
+            eff_hi = ub.effective(s, lo, hi) if ub else hi
+            if lb and lb.clips(s, eff_lo):
+                norm.append(MIN_SCORE)
+            elif ub and ub.clips(s, eff_hi):
+                norm.append(1.0)
+            elif eff_hi == eff_lo:
+                norm.append(1.0)
+            else:
+                value = (s - eff_lo) / (eff_hi - eff_lo)
+                norm.append(MIN_SCORE if value == 0.0 else value)
         out.append(norm)
     return out
 

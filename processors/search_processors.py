@@ -51,9 +51,18 @@ class HybridCombiner(SearchProcessor):
     weights: list[float] = field(default_factory=list)
     rank_constant: int = scoring.DEFAULT_RANK_CONSTANT
 
+    lower_bounds: list[scoring.Bound] | None = None
+    upper_bounds: list[scoring.Bound] | None = None
+
     def normalize(self, scores: list[list[float]]) -> list[list[float]]:
         if self.normalization == "rrf":
             return scoring.rrf(scores, self.rank_constant)
+        if self.lower_bounds or self.upper_bounds:
+            for name, bounds in (("lower_bounds", self.lower_bounds), ("upper_bounds", self.upper_bounds)):
+                if bounds and scores and len(bounds) != len(scores):
+                    raise ValueError(f"expected bounds array to contain {len(scores)} elements matching the number "
+                                     f"of sub-queries, but found a mismatch")
+            return scoring.min_max(scores, self.lower_bounds, self.upper_bounds)
         return scoring.NORMALIZATIONS[self.normalization](scores)
 
     def combine(self, scores: list[float]) -> float:
@@ -76,6 +85,45 @@ def _read_weights(r: ConfigReader, params: dict[str, Any] | None) -> list[float]
     except ValueError as exc:
         raise r.illegal(str(exc), "combination") from None
     return [float(w) for w in weights]
+
+
+_BOUND_KEYS = {"lower_bounds": ("min_score", 0.0), "upper_bounds": ("max_score", 1.0)}
+
+
+def _read_bounds(r: ConfigReader, technique: str, params: dict[str, Any] | None
+                 ) -> dict[str, list[scoring.Bound] | None]:
+    """min_max ``lower_bounds`` / ``upper_bounds``: one {mode, min_score|max_score} per sub-query."""
+    out: dict[str, list[scoring.Bound] | None] = {"lower_bounds": None, "upper_bounds": None}
+    if not params:
+        return out
+    supported = _BOUND_KEYS if technique == "min_max" else {}
+    if set(params) - set(supported):
+        raise r.illegal("unrecognized parameters in normalization technique", "normalization")
+    for name, value in params.items():
+        score_key, default = supported[name]
+        if not isinstance(value, list):
+            raise r.illegal(f"{name} must be a List", "normalization")
+        if len(value) > 5:
+            raise r.illegal(f"{name} size {len(value)} should be less than or equal to 5", "normalization")
+        bounds = []
+        for item in value:
+            if not isinstance(item, dict) or set(item) - {"mode", score_key}:
+                raise r.illegal("unrecognized parameters in normalization technique", "normalization")
+            mode = str(item.get("mode") or "apply").lower()
+            if mode not in scoring.BOUND_MODES:
+                raise r.illegal(f"invalid mode: {item.get('mode')}, valid values are: apply, clip, ignore",
+                                "normalization")
+            try:
+                score = float(item.get(score_key, default))
+            except (TypeError, ValueError):
+                raise r.illegal(f"invalid format for {score_key}: must be a valid float value",
+                                "normalization") from None
+            if not -10_000 <= score <= 10_000:
+                raise r.illegal(f"{score_key} must be a valid finite number between -10000.000000 and "
+                                f"10000.000000", "normalization")
+            bounds.append(scoring.Bound(lower=name == "lower_bounds", mode=mode, score=score))
+        out[name] = bounds
+    return out
 
 
 def _clause(r: ConfigReader, name: str) -> tuple[str | None, dict[str, Any] | None]:
@@ -105,9 +153,7 @@ class NormalizationProcessor(HybridCombiner):
         if norm not in scoring.NORMALIZATIONS:
             raise r.illegal(f"provided normalization technique is not supported: [{norm}]; supported: "
                             f"{sorted(scoring.NORMALIZATIONS)}", "normalization")
-        if norm_params:
-            raise r.illegal(f"unrecognized parameters in normalization technique: {sorted(norm_params)} "
-                            f"(bounds are not supported by neuralpipe)", "normalization")
+        bounds = _read_bounds(r, norm, norm_params)
         if comb not in scoring.COMBINATIONS or comb == "rrf":
             raise r.illegal(f"provided combination technique is not supported: [{comb}]; supported: "
                             f"[arithmetic_mean, geometric_mean, harmonic_mean]", "combination")
@@ -116,7 +162,8 @@ class NormalizationProcessor(HybridCombiner):
         if comb not in allowed:
             raise r.illegal(f"provided combination technique {comb} is not supported for normalization technique "
                             f"{norm}. Supported techniques are: {', '.join(allowed)}", "combination")
-        return cls(normalization=norm, combination=comb, weights=weights, **common)
+        return cls(normalization=norm, combination=comb, weights=weights, lower_bounds=bounds["lower_bounds"],
+                   upper_bounds=bounds["upper_bounds"], **common)
 
 
 @dataclass

@@ -74,3 +74,29 @@ def test_hybrid_rrf_by_hand_and_paging():
     assert [h["_id"] for h in out["hits"]["hits"]] == ["a"]
     assert out["hits"]["hits"][0]["_score"] == pytest.approx(1 / 61)
     assert out["hits"]["max_score"] == pytest.approx(1 / 62 + 1 / 61)
+
+
+def test_min_max_lower_bound_modes_by_hand():
+    from processors.scoring import Bound
+
+    scores = [[0.9, 0.5, 0.1]]
+    # apply, bound 0.2: scores above it normalize against 0.2; 0.1 (below) keeps the observed min
+    (out,) = scoring.min_max(scores, [Bound(True, "apply", 0.2)])
+    assert out == pytest.approx([(0.9 - 0.2) / (0.9 - 0.2), (0.5 - 0.2) / 0.7, 0.001])
+    # clip, bound 0.2: below it -> 0.001, the rest against 0.2
+    (out,) = scoring.min_max(scores, [Bound(True, "clip", 0.2)])
+    assert out == pytest.approx([1.0, 0.3 / 0.7, 0.001])
+    # upper clip at 0.6: above it -> 1.0
+    (out,) = scoring.min_max(scores, None, [Bound(False, "clip", 0.6)])
+    assert out == pytest.approx([1.0, 0.4 / 0.5, 0.001])
+
+
+def test_normalization_processor_reads_bounds():
+    from processors import SearchPipeline
+
+    pipe = SearchPipeline.from_body("b", {"phase_results_processors": [{"normalization-processor": {
+        "normalization": {"technique": "min_max", "parameters": {"lower_bounds": [
+            {"mode": "clip", "min_score": 0.2}, {"mode": "ignore"}]}}}}]}, ml=None)
+    first, second = pipe.combiner.normalize([[0.9, 0.5, 0.1], [3.0, 1.0]])
+    assert first == pytest.approx([1.0, 0.3 / 0.7, 0.001])
+    assert second == pytest.approx([1.0, 0.001])
