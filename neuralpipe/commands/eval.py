@@ -240,28 +240,29 @@ class CachingML:
 
     def __init__(self, ml: Any) -> None:
         self._ml = ml
-        self._cache: dict[tuple[str, str, str], Any] = {}
-        self._locks: dict[tuple[str, str, str], asyncio.Lock] = {}
+        self._cache: dict[tuple[str, str, str, str], Any] = {}
+        self._locks: dict[tuple[str, str, str, str], asyncio.Lock] = {}
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._ml, name)
 
-    async def _cached(self, kind: str, model_id: str, texts: list[str]) -> list[Any]:
+    async def _cached(self, kind: str, model_id: str, texts: list[str], kwargs: dict[str, Any]) -> list[Any]:
         out: list[Any] = []
+        extra = json.dumps(kwargs, sort_keys=True, default=str)
         for text in texts:
-            key = (kind, model_id, text)
+            key = (kind, model_id, text, extra)
             lock = self._locks.setdefault(key, asyncio.Lock())
             async with lock:
                 if key not in self._cache:
-                    self._cache[key] = (await getattr(self._ml, kind)(model_id, [text]))[0]
+                    self._cache[key] = (await getattr(self._ml, kind)(model_id, [text], **kwargs))[0]
             out.append(self._cache[key])
         return out
 
-    async def text_embedding(self, model_id: str, texts: list[str]) -> list[list[float]]:
-        return await self._cached("text_embedding", model_id, texts)
+    async def text_embedding(self, model_id: str, texts: list[str], **kwargs: Any) -> list[list[float]]:
+        return await self._cached("text_embedding", model_id, texts, kwargs)
 
-    async def sparse_encoding(self, model_id: str, texts: list[str]) -> list[dict[str, float]]:
-        return await self._cached("sparse_encoding", model_id, texts)
+    async def sparse_encoding(self, model_id: str, texts: list[str], **kwargs: Any) -> list[dict[str, float]]:
+        return await self._cached("sparse_encoding", model_id, texts, kwargs)
 
 
 # --------------------------------------------------------------------------------------------- ingest
