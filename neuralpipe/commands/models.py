@@ -1,0 +1,123 @@
+"""``neuralpipe models``: package local models as ML Commons zips, build IDF files, list the catalog.
+
+    neuralpipe models package SRC --function-name TEXT_EMBEDDING --model-format ONNX --out DIR [--name ...]
+    neuralpipe models build-idf CORPUS --tokenizer tokenizer.json --out idf.json
+    neuralpipe models catalog [--catalog FILE] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+FUNCTION_NAMES = ("TEXT_EMBEDDING", "SPARSE_ENCODING", "SPARSE_TOKENIZE", "TEXT_SIMILARITY", "QUESTION_ANSWERING")
+FORMATS = ("TORCH_SCRIPT", "ONNX")
+
+
+def _upper(value: str) -> str:
+    return value.upper()
+
+
+def _bool(value: str) -> bool:
+    if value.lower() in {"true", "1", "yes"}:
+        return True
+    if value.lower() in {"false", "0", "no"}:
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got [{value}]")
+
+
+def add_parser(subparsers: Any) -> None:
+    parser = subparsers.add_parser("models", help="package models as ML Commons zips, build IDF files, list the catalog")
+    sub = parser.add_subparsers(dest="models_command", metavar="ACTION", required=True)
+
+    package = sub.add_parser("package", help="turn a Hugging Face model folder into a model zip + config.json")
+    package.add_argument("source", type=Path, metavar="SRC", help="model folder, or a ready .onnx/.pt file")
+    package.add_argument("--function-name", type=_upper, required=True, choices=FUNCTION_NAMES)
+    package.add_argument("--model-format", type=_upper, required=True, choices=FORMATS)
+    package.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder for the zip and config.json")
+    package.add_argument("--name", help="model name (default: the source folder's name)")
+    package.add_argument("--version", default="1.0.0")
+    package.add_argument("--description")
+    package.add_argument("--max-length", type=int, help="auto-truncation length (default: the model's own)")
+    package.add_argument("--idf-corpus", type=Path, metavar="FILE",
+                         help="SPARSE_TOKENIZE: JSONL (text field, title prepended) or text lines to compute IDF from")
+    package.add_argument("--tokenizer-dir", type=Path, metavar="DIR", help="where tokenizer.json lives, if not in SRC")
+    package.add_argument("--framework-type", choices=("sentence_transformers", "huggingface_transformers"))
+    package.add_argument("--pooling-mode", choices=("mean", "mean_sqrt_len", "max", "cls", "weightedmean", "lasttoken", "none"))
+    package.add_argument("--normalize-result", type=_bool, metavar="true|false")
+
+    idf = sub.add_parser("build-idf", help="compute a SPARSE_TOKENIZE idf.json (BM25 idf) from a corpus")
+    idf.add_argument("corpus", type=Path, metavar="CORPUS", help="JSONL with a text field, or plain text lines")
+    idf.add_argument("--tokenizer", type=Path, required=True, help="tokenizer.json, or a folder holding it")
+    idf.add_argument("--out", type=Path, required=True, metavar="FILE")
+    idf.add_argument("--text-field", default="text")
+
+    catalog = sub.add_parser("catalog", help="list the pretrained names this ML node serves")
+    catalog.add_argument("--catalog", type=Path, metavar="FILE", help="catalog YAML (default: configs/catalog.yaml)")
+    catalog.add_argument("--json", action="store_true", help="print JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    from mlnode.catalog import CatalogError
+    from mlnode.offline import OfflineModelMissing
+    from mlnode.packaging import CorpusError, PackagingError
+
+    handlers = {"package": _package, "build-idf": _build_idf, "catalog": _catalog}
+    try:
+        return handlers[args.models_command](args)
+    except (PackagingError, CorpusError, CatalogError, OfflineModelMissing, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+def _package(args: argparse.Namespace) -> int:
+    from mlnode.packaging import package_model
+
+    overrides = {
+        key: value
+        for key, value in (("framework_type", args.framework_type), ("pooling_mode", args.pooling_mode),
+                           ("normalize_result", args.normalize_result))
+        if value is not None
+    }
+    model = package_model(
+        args.source, args.out, function_name=args.function_name, model_format=args.model_format, name=args.name,
+        version=args.version, description=args.description, max_length=args.max_length, idf_corpus=args.idf_corpus,
+        tokenizer_dir=args.tokenizer_dir, **overrides,
+    )
+    print(f"zip:    {model.zip_path}")
+    print(f"config: {model.config_path}")
+    print(f"size:   {model.config['model_content_size_in_bytes']} bytes")
+    print(f"sha256: {model.hash}")
+    return 0
+
+
+def _build_idf(args: argparse.Namespace) -> int:
+    from mlnode.packaging import build_idf
+
+    tokenizer = args.tokenizer / "tokenizer.json" if args.tokenizer.is_dir() else args.tokenizer
+    idf = build_idf(args.corpus, tokenizer, text_field=args.text_field)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(idf, ensure_ascii=False), encoding="utf-8")
+    print(f"wrote {len(idf)} token weights to {args.out}")
+    return 0
+
+
+def _catalog(args: argparse.Namespace) -> int:
+    from mlnode.catalog import Catalog
+
+    catalog = Catalog.load(args.catalog)
+    if args.json:
+        rows = [
+            {"name": e.name, "function_name": e.function_name, "versions": list(e.versions),
+             "model_formats": list(e.model_formats), "source": e.source, "description": e.description}
+            for e in (catalog.entries[n] for n in catalog.names())
+        ]
+        print(json.dumps(rows, indent=2))
+        return 0
+    for name in catalog.names():
+        entry = catalog.entries[name]
+        print(f"{name}\t{entry.function_name}\t{','.join(entry.versions)}\t{','.join(entry.model_formats)}")
+    return 0
