@@ -16,7 +16,11 @@ DEFAULT_MAX_CHUNK_LIMIT = 100
 DISABLED_MAX_CHUNK_LIMIT = -1
 MAX_TOKEN_COUNT = 10000  # index.analyze.max_token_count default
 
-_WORD = r"\w+(?:[.'\u2019:]\w+)*"
+# one ideograph / hiragana per token, katakana runs whole (as UAX#29 and Lucene's StandardTokenizer emit CJK), else
+# word runs joined by inner
+# "." "'" ":" (and "," ";" between digits: 1,000)
+_IDEOGRAPH = r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]"
+_WORD = r"[\u30a0-\u30ff]+|" + _IDEOGRAPH + r"|(?:(?!" + _IDEOGRAPH + r")\w)+(?:(?:[.'\u2019:]|(?<=\d)[,;](?=\d))(?:(?!" + _IDEOGRAPH + r")\w)+)*"
 TOKENIZERS: dict[str, re.Pattern[str]] = {
     "standard": re.compile(_WORD),
     "classic": re.compile(_WORD),

@@ -57,3 +57,13 @@ async def test_nested_field_map_chunks_each_object():
     src = {"sections": [{"text": "a|b"}, {"text": "c"}]}
     (doc,) = await IngestPipeline.from_body("c", body, ml=None).run([IngestDocument("i", "1", src)])
     assert doc.source["sections"] == [{"text": "a|b", "passages": ["a|", "b"]}, {"text": "c", "passages": ["c"]}]
+
+
+def test_standard_tokenizer_word_boundaries():
+    from processors.chunkers import TOKENIZERS
+
+    text = "Don't stop, e.g. now! 1,000 wi-fi 東京タワー U.S.A. a_b"
+    assert TOKENIZERS["standard"].findall(text) == [
+        "Don't", "stop", "e.g", "now", "1,000", "wi", "fi", "東", "京", "タワー", "U.S.A", "a_b"]
+    assert TOKENIZERS["whitespace"].findall("a-b  c,d") == ["a-b", "c,d"]
+    assert TOKENIZERS["letter"].findall("ab1cd e_f") == ["ab", "cd", "e", "f"]
