@@ -211,7 +211,25 @@ async def rewrite(query: Any, *, ml: MLClient, enrichers: list[NeuralQueryEnrich
         new = _knn(c) if c.kind == "neural" else _sparse(c, sparse_mode, warnings)
         c.holder.clear()
         c.holder.update(new)
+    _assert_rewritten(query, "query")
     return RewriteResult(query, warnings)
+
+
+def _assert_rewritten(node: Any, where: str) -> None:
+    """A last check over the whole tree: a neural / neural_sparse clause under a query type the rewriter does not
+    descend into is an error, never sent to the index unrewritten."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in ("neural", "neural_sparse") and isinstance(value, dict) and any(
+                    isinstance(v, dict) and ({"query_text", "query_image"} & set(v) or
+                                             (key == "neural" and "model_id" in v)) for v in value.values()):
+                raise ParsingError(f"[{key}] clause found under [{where}], where neuralpipe cannot rewrite it; "
+                                   f"supported parents: bool, nested, constant_score, dis_max, function_score, "
+                                   f"boosting, has_child, has_parent, script_score, knn/neural filter, hybrid")
+            _assert_rewritten(value, key)
+    elif isinstance(node, list):
+        for item in node:
+            _assert_rewritten(item, where)
 
 
 async def _infer(clauses: list[_Clause], ml: MLClient) -> None:

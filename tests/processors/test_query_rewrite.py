@@ -104,3 +104,9 @@ async def test_hybrid_must_be_top_level_and_bounded():
                          search_fn=search_fn, ml=ml)
     with pytest.raises(ParsingError, match="Number of sub-queries exceeds maximum"):
         await run_search("i", {"query": {"hybrid": {"queries": [{"match_all": {}}] * 6}}}, search_fn=search_fn, ml=ml)
+
+
+async def test_neural_under_an_unknown_parent_is_an_error_not_sent_unrewritten():
+    q = {"span_containing": {"big": {"neural": {"v": {"query_text": "x", "model_id": "m"}}}}}
+    with pytest.raises(ParsingError, match=r"\[neural\] clause found under \[big\]"):
+        await rewrite(q, ml=RecordingML())
