@@ -1,0 +1,89 @@
+"""ML node settings: ML Commons' defaults, config file overrides, validation with OpenSearch's messages."""
+
+from __future__ import annotations
+
+import pytest
+
+from mlnode.errors import IllegalArgument
+from mlnode.settings import MLSettings, flatten_settings
+
+pytestmark = [pytest.mark.unit]
+
+
+def test_defaults_are_ml_commons_defaults(tmp_path):
+    s = MLSettings.load(data_dir=tmp_path)
+    assert s.get("allow_registering_model_via_url") is False
+    assert s.get("allow_registering_model_via_local_file") is False
+    assert s.get("native_memory_threshold") == 90
+    assert s.get("max_model_on_node") == 10
+    assert s.get("ml_task_timeout_in_seconds") == 600
+    assert s.get("trusted_url_regex") == "^(https?|ftp|file)://[-a-zA-Z0-9+&@#/%?=~_|!:,.;]*[-a-zA-Z0-9+&@#/%=~_|]"
+    assert s.get("only_run_on_ml_node") is True
+    assert s.resolved_cache_dir == tmp_path / "cache"
+    assert (s.batch_max_size, s.queue_capacity, s.max_zip_bytes) == (32, 256, 4 * 1024**3)
+
+
+def test_config_file_and_overrides(tmp_path):
+    config = tmp_path / "mlnode.yaml"
+    config.write_text(
+        "plugins.ml_commons:\n  allow_registering_model_via_url: true\n  max_model_on_node: 2\n"
+        "neuralpipe:\n  queue_capacity: 9\n  cache_dir: /tmp/x\n"
+    )
+    s = MLSettings.load(config, data_dir=tmp_path, max_model_on_node=5, worker_threads=3)
+    assert s.get("allow_registering_model_via_url") is True
+    assert s.get("max_model_on_node") == 5 and s.queue_capacity == 9 and s.worker_threads == 3
+    assert str(s.resolved_cache_dir) == "/tmp/x"
+    nested = tmp_path / "nested.yaml"
+    nested.write_text("plugins.ml_commons:\n  model_auto_redeploy:\n    enable: false\n")
+    assert MLSettings.load(nested, data_dir=tmp_path).get("model_auto_redeploy.enable") is False
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("neuralpipe:\n  queue_size: 3\n", r"unknown neuralpipe setting \[queue_size\]"),
+        ("plugins.ml_commons:\n  max_model_on_node: lots\n", r"Failed to parse value \[lots\]"),
+        ("plugins.ml_commons:\n  no_such_thing: 1\n", r"not recognized"),
+    ],
+)
+def test_bad_config_files(tmp_path, text, message):
+    config = tmp_path / "bad.yaml"
+    config.write_text(text)
+    with pytest.raises((ValueError, IllegalArgument), match=message):
+        MLSettings.load(config, data_dir=tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        ("allow_registering_model_via_url", "true", True),
+        ("allow_registering_model_via_url", False, False),
+        ("native_memory_threshold", "100", 100),
+        ("trusted_url_regex", "^https://.*", "^https://.*"),
+        ("max_model_on_node", None, 10),
+    ],
+)
+def test_coerce(tmp_path, name, value, expected):
+    assert MLSettings.load(data_dir=tmp_path).coerce(name, value) == expected
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("native_memory_threshold", 101, r"must be <= 100"),
+        ("max_deploy_model_tasks_per_node", 11, r"must be <= 10"),
+        ("ml_task_timeout_in_seconds", 0, r"must be >= 1"),
+        ("allow_registering_model_via_url", "yes", r"as only \[true\] or \[false\] are allowed"),
+        ("trusted_url_regex", "([", r"Failed to parse value"),
+        ("foo", 1, r"persistent setting \[plugins.ml_commons.foo\], not recognized"),
+    ],
+)
+def test_coerce_rejects(tmp_path, name, value, message):
+    with pytest.raises(IllegalArgument, match=message):
+        MLSettings.load(data_dir=tmp_path).coerce(name, value)
+
+
+def test_flatten_settings():
+    assert flatten_settings({"plugins": {"ml_commons": {"a": 1, "b": {"c": True}}}, "x.y": 2}) == {
+        "plugins.ml_commons.a": 1, "plugins.ml_commons.b.c": True, "x.y": 2,
+    }
