@@ -29,9 +29,9 @@ class MLClient:
             self._ssl = True if verify_certs else False
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._session: aiohttp.ClientSession | None = None
+        self._session_loop: asyncio.AbstractEventLoop | None = None
         self._models: dict[str, dict[str, Any]] = {}
         self._names: dict[str, str] = {}
-        self._lock = asyncio.Lock()
 
     # -- lifecycle -------------------------------------------------------------------------------------------------
     async def __aenter__(self) -> "MLClient":
@@ -42,13 +42,19 @@ class MLClient:
 
     async def close(self) -> None:
         if self._session is not None and not self._session.closed:
-            await self._session.close()
+            try:
+                await self._session.close()
+            except RuntimeError:  # opened under an event loop that has ended
+                pass
         self._session = None
 
     def _get_session(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
+        """One keep-alive session per event loop (a client reused under a new loop opens a new session)."""
+        loop = asyncio.get_running_loop()
+        if self._session is None or self._session.closed or self._session_loop is not loop:
             connector = aiohttp.TCPConnector(limit=64, ssl=self._ssl)
             self._session = aiohttp.ClientSession(connector=connector, auth=self._auth, timeout=self._timeout)
+            self._session_loop = loop
         return self._session
 
     async def _request(self, method: str, path: str, body: dict[str, Any] | None, *, model_id: str | None
@@ -136,24 +142,23 @@ class MLClient:
         return str(name).lower() if name else default
 
     async def resolve_model_id(self, id_or_name: str) -> str:
-        """A model id as given, or the id of the registered model with that name (deployed and newest first)."""
+        """A model id as given, or the id of the registered model with that name (deployed and newest first).
+
+        Cached per client; concurrent first calls may both ask the ML node (same answer, no lock across loops)."""
         if id_or_name in self._names:
             return self._names[id_or_name]
-        async with self._lock:
-            if id_or_name in self._names:
-                return self._names[id_or_name]
-            resolved = None
-            if _could_be_id(id_or_name):
-                try:
-                    await self.get_model(id_or_name)
-                    resolved = id_or_name
-                except ModelInferenceError as exc:
-                    if exc.status not in (400, 404, 405):
-                        raise
-            if resolved is None:
-                resolved = await self._find_by_name(id_or_name)
-            self._names[id_or_name] = resolved
-            return resolved
+        resolved = None
+        if _could_be_id(id_or_name):
+            try:
+                await self.get_model(id_or_name)
+                resolved = id_or_name
+            except ModelInferenceError as exc:
+                if exc.status not in (400, 404, 405):
+                    raise
+        if resolved is None:
+            resolved = await self._find_by_name(id_or_name)
+        self._names[id_or_name] = resolved
+        return resolved
 
     async def _find_by_name(self, name: str) -> str:
         body = {"query": {"term": {"name.keyword": name}}, "size": 100}

@@ -196,3 +196,21 @@ def test_cli_export_resolves_model_names_and_derives_mapping(ml_node, capsys):
     mapping = json.loads(capsys.readouterr().out)
     assert mapping["mappings"]["properties"]["text_embedding"]["dimension"] == 384
     assert mapping["settings"] == {"index.knn": True, "index.default_pipeline": "dense"}
+
+
+def test_client_survives_a_new_event_loop_and_reuses_connections(ml_node):
+    import asyncio
+
+    ml = MLClient(ml_node.url)
+
+    async def embed():
+        a = await ml.text_embedding(ml_node.model_ids["dense"], ["one"])
+        session = ml._session
+        b = await ml.text_embedding(ml_node.model_ids["dense"], ["one"])
+        assert ml._session is session  # one keep-alive session for both calls
+        return a, b
+
+    first = asyncio.run(embed())
+    second = asyncio.run(embed())  # a CLI may call asyncio.run more than once with one client
+    assert first[0] == first[1] == second[0]
+    asyncio.run(ml.close())
