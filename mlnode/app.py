@@ -29,14 +29,22 @@ ML_PREFIX = "/_plugins/_ml"
 CLIENT_MAX_SIZE = 11 * 1024 * 1024  # model chunks are up to 10 MB
 
 
-def _is_ml_path(path: str) -> bool:
-    return path.startswith(ML_PREFIX) or path in ("/_cluster/settings",) or path in ("/", "/health", "/metrics")
+ROOT_PATHS = ("/", "/health", "/metrics")
+
+
+def _is_ml_path(request: web.Request) -> bool:
+    path = request.path
+    if path.startswith(ML_PREFIX) or path == "/_cluster/settings":
+        return True
+    return path in ROOT_PATHS and request.app.get(keys.OWNS_ROOT, False)
 
 
 @web.middleware
 async def error_middleware(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
-    """One place that turns domain errors into OpenSearch's error body; never leaks a 500's exception text."""
-    if not _is_ml_path(request.path):
+    """One place that turns domain errors into OpenSearch's error body; never leaks a 500's exception text.
+
+    Only the ML node's paths are handled here: in a shared application the data node keeps its own error handling."""
+    if not _is_ml_path(request):
         return await handler(request)
     try:
         return await handler(request)
@@ -102,6 +110,7 @@ def _resources(settings: MLSettings, backends: Backends) -> Callable[[web.Applic
 def add_routes(app: web.Application, settings: MLSettings, *, root: bool = True, backends: Backends | None = None) -> None:
     """Add the ML node's routes, state and resources to ``app`` (its own or one shared with the data role)."""
     app[keys.SETTINGS] = settings
+    app[keys.OWNS_ROOT] = root
     app.middlewares.append(error_middleware)
     app.cleanup_ctx.append(_resources(settings, backends or Backends()))
     app.router.add_routes(ml_routes())

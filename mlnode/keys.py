@@ -19,3 +19,4 @@ METRICS: web.AppKey["Metrics"] = web.AppKey("mlnode_metrics")
 DEPLOYMENTS: web.AppKey["Deployments"] = web.AppKey("mlnode_deployments")
 TASKS: web.AppKey["TaskRunner"] = web.AppKey("mlnode_tasks")
 READY: web.AppKey[dict] = web.AppKey("mlnode_ready")
+OWNS_ROOT: web.AppKey[bool] = web.AppKey("mlnode_owns_root")  # True when this node answers GET /, /health, /metrics

@@ -108,6 +108,7 @@ class TaskRunner:
         self.backends = backends
         self._running: dict[str, asyncio.Task] = {}
         self._deploy_locks: dict[str, asyncio.Lock] = {}
+        self.circuit_breaker_trips = 0
 
     # ---- task documents ----------------------------------------------------------------------------------------
 
@@ -280,6 +281,7 @@ class TaskRunner:
             return
         threshold = int(self.settings.get("native_memory_threshold"))
         if threshold < 100 and memory_used_percent() > threshold:
+            self.circuit_breaker_trips += 1
             raise CircuitBreaking(MEMORY_CB_MESSAGE)
         if len(self.deployments) >= int(self.settings.get("max_model_on_node")):
             raise IllegalArgument(MAX_MODELS_MESSAGE)

@@ -8,6 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from mlnode import keys
+from mlnode.errors import IllegalArgument, ParsingError
 from mlnode.settings import PREFIX, flatten_settings
 from mlnode.views.common import bool_param, json_response, read_json
 
@@ -78,14 +79,10 @@ async def put_cluster_settings(request: web.Request) -> web.Response:
     for scope in ("persistent", "transient"):
         section = body.get(scope) or {}
         if not isinstance(section, dict):
-            from mlnode.errors import ParsingError
-
             raise ParsingError(f"[{scope}] must be an object")
         values = {}
         for key, value in flatten_settings(section).items():
             if not key.startswith(PREFIX):
-                from mlnode.errors import IllegalArgument
-
                 raise IllegalArgument(f"{scope} setting [{key}], not recognized by this ML node (only {PREFIX}* settings)")
             name = key.removeprefix(PREFIX)
             values[name] = settings.coerce(name, value, scope=scope)
@@ -194,7 +191,7 @@ async def stats(request: web.Request) -> web.Response:
         "ml_request_count": requests,
         "ml_failure_count": failures,
         "ml_deployed_model_count": len(deployments),
-        "ml_circuit_breaker_trigger_count": app[keys.READY].get("cb_trips", 0),
+        "ml_circuit_breaker_trigger_count": app[keys.TASKS].circuit_breaker_trips,
         "ml_jvm_heap_usage": 0,
         "algorithms": algorithms,
         "models": models,

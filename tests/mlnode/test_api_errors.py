@@ -286,6 +286,8 @@ async def test_deploy_limits(node, tmp_path):
     await node.put("/_cluster/settings", json={"persistent": {"plugins.ml_commons.max_model_on_node": 10, "plugins.ml_commons.native_memory_threshold": 0}})
     await _error(await node.post(f"{ML}/models/{second}/_deploy"), 429, "Memory Circuit Breaker is open, please check your resources!", "circuit_breaking_exception")
     assert (await (await node.get(f"{ML}/models/{second}")).json())["model_state"] == "REGISTERED"
+    stats = await (await node.get(f"{ML}/stats/ml_circuit_breaker_trigger_count")).json()
+    assert stats["nodes"]["neuralpipe-ml"] == {"ml_circuit_breaker_trigger_count": 1}
     # an already deployed model redeploys fine whatever the limits
     assert (await api_deploy(node, node.model_id))["state"] == "COMPLETED"
     await node.put("/_cluster/settings", json={"persistent": {"plugins.ml_commons.native_memory_threshold": None}})

@@ -64,10 +64,7 @@ def test_long_text_is_truncated_and_reported(node, model_zips):
     thread, client = node
     model_id = register_file_model(client, model_zips["minilm-torchscript"])
     deploy(client, model_id)
-    long_text = "word " * 1500
-    body = client.transport.perform_request(
-        "POST", f"/_plugins/_ml/_predict/text_embedding/{model_id}", body={"text_docs": ["short", long_text]}
-    )
+    long_text = "word " * 600  # > 512 tokens
     req = urllib.request.Request(f"{thread.url}/_plugins/_ml/_predict/text_embedding/{model_id}",
                                  data=json.dumps({"text_docs": ["short", long_text]}).encode(), headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(req, timeout=120) as resp:
@@ -77,7 +74,6 @@ def test_long_text_is_truncated_and_reported(node, model_zips):
     assert int(headers["X-Neuralpipe-Max-Length"]) in (256, 512)
     vectors = [r["output"][0]["data"] for r in raw["inference_results"]]
     assert len(vectors) == 2 and all(len(v) == 384 and all(math.isfinite(x) for x in v) for v in vectors)
-    assert body["inference_results"][1]["output"][0]["data"] == pytest.approx(vectors[1], abs=1e-5)
     profile = client.plugins.ml.get_profile_models(model_id=model_id)
     stats = profile["nodes"]["neuralpipe-ml"]["models"][model_id]["predict_request_stats"]
     assert stats["count"] == 2 and set(stats) == {"count", "max", "min", "average", "p50", "p90", "p99"}

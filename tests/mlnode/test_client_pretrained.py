@@ -8,14 +8,14 @@ import pytest
 from opensearchpy import OpenSearch
 
 from mlnode.settings import MLSettings
-from tests.fixtures.mlnode import MINILM_NAME, MINILM_VERSION, NodeThread, _session_backends, wait_task
+from tests.fixtures.mlnode import MINILM_NAME, MINILM_VERSION, NodeThread, _session_backends, _test_cache_dir, wait_task
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 TEXTS = ["today is sunny", "neural search with OpenSearch"]
 
 
-def _reference(model_runtimes) -> list[list[float]]:
+def _reference() -> list[list[float]]:
     """sentence-transformers encode of the same texts (normalized, as the model's own config says)."""
     from sentence_transformers import SentenceTransformer
 
@@ -31,7 +31,7 @@ def _cos(a, b) -> float:
 
 def test_pretrained_sequence_and_restart(tmp_path, model_zips):
     data_dir = tmp_path / "data"
-    settings = MLSettings.load(data_dir=data_dir, cache_dir=str(tmp_path / "cache"), native_memory_threshold=100)
+    settings = MLSettings.load(data_dir=data_dir, cache_dir=str(_test_cache_dir()), native_memory_threshold=100)
     backends = _session_backends(model_zips)
     node = NodeThread(settings, backends=backends).start()
     try:
@@ -65,14 +65,14 @@ def test_pretrained_sequence_and_restart(tmp_path, model_zips):
         vectors = [r["output"][0]["data"] for r in out["inference_results"]]
         assert [r["output"][0]["name"] for r in out["inference_results"]] == ["sentence_embedding"] * 2
         assert out["inference_results"][0]["output"][0]["shape"] == [384]
-        reference = _reference(None)
+        reference = _reference()
         assert all(_cos(v, r) >= 0.9999 for v, r in zip(vectors, reference))
         client.close()
     finally:
         node.stop()
 
     # restart on the same data dir: the model is registered and deployed again before the node answers
-    node = NodeThread(MLSettings.load(data_dir=data_dir, cache_dir=str(tmp_path / "cache"), native_memory_threshold=100), backends=backends).start()
+    node = NodeThread(MLSettings.load(data_dir=data_dir, cache_dir=str(_test_cache_dir()), native_memory_threshold=100), backends=backends).start()
     try:
         client = OpenSearch(hosts=[node.url], timeout=300)
         ml = client.plugins.ml
