@@ -143,6 +143,12 @@ async def register(request: web.Request) -> web.Response:
                 "To register another model, give its url (allow_registering_model_via_url) or upload it in chunks "
                 "(allow_registering_model_via_local_file)."
             )
+        entry = getattr(catalog, "entry", None)
+        if entry is not None:
+            try:
+                await asyncio.to_thread(entry, name, body["version"], model_format)
+            except ValueError as exc:  # unknown version or format for a known name
+                raise IllegalArgument(str(exc)) from None
         function_name = None  # comes from the packaged model's config.json
         source = "pretrained"
     group_id, version_number = await _resolve_group(request, body, name)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from opensearchpy import OpenSearch
+from opensearchpy.exceptions import RequestError
 
 from mlnode.settings import MLSettings
 from tests.fixtures.mlnode import MINILM_NAME, MINILM_VERSION, NodeThread, _session_backends, _test_cache_dir, wait_task
@@ -40,6 +41,16 @@ def test_pretrained_sequence_and_restart(tmp_path, model_zips):
         # 1. register a model group
         group = ml.register_model_group(body={"name": "local_model_group", "description": "A model group for local models"})
         assert group["status"] == "CREATED"
+        # names, versions and formats the catalog cannot serve get a 400 naming what it can, and change nothing
+        with pytest.raises(RequestError) as err:
+            ml.register_model(body={"name": "huggingface/sentence-transformers/all-mpnet-base-v2", "version": "1.0.1",
+                                    "model_group_id": group["model_group_id"], "model_format": "TORCH_SCRIPT"})
+        assert err.value.status_code == 400 and MINILM_NAME in err.value.info["error"]["reason"]
+        with pytest.raises(RequestError) as err:
+            ml.register_model(body={"name": MINILM_NAME, "version": "9.9.9", "model_group_id": group["model_group_id"],
+                                    "model_format": "TORCH_SCRIPT"})
+        assert err.value.status_code == 400 and "9.9.9" in err.value.info["error"]["reason"]
+        assert ml.search_models(body={"query": {"match_all": {}}})["hits"]["total"]["value"] == 0
         # 2. register the pretrained model by name, version and format
         reg = ml.register_model(body={
             "name": MINILM_NAME, "version": MINILM_VERSION, "model_group_id": group["model_group_id"],
