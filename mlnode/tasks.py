@@ -107,6 +107,7 @@ class TaskRunner:
         self.deployments = deployments
         self.backends = backends
         self._running: dict[str, asyncio.Task] = {}
+        self._running_types: dict[str, str] = {}
         self._deploy_locks: dict[str, asyncio.Lock] = {}
         self.circuit_breaker_trips = 0
 
@@ -154,9 +155,11 @@ class TaskRunner:
                 await self._fail_task(task_id, message, on_failure)
             finally:
                 self._running.pop(task_id, None)
+                self._running_types.pop(task_id, None)
 
         task = asyncio.create_task(run(), name=f"mltask-{task_id}")
         self._running[task_id] = task
+        self._running_types[task_id] = (self.store.get("tasks", task_id) or {}).get("task_type", "")
         return task
 
     async def _fail_task(self, task_id: str, message: str, on_failure: Callable[[], Awaitable[None]] | None) -> None:
@@ -166,6 +169,13 @@ class TaskRunner:
             except Exception:
                 log.exception("rolling back after task %s failed", task_id)
         await self._set_task(task_id, state="FAILED", error=message)
+
+    def check_task_limit(self, task_type: str) -> None:
+        """ML Commons' max_register_model_tasks_per_node / max_deploy_model_tasks_per_node."""
+        setting = {"REGISTER_MODEL": "max_register_model_tasks_per_node", "DEPLOY_MODEL": "max_deploy_model_tasks_per_node"}[task_type]
+        running = sum(1 for t in self._running_types.values() if t == task_type)
+        if running >= int(self.settings.get(setting)):
+            raise MLError("exceed max running task limit", status=429, error_type="m_l_limit_exceeded_exception")
 
     def is_running(self, task_id: str) -> bool:
         return task_id in self._running
@@ -181,7 +191,9 @@ class TaskRunner:
 
     # ---- registration ------------------------------------------------------------------------------------------
 
-    async def start_registration(self, model_id: str, body: dict[str, Any], *, source: str, deploy: bool) -> str:
+    async def start_registration(
+        self, model_id: str, body: dict[str, Any], *, source: str, deploy: bool, created_group: str | None = None
+    ) -> str:
         """The model document (REGISTERING) exists; fetch + validate + unpack the zip in a REGISTER_MODEL task."""
         doc = self.store.get("models", model_id) or {}
         task_id = await self.create_task("REGISTER_MODEL", doc.get("algorithm"), model_id)
@@ -229,6 +241,8 @@ class TaskRunner:
         async def rollback() -> None:
             await self.store.delete("models", model_id)
             await asyncio.to_thread(self.store.remove_model_files, model_id)
+            if created_group and not any(d.get("model_group_id") == created_group for _, d in self.store.all("models")):
+                await self.store.delete("model_groups", created_group)  # auto-created for this model: undo it too
 
         self.spawn(task_id, work, rollback)
         return task_id

@@ -70,21 +70,24 @@ def _reject_remote(body: dict[str, Any]) -> None:
         raise IllegalArgument("Remote models (connectors) are not served by this ML node; it serves local models only")
 
 
-async def _resolve_group(request: web.Request, body: dict[str, Any], name: str) -> tuple[str, int]:
-    """The model group id and the model_version the new model gets in it (auto-creating a group like ML Commons)."""
+async def _resolve_group(request: web.Request, body: dict[str, Any], name: str) -> tuple[str, int, bool]:
+    """The model group id, the model_version the new model gets in it, and whether the group was auto-created
+    (like ML Commons: a model registered without a group joins the group named after it, created if missing)."""
     store = request.app[keys.STORE]
     group_id = body.get("model_group_id")
+    created = False
     if group_id is None:
         # like ML Commons: reuse the group named after the model, or create it
         group_id = next((gid for gid, group in store.all("model_groups") if group.get("name") == name), None)
         if group_id is None:
             description = body.get("description") if isinstance(body.get("description"), str) else None
             group_id = await create_group(request, name, description)
+            created = True
     elif not isinstance(group_id, str) or store.get("model_groups", group_id) is None:
         raise ResourceNotFound(f"Failed to find model group with ID: {group_id}")
     group = store.get("model_groups", group_id) or {}
     taken = [int(doc.get("model_version", 0)) for _, doc in store.all("models") if doc.get("model_group_id") == group_id]
-    return group_id, max([int(group.get("latest_version", 0)), *taken]) + 1
+    return group_id, max([int(group.get("latest_version", 0)), *taken]) + 1, created
 
 
 def _new_model_doc(body: dict[str, Any], *, name: str, group_id: str, version: int, function_name: str | None, model_format: str) -> dict[str, Any]:
@@ -151,13 +154,16 @@ async def register(request: web.Request) -> web.Response:
                 raise IllegalArgument(str(exc)) from None
         function_name = None  # comes from the packaged model's config.json
         source = "pretrained"
-    group_id, version_number = await _resolve_group(request, body, name)
+    app[keys.TASKS].check_task_limit("REGISTER_MODEL")
+    group_id, version_number, created_group = await _resolve_group(request, body, name)
     model_id = new_id()
     doc = _new_model_doc(body, name=name, group_id=group_id, version=version_number, function_name=function_name, model_format=model_format)
     if source == "pretrained":
         doc.pop("model_content_hash_value", None)
     await app[keys.STORE].put("models", model_id, doc)
-    task_id = await app[keys.TASKS].start_registration(model_id, body, source=source, deploy=deploy)
+    task_id = await app[keys.TASKS].start_registration(
+        model_id, body, source=source, deploy=deploy, created_group=group_id if created_group else None
+    )
     return json_response({"task_id": task_id, "status": "CREATED", "model_id": model_id})
 
 
@@ -179,7 +185,7 @@ async def register_meta(request: web.Request) -> web.Response:
     total = body.get("total_chunks")
     if not isinstance(total, int) or isinstance(total, bool) or total < 1:
         raise IllegalArgument(f"[total_chunks] must be a positive integer, got [{total}]")
-    group_id, version_number = await _resolve_group(request, body, name)
+    group_id, version_number, _ = await _resolve_group(request, body, name)
     model_id = new_id()
     doc = _new_model_doc(body, name=name, group_id=group_id, version=version_number, function_name=function_name, model_format=model_format)
     doc["total_chunks"] = total
@@ -324,6 +330,7 @@ async def deploy(request: web.Request) -> web.Response:
     if state not in DEPLOYABLE_STATES and state != "DEPLOYING":
         raise IllegalArgument(f"Model [{model_id}] can't be deployed in state [{state}]; wait for its registration to complete")
     app[keys.TASKS].check_deploy_limits(model_id)
+    app[keys.TASKS].check_task_limit("DEPLOY_MODEL")
     task_id = await app[keys.TASKS].start_deploy(model_id)
     return json_response({"task_id": task_id, "task_type": "DEPLOY_MODEL", "status": "CREATED"})
 

@@ -138,11 +138,14 @@ async def test_url_registration_gated_by_settings(tmp_path):
 )
 async def test_bad_zip_fails_task_and_leaves_store(node, tmp_path, files, fmt, hash_ok, error):
     before = await _models(node)
+    groups_before = (await (await node.get(f"{ML}/model_groups/_search")).json())["hits"]["total"]["value"]
     zip_path, digest = make_zip(tmp_path / "bad.zip", files)
     task = await api_register_zip(node, zip_path, digest if hash_ok else "0" * 64, model_format=fmt, name="bad")
     assert task["state"] == "FAILED" and error in task["error"]
     assert task["task_type"] == "REGISTER_MODEL"
     assert await _models(node) == before  # the half-registered model is gone, the keeper is intact
+    groups_after = (await (await node.get(f"{ML}/model_groups/_search")).json())["hits"]["total"]["value"]
+    assert groups_after == groups_before  # and so is the group auto-created for it
     data_dir = node.app[keys.SETTINGS].data_dir
     assert sorted(p.name for p in (data_dir / "models").iterdir()) == [node.model_id]
     assert list((data_dir / "tmp").iterdir()) == []
@@ -292,6 +295,17 @@ async def test_deploy_limits(node, tmp_path):
     assert (await api_deploy(node, node.model_id))["state"] == "COMPLETED"
     await node.put("/_cluster/settings", json={"persistent": {"plugins.ml_commons.native_memory_threshold": None}})
     assert (await api_deploy(node, second))["state"] == "COMPLETED"
+
+
+async def test_running_task_limits(node, tmp_path):
+    await node.put("/_cluster/settings", json={"transient": {"plugins.ml_commons.max_register_model_tasks_per_node": 0}})
+    before = await _models(node)
+    zip_path, digest = make_zip(tmp_path / "lim.zip", {"model.pt": b"x", "tokenizer.json": "{}"})
+    resp = await node.post(f"{ML}/models/_register", json={
+        "name": "lim", "version": "1", "model_format": "TORCH_SCRIPT", "function_name": "SPARSE_ENCODING",
+        "model_content_hash_value": digest, "url": zip_path.as_uri()})
+    await _error(resp, 429, "exceed max running task limit", "m_l_limit_exceeded_exception")
+    assert await _models(node) == before
 
 
 async def test_failed_deploy_restores_state(tmp_path):
