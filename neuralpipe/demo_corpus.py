@@ -30,16 +30,16 @@ MODULES = (
     "contextlib", "abc", "inspect", "traceback", "warnings", "weakref", "gc", "timeit", "sched", "signal",
 )
 MIN_WORDS = 12          # shorter docstrings say too little to search
-MAX_CHARS = 1500        # keep documents paragraph-sized
+MAX_CHARS = 600         # paragraph-sized: the first paragraphs say what a thing does; keeps the demo fast
 MAX_PER_MODULE = 8      # keep the corpus balanced across modules
 
 
 def _clean(doc: str) -> str:
-    text = inspect.cleandoc(doc)
-    if len(text) > MAX_CHARS:
-        cut = text.rfind("\n\n", 0, MAX_CHARS)
-        text = text[: cut if cut > MAX_CHARS // 3 else MAX_CHARS]
-    return " ".join(text.split())
+    text = " ".join(inspect.cleandoc(doc).split())
+    if len(text) > MAX_CHARS:  # cut after the last full sentence that fits
+        cut = text.rfind(". ", 0, MAX_CHARS)
+        text = text[: cut + 1] if cut > MAX_CHARS // 3 else text[:MAX_CHARS]
+    return text
 
 
 def _members(module: Any) -> Iterator[tuple[str, str, Any]]:
