@@ -12,7 +12,7 @@ import time
 from aiohttp import web
 
 from mlnode import keys
-from mlnode.errors import IllegalArgument
+from mlnode.errors import IllegalArgument, MLError
 from mlnode.predict import check_algorithm, parse_predict, shape_results
 from mlnode.views.common import client_alive, json_response, model_or_404, read_json
 
@@ -40,8 +40,12 @@ async def _predict(request: web.Request, model_id: str) -> web.Response:
         raise IllegalArgument(NOT_DEPLOYED)
     metrics.requests.labels(model_id).inc()
     function_name = str(doc.get("algorithm") or worker.runtime.function_name).upper()
-    body = await read_json(request)
-    req = parse_predict(function_name, body)
+    try:
+        body = await read_json(request)
+        req = parse_predict(function_name, body)
+    except MLError:
+        metrics.failures.labels(model_id, "bad_request").inc()
+        raise
     headers: dict[str, str] = {}
     if req.texts is not None:
         outcome = await worker.infer(req.texts, req.parameters, client_alive(request))

@@ -137,3 +137,24 @@ async def test_request_whose_client_left_is_dropped(tmp_path):
         assert "still here" in seen and "client gone" not in seen
         metrics = await (await client.get("/metrics")).text()
         assert f'mlnode_dropped_requests_total{{model_id="{model_id}"}} 1.0' in metrics
+
+
+async def test_undeploy_answers_queued_requests_instead_of_hanging(tmp_path):
+    gate = threading.Event()
+    runtimes: list[FakeRuntime] = []
+    async with api_client(_settings(tmp_path, worker_threads=1), fake_backends(tmp_path, runtimes, gate=gate)) as client:
+        model_id = await api_fake_model(client, tmp_path)
+        worker = client.app[keys.DEPLOYMENTS].get(model_id)
+        running = asyncio.create_task(_predict(client, model_id, ["running"]))
+        await _wait(runtimes[0].entered.is_set)
+        queued = asyncio.create_task(_predict(client, model_id, ["queued"]))
+        await _wait(lambda: len(worker._queue) == 1)
+        undeploy = asyncio.create_task(client.post(f"/_plugins/_ml/models/{model_id}/_undeploy"))
+        await _wait(lambda: client.app[keys.DEPLOYMENTS].get(model_id) is None)
+        gate.set()  # the running batch finishes; the queued request is told the model is gone
+        assert (await running).status == 200
+        rejected = await queued
+        assert rejected.status == 400
+        assert (await rejected.json())["error"]["reason"] == "Model not ready yet. Please deploy the model first."
+        assert (await (await undeploy).json()) == {"neuralpipe-ml": {"stats": {model_id: "UNDEPLOYED"}}}
+        assert runtimes[0].closed
