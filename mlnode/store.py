@@ -14,6 +14,7 @@ All documents are kept in memory too; file writes run in a worker thread, never 
 from __future__ import annotations
 
 import asyncio
+import fnmatch
 import json
 import os
 import re
@@ -278,8 +279,6 @@ def _matches(doc_id: str, doc: dict[str, Any], query: Any) -> bool:
         field, value = _field_and_value(clause, "value", qtype)
         return any(str(v).startswith(str(value)) for v in _values(doc, field))
     if qtype == "wildcard":
-        import fnmatch
-
         field, value = _field_and_value(clause, "value", qtype)
         return any(fnmatch.fnmatchcase(str(v), str(value)) for v in _values(doc, field))
     if qtype == "ids":
@@ -352,8 +351,6 @@ def _filter_source(source: dict[str, Any], source_filter: Any) -> dict[str, Any]
     elif isinstance(source_filter, dict):
         includes = list(source_filter.get("includes", []))
         excludes = list(source_filter.get("excludes", []))
-    import fnmatch
-
     out = {}
     for key, value in source.items():
         if includes and not any(fnmatch.fnmatchcase(key, p) for p in includes):

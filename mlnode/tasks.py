@@ -356,8 +356,10 @@ class TaskRunner:
         )
 
     async def undeploy(self, model_id: str) -> bool:
+        """Close the model's worker and runtime; mark the model UNDEPLOYED. True if it was deployed here."""
         removed = await self.deployments.remove(model_id)
-        if self.store.get("models", model_id) is not None and (removed or self.store.get("models", model_id).get("model_state") in ("DEPLOYED", "DEPLOYING", "PARTIALLY_DEPLOYED")):
+        doc = self.store.get("models", model_id)
+        if doc is not None and (removed or doc.get("model_state") in ("DEPLOYED", "DEPLOYING", "PARTIALLY_DEPLOYED")):
             now = now_ms()
             await self.store.update(
                 "models", model_id, model_state="UNDEPLOYED", last_undeployed_time=now, last_updated_time=now,

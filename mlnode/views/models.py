@@ -12,7 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from mlnode import keys
-from mlnode.errors import Conflict, IllegalArgument, NotFound, ParsingError, ResourceNotFound
+from mlnode.errors import IllegalArgument, NotFound, ParsingError, ResourceNotFound
 from mlnode.store import new_id, now_ms
 from mlnode.tasks import DEPLOYABLE_STATES, FUNCTION_NAMES, MODEL_FORMATS, _is_user_error
 from mlnode.views.common import bool_param, json_response, model_or_404, read_json
@@ -367,5 +367,3 @@ async def undeploy_many(request: web.Request) -> web.Response:
         raise ParsingError("[model_ids] must be an array of strings")
     return json_response(await _undeploy_many(request, model_ids))
 
-
-__all__ = ["Conflict"]

@@ -4,7 +4,6 @@ Runtimes are fakes here (error paths only); zip validation is the real ``mlnode.
 
 from __future__ import annotations
 
-import threading
 
 import pytest
 

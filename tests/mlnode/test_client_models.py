@@ -12,7 +12,7 @@ from opensearchpy import OpenSearch
 from opensearchpy.exceptions import RequestError
 
 from mlnode.settings import MLSettings
-from tests.fixtures.mlnode import NodeThread, deploy, register_file_model, wait_task
+from tests.fixtures.mlnode import NodeThread, deploy, register_file_model
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
