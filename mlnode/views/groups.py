@@ -30,7 +30,10 @@ async def register(request: web.Request) -> web.Response:
     body = await read_json(request)
     name = body.get("name")
     if not isinstance(name, str) or not name.strip():
-        raise IllegalArgument("Model group name can't be null or empty")
+        raise IllegalArgument(
+            "Validation Failed: 1: Model group name is required and cannot be null or blank;",
+            error_type="action_request_validation_exception",
+        )
     access = body.get("access_mode", "public")
     if access not in ACCESS_MODES:
         raise IllegalArgument(f"Invalid access mode [{access}]; valid: {', '.join(ACCESS_MODES)}")

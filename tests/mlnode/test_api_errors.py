@@ -61,7 +61,8 @@ async def node(tmp_path):
 
 async def test_model_group_lifecycle_and_errors(node, tmp_path):
     resp = await node.post(f"{ML}/model_groups/_register", json={"description": "no name"})
-    await _error(resp, 400, "Model group name can't be null or empty", "illegal_argument_exception")
+    await _error(resp, 400, "Validation Failed: 1: Model group name is required and cannot be null or blank;",
+                 "action_request_validation_exception")
     created = await (await node.post(f"{ML}/model_groups/_register", json={"name": "g"})).json()
     assert created["status"] == "CREATED"
     group_id = created["model_group_id"]
