@@ -360,3 +360,12 @@ async def test_cluster_settings_errors(node):
     assert got["persistent"] == {"plugins.ml_commons.max_model_on_node": 3}
     defaults = await (await node.get("/_cluster/settings?include_defaults=true")).json()
     assert defaults["defaults"]["plugins"]["ml_commons"]["allow_registering_model_via_local_file"] is False
+
+
+async def test_zip_over_the_size_cap_is_refused(tmp_path):
+    zip_path, digest = make_zip(tmp_path / "big.zip", {"model.pt": b"w" * 4000, "tokenizer.json": "{}"})
+    settings = _settings(tmp_path, allow_registering_model_via_url=True, max_zip_bytes=1000)
+    async with api_client(settings, fake_backends(tmp_path)) as client:
+        task = await api_register_zip(client, zip_path, digest, name="big")
+        assert task["state"] == "FAILED" and "larger than the limit of 1000 bytes" in task["error"]
+        assert await _models(client) == {}
