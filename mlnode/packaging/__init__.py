@@ -213,10 +213,16 @@ def _build_model_file(
         "TEXT_SIMILARITY": transformers.AutoModelForSequenceClassification,
         "QUESTION_ANSWERING": transformers.AutoModelForQuestionAnswering,
     }
+    verbosity = transformers.logging.get_verbosity()
+    transformers.logging.set_verbosity_error()  # no load reports / progress bars in the packaging output
+    transformers.logging.disable_progress_bar()
     try:
         model = kinds[function_name].from_pretrained(str(source), attn_implementation="eager").eval()
     except (OSError, ValueError) as exc:
         raise PackagingError(f"cannot load a {function_name} model from [{source}]: {exc}") from exc
+    finally:
+        transformers.logging.set_verbosity(verbosity)
+        transformers.logging.enable_progress_bar()
     tokenizer = Tokenizer.from_str(tokenizer_text)
     pad_id = model.config.pad_token_id if model.config.pad_token_id is not None else 0
     tokenizer.enable_padding(pad_id=pad_id)

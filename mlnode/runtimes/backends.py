@@ -6,11 +6,13 @@ Thread behaviour: one backend may be called from several worker threads at once.
 threads come from ``NEURALPIPE_INTRA_OP_THREADS`` (default 0 = the library's own default, one per
 physical core); for torch this is process-wide (``torch.set_num_threads``), for onnxruntime it is per
 session. Inter-op parallelism is kept at 1: parallelism comes from the batch, not from graph branches.
+TorchScript runs with the graph executor's optimisation off (thread-local), see ``TorchScriptBackend.run``.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -75,7 +77,9 @@ class TorchScriptBackend:
         if count > 0:
             torch.set_num_threads(count)
         self._torch = torch
-        self._module = torch.jit.load(str(path), map_location="cpu").eval()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit.load's "switch to torch.export"
+            self._module = torch.jit.load(str(path), map_location="cpu").eval()
         arguments = self._module.forward.schema.arguments[1:]
         self._dict_input = len(arguments) == 1 and str(arguments[0].type).startswith("Dict")
         if self._dict_input:
@@ -88,7 +92,9 @@ class TorchScriptBackend:
     def run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         torch = self._torch
         tensors = [torch.from_numpy(np.ascontiguousarray(feed[name], dtype=np.int64)) for name in self.input_names]
-        with torch.inference_mode():
+        # The profiling graph executor re-specialises for every new (batch, sequence) shape, which serving
+        # traffic never stops producing: the plain interpreter is ~1.5x faster here. Thread-local setting.
+        with torch.inference_mode(), torch.jit.optimized_execution(False):
             if self._dict_input:
                 result = self._module(dict(zip(self.input_names, tensors, strict=True)))
             else:

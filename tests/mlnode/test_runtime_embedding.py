@@ -80,9 +80,12 @@ def test_int8_onnx_close_to_fp32(model_runtimes, reference):
 @pytest.mark.parametrize("key", ["minilm-torchscript", "minilm-onnx"])
 def test_concurrent_calls_from_threads_agree(model_runtimes, key):
     runtime = model_runtimes[key]
-    expected = vectors(runtime.infer(TEXTS))
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        results = list(pool.map(lambda i: vectors(runtime.infer(TEXTS)), range(8)))
+    texts = [TEXTS[0], TEXTS[1], TEXTS[4]]
+    expected = vectors(runtime.infer(texts))
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        results = list(pool.map(lambda i: vectors(runtime.infer(texts[i % 3 :] + texts[: i % 3])), range(6)))
+    for i, got in enumerate(results):
+        results[i] = np.roll(got, i % 3, axis=0)
     for got in results:
         assert np.abs(got - expected).max() < 1e-5
 
@@ -99,3 +102,23 @@ def test_query_prefix_from_model_config(model_zips, tmp_path):
     plain = vectors(runtime.infer(["query: what is paris"]))
     prefixed = vectors(runtime.infer(["what is paris"], {"content_type": "QUERY"}))
     assert np.abs(plain - prefixed).max() < 1e-6
+
+
+@pytest.mark.slow
+def test_torchscript_huggingface_framework_pools_in_the_runtime(tmp_path, reference):
+    """TORCH_SCRIPT with framework_type huggingface_transformers: the graph returns token embeddings and
+    the runtime applies pooling_mode + normalize_result, as ML Commons does."""
+    from mlnode.packaging import package_model
+    from mlnode.runtimes import load_runtime
+    from mlnode.zipcheck import validate_and_extract
+
+    model = package_model(minilm_dir(), tmp_path, function_name="TEXT_EMBEDDING", model_format="TORCH_SCRIPT",
+                          name="minilm-hf", framework_type="huggingface_transformers")
+    assert model.config["model_config"]["framework_type"] == "huggingface_transformers"
+    folder = validate_and_extract(model.zip_path, tmp_path / "m", model_format="TORCH_SCRIPT",
+                                  function_name="TEXT_EMBEDDING", expected_hash=model.hash, max_bytes=1 << 30)
+    runtime = load_runtime(folder, model.config)
+    assert cosines(vectors(runtime.infer(TEXTS)), reference).min() >= 0.9999
+    raw = load_runtime(folder, {**model.config, "model_config": {**model.config["model_config"], "normalize_result": False}})
+    norms = np.linalg.norm(vectors(raw.infer(TEXTS)), axis=1)
+    assert norms.min() > 1.05  # MiniLM's mean-pooled vectors are not unit length before normalisation
