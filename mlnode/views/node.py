@@ -71,53 +71,41 @@ async def get_cluster_settings(request: web.Request) -> web.Response:
 
 
 async def put_cluster_settings(request: web.Request) -> web.Response:
-    """Accepts OpenSearch's body; only ``plugins.ml_commons.*`` settings mean something on this node."""
+    """Accepts OpenSearch's body; only ``plugins.ml_commons.*`` settings mean something on this node.
+
+    Every value is validated before any is applied; ``null`` resets a setting. Persistent values are stored in the
+    data dir and survive a restart, transient ones do not (as on a cluster)."""
     settings = request.app[keys.SETTINGS]
     store = request.app[keys.STORE]
+    state = request.app[keys.READY]
     body = await read_json(request)
-    validated: dict[str, dict[str, Any]] = {}
+    changes: dict[str, dict[str, Any]] = {}  # scope -> short name -> value (None = reset)
     for scope in ("persistent", "transient"):
         section = body.get(scope) or {}
         if not isinstance(section, dict):
             raise ParsingError(f"[{scope}] must be an object")
-        values = {}
+        changes[scope] = {}
         for key, value in flatten_settings(section).items():
             if not key.startswith(PREFIX):
                 raise IllegalArgument(f"{scope} setting [{key}], not recognized by this ML node (only {PREFIX}* settings)")
             name = key.removeprefix(PREFIX)
-            values[name] = settings.coerce(name, value, scope=scope)
-        validated[scope] = values
-    # all validated: apply and persist
+            changes[scope][name] = None if value is None else settings.coerce(name, value, scope=scope)
     persistent = dict(store.cluster_settings.get("persistent", {}))
-    for name, value in validated["persistent"].items():
-        if value is None or body_value_is_null(body, "persistent", name):
-            persistent.pop(name, None)
-        else:
-            persistent[name] = value
-    transient = request.app[keys.READY].setdefault("transient", {})
-    for name, value in validated["transient"].items():
-        if body_value_is_null(body, "transient", name):
-            transient.pop(name, None)
-        else:
-            transient[name] = value
+    transient = state.setdefault("transient", {})
+    for target, scope in ((persistent, "persistent"), (transient, "transient")):
+        for name, value in changes[scope].items():
+            if value is None:
+                target.pop(name, None)
+            else:
+                target[name] = value
     await store.put_cluster_settings({"persistent": persistent})
-    effective = {k: settings.defaults[k] for k in settings.defaults}
-    effective.update(request.app[keys.READY].get("config", {}))
-    effective.update(persistent)
-    effective.update(transient)
-    settings.apply(effective)
+    settings.apply({**settings.defaults, **state.get("config", {}), **persistent, **transient})
     return json_response(
         {
             "acknowledged": True,
-            "persistent": _nest({PREFIX + k: v for k, v in validated["persistent"].items() if not body_value_is_null(body, "persistent", k)}),
-            "transient": _nest({PREFIX + k: v for k, v in validated["transient"].items() if not body_value_is_null(body, "transient", k)}),
+            **{scope: _nest({PREFIX + k: v for k, v in changes[scope].items() if v is not None}) for scope in ("persistent", "transient")},
         }
     )
-
-
-def body_value_is_null(body: dict[str, Any], scope: str, name: str) -> bool:
-    flat = flatten_settings(body.get(scope) or {})
-    return (PREFIX + name) in flat and flat[PREFIX + name] is None
 
 
 # ---- profile and stats ---------------------------------------------------------------------------------------------
