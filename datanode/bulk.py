@@ -46,8 +46,9 @@ def parse_bulk(raw: bytes, default_index: str | None) -> list[WriteOp]:
             missing_index.append(len(ops))
         doc_id = meta.get("_id")
         op = WriteOp(action, index or "", None if doc_id is None else str(doc_id))
-        if "pipeline" in meta:
-            op.extra["pipeline"] = meta["pipeline"]
+        for key in ("pipeline", "if_seq_no", "if_primary_term"):
+            if key in meta:
+                op.extra[key] = meta[key]
         if action != "delete":
             if i >= len(lines) or not lines[i].strip():
                 raise IllegalArgument(f"Validation Failed: 1: no requests added;" if not ops else

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import logging
+
 import numpy as np
 
 from .errors import (DocumentMissing, IllegalArgument, IndexNotFound, InvalidIndexName, MapperParsingError,
@@ -28,6 +30,7 @@ from .query import Executor
 from .source import filter_source, parse_source_param
 from .storage import Storage, dumps
 
+log = logging.getLogger("neuralpipe.datanode")
 VERSION = "3.1.0"
 LUCENE_VERSION = "10.2.1"
 CLUSTER_NAME = "neuralpipe"
@@ -102,7 +105,10 @@ class DataNode:
         for row in self.storage.indices():
             index = Index(row["name"], row["uuid"], row["settings"], row["mappings"], row["created_ms"], row["seq_no"])
             for doc_id, _version, _seq, source in self.storage.docs(index.name):
-                index.put(doc_id, index.mapping.parse(source, doc_id))
+                try:
+                    index.put(doc_id, index.mapping.parse(source, doc_id))
+                except OpenSearchError as exc:  # stored before a mapping change; keep it, but unsearchable
+                    log.warning("index [%s] doc [%s] could not be re-indexed at start: %s", index.name, doc_id, exc)
             index.refresh()
             self.indices[index.name] = index
 
@@ -208,6 +214,29 @@ class DataNode:
                 index.mapping = merged[index.name]
         return {"acknowledged": True}
 
+    DYNAMIC_SETTINGS = ("index.default_pipeline", "index.search.default_pipeline", "index.number_of_replicas",
+                        "index.refresh_interval", "index.knn.algo_param.ef_search", "index.final_pipeline",
+                        "index.max_result_window")
+
+    def put_settings(self, expression: str, body: dict[str, Any]) -> dict[str, Any]:
+        flat = flatten_settings(body.get("settings", body) if isinstance(body, dict) else body)
+        static = sorted(k for k in flat if k not in self.DYNAMIC_SETTINGS)
+        if static:
+            raise IllegalArgument(f"Can't update non dynamic settings [[{', '.join(static)}]] for open indices; "
+                                  f"this data node can update [{', '.join(self.DYNAMIC_SETTINGS)}]")
+        targets = self.resolve(expression)
+        with self.storage.transaction() as db:
+            for index in targets:
+                updated = {**index.settings, **{k: v for k, v in flat.items() if v is not None}}
+                for key in [k for k, v in flat.items() if v is None]:  # null resets a setting
+                    updated.pop(key, None)
+                db.execute("UPDATE indices SET settings=? WHERE name=?", (dumps(updated), index.name))
+        for index in targets:
+            index.settings = {**index.settings, **{k: v for k, v in flat.items() if v is not None}}
+            for key in [k for k, v in flat.items() if v is None]:
+                index.settings.pop(key, None)
+        return {"acknowledged": True}
+
     def refresh(self, expression: str | None) -> dict[str, Any]:
         targets = self.resolve(expression)
         for index in targets:
@@ -270,7 +299,16 @@ class DataNode:
                     raise ActionValidation("Validation Failed: 1: if _id is specified it must not be empty;")
             row = None
             if op.id is not None:
-                row = db.execute("SELECT version, source FROM docs WHERE idx=? AND id=?", (index.name, op.id)).fetchone()
+                row = db.execute("SELECT version, source, seq_no FROM docs WHERE idx=? AND id=?",
+                                 (index.name, op.id)).fetchone()
+            if "if_seq_no" in op.extra:
+                want = int(op.extra["if_seq_no"])
+                term = int(op.extra.get("if_primary_term", 1))
+                if row is None or row[2] != want or term != 1:
+                    current = (f"current document has seqNo [{row[2]}] and primary term [1]" if row is not None
+                               else "but no document was found")
+                    raise VersionConflict(f"[{op.id}]: version conflict, required seqNo [{want}], primary term "
+                                          f"[{term}]. {current}")
             if action in ("index", "create"):
                 return self._put(db, index, op, row, pending)
             if action == "update":
@@ -425,6 +463,9 @@ class DataNode:
                    "seq_no_primary_term", "explain", "timeout", "ext", "sort", "track_scores", "stored_fields",
                    "search_pipeline", "profile"}
         unknown = set(body) - allowed
+        if unknown & {"aggs", "aggregations", "suggest", "highlight", "collapse", "search_after", "rescore"}:
+            raise IllegalArgument(f"[{sorted(unknown)[0]}] is not supported by this data node: it answers queries, "
+                                  f"paging, _source filtering and total hits")
         if unknown:
             raise ParsingError(f"Unknown key for a START_OBJECT in [{sorted(unknown)[0]}].")
         size = _int_param(params.get("size", body.get("size", 10)), "size")

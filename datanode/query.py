@@ -433,6 +433,8 @@ class Executor:
             if not isinstance(ef_search, int) or isinstance(ef_search, bool) or ef_search < 1:
                 raise IllegalArgument(f"[knn] method_parameters.ef_search must be a positive integer, got "
                                       f"[{ef_search}]")
+        if ef_search is None and "index.knn.algo_param.ef_search" in self.index.settings:
+            ef_search = int(self.index.settings["index.knn.algo_param.ef_search"])
         allowed = scope.live_mask()
         if params.get("filter") is not None:
             if scope.nested_path is not None:  # filters on a nested knn apply to the parent documents

@@ -20,8 +20,18 @@ log = logging.getLogger("neuralpipe.datanode")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+def _dumps(body: Any) -> str:
+    return json.dumps(body, ensure_ascii=False)
+
+
 def reply(body: Any, status: int = 200) -> web.Response:
-    return web.json_response(body, status=status, dumps=lambda o: json.dumps(o, ensure_ascii=False))
+    return web.json_response(body, status=status, dumps=_dumps)
+
+
+async def reply_big(svc: DataNodeService, body: Any, status: int = 200) -> web.Response:
+    """A response that may be large (hits with vectors): serialised in a worker thread, off the loop."""
+    text = await svc.run(_dumps, body)
+    return web.Response(text=text, status=status, content_type="application/json")
 
 
 def guarded(handler: Callable[[web.Request, DataNodeService], Awaitable[web.StreamResponse]]) -> Handler:
@@ -132,6 +142,12 @@ async def get_settings(request: web.Request, svc: DataNodeService) -> web.Stream
 
 
 @guarded
+async def put_settings(request: web.Request, svc: DataNodeService) -> web.StreamResponse:
+    body = await json_body(request, required=True)
+    return reply(await svc.run(svc.node.put_settings, request.match_info["index"], body))
+
+
+@guarded
 async def refresh(request: web.Request, svc: DataNodeService) -> web.StreamResponse:
     return reply(await svc.run(svc.node.refresh, request.match_info.get("index")))
 
@@ -147,9 +163,9 @@ async def count(request: web.Request, svc: DataNodeService) -> web.StreamRespons
 # --- documents ------------------------------------------------------------------------------
 @guarded
 async def bulk(request: web.Request, svc: DataNodeService) -> web.StreamResponse:
-    ops = parse_bulk(await request.read(), request.match_info.get("index"))
+    ops = await svc.run(parse_bulk, await request.read(), request.match_info.get("index"))
     q = request.query
-    return reply(await svc.bulk(ops, pipeline=q.get("pipeline"), refresh=q.get("refresh")))
+    return await reply_big(svc, await svc.bulk(ops, pipeline=q.get("pipeline"), refresh=q.get("refresh")))
 
 
 @guarded
@@ -159,6 +175,9 @@ async def index_doc(request: web.Request, svc: DataNodeService) -> web.StreamRes
     q = request.query
     action = "create" if request.path.split("/")[2] == "_create" or q.get("op_type") == "create" else "index"
     op = WriteOp(action, request.match_info["index"], doc_id, source=source)
+    for key in ("if_seq_no", "if_primary_term"):
+        if key in q:
+            op.extra[key] = q[key]
     result = await svc.write_one(op, pipeline=q.get("pipeline"), refresh=q.get("refresh"))
     status = result.pop("status")
     return reply(result, status)
@@ -197,7 +216,7 @@ async def get_doc(request: web.Request, svc: DataNodeService) -> web.StreamRespo
 @guarded
 async def mget(request: web.Request, svc: DataNodeService) -> web.StreamResponse:
     body = await json_body(request, required=True)
-    return reply(await svc.run(svc.node.mget, request.match_info.get("index"), body, params(request)))
+    return await reply_big(svc, await svc.run(svc.node.mget, request.match_info.get("index"), body, params(request)))
 
 
 # --- search ---------------------------------------------------------------------------------
@@ -206,7 +225,7 @@ async def search(request: web.Request, svc: DataNodeService) -> web.StreamRespon
     body = await json_body(request)
     if "q" in request.query:
         raise IllegalArgument("the [q] URI search parameter is not supported by this data node: send a query body")
-    return reply(await svc.search(request.match_info.get("index"), body, params(request)))
+    return await reply_big(svc, await svc.search(request.match_info.get("index"), body, params(request)))
 
 
 # --- pipelines ------------------------------------------------------------------------------
@@ -274,7 +293,7 @@ def routes(*, root: bool = True) -> list[web.AbstractRouteDef]:
         r.post("/{index}/_refresh", refresh), r.get("/{index}/_refresh", refresh),
         r.get("/{index}/_mapping", get_mapping), r.put("/{index}/_mapping", put_mapping),
         r.post("/{index}/_mapping", put_mapping),
-        r.get("/{index}/_settings", get_settings),
+        r.get("/{index}/_settings", get_settings), r.put("/{index}/_settings", put_settings),
         r.post("/{index}/_doc", index_doc),
         r.put("/{index}/_doc/{id}", index_doc), r.post("/{index}/_doc/{id}", index_doc),
         r.get("/{index}/_doc/{id}", get_doc, allow_head=False), r.head("/{index}/_doc/{id}", get_doc),

@@ -284,3 +284,38 @@ def test_pipelines_crud_simulate_and_bulk_pipeline(client: Any) -> None:
     assert client.search_pipeline.delete(id="rrf") == {"acknowledged": True}
     with pytest.raises(NotFoundError):
         client.search_pipeline.get(id="rrf")
+
+
+def test_settings_update_and_optimistic_concurrency(loaded: Any) -> None:
+    c = loaded
+    c.indices.put_settings(index="books", body={"index": {"search.default_pipeline": "none-yet"}})
+    assert c.indices.get_settings(index="books")["books"]["settings"]["index"]["search"]["default_pipeline"] == \
+        "none-yet"
+    with pytest.raises(NotFoundError):  # the default search pipeline applies to every search of the index
+        c.search(index="books", body={"query": {"match_all": {}}})
+    c.indices.put_settings(index="books", body={"index.search.default_pipeline": None})
+    assert c.search(index="books", body={"query": {"match_all": {}}})["hits"]["total"]["value"] == 3
+    with pytest.raises(RequestError) as err:
+        c.indices.put_settings(index="books", body={"index": {"number_of_shards": 3}})
+    assert "Can't update non dynamic settings [[index.number_of_shards]]" in err.value.info["error"]["reason"]
+    seq = c.get(index="books", id="1")["_seq_no"]
+    c.index(index="books", id="1", body={"title": "v2"}, params={"if_seq_no": seq, "if_primary_term": 1})
+    with pytest.raises(TransportError) as err:
+        c.index(index="books", id="1", body={"title": "v3"}, params={"if_seq_no": seq, "if_primary_term": 1})
+    assert err.value.status_code == 409 and "required seqNo" in err.value.info["error"]["reason"]
+    with pytest.raises(RequestError) as err:
+        c.search(index="books", body={"aggs": {"t": {"terms": {"field": "tag"}}}})
+    assert "[aggs] is not supported by this data node" in err.value.info["error"]["reason"]
+
+
+def test_hybrid_of_plain_queries_needs_no_ml_node(loaded: Any) -> None:
+    c = loaded
+    c.search_pipeline.put(id="norm", body={"phase_results_processors": [{"normalization-processor": {
+        "normalization": {"technique": "min_max"}, "combination": {"technique": "arithmetic_mean"}}}]})
+    res = c.search(index="books", params={"search_pipeline": "norm"}, body={"query": {"hybrid": {"queries": [
+        {"match": {"title": "fox"}}, {"knn": {"vec": {"vector": [1, 0, 0], "k": 3}}}]}}})
+    # doc 1: the only match hit (min_max of one result = 1.0) and the best knn hit (1.0) -> mean 1.0;
+    # docs 2 and 3: knn only, both at the knn minimum (normalized 0 -> 0.001) -> (0.001 + 0) / 2
+    got = {h["_id"]: h["_score"] for h in res["hits"]["hits"]}
+    assert got == pytest.approx({"1": 1.0, "2": 0.0005, "3": 0.0005})
+    assert res["hits"]["hits"][0]["_id"] == "1"
