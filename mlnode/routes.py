@@ -21,6 +21,7 @@ def ml_routes() -> list[web.RouteDef]:
         web.get(f"{ML}/model_groups/_search", groups.search),
         web.post(f"{ML}/model_groups/_search", groups.search),
         web.get(f"{ML}/model_groups/{{model_group_id}}", groups.get),
+        web.put(f"{ML}/model_groups/{{model_group_id}}", groups.update),
         web.delete(f"{ML}/model_groups/{{model_group_id}}", groups.delete),
         # models
         web.post(f"{ML}/models/_register", models.register),
@@ -39,6 +40,7 @@ def ml_routes() -> list[web.RouteDef]:
         web.post(f"{ML}/models/{{model_id}}/_unload", models.undeploy),
         web.post(f"{ML}/models/{{model_id}}/_predict", predict.predict),
         web.get(f"{ML}/models/{{model_id}}", models.get),
+        web.put(f"{ML}/models/{{model_id}}", models.update),
         web.delete(f"{ML}/models/{{model_id}}", models.delete),
         # predict
         web.post(f"{ML}/_predict/{{algorithm}}/{{model_id}}", predict.predict),

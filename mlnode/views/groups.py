@@ -64,3 +64,31 @@ async def delete(request: web.Request) -> web.Response:
         raise Conflict("Cannot delete the model group when it has associated model versions")
     await store.delete("model_groups", group_id)
     return json_response(store.index_response("model_groups", group_id, "deleted"))
+
+
+async def update(request: web.Request) -> web.Response:
+    store = request.app[keys.STORE]
+    group_id = request.match_info["model_group_id"]
+    if store.get("model_groups", group_id) is None:
+        raise NotFound("Failed to find model group")
+    body = await read_json(request)
+    changes: dict = {}
+    if "name" in body:
+        name = body["name"]
+        if not isinstance(name, str) or not name.strip():
+            raise IllegalArgument("Validation Failed: 1: Model group name is required and cannot be null or blank;",
+                                  error_type="action_request_validation_exception")
+        for other_id, group in store.all("model_groups"):
+            if other_id != group_id and group.get("name") == name.strip():
+                raise IllegalArgument(
+                    f"The name you provided is already being used by another model with ID: {other_id}. Please provide a different name"
+                )
+        changes["name"] = name.strip()
+    if "description" in body:
+        changes["description"] = body["description"]
+    if "access_mode" in body:
+        if body["access_mode"] not in ACCESS_MODES:
+            raise IllegalArgument(f"Invalid access mode [{body['access_mode']}]; valid: {', '.join(ACCESS_MODES)}")
+        changes["access"] = body["access_mode"]
+    await store.update("model_groups", group_id, **changes, last_updated_time=now_ms())
+    return json_response({"status": "Updated"})

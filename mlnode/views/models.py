@@ -308,6 +308,32 @@ async def delete(request: web.Request) -> web.Response:
     return json_response(store.index_response("models", model_id, "deleted"))
 
 
+UPDATABLE = ("name", "description", "is_enabled", "rate_limiter", "model_config", "model_group_id")
+
+
+async def update(request: web.Request) -> web.Response:
+    """PUT models/{id}: name, description, is_enabled, rate_limiter (stored, not enforced), model_config (only while
+    not deployed), model_group_id."""
+    store = request.app[keys.STORE]
+    model_id = request.match_info["model_id"]
+    doc = model_or_404(request, model_id)
+    body = await read_json(request)
+    unknown = sorted(set(body) - set(UPDATABLE))
+    if unknown:
+        raise IllegalArgument(f"Can't update {unknown} of a local model; updatable fields: {', '.join(UPDATABLE)}")
+    if "is_enabled" in body and not isinstance(body["is_enabled"], bool):
+        raise ParsingError("[is_enabled] must be a boolean")
+    if "model_config" in body:
+        if doc.get("model_state") in ("DEPLOYED", "DEPLOYING"):
+            raise IllegalArgument("Can't update model_config of a deployed model; undeploy it first")
+        if not isinstance(body["model_config"], dict):
+            raise ParsingError("[model_config] must be an object")
+    if "model_group_id" in body and store.get("model_groups", str(body["model_group_id"])) is None:
+        raise ResourceNotFound(f"Failed to find model group with ID: {body['model_group_id']}")
+    await store.update("models", model_id, **body, last_updated_time=now_ms())
+    return json_response(store.index_response("models", model_id, "updated"))
+
+
 # ---- deploy / undeploy ---------------------------------------------------------------------------------------------
 
 

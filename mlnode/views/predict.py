@@ -34,6 +34,9 @@ async def _predict(request: web.Request, model_id: str) -> web.Response:
     app = request.app
     metrics = app[keys.METRICS]
     doc = model_or_404(request, model_id)
+    if doc.get("is_enabled") is False:
+        metrics.failures.labels(model_id, "disabled").inc()
+        raise MLError("Model is disabled.", status=403, error_type="status_exception")
     worker = app[keys.DEPLOYMENTS].get(model_id)
     if worker is None:
         metrics.failures.labels(model_id, "not_deployed").inc()

@@ -369,3 +369,23 @@ async def test_zip_over_the_size_cap_is_refused(tmp_path):
         task = await api_register_zip(client, zip_path, digest, name="big")
         assert task["state"] == "FAILED" and "larger than the limit of 1000 bytes" in task["error"]
         assert await _models(client) == {}
+
+
+async def test_update_model_and_group(node):
+    ml = node.app[keys.STORE]
+    model_id = node.model_id
+    group_id = ml.get("models", model_id)["model_group_id"]
+    other = await (await node.post(f"{ML}/model_groups/_register", json={"name": "other"})).json()
+    await _error(await node.put(f"{ML}/model_groups/{group_id}", json={"name": "other"}), 400,
+                 f"The name you provided is already being used by another model with ID: {other['model_group_id']}. Please provide a different name")
+    assert await (await node.put(f"{ML}/model_groups/{group_id}", json={"name": "renamed", "description": "d"})).json() == {"status": "Updated"}
+    assert (await (await node.get(f"{ML}/model_groups/{group_id}")).json())["name"] == "renamed"
+    await _error(await node.put(f"{ML}/model_groups/nope", json={"name": "x"}), 404, "Failed to find model group")
+
+    await _error(await node.put(f"{ML}/models/{model_id}", json={"model_format": "ONNX"}), 400, "Can't update ['model_format']")
+    await _error(await node.put(f"{ML}/models/{model_id}", json={"model_config": {}}), 400, "undeploy it first")
+    updated = await (await node.put(f"{ML}/models/{model_id}", json={"is_enabled": False, "description": "off"})).json()
+    assert updated["result"] == "updated" and updated["_id"] == model_id
+    await _error(await node.post(f"{ML}/_predict/text_embedding/{model_id}", json={"text_docs": ["a"]}), 403, "Model is disabled.")
+    await node.put(f"{ML}/models/{model_id}", json={"is_enabled": True})
+    assert (await node.post(f"{ML}/_predict/text_embedding/{model_id}", json={"text_docs": ["a"]})).status == 200
