@@ -225,7 +225,7 @@ class MLNodeServer:
         status, resp = http_json("POST", f"{self.url}/_plugins/_ml/models/_register", body)
         if status != 200:
             raise RuntimeError(f"register {body.get('name')}: {status} {resp}")
-        model_id = resp.get("model_id") or self.wait_task(resp["task_id"])["model_id"]
+        model_id = self.wait_task(resp["task_id"])["model_id"] if resp.get("task_id") else resp["model_id"]
         status, resp = http_json("POST", f"{self.url}/_plugins/_ml/models/{model_id}/_deploy")
         if status != 200:
             raise RuntimeError(f"deploy {model_id}: {status} {resp}")
