@@ -3,6 +3,8 @@
 
 * Encoder: the model's ``output`` [batch, vocab]; every non-zero entry, keyed by the id decoded alone
   with special tokens skipped (empty keys dropped), heaviest first.
+* ``parameters.sparse_embedding_format``: ``WORD`` (default; also ``lexical``) keys by token text,
+  ``TOKEN_ID`` by the token id as a string (ML Commons 3.2).
 * Tokenizer: the text's token ids (truncated at max_length, special tokens skipped) de-duplicated,
   weighted by ``idf.json[token]`` or 1.0 when the token is missing from it (or there is no idf.json).
 """
@@ -13,7 +15,19 @@ import json
 
 import numpy as np
 
-from mlnode.runtimes.base import BaseRuntime, find_file
+from mlnode.runtimes.base import BaseRuntime, PredictInputError, find_file
+
+_FORMAT_ENUM = "org.opensearch.ml.common.input.parameter.textembedding.SparseEmbeddingFormat"
+
+
+def token_id_keys(parameters: dict | None) -> bool:
+    """True when ``sparse_embedding_format`` asks for token-id keys."""
+    value = str((parameters or {}).get("sparse_embedding_format") or "WORD").upper()
+    if value in {"WORD", "LEXICAL"}:
+        return False
+    if value == "TOKEN_ID":
+        return True
+    raise PredictInputError(f"No enum constant {_FORMAT_ENUM}.{value}")
 
 
 def sparse_result(weights: dict[str, float]) -> dict:
@@ -25,6 +39,7 @@ class SparseEncodingRuntime(BaseRuntime):
     batchable = True
 
     def infer(self, texts: list[str], parameters: dict | None = None) -> list[dict]:
+        by_id = token_id_keys(parameters)
         if not texts:
             return []
         outputs = self.run(self.tokenizer.encode(list(texts)))
@@ -37,7 +52,9 @@ class SparseEncodingRuntime(BaseRuntime):
             weights: dict[str, float] = {}
             for token_id in ids.tolist():
                 token = table[token_id] if token_id < len(table) else ""
-                if token and token not in weights:
+                if token and by_id:
+                    weights[str(token_id)] = float(row[token_id])
+                elif token and token not in weights:
                     weights[token] = float(row[token_id])
             results.append(sparse_result(weights))
         return results
@@ -56,6 +73,7 @@ class SparseTokenizeRuntime(BaseRuntime):
         )
 
     def infer(self, texts: list[str], parameters: dict | None = None) -> list[dict]:
+        by_id = token_id_keys(parameters)
         table = self.tokenizer.decoded()
         results = []
         for encoding in self.tokenizer.encodings(list(texts)):
@@ -65,7 +83,9 @@ class SparseTokenizeRuntime(BaseRuntime):
                     continue
                 key = table[token_id]
                 vocab_token = self.tokenizer.token(token_id) or key
-                if key and key not in weights:
+                if key and by_id:
+                    weights[str(token_id)] = float(self.idf.get(vocab_token, 1.0))
+                elif key and key not in weights:
                     weights[key] = float(self.idf.get(vocab_token, 1.0))
             results.append(sparse_result(weights))
         return results

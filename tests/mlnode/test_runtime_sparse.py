@@ -56,6 +56,8 @@ def test_splade_top_tokens_match_transformers(model_runtimes, expected_splade, k
 
 
 def test_splade_torchscript_equals_onnx(model_runtimes):
+    assert model_runtimes["splade-torchscript"].backend.input_names == ["input_ids", "attention_mask"]
+    assert model_runtimes["splade-onnx"].backend.input_names == ["input_ids", "attention_mask", "token_type_ids"]
     texts = [SENTENCE, "sparse retrieval with opensearch " * 150, "hello"]
     ts = [weights_of(r) for r in model_runtimes["splade-torchscript"].infer(texts)]
     onnx = [weights_of(r) for r in model_runtimes["splade-onnx"].infer(texts)]
@@ -93,3 +95,19 @@ def test_tokenizer_weight_defaults_to_one_without_idf(model_zips, tmp_path):
 def test_sparse_runtimes_count_tokens(model_runtimes):
     assert model_runtimes["splade-onnx"].count_tokens(["hello world"]) == [4]
     assert model_runtimes["tokenizer"].max_length == 512
+
+
+@pytest.mark.parametrize("key", ["splade-onnx", "tokenizer"])
+def test_sparse_embedding_format_token_id(model_runtimes, key):
+    runtime = model_runtimes[key]
+    words = weights_of(runtime.infer(["coffee search"])[0])
+    ids = weights_of(runtime.infer(["coffee search"], {"sparse_embedding_format": "token_id"})[0])
+    assert ids == {str(runtime.tokenizer._full.token_to_id(word)): weight for word, weight in words.items()}
+    assert weights_of(runtime.infer(["coffee search"], {"sparse_embedding_format": "WORD"})[0]) == words
+
+
+def test_sparse_embedding_format_invalid(model_runtimes):
+    from mlnode.runtimes import PredictInputError
+
+    with pytest.raises(PredictInputError, match=r"No enum constant .*SparseEmbeddingFormat\.INVALID"):
+        model_runtimes["splade-onnx"].infer(["x"], {"sparse_embedding_format": "invalid"})
