@@ -90,7 +90,7 @@ def _resources(settings: MLSettings, backends: Backends) -> Callable[[web.Applic
             batch_max_size=settings.batch_max_size,
             token_budget=settings.batch_token_budget,
             capacity=settings.queue_capacity,
-            stats_window=int(settings.get("monitoring_request_count")) or 1,
+            stats_window=int(settings.get("monitoring_request_count")),
         )
         app[keys.DEPLOYMENTS] = deployments
         runner = TaskRunner(store=store, settings=settings, deployments=deployments, backends=backends)

@@ -14,6 +14,7 @@ import asyncio
 import collections
 import json
 import logging
+import math
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -72,8 +73,11 @@ class LatencyStats:
 
     def add(self, millis: float) -> None:
         self.count += 1
+        if self.window <= 0:  # ML Commons: monitoring_request_count 0 clears what is monitored
+            self.values.clear()
+            return
         if self.values.maxlen != self.window:
-            self.values = collections.deque(self.values, maxlen=max(1, self.window))
+            self.values = collections.deque(self.values, maxlen=self.window)
         self.values.append(millis)
 
     def to_dict(self) -> dict[str, float]:
@@ -82,7 +86,7 @@ class LatencyStats:
         data = sorted(self.values)
 
         def pct(p: float) -> float:
-            return data[min(len(data) - 1, max(0, int(round(p / 100.0 * len(data) + 0.5)) - 1))]
+            return data[min(len(data) - 1, max(0, math.ceil(p / 100.0 * len(data)) - 1))]  # nearest rank
 
         return {
             "count": self.count,

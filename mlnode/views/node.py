@@ -131,13 +131,17 @@ async def profile(request: web.Request) -> web.Response:
     kind = request.match_info.get("kind")
     ids_param = request.match_info.get("ids")
     wanted = set(ids_param.split(",")) if ids_param else None
+    body = await read_json(request, required=False)  # optional: model_ids, task_ids, return_all_tasks, return_all_models
+    for field in ("model_ids", "task_ids"):
+        if isinstance(body.get(field), list):
+            wanted = (wanted or set()) | {str(i) for i in body[field]}
     node_body: dict[str, Any] = {}
     if kind in (None, "models"):
         models = {}
         for model_id, doc in store.all("models"):
             if wanted is not None and model_id not in wanted:
                 continue
-            if wanted is None and request.app[keys.DEPLOYMENTS].get(model_id) is None:
+            if wanted is None and not body.get("return_all_models") and request.app[keys.DEPLOYMENTS].get(model_id) is None:
                 continue
             models[model_id] = _model_profile(request, model_id, doc)
         if models:
@@ -147,7 +151,7 @@ async def profile(request: web.Request) -> web.Response:
         for task_id, doc in store.all("tasks"):
             if wanted is not None and task_id not in wanted:
                 continue
-            if wanted is None and doc.get("state") not in ("CREATED", "RUNNING"):
+            if wanted is None and not body.get("return_all_tasks") and doc.get("state") not in ("CREATED", "RUNNING"):
                 continue
             tasks[task_id] = doc
         if tasks:

@@ -60,6 +60,8 @@ async def _predict(request: web.Request, model_id: str) -> web.Response:
         results = await worker.predict(body, client_alive(request))
     response = json_response(shape_results(results, req), headers=headers)
     elapsed = time.perf_counter() - started
+    window = int(app[keys.SETTINGS].get("monitoring_request_count"))
+    worker.predict_stats.window = worker.inference_stats.window = window
     worker.predict_stats.add(elapsed * 1000.0)
     metrics.request_seconds.labels(model_id).observe(elapsed)
     return response

@@ -158,3 +158,18 @@ async def test_undeploy_answers_queued_requests_instead_of_hanging(tmp_path):
         assert (await rejected.json())["error"]["reason"] == "Model not ready yet. Please deploy the model first."
         assert (await (await undeploy).json()) == {"neuralpipe-ml": {"stats": {model_id: "UNDEPLOYED"}}}
         assert runtimes[0].closed
+
+
+@pytest.mark.unit
+def test_latency_stats_window_and_percentiles():
+    from mlnode.batching import LatencyStats
+
+    stats = LatencyStats(window=100)
+    for ms in range(1, 201):
+        stats.add(float(ms))
+    got = stats.to_dict()
+    assert got["count"] == 200 and got["min"] == 101.0 and got["max"] == 200.0  # the last 100 requests
+    assert got["p50"] == 150.0 and got["p90"] == 190.0 and got["p99"] == 199.0 and got["average"] == 150.5
+    stats.window = 0  # monitoring_request_count 0 clears the monitored requests
+    stats.add(1.0)
+    assert stats.to_dict() == {"count": 201}
