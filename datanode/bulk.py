@@ -64,6 +64,8 @@ def parse_bulk(raw: bytes, default_index: str | None) -> list[WriteOp]:
                 op.update = payload if isinstance(payload, dict) else {}
             else:
                 op.source = payload
+                if isinstance(payload, dict):
+                    op.raw = source_line.strip()
         ops.append(op)
     if missing_index:
         raise ActionValidation("Validation Failed: " + "".join(

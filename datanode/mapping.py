@@ -267,8 +267,10 @@ class _DocParser:
         self.dynamic_props: dict[str, Any] = {}
 
     def _fail(self, path: str, ftype: str, value: Any, cause: Exception) -> MapperParsingError:
+        # OpenSearch previews the parser's current token: for a knn_vector that is past the array, i.e. 'null'
+        preview = "null" if ftype == "knn_vector" else _preview(value)
         err = MapperParsingError(f"failed to parse field [{path}] of type [{ftype}] in document with id "
-                                 f"'{self.doc_id}'. Preview of field's value: '{_preview(value)}'")
+                                 f"'{self.doc_id}'. Preview of field's value: '{preview}'")
         if isinstance(cause, IllegalArgument | MapperParsingError):
             return with_cause(err, cause)  # type: ignore[return-value]
         return with_cause(err, IllegalArgument(str(cause)))  # type: ignore[return-value]
@@ -441,17 +443,18 @@ def coerce(ftype: str, v: Any) -> Any:
 def _vector(value: Any, spec: FieldSpec) -> np.ndarray:
     vs = spec.vector
     assert vs is not None
-    if not isinstance(value, list) or any(isinstance(x, (bool, list, dict, str)) or x is None for x in value):
+    arr = np.asarray(value) if isinstance(value, list) else None
+    if arr is None or arr.ndim != 1 or arr.dtype.kind not in "iuf":
         raise IllegalArgument(f"Vector must be an array of numbers for field [{spec.path}]")
-    arr = np.asarray(value, dtype=np.float64)
+    arr = arr.astype(np.float64, copy=False)
     if arr.shape[0] != vs.dimension:
         raise IllegalArgument(f"Vector dimension mismatch. Expected: {vs.dimension}, Given: {arr.shape[0]}")
     if not np.all(np.isfinite(arr)):
         raise IllegalArgument("KNN vector values cannot be NaN or Infinity")
     if vs.data_type == "byte":
         if np.any(arr != np.round(arr)) or np.any(arr < -128) or np.any(arr > 127):
-            raise IllegalArgument(f"[data_type] field was set as [byte] in index mapping. But, KNN vector values "
-                                  f"are floats instead of byte integers or are outside [-128, 127]")
+            raise IllegalArgument("[data_type] field was set as [byte] in index mapping. But, KNN vector values "
+                                  "are floats instead of byte integers or are outside [-128, 127]")
     if vs.space_type == "cosinesimil" and not np.any(arr):
         raise IllegalArgument("zero vector is not supported when space type is [cosinesimil]")
     return arr.astype(np.float32)
@@ -474,12 +477,21 @@ def _features(value: Any, spec: FieldSpec) -> dict[str, float]:
     if not isinstance(value, dict):
         raise IllegalArgument(f"[rank_features] fields must be json objects, expected a START_OBJECT but got: "
                               f"{type(value).__name__}")
+    items = {str(k): v for k, v in value.items() if v is not None}
+    try:  # fast path: every weight a plain positive number
+        weights = np.fromiter((float(v) if type(v) in (int, float) else np.nan for v in items.values()),
+                              dtype=np.float64, count=len(items))
+    except (TypeError, ValueError, OverflowError):
+        weights = np.full(len(items), np.nan)
+    tiny = float(np.finfo(np.float32).tiny)
+    if np.all(np.isfinite(weights)) and np.all(weights >= tiny) and np.all(weights <= 3.4e38):
+        if not spec.positive_score_impact:
+            weights = 1.0 / weights
+        return dict(zip(items, weights.tolist()))
     out: dict[str, float] = {}
-    for token, v in value.items():
-        if v is None:
-            continue
+    for token, v in items.items():  # slow path: find the bad one and say which
         if isinstance(v, list):
             raise IllegalArgument(f"[rank_features] fields do not support indexing multiple values for the same "
                                   f"rank feature [{spec.path}.{token}] in the same document")
-        out[str(token)] = _feature_value(v, f"{spec.path}.{token}", spec)
+        out[token] = _feature_value(v, f"{spec.path}.{token}", spec)
     return out

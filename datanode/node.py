@@ -93,6 +93,7 @@ class WriteOp:
     source: dict[str, Any] | None = None
     update: dict[str, Any] | None = None
     error: OpenSearchError | None = None   # set when the op already failed (bad line, pipeline)
+    raw: str | None = None                 # the source exactly as sent, stored as is when unchanged
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -352,7 +353,7 @@ class DataNode:
         index.seq_no += 1
         version = 1 if row is None else row[0] + 1
         db.execute("INSERT OR REPLACE INTO docs (idx, id, version, seq_no, source) VALUES (?,?,?,?,?)",
-                   (index.name, doc_id, version, index.seq_no, dumps(op.source)))
+                   (index.name, doc_id, version, index.seq_no, op.raw if op.raw is not None else dumps(op.source)))
         pending.append((index, doc_id, parsed))
         return self._result(index, doc_id, version, "created" if row is None else "updated",
                             201 if row is None else 200)

@@ -57,6 +57,7 @@ class DataNodeService:
             except OpenSearchError as exc:
                 results = [exc] * len(members)
             for op, result in zip(members, results):
+                op.raw = None
                 if isinstance(result, OpenSearchError):
                     op.error = result
                 else:
