@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
+
 def pool(hidden: torch.Tensor, mask: torch.Tensor, mode: str) -> torch.Tensor:
     """Sentence-transformers pooling of ``hidden`` [batch, seq, dim] under ``mask`` [batch, seq]."""
     m = mask.unsqueeze(-1).to(hidden.dtype)

@@ -10,9 +10,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import numpy as np
 
-from mlnode.runtimes.base import BaseRuntime, tensor
+from mlnode.runtimes.base import BaseRuntime, RuntimeLoadError, tensor
 from mlnode.runtimes.pooling import POOLING_MODES, l2_normalize, pool
 
 
@@ -20,14 +23,12 @@ class TextEmbeddingRuntime(BaseRuntime):
     function_name = "TEXT_EMBEDDING"
     batchable = True
 
-    def __init__(self, model_dir, model_doc) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, model_dir: Path, model_doc: dict[str, Any]) -> None:
         super().__init__(model_dir, model_doc)
         config = self.model_config
         self.framework_type = str(config.get("framework_type") or "sentence_transformers").lower()
         self.pooling_mode = str(config.get("pooling_mode") or "mean").lower()
         if self.pooling_mode not in POOLING_MODES:
-            from mlnode.runtimes.base import RuntimeLoadError
-
             raise RuntimeLoadError(f"unsupported pooling_mode [{self.pooling_mode}]: valid values are {list(POOLING_MODES)}")
         self.normalize_result = bool(config.get("normalize_result", False))
         self.pooled_in_graph = self.model_format == "TORCH_SCRIPT" and self.framework_type == "sentence_transformers"

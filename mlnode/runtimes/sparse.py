@@ -12,6 +12,8 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -65,7 +67,7 @@ class SparseTokenizeRuntime(BaseRuntime):
     batchable = True
     needs_model_file = False
 
-    def __init__(self, model_dir, model_doc) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, model_dir: Path, model_doc: dict[str, Any]) -> None:
         super().__init__(model_dir, model_doc)
         idf_path = find_file(self.model_dir, "idf.json", required=False)
         self.idf: dict[str, float] = (

@@ -77,7 +77,11 @@ class TextTokenizer:
         return [len(e.ids) for e in self._full.encode_batch(list(texts))]
 
     def token(self, token_id: int) -> str | None:
+        """The vocabulary string of an id (``##ing`` style, as idf.json keys it)."""
         return self._full.id_to_token(int(token_id))
+
+    def token_id(self, token: str) -> int | None:
+        return self._full.token_to_id(token)
 
     def decoded(self) -> list[str]:
         """Each vocabulary id decoded alone with special tokens skipped ('' for special tokens)."""

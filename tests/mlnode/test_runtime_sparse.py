@@ -102,7 +102,7 @@ def test_sparse_embedding_format_token_id(model_runtimes, key):
     runtime = model_runtimes[key]
     words = weights_of(runtime.infer(["coffee search"])[0])
     ids = weights_of(runtime.infer(["coffee search"], {"sparse_embedding_format": "token_id"})[0])
-    assert ids == {str(runtime.tokenizer._full.token_to_id(word)): weight for word, weight in words.items()}
+    assert ids == {str(runtime.tokenizer.token_id(word)): weight for word, weight in words.items()}
     assert weights_of(runtime.infer(["coffee search"], {"sparse_embedding_format": "WORD"})[0]) == words
 
 
