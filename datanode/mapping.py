@@ -23,6 +23,7 @@ LEAF_TYPES = {"text", "keyword", "boolean", "date", "knn_vector", "rank_features
 OBJECT_TYPES = {"object", "nested"}
 METADATA_FIELDS = {"_id", "_index", "_source", "_routing", "_seq_no", "_version", "_primary_term", "_field_names",
                    "_ignored", "_nested_path", "_data_stream_timestamp"}
+SUPPORTED_ANALYZERS = ("standard", "default")
 SPACE_TYPES = ("l2", "cosinesimil", "innerproduct")
 METHODS = ("hnsw", "flat")
 ENGINES = ("faiss", "lucene", "nmslib")
@@ -119,6 +120,7 @@ class Mapping:
         self.body.setdefault("properties", {})
         self.fields: dict[str, FieldSpec] = {}
         self.objects: dict[str, str] = {}  # object/nested path -> "object" | "nested"
+        self.disabled: set[str] = set()     # objects mapped with enabled: false (kept in _source, not indexed)
         self._compile(self.body["properties"], prefix="", nested=None)
 
     # --- building ---------------------------------------------------------------------------
@@ -135,6 +137,9 @@ class Mapping:
                 raise MapperParsingError(f"No type specified for field [{path}]")
             if ftype in OBJECT_TYPES:
                 self.objects[path] = ftype
+                if spec.get("enabled", True) in (False, "false"):
+                    self.disabled.add(path)
+                    continue
                 inner_nested = path if ftype == "nested" else nested
                 self._compile(spec.get("properties", {}), prefix=path + ".", nested=inner_nested)
                 continue
@@ -158,6 +163,10 @@ class Mapping:
             return FieldSpec(path, ftype, nested, positive_score_impact=bool(spec.get("positive_score_impact", True)))
         if ftype == "rank_features":
             return FieldSpec(path, ftype, nested, positive_score_impact=bool(spec.get("positive_score_impact", True)))
+        for key in ("analyzer", "search_analyzer"):
+            if key in spec and spec[key] not in SUPPORTED_ANALYZERS:
+                raise MapperParsingError(f"analyzer [{spec[key]}] for field [{path}] is not available on this data node: "
+                                         f"it analyses text with [{', '.join(SUPPORTED_ANALYZERS)}]")
         if ftype in ("match_only_text",):
             ftype = "text"
         if ftype in ("wildcard", "constant_keyword"):
@@ -294,7 +303,7 @@ class _DocParser:
             self.value(path, value, entry, nested)
 
     def value(self, path: str, value: Any, entry: Entry, nested: dict[str, list[Entry]]) -> None:
-        if value is None:
+        if value is None or path in self.mapping.disabled:
             return
         kind = self.mapping.objects.get(path)
         spec = self.mapping.fields.get(path)

@@ -283,6 +283,8 @@ class Executor:
                                 case_insensitive=bool(params.get("case_insensitive", False)))
 
     def _term_value(self, fld: str, value: Any, boost: float, scope: Scope, *, case_insensitive: bool = False) -> Result:
+        if fld == "_id":
+            return self._ids({"values": [value], "boost": boost}, scope)
         ftype = self._field(fld, scope)
         if ftype is None:
             return self._empty(scope)
@@ -318,6 +320,8 @@ class Executor:
         if len(fields) != 1 or not isinstance(body[fields[0]], list):
             raise ParsingError("[terms] query requires exactly one field with an array of values")
         fld = fields[0]
+        if fld == "_id":
+            return self._ids({"values": body[fld], "boost": boost}, scope)
         mask, _ = self._empty(scope)
         for value in body[fld]:
             mask |= self._term_value(fld, value, 1.0, scope)[0]

@@ -105,6 +105,24 @@ async def health(request: web.Request, svc: DataNodeService) -> web.StreamRespon
     })
 
 
+@guarded
+async def cat_indices(request: web.Request, svc: DataNodeService) -> web.StreamResponse:
+    targets = svc.node.resolve(request.match_info.get("index"))
+    rows = [{"health": "yellow" if ix.replicas else "green", "status": "open", "index": ix.name, "uuid": ix.uuid,
+             "pri": str(ix.settings.get("index.number_of_shards", 1)), "rep": str(ix.replicas),
+             "docs.count": str(ix.doc_count), "docs.deleted": "0"} for ix in targets]
+    if request.query.get("format") == "json":
+        return reply(rows)
+    columns = list(rows[0]) if rows else ["health", "status", "index", "uuid", "pri", "rep", "docs.count",
+                                          "docs.deleted"]
+    lines = [[row[c] for c in columns] for row in rows]
+    if "v" in request.query:
+        lines.insert(0, columns)
+    widths = [max([len(line[i]) for line in lines] or [0]) for i in range(len(columns))]
+    text = "".join(" ".join(v.ljust(w) for v, w in zip(line, widths)).rstrip() + "\n" for line in lines)
+    return web.Response(text=text, content_type="text/plain")
+
+
 # --- indices --------------------------------------------------------------------------------
 @guarded
 async def create_index(request: web.Request, svc: DataNodeService) -> web.StreamResponse:
@@ -271,6 +289,7 @@ def routes(*, root: bool = True) -> list[web.AbstractRouteDef]:
     if root:
         table += [r.get("/", info, allow_head=False), r.head("/", info)]
     table += [
+        r.get("/_cat/indices", cat_indices), r.get("/_cat/indices/{index}", cat_indices),
         r.get("/_cluster/health", health), r.get("/_cluster/health/{index}", health),
         r.post("/_bulk", bulk), r.put("/_bulk", bulk),
         r.get("/_search", search), r.post("/_search", search),

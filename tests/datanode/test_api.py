@@ -319,3 +319,20 @@ def test_hybrid_of_plain_queries_needs_no_ml_node(loaded: Any) -> None:
     got = {h["_id"]: h["_score"] for h in res["hits"]["hits"]}
     assert got == pytest.approx({"1": 1.0, "2": 0.0005, "3": 0.0005})
     assert res["hits"]["hits"][0]["_id"] == "1"
+
+
+def test_id_terms_disabled_objects_analyzers_and_cat(client: Any) -> None:
+    client.indices.create(index="misc", body={"mappings": {"properties": {
+        "meta": {"type": "object", "enabled": False}, "body": {"type": "text", "analyzer": "standard"}}}})
+    client.index(index="misc", id="a", body={"meta": {"anything": [1, "x", {"y": True}]}, "body": "Hello"},
+                 refresh=True)
+    client.index(index="misc", id="b", body={"body": "World"}, refresh=True)
+    assert ids(client.search(index="misc", body={"query": {"terms": {"_id": ["b", "zz"]}}})) == ["b"]
+    assert ids(client.search(index="misc", body={"query": {"term": {"_id": "a"}}})) == ["a"]
+    assert client.get(index="misc", id="a")["_source"]["meta"] == {"anything": [1, "x", {"y": True}]}
+    with pytest.raises(RequestError) as err:
+        client.indices.create(index="eng", body={"mappings": {"properties": {
+            "body": {"type": "text", "analyzer": "english"}}}})
+    assert "analyzer [english] for field [body] is not available" in err.value.info["error"]["reason"]
+    rows = client.cat.indices(format="json")
+    assert [(r["index"], r["docs.count"]) for r in rows] == [("misc", "2")]
