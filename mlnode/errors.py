@@ -47,8 +47,10 @@ class NotFound(MLError):
 
 
 class ResourceNotFound(MLError):
+    """ML Commons' MLResourceNotFoundException (OpenSearch derives the type name from the class name)."""
+
     status = 404
-    error_type = "resource_not_found_exception"
+    error_type = "m_l_resource_not_found_exception"
 
 
 class Conflict(MLError):
