@@ -90,7 +90,7 @@ def memory_used_percent() -> float:
     return 100.0 * (total - available) / total if total else 0.0
 
 
-def _is_user_error(exc: BaseException) -> bool:
+def is_user_error(exc: BaseException) -> bool:
     return isinstance(exc, (ValueError, FileNotFoundError, UserFacingError)) or type(exc).__name__ in (
         "ZipValidationError",
         "UnknownPretrainedModel",
@@ -147,7 +147,7 @@ class TaskRunner:
                     message = exc.reason
                 elif isinstance(exc, asyncio.TimeoutError):
                     message = f"Task timed out after {self.settings.get('ml_task_timeout_in_seconds')} seconds"
-                elif _is_user_error(exc):
+                elif is_user_error(exc):
                     message = str(exc)
                 else:
                     log.exception("task %s failed", task_id)

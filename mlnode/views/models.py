@@ -14,7 +14,7 @@ from aiohttp import web
 from mlnode import keys
 from mlnode.errors import IllegalArgument, NotFound, ParsingError, ResourceNotFound
 from mlnode.store import new_id, now_ms
-from mlnode.tasks import DEPLOYABLE_STATES, FUNCTION_NAMES, MODEL_FORMATS, _is_user_error
+from mlnode.tasks import DEPLOYABLE_STATES, FUNCTION_NAMES, MODEL_FORMATS, is_user_error
 from mlnode.views.common import bool_param, json_response, model_or_404, read_json
 from mlnode.views.groups import create_group
 
@@ -273,7 +273,7 @@ async def _complete_upload(request: web.Request, model_id: str, doc: dict[str, A
             )
         except Exception as exc:
             await asyncio.to_thread(last_chunk.unlink, True)
-            if _is_user_error(exc):
+            if is_user_error(exc):
                 raise IllegalArgument(str(exc)) from None
             raise
         await asyncio.to_thread(store.commit_model_dir, staging / "model", model_id)
