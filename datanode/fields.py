@@ -121,22 +121,27 @@ class ValueField:
 
 
 class FeatureField:
-    """A ``rank_features`` (or ``rank_feature``, token "") field: token -> {slot: decoded weight}."""
+    """A ``rank_features`` (or ``rank_feature``, token "") field: token -> {slot: decoded weight}, with each
+    token's postings also kept as numpy arrays (rebuilt lazily after a write touches the token)."""
 
     def __init__(self) -> None:
         self.postings: dict[str, dict[int, float]] = {}
         self.slot_tokens: dict[int, list[str]] = {}
+        self._arrays: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
     def add(self, slot: int, features: dict[str, float]) -> None:
         decoded = similarity.decode_feature(np.fromiter(features.values(), dtype=np.float32, count=len(features)))
+        arrays = self._arrays
         for token, value in zip(features, decoded.tolist()):
             self.postings.setdefault(token, {})[slot] = value
+            arrays.pop(token, None)
         self.slot_tokens[slot] = list(features)
 
     def remove(self, slot: int) -> None:
         for token in self.slot_tokens.pop(slot, []):
             posting = self.postings[token]
             del posting[slot]
+            self._arrays.pop(token, None)
             if not posting:
                 del self.postings[token]
 
@@ -144,11 +149,16 @@ class FeatureField:
         return np.fromiter(self.slot_tokens.keys(), dtype=np.int64, count=len(self.slot_tokens))
 
     def values(self, token: str) -> tuple[np.ndarray, np.ndarray]:
+        cached = self._arrays.get(token)
+        if cached is not None:
+            return cached
         posting = self.postings.get(token)
         if not posting:
             return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
-        return (np.fromiter(posting.keys(), dtype=np.int64, count=len(posting)),
-                np.fromiter(posting.values(), dtype=np.float32, count=len(posting)))
+        arrays = (np.fromiter(posting.keys(), dtype=np.int64, count=len(posting)),
+                  np.fromiter(posting.values(), dtype=np.float32, count=len(posting)))
+        self._arrays[token] = arrays
+        return arrays
 
 
 def knn_scores(space: str, raw: np.ndarray) -> np.ndarray:

@@ -95,6 +95,10 @@ class DataNodeService:
 
     async def search(self, index: str | None, body: dict[str, Any], params: dict[str, str]) -> dict[str, Any]:
         body = dict(body or {})
+        params = dict(params)
+        for key in ("size", "from"):  # URL paging applies to the whole request, never to each hybrid sub-query
+            if key in params:
+                body[key] = params.pop(key)
         name = params.get("search_pipeline", body.pop("search_pipeline", None))
         if name is None and index and index in self.node.indices:
             name = self.node.indices[index].settings.get("index.search.default_pipeline")
