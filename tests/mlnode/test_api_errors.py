@@ -389,3 +389,15 @@ async def test_update_model_and_group(node):
     await _error(await node.post(f"{ML}/_predict/text_embedding/{model_id}", json={"text_docs": ["a"]}), 403, "Model is disabled.")
     await node.put(f"{ML}/models/{model_id}", json={"is_enabled": True})
     assert (await node.post(f"{ML}/_predict/text_embedding/{model_id}", json={"text_docs": ["a"]})).status == 200
+
+
+async def test_runtime_input_errors_are_400(node):
+    class PredictInputError(ValueError):
+        pass
+
+    def refuse(texts, parameters=None):
+        raise PredictInputError("unknown content_type [BOTH]; valid: query, passage")
+
+    node.runtimes[0].infer = refuse
+    resp = await node.post(f"{ML}/_predict/text_embedding/{node.model_id}", json={"text_docs": ["a"], "parameters": {"content_type": "BOTH"}})
+    await _error(resp, 400, "unknown content_type [BOTH]; valid: query, passage", "illegal_argument_exception")
