@@ -477,9 +477,7 @@ class DataNode:
             raise IllegalArgument(f"Result window is too large, from + size must be less than or equal to: "
                                   f"[{MAX_RESULT_WINDOW}] but was [{size + start}]. See the scroll api for a more "
                                   f"efficient way to request large data sets.")
-        sort = body.get("sort")
-        if sort not in (None, "_score", ["_score"], [{"_score": "desc"}], [{"_score": {"order": "desc"}}]):
-            raise IllegalArgument("[sort] only [_score] sorting is supported by this data node")
+        sort = parse_sort(body.get("sort"), params.get("sort"))
         query = body.get("query", {"match_all": {}})
         targets = self.resolve(expression)
         hits_idx: list[np.ndarray] = []
@@ -499,7 +497,11 @@ class DataNode:
         all_idx = np.concatenate(hits_idx) if hits_idx else np.empty(0, dtype=np.int64)
         all_slot = np.concatenate(hits_slot) if hits_slot else np.empty(0, dtype=np.int64)
         all_score = np.concatenate(hits_score) if hits_score else np.empty(0, dtype=np.float32)
-        order = np.lexsort((all_slot, all_idx, -all_score.astype(np.float64)))
+        sort_values: list[list[Any]] | None = None
+        if sort is None:
+            order = np.lexsort((all_slot, all_idx, -all_score.astype(np.float64)))
+        else:
+            order, sort_values = sort_hits(sort, targets, all_idx, all_slot, all_score)
         page = order[start:start + size]
         total = int(all_score.size)
         fetch, inc, exc = parse_source_param(params.get("_source", body.get("_source")),
@@ -511,11 +513,13 @@ class DataNode:
             by_index.setdefault(int(all_idx[i]), []).append(targets[int(all_idx[i])].slot_id[int(all_slot[i])])
         stored = {n: self.storage.sources(targets[n].name, ids) for n, ids in by_index.items()}
         hits = []
+        scored = sort is None or any(field == "_score" for field, _, _ in sort) or bool(body.get("track_scores"))
         for i in page.tolist():
             n = int(all_idx[i])
             index = targets[n]
             doc_id = index.slot_id[int(all_slot[i])]
-            hit: dict[str, Any] = {"_index": index.name, "_id": doc_id, "_score": float(all_score[i])}
+            hit: dict[str, Any] = {"_index": index.name, "_id": doc_id,
+                                   "_score": float(all_score[i]) if scored else None}
             row = stored[n].get(doc_id)
             if row is not None:
                 if with_version:
@@ -524,6 +528,8 @@ class DataNode:
                     hit["_seq_no"], hit["_primary_term"] = row[1], 1
                 if fetch:
                     hit["_source"] = filter_source(row[2], inc, exc)
+            if sort_values is not None:
+                hit["sort"] = sort_values[i]
             hits.append(hit)
         hits_body: dict[str, Any] = {}
         tth = params.get("track_total_hits", body.get("track_total_hits", DEFAULT_TRACK_TOTAL_HITS))
@@ -535,7 +541,7 @@ class DataNode:
             limit = int(tth)
             hits_body["total"] = ({"value": total, "relation": "eq"} if total <= limit
                                   else {"value": limit, "relation": "gte"})
-        hits_body["max_score"] = float(all_score.max()) if total else None
+        hits_body["max_score"] = float(all_score.max()) if total and scored else None
         hits_body["hits"] = hits
         n = len(targets)
         return {"took": int((time.perf_counter() - started) * 1000), "timed_out": False,
@@ -568,6 +574,95 @@ class DataNode:
 class ActionValidation(OpenSearchError):
     status = 400
     error_type = "action_request_validation_exception"
+
+
+SortSpec = list[tuple[str, bool, str]]  # (field, descending, missing: "_last" | "_first")
+
+
+def parse_sort(body_sort: Any, url_sort: str | None) -> SortSpec | None:
+    """OpenSearch's sort forms -> [(field, descending, missing)]; None for the default (score) order."""
+    spec = body_sort
+    if url_sort:
+        spec = [{part.split(":")[0]: part.split(":")[1]} if ":" in part else part for part in url_sort.split(",")]
+    if spec is None:
+        return None
+    out: SortSpec = []
+    for item in spec if isinstance(spec, list) else [spec]:
+        if isinstance(item, str):
+            field, options = item, {}
+        elif isinstance(item, dict) and len(item) == 1:
+            field, options = next(iter(item.items()))
+            options = {"order": options} if isinstance(options, str) else options
+        else:
+            raise ParsingError(f"[sort] malformed sort element [{item}]")
+        if not isinstance(options, dict):
+            raise ParsingError(f"[sort] malformed options for [{field}]")
+        order = str(options.get("order", "desc" if field == "_score" else "asc")).lower()
+        if order not in ("asc", "desc"):
+            raise IllegalArgument(f"[sort] unknown order [{order}] for [{field}]: valid values are [asc, desc]")
+        missing = str(options.get("missing", "_last"))
+        if missing not in ("_last", "_first"):
+            raise IllegalArgument(f"[sort] missing value [{missing}] is not supported here: use [_last, _first]")
+        out.append((field, order == "desc", missing))
+    if out == [("_score", True, "_last")]:
+        return None
+    return out
+
+
+def _sort_value(index: Index, field: str, slot: int, descending: bool) -> Any:
+    if field == "_id":
+        return index.slot_id[slot]
+    if field == "_doc":
+        return slot
+    spec = index.mapping.fields.get(field)
+    if spec is None:
+        raise IllegalArgument(f"No mapping found for [{field}] in order to sort on")
+    if spec.type == "text":
+        raise IllegalArgument(f"Text fields are not optimised for operations that require per-document field data "
+                              f"like aggregations and sorting, so these operations are disabled by default. "
+                              f"Please use a keyword field instead. Alternatively, set fielddata=true on [{field}]")
+    if spec.type == "keyword":
+        terms = index.root.terms.get(field)
+        values = list(terms.slot_terms.get(slot, {})) if terms else []
+    else:
+        vf = index.root.values.get(field)
+        values = vf.values.get(slot, []) if vf else []
+    if not values:
+        return None
+    value = max(values) if descending else min(values)
+    return int(value) if isinstance(value, bool) else value
+
+
+def sort_hits(sort: SortSpec, targets: list[Index], all_idx: np.ndarray, all_slot: np.ndarray,
+              all_score: np.ndarray) -> tuple[np.ndarray, list[list[Any]]]:
+    """The hit order for a field sort, and each hit's ``sort`` values (OpenSearch's tie-break: doc order)."""
+    n = all_slot.size
+    values: list[list[Any]] = [[] for _ in range(n)]
+    for field, descending, _missing in sort:
+        for i in range(n):
+            if field == "_score":
+                values[i].append(float(all_score[i]))
+            else:
+                values[i].append(_sort_value(targets[int(all_idx[i])], field, int(all_slot[i]), descending))
+
+    class Key:
+        __slots__ = ("i",)
+
+        def __init__(self, i: int) -> None:
+            self.i = i
+
+        def __lt__(self, other: "Key") -> bool:
+            for k, (_, descending, missing) in enumerate(sort):
+                a, b = values[self.i][k], values[other.i][k]
+                if a == b:
+                    continue
+                if a is None or b is None:
+                    return (a is None) == (missing == "_first")
+                return a > b if descending else a < b
+            return (int(all_idx[self.i]), int(all_slot[self.i])) < (int(all_idx[other.i]), int(all_slot[other.i]))
+
+    order = sorted(range(n), key=Key)
+    return np.asarray(order, dtype=np.int64), values
 
 
 def _int_param(value: Any, name: str) -> int:

@@ -336,3 +336,21 @@ def test_id_terms_disabled_objects_analyzers_and_cat(client: Any) -> None:
     assert "analyzer [english] for field [body] is not available" in err.value.info["error"]["reason"]
     rows = client.cat.indices(format="json")
     assert [(r["index"], r["docs.count"]) for r in rows] == [("misc", "2")]
+
+
+def test_sort_by_fields(loaded: Any) -> None:
+    c = loaded
+    c.index(index="books", id="4", body={"title": "no year"}, refresh=True)
+    res = c.search(index="books", body={"sort": [{"year": "desc"}], "query": {"match_all": {}}})
+    assert ids(res) == ["3", "2", "1", "4"]  # missing values last
+    assert [h["sort"] for h in res["hits"]["hits"]] == [[2020], [2010], [2001], [None]]
+    assert res["hits"]["hits"][0]["_score"] is None and res["hits"]["max_score"] is None
+    res = c.search(index="books", body={"sort": ["tag", {"price": {"order": "desc"}}], "query": {"exists": {
+        "field": "tag"}}})
+    assert ids(res) == ["2", "1", "3"]
+    res = c.search(index="books", body={"sort": [{"published": "asc"}, "_score"], "query": {"match_all": {}}},
+                   params={"size": 2})
+    assert ids(res) == ["1", "2"] and res["hits"]["hits"][0]["sort"][1] == 1.0
+    with pytest.raises(RequestError) as err:
+        c.search(index="books", body={"sort": ["title"]})
+    assert "Text fields are not optimised" in err.value.info["error"]["reason"]
