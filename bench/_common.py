@@ -287,7 +287,7 @@ def report(title: str, rows: list[tuple[str, Any]]) -> None:
 # ------------------------------------------------------------------------------------------- load driver
 
 
-def drive(url: str, bodies: list[Any], *, concurrency: int, timeout: float = 600.0) -> dict[str, Any]:
+def drive(url: str, bodies: list[Any], *, concurrency: int, timeout: float = 600.0, method: str = "POST") -> dict[str, Any]:
     """POST every body to ``url`` with ``concurrency`` requests in flight (aiohttp, keep-alive); bounded by the
     number of bodies. Returns elapsed seconds, per-request latencies (ms) and the non-200 answers."""
     import asyncio
@@ -310,7 +310,7 @@ def drive(url: str, bodies: list[Any], *, concurrency: int, timeout: float = 600
                     except asyncio.QueueEmpty:
                         return
                     t0 = time.perf_counter()
-                    async with session.post(url, json=body) as resp:
+                    async with session.request(method, url, json=body if method != "GET" else None) as resp:
                         payload = await resp.read()
                         json.loads(payload)
                         if resp.status != 200:

@@ -6,7 +6,7 @@ vectors and tokenizer-model query vectors (in-process runtimes, cached). The dat
 --roles data``, own process) gets an index with an HNSW ``knn_vector`` (faiss, cosinesimil, m 16,
 ef_construction 100, ef_search 100) and a ``rank_features`` field; raw faiss gets an ``IndexHNSWFlat`` with the
 same parameters, and raw scipy a CSR matrix. Queries run one at a time (``--concurrency`` 1, the latency path)
-and with several in flight; knn recall@10 of each side is measured against exact inner-product search.
+and with several in flight; ``GET /`` with the same client gives the floor any HTTP request pays here; knn recall@10 of each side is measured against exact inner-product search.
 
     .venv/bin/python bench/datanode_search.py [--vectors DIR] [--rounds 3] [--concurrency 1,8]
 """
@@ -29,12 +29,12 @@ INDEX = "bench-search"
 M, EF_CONSTRUCTION, EF_SEARCH = 16, 100, 100
 
 
-def dense_vectors(vectors_dir: Path | None, n_queries: int) -> tuple[np.ndarray, np.ndarray]:
+def dense_vectors(vectors_dir: Path | None, n_queries: int, n_docs: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     if vectors_dir and (vectors_dir / "doc_vectors.npy").exists():
-        docs = np.load(vectors_dir / "doc_vectors.npy")
+        docs = np.load(vectors_dir / "doc_vectors.npy")[:n_docs]
         qs = np.load(vectors_dir / "query_vectors.npy")
         return docs.astype(np.float32), qs[:n_queries].astype(np.float32)
-    cache = CACHE / "vectors" / "dense"
+    cache = CACHE / "vectors" / f"dense-{n_docs or 'all'}"
     if not (cache / "doc_vectors.npy").exists():
         rt = in_process_runtime(package("dense", "ONNX"))
         def enc(texts):
@@ -43,13 +43,13 @@ def dense_vectors(vectors_dir: Path | None, n_queries: int) -> tuple[np.ndarray,
                 out += [r["output"][0]["data"] for r in rt.infer(b)]
             return np.asarray(out, dtype=np.float32)
         cache.mkdir(parents=True, exist_ok=True)
-        np.save(cache / "doc_vectors.npy", enc(passages()))
+        np.save(cache / "doc_vectors.npy", enc(passages(n_docs)))
         np.save(cache / "query_vectors.npy", enc(queries()))
     return np.load(cache / "doc_vectors.npy"), np.load(cache / "query_vectors.npy")[:n_queries]
 
 
-def sparse_vectors(n_queries: int) -> tuple[list[dict], list[dict]]:
-    cache = CACHE / "vectors" / "sparse.json"
+def sparse_vectors(n_queries: int, n_docs: int | None = None) -> tuple[list[dict], list[dict]]:
+    cache = CACHE / "vectors" / f"sparse-{n_docs or 'all'}.json"
     if not cache.exists():
         docs_rt = in_process_runtime(package("sparse", "ONNX"))
         tok_rt = in_process_runtime(package("tokenizer", "TORCH_SCRIPT"))
@@ -59,7 +59,7 @@ def sparse_vectors(n_queries: int) -> tuple[list[dict], list[dict]]:
                 out += [r["output"][0]["dataAsMap"]["response"][0] for r in rt.infer(b)]
             return out
         cache.parent.mkdir(parents=True, exist_ok=True)
-        cache.write_text(json.dumps({"docs": enc(docs_rt, passages()), "queries": enc(tok_rt, queries())}))
+        cache.write_text(json.dumps({"docs": enc(docs_rt, passages(n_docs)), "queries": enc(tok_rt, queries())}))
     data = json.loads(cache.read_text())
     return data["docs"], data["queries"][:n_queries]
 
@@ -118,13 +118,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--vectors", type=Path, help="folder written by reference_dense.py --save-vectors")
     parser.add_argument("--queries", type=int, default=809)
+    parser.add_argument("--docs", type=int, help="first N corpus documents only (a quick check)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--concurrency", default="1,8")
     args = parser.parse_args(argv)
     levels = [int(c) for c in args.concurrency.split(",")]
 
-    docs, qs = dense_vectors(args.vectors, args.queries)
-    sdocs, sqs = sparse_vectors(args.queries)
+    docs, qs = dense_vectors(args.vectors, args.queries, args.docs)
+    sdocs, sqs = sparse_vectors(args.queries, args.docs)
     n = len(docs)
 
     # raw faiss: same HNSW parameters, inner product on unit vectors (= cosine ranking)
@@ -176,6 +177,8 @@ def main(argv: list[str] | None = None) -> int:
             t = time.perf_counter(); faiss_loop(); results.setdefault("faiss_qps", []).append(len(qs) / (time.perf_counter() - t))
             t = time.perf_counter(); scipy_loop(); results.setdefault("scipy_qps", []).append(len(qs) / (time.perf_counter() - t))
             for c in levels:
+                res = drive(node.url + "/", [None] * len(kb), concurrency=c, method="GET")
+                results.setdefault(f"http_floor_get_root_qps_c{c}", []).append(len(kb) / res["elapsed"])
                 res = drive(url, kb, concurrency=c)
                 assert not res["errors"], res["errors"][:2]
                 results.setdefault(f"datanode_knn_qps_c{c}", []).append(len(kb) / res["elapsed"])
@@ -191,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     for c in levels:
         out[f"knn_ratio_c{c}"] = round(med[f"datanode_knn_qps_c{c}"] / med["faiss_qps"], 3)
         out[f"sparse_ratio_c{c}"] = round(med[f"datanode_sparse_qps_c{c}"] / med["scipy_qps"], 3)
+    for c in levels:
+        out[f"knn_share_of_http_floor_c{c}"] = round(med[f"datanode_knn_qps_c{c}"] / med[f"http_floor_get_root_qps_c{c}"], 3)
     print(json.dumps(out), flush=True)
     report(f"data node vs raw faiss / scipy on SciFact vectors ({n} docs, {len(qs)} queries, median of {args.rounds} rounds; goal >= 0.5)",
            [(k, v) for k, v in out.items() if k != "bench"])
