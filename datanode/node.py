@@ -248,6 +248,11 @@ class DataNode:
     # --- writes -------------------------------------------------------------------------
     def write(self, ops: list[WriteOp]) -> list[dict[str, Any]]:
         """Apply document writes in one durable transaction; one result (or error) per op, in order."""
+        # the write lock spans commit and memory update, so concurrent writes reach memory in commit order
+        with self.storage.write_lock:
+            return self._write(ops)
+
+    def _write(self, ops: list[WriteOp]) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
         pending: list[tuple[Index, str, ParsedDoc | None]] = []
         created: dict[str, Index] = {}

@@ -43,9 +43,22 @@ class DataNodeService:
         return await self.run(self.node.lookup, index, ids)
 
     async def apply_pipelines(self, ops: list[WriteOp], request_pipeline: str | None) -> None:
+        """Run each op's pipeline (request / item / index default), then the index's final_pipeline."""
+        await self._run_groups(ops, lambda op: self._pipeline_for(op, request_pipeline))
+
+        def final(op: WriteOp) -> str | None:
+            if op.action not in ("index", "create") or op.error is not None:
+                return None
+            index = self.node.indices.get(op.index)
+            name = index.settings.get("index.final_pipeline") if index else None
+            return None if name in (None, "_none") else str(name)
+
+        await self._run_groups(ops, final)
+
+    async def _run_groups(self, ops: list[WriteOp], choose: Callable[[WriteOp], str | None]) -> None:
         groups: dict[str, list[WriteOp]] = {}
         for op in ops:
-            name = self._pipeline_for(op, request_pipeline)
+            name = choose(op)
             if name is not None:
                 groups.setdefault(name, []).append(op)
         for name, members in groups.items():

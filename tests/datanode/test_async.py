@@ -38,3 +38,24 @@ async def test_async_client_bulk_helpers_and_search(data_node: Any) -> None:
             await client.get(index="a", id="good")
     finally:
         await client.close()
+
+
+async def test_concurrent_writers_of_one_document_end_in_commit_order(data_node: Any) -> None:
+    import asyncio
+
+    client = async_os_client(data_node.url)
+    try:
+        await client.indices.create(index="c", body={"mappings": {"properties": {"n": {"type": "integer"}}}})
+
+        async def writer(k: int) -> None:
+            for i in range(20):
+                await client.index(index="c", id="same", body={"n": k * 100 + i})
+
+        await asyncio.gather(*(writer(k) for k in range(4)))
+        got = await client.get(index="c", id="same")
+        assert got["_version"] == 80
+        hits = await client.search(index="c", body={"query": {"term": {"n": got["_source"]["n"]}}})
+        assert [h["_id"] for h in hits["hits"]["hits"]] == ["same"]  # memory agrees with the stored version
+        assert (await client.count(index="c"))["count"] == 1
+    finally:
+        await client.close()
