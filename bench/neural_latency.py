@@ -55,9 +55,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--queries", type=int, default=300)
     parser.add_argument("--format", default="TORCH_SCRIPT")
-    parser.add_argument("--vectors", type=Path)
+    parser.add_argument("--vectors", type=Path, help="folder written by reference_dense.py --save-vectors")
+    parser.add_argument("--docs", type=int, help="first N corpus documents only (a quick check)")
     args = parser.parse_args(argv)
-    docs, _ = dense_vectors(args.vectors, 1)
+    docs, _ = dense_vectors(args.vectors, 1, args.docs)
     qs = queries(args.queries)
     whole, parts, embed, knn = [], [], [], []
     with MLNodeServer(roles="ml,data") as node:
