@@ -112,3 +112,32 @@ def test_stop_and_resume_without_duplicates(tmp_path: Path, capsys: pytest.Captu
     # lines done before the stop were not sent again
     assert f"skipped     {checkpoint['done_count']:>9,} already done" in out
     assert sum(cluster.writes.values()) - len(docs) <= len(first) - checkpoint["done_count"]
+
+
+def test_stdin_and_csv_inputs(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    (tmp_path / "in.csv").write_text('id,title,text\n1,One,"first, with a comma"\n2,Two\n3,Three,third\n')
+    cluster = BusyCluster()
+    with BusyClusterServer(cluster):
+        csv_run = subprocess.run(
+            [sys.executable, "-m", "neuralpipe.cli", "ingest", str(tmp_path / "in.csv"), "--index", "csvdocs",
+             "--id-field", "id", "--opensearch", cluster.url, "--state-dir", str(tmp_path / "s1"), "--json"],
+            cwd=root, capture_output=True, text=True, timeout=120)
+        stdin_run = subprocess.run(
+            [sys.executable, "-m", "neuralpipe.cli", "ingest", "-", "--index", "stdindocs", "--opensearch", cluster.url,
+             "--state-dir", str(tmp_path / "s2"), "--json", "--no-progress"],
+            input='{"_id": "s1", "text": "from a pipe"}\n{"_id": "s2", "text": "second"}\n',
+            cwd=root, capture_output=True, text=True, timeout=120)
+    assert csv_run.returncode == 1, csv_run.stderr
+    summary = json.loads(csv_run.stdout)
+    assert summary["indexed"] == 2 and summary["failed"]["parse"] == 1
+    assert summary["first_failures"] == [{"line": 3, "stage": "parse",
+                                          "reason": "expected 3 columns (id, title, text), got 2"}]
+    assert cluster.docs["1"] == {"id": "1", "title": "One", "text": "first, with a comma"}
+    assert stdin_run.returncode == 0, stdin_run.stderr
+    assert json.loads(stdin_run.stdout)["indexed"] == 2
+    assert cluster.docs["s1"] == {"text": "from a pipe"}
+    assert "docs/s" not in stdin_run.stderr  # --no-progress
