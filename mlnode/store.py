@@ -95,17 +95,23 @@ class Store:
 
     async def put(self, kind: str, doc_id: str, doc: dict[str, Any]) -> int:
         async with self._lock:
-            await asyncio.to_thread(_atomic_write_json, self.meta_dir / kind / f"{doc_id}.json", doc)
-            self._docs[kind][doc_id] = dict(doc)
-            self._versions[(kind, doc_id)] = self._versions.get((kind, doc_id), 0) + 1
-            self._seq_no += 1
-            return self._versions[(kind, doc_id)]
+            return await self._write(kind, doc_id, doc)
 
     async def update(self, kind: str, doc_id: str, **fields: Any) -> dict[str, Any]:
-        doc = dict(self._docs[kind][doc_id])
-        doc.update(fields)
-        await self.put(kind, doc_id, doc)
-        return doc
+        """Merge ``fields`` into the current document, atomically with respect to other writers."""
+        async with self._lock:
+            if doc_id not in self._docs[kind]:
+                raise KeyError(f"{kind}/{doc_id} does not exist")
+            doc = {**self._docs[kind][doc_id], **fields}
+            await self._write(kind, doc_id, doc)
+            return dict(doc)
+
+    async def _write(self, kind: str, doc_id: str, doc: dict[str, Any]) -> int:
+        await asyncio.to_thread(_atomic_write_json, self.meta_dir / kind / f"{doc_id}.json", doc)
+        self._docs[kind][doc_id] = dict(doc)
+        self._versions[(kind, doc_id)] = self._versions.get((kind, doc_id), 0) + 1
+        self._seq_no += 1
+        return self._versions[(kind, doc_id)]
 
     async def delete(self, kind: str, doc_id: str) -> bool:
         async with self._lock:
