@@ -1,1 +1,23 @@
-"""neuralpipe: datanode package."""
+"""neuralpipe's embedded data node: the part of OpenSearch's REST API that neural search uses, on real storage.
+
+``datanode.app.create_app(data_dir, ml_url=None)`` / ``add_routes(app, data_dir=..., ml_url=...)``.
+
+Design: SQLite (WAL, ``synchronous=FULL``) holds indices, documents and pipelines and is the only durable
+state: a write is acknowledged after its transaction is fsynced, and memory is updated after the commit. In
+memory, per index and per nested path ("scope"): BM25 postings for ``text`` and ``keyword`` fields, values
+for numeric/date/boolean fields, a faiss HNSW graph per ``knn_vector`` field (``flat`` = exact search) and an
+inverted index per ``rank_features`` field; all rebuilt from SQLite at start. Blocking work runs in a thread
+pool, never on the event loop. Ingest and search pipelines, ``neural``, ``neural_sparse`` and ``hybrid`` run
+through the ``processors`` package against the ML node at ``ml_url``.
+
+Compatibility choices (what a user may notice):
+- ``GET /`` reports OpenSearch ``3.1.0`` (Lucene 10): scores follow Lucene's ``BM25Similarity`` (OpenSearch
+  3.x's default, without the ``k1 + 1`` factor of 2.x's LegacyBM25Similarity), with its one-byte length norms.
+- One shard, whatever ``number_of_shards`` says (it is accepted and reported): scores are those of a
+  one-shard index. BM25 statistics count live documents only (Lucene keeps deleted ones until a merge).
+- Documents are searchable as soon as the write is acknowledged; ``refresh`` also brings the HNSW graphs up
+  to date (otherwise the first search after writes does).
+- The ``standard`` analyzer is approximated (UAX#29 word breaks, lowercase); other analyzers are rejected.
+- Query-time errors are answered as their own type (``illegal_argument_exception`` ...), not wrapped in
+  ``search_phase_execution_exception`` ("all shards failed") as a cluster does.
+"""

@@ -174,6 +174,9 @@ class Executor:
     def _nested(self, body: Any, scope: Scope) -> Result:
         if not isinstance(body, dict) or "path" not in body or "query" not in body:
             raise ParsingError("[nested] requires 'path' and 'query' fields")
+        unknown = set(body) - {"path", "query", "score_mode", "ignore_unmapped", "boost", "_name", "inner_hits"}
+        if unknown:
+            raise ParsingError(f"[nested] query does not support [{sorted(unknown)[0]}]")
         path = body["path"]
         if self.index.mapping.objects.get(path) != "nested":
             if body.get("ignore_unmapped"):

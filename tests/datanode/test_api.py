@@ -354,3 +354,16 @@ def test_sort_by_fields(loaded: Any) -> None:
     with pytest.raises(RequestError) as err:
         c.search(index="books", body={"sort": ["title"]})
     assert "Text fields are not optimised" in err.value.info["error"]["reason"]
+
+
+def test_final_pipeline_runs_after_the_default_one(client: Any) -> None:
+    client.ingest.put_pipeline(id="split", body={"processors": [
+        {"text_chunking": {"algorithm": {"delimiter": {"delimiter": "."}}, "field_map": {"body": "parts"}}}]})
+    client.ingest.put_pipeline(id="split_parts", body={"processors": [
+        {"text_chunking": {"algorithm": {"fixed_char_length": {"char_limit": 2, "overlap_rate": 0.0}},
+                           "field_map": {"body": "pairs"}}}]})
+    client.indices.create(index="fin", body={"settings": {"index": {"default_pipeline": "split",
+                                                                    "final_pipeline": "split_parts"}}})
+    client.index(index="fin", id="1", body={"body": "ab.cd"}, refresh=True)
+    source = client.get(index="fin", id="1")["_source"]
+    assert source["parts"] == ["ab.", "cd"] and source["pairs"] == ["ab", ".c", "d"]
