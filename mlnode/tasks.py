@@ -231,6 +231,8 @@ class TaskRunner:
                     max_bytes=self.settings.max_zip_bytes,
                 )
                 size = zip_path.stat().st_size
+                if self.store.get("models", model_id) is None:
+                    raise UserFacingError(f"Model [{model_id}] was deleted while it was being registered")
                 await asyncio.to_thread(self.store.commit_model_dir, unpacked, model_id)
             finally:
                 await asyncio.to_thread(shutil.rmtree, staging, True)
