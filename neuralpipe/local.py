@@ -187,3 +187,36 @@ def client_options(args: Any) -> ClientOptions:
     return ClientOptions(user=args.user, password=password, verify_certs=not args.no_verify_certs,
                          ca_certs=args.ca_certs)
 
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line for the user: OpenSearch's error type and reason, or what could not be reached."""
+    from opensearchpy.exceptions import ConnectionError as OSConnectionError
+    from opensearchpy.exceptions import TransportError
+
+    if isinstance(exc, OSConnectionError):
+        return f"cannot connect: {exc.error if isinstance(exc.error, str) and exc.error != 'N/A' else exc.info}"
+    if isinstance(exc, TransportError):
+        info = exc.info if isinstance(exc.info, dict) else {}
+        err = info.get("error") if isinstance(info.get("error"), dict) else {}
+        reason = err.get("reason") or exc.error
+        return f"{reason} ({err.get('type', exc.error)}, status {exc.status_code})"
+    reason = getattr(exc, "reason", None)
+    if reason:
+        return f"{reason} ({getattr(exc, 'error_type', type(exc).__name__)})"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def is_reportable(exc: BaseException) -> bool:
+    """Errors a command reports in one line instead of a traceback."""
+    import aiohttp
+    from opensearchpy.exceptions import TransportError
+
+    return isinstance(exc, (TransportError, aiohttp.ClientError, OSError)) or hasattr(exc, "to_body")
+
+
+def quiet_client_logs() -> None:
+    """opensearch-py logs every failed request with a traceback; the commands report errors themselves."""
+    import logging
+
+    logging.getLogger("opensearch").setLevel(logging.CRITICAL)

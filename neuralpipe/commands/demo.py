@@ -34,6 +34,9 @@ def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     from neuralpipe.demo import ModelSetupError, run_demo
+    from neuralpipe.local import quiet_client_logs
+
+    quiet_client_logs()
 
     def say(msg: str) -> None:
         print(msg, flush=True)

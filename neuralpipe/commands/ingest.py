@@ -23,7 +23,8 @@ from neuralpipe.ingest.checkpoint import Checkpoint, CheckpointMismatch
 from neuralpipe.ingest.deadletter import DeadLetter
 from neuralpipe.ingest.readers import FORMATS, InputError, count_lines, iter_input, resolve_input
 from neuralpipe.ingest.runner import IngestOptions, IngestRunner, IngestStats
-from neuralpipe.local import add_connection_arguments, client_options, make_client, make_ml_client, open_endpoints
+from neuralpipe.local import (add_connection_arguments, client_options, describe_error, is_reportable, make_client,
+                              make_ml_client, open_endpoints, quiet_client_logs)
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +80,7 @@ def _validate(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    quiet_client_logs()
     try:
         _validate(args)
         fmt, file = resolve_input(args.input, args.format)
@@ -95,12 +97,16 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("neuralpipe ingest: interrupted; run the same command again to resume", file=sys.stderr)
         return 130
-    except Exception as exc:  # noqa: BLE001 - OpenSearch-shaped errors (bad pipeline, unknown model) for the user
-        if not hasattr(exc, "to_body"):
+    except Exception as exc:  # noqa: BLE001 - cluster / ML node / pipeline errors: one line, no traceback
+        if not is_reportable(exc):
             raise
-        print(f"neuralpipe ingest: {exc}", file=sys.stderr)
+        print(f"neuralpipe ingest: {describe_error(exc)}", file=sys.stderr)
         for sub in getattr(exc, "errors", [])[1:]:
-            print(f"  also: {sub}", file=sys.stderr)
+            print(f"  also: {describe_error(sub)}", file=sys.stderr)
+        if getattr(exc, "status", None) == 404 and not args.ml_url and args.pipeline:
+            print(f"  the embedded ML node in [{args.data_dir}] does not have this model: register it there first "
+                  "(`neuralpipe demo --data-dir DIR` registers the offline models, or use `neuralpipe models`), "
+                  "or pass --ml-url of an ML node that has it", file=sys.stderr)
         return 2
     _print_summary(args, stats, checkpoint_path, dead_path)
     if stats.aborted:

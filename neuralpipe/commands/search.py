@@ -20,7 +20,8 @@ from typing import Any
 
 import yaml
 
-from neuralpipe.local import add_connection_arguments, client_options, make_client, make_ml_client, open_endpoints
+from neuralpipe.local import (add_connection_arguments, client_options, describe_error, is_reportable, make_client,
+                              make_ml_client, open_endpoints, quiet_client_logs)
 from neuralpipe.searching import (DEFAULT_HYBRID_PIPELINE, QueryConfigError, QueryFields, build_query, execute,
                                   fields_from_ingest_pipeline, fields_from_mapping, format_table)
 
@@ -66,6 +67,7 @@ def _kind_and_text(args: argparse.Namespace) -> tuple[str, str | None]:
 
 
 def run(args: argparse.Namespace) -> int:
+    quiet_client_logs()
     try:
         if args.size < 1:
             raise QueryConfigError(f"--size must be at least 1, got {args.size}")
@@ -74,9 +76,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"neuralpipe search: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:  # noqa: BLE001 - shown to the user in OpenSearch's terms
-        body = getattr(exc, "to_body", None)
-        detail = json.dumps(body()) if callable(body) else getattr(exc, "info", None) or exc
-        print(f"neuralpipe search: {type(exc).__name__}: {detail}", file=sys.stderr)
+        if not is_reportable(exc):
+            raise
+        print(f"neuralpipe search: {describe_error(exc)}", file=sys.stderr)
         return 1
     if args.json:
         print(json.dumps(response, indent=2, ensure_ascii=False))
