@@ -40,6 +40,11 @@ def guarded(handler: Callable[[web.Request, DataNodeService], Awaitable[web.Stre
     @functools.wraps(handler)
     async def wrapper(request: web.Request) -> web.StreamResponse:
         try:
+            name = request.match_info.get("index", "")
+            if name.startswith("_") and name not in ("_all",):
+                raise IllegalArgument(f"no handler found for uri [{request.path}] and method [{request.method}]: this "
+                                      f"data node serves the index, document, search and pipeline APIs neural "
+                                      f"search uses")
             return await handler(request, request.app[DATANODE])
         except OpenSearchError as exc:
             if request.method == "HEAD":

@@ -367,3 +367,9 @@ def test_final_pipeline_runs_after_the_default_one(client: Any) -> None:
     client.index(index="fin", id="1", body={"body": "ab.cd"}, refresh=True)
     source = client.get(index="fin", id="1")["_source"]
     assert source["parts"] == ["ab.", "cd"] and source["pairs"] == ["ab", ".c", "d"]
+
+
+def test_unsupported_endpoint_is_named(client: Any) -> None:
+    with pytest.raises(RequestError) as err:
+        client.transport.perform_request("GET", "/_nodes")
+    assert "no handler found for uri [/_nodes] and method [GET]" in err.value.info["error"]["reason"]
