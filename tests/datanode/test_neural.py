@@ -75,3 +75,44 @@ def test_neural_pipeline_queries(neural_data_node: Any) -> None:
     assert hybrid["hits"]["hits"][0]["_id"] == "coffee"
     assert all(0.0 <= h["_score"] <= 1.0 for h in hybrid["hits"]["hits"])
     client.close()
+
+
+async def test_chunked_pipeline_into_nested_vectors(neural_data_node: Any) -> None:
+    """text_chunking + text_embedding on the chunk list -> a nested field of {knn: vector}; a nested neural query
+    scores each document by its best passage (score_mode max), with the mapping derived by processors."""
+    from processors.mapping import mapping_for_pipeline
+    from processors.mlclient import MLClient
+
+    from tests.fixtures.datanode import async_os_client
+
+    ml = neural_data_node.ml
+    dense = ml.model_ids["dense"]
+    pipeline = {"processors": [
+        {"text_chunking": {"algorithm": {"delimiter": {"delimiter": "\n\n"}}, "field_map": {"text": "passages"}}},
+        {"text_embedding": {"model_id": dense, "field_map": {"passages": "passages_embedding"}}}]}
+    async with MLClient(ml.url) as mlc:
+        index_body = await mapping_for_pipeline(pipeline, ml=mlc)
+    client = async_os_client(neural_data_node.url)
+    try:
+        await client.ingest.put_pipeline(id="chunked", body=pipeline)
+        await client.indices.create(index="long", body=index_body)
+        docs = {"drinks": TEXTS["tea"] + "\n\n" + TEXTS["coffee"], "animals": TEXTS["fox"] + "\n\n" + TEXTS["bm25"]}
+        for doc_id, text in docs.items():
+            await client.index(index="long", id=doc_id, body={"text": text}, params={"pipeline": "chunked"})
+        await client.indices.refresh(index="long")
+        stored = (await client.get(index="long", id="drinks"))["_source"]
+        assert len(stored["passages"]) == 2 and len(stored["passages_embedding"]) == 2
+        question = "how is coffee made"
+        res = await client.search(index="long", body={"query": {"nested": {
+            "path": "passages_embedding", "score_mode": "max",
+            "query": {"neural": {"passages_embedding.knn": {"query_text": question, "model_id": dense, "k": 2}}}}}})
+        assert [h["_id"] for h in res["hits"]["hits"]] == ["drinks", "animals"]
+        vector = np.asarray(predict(ml.url, "text_embedding", dense, [question])[0]["output"][0]["data"])
+        best = max(float(np.dot(vector, p["knn"]) / np.linalg.norm(vector) / np.linalg.norm(p["knn"]))
+                   for p in stored["passages_embedding"])
+        space = index_body["mappings"]["properties"]["passages_embedding"]["properties"]["knn"]["method"]["space_type"]
+        expected = (1 + best) / 2 if space == "cosinesimil" else None
+        if expected is not None:
+            assert res["hits"]["hits"][0]["_score"] == pytest.approx(expected, rel=1e-5)
+    finally:
+        await client.close()
