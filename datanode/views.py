@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import logging
@@ -251,6 +252,32 @@ async def search(request: web.Request, svc: DataNodeService) -> web.StreamRespon
     return await reply_big(svc, await svc.search(request.match_info.get("index"), body, params(request)))
 
 
+@guarded
+async def msearch(request: web.Request, svc: DataNodeService) -> web.StreamResponse:
+    raw = (await request.read()).decode("utf-8")
+    lines = [line for line in raw.split("\n") if line.strip()]
+    if not lines or len(lines) % 2:
+        raise IllegalArgument("msearch request must hold header and body lines in pairs, each ending in a newline")
+    started = asyncio.get_running_loop().time()
+    responses = []
+    for header_line, body_line in zip(lines[::2], lines[1::2]):
+        try:
+            header, body = json.loads(header_line), json.loads(body_line)
+        except json.JSONDecodeError as exc:
+            raise IllegalArgument(f"msearch line is not JSON: {exc.msg}") from None
+        index = header.get("index", request.match_info.get("index"))
+        if isinstance(index, list):
+            index = ",".join(index)
+        extra = {k: str(v) for k, v in header.items() if k in ("search_pipeline",)}
+        try:
+            result = await svc.search(index, body, {**params(request), **extra})
+            responses.append({**result, "status": 200})
+        except OpenSearchError as exc:
+            responses.append({**exc.to_body(), "status": exc.status})
+    took = int((asyncio.get_running_loop().time() - started) * 1000)
+    return await reply_big(svc, {"took": took, "responses": responses})
+
+
 # --- pipelines ------------------------------------------------------------------------------
 def _kind(request: web.Request) -> str:
     return "ingest" if request.path.startswith("/_ingest/") else "search"
@@ -299,6 +326,7 @@ def routes(*, root: bool = True) -> list[web.AbstractRouteDef]:
         r.post("/_bulk", bulk), r.put("/_bulk", bulk),
         r.get("/_search", search), r.post("/_search", search),
         r.get("/_count", count), r.post("/_count", count),
+        r.get("/_msearch", msearch), r.post("/_msearch", msearch),
         r.get("/_mget", mget), r.post("/_mget", mget),
         r.get("/_mapping", get_mapping), r.get("/_settings", get_settings),
         r.post("/_refresh", refresh), r.get("/_refresh", refresh),
@@ -313,6 +341,7 @@ def routes(*, root: bool = True) -> list[web.AbstractRouteDef]:
         r.post("/{index}/_bulk", bulk), r.put("/{index}/_bulk", bulk),
         r.get("/{index}/_search", search), r.post("/{index}/_search", search),
         r.get("/{index}/_count", count), r.post("/{index}/_count", count),
+        r.get("/{index}/_msearch", msearch), r.post("/{index}/_msearch", msearch),
         r.get("/{index}/_mget", mget), r.post("/{index}/_mget", mget),
         r.post("/{index}/_refresh", refresh), r.get("/{index}/_refresh", refresh),
         r.get("/{index}/_mapping", get_mapping), r.put("/{index}/_mapping", put_mapping),

@@ -373,3 +373,14 @@ def test_unsupported_endpoint_is_named(client: Any) -> None:
     with pytest.raises(RequestError) as err:
         client.transport.perform_request("GET", "/_nodes")
     assert "no handler found for uri [/_nodes] and method [GET]" in err.value.info["error"]["reason"]
+
+
+def test_msearch(loaded: Any) -> None:
+    res = loaded.msearch(index="books", body=[
+        {}, {"query": {"term": {"tag": "idea"}}},
+        {"index": "ghost"}, {"query": {"match_all": {}}},
+        {}, {"query": {"ids": {"values": ["1", "2"]}}, "size": 1}])
+    r = res["responses"]
+    assert ids(r[0]) == ["3"] and r[0]["status"] == 200
+    assert r[1]["status"] == 404 and r[1]["error"]["type"] == "index_not_found_exception"
+    assert r[2]["hits"]["total"]["value"] == 2 and len(r[2]["hits"]["hits"]) == 1
