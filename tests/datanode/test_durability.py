@@ -37,10 +37,15 @@ def free_port() -> int:
 
 
 class NodeProcess:
-    def __init__(self, data_dir: Path) -> None:
+    """A data node in its own process: ``create_app`` + ``web.run_app``, or (``cli=True``) the real
+    ``neuralpipe serve --roles data`` command."""
+
+    def __init__(self, data_dir: Path, *, cli: bool = False) -> None:
         self.port = free_port()
-        self.proc = subprocess.Popen([sys.executable, "-c", SERVE, str(data_dir), str(self.port)], cwd=ROOT,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        command = ([sys.executable, "-m", "neuralpipe.cli", "serve", "--roles", "data", "--host", "127.0.0.1",
+                    "--port", str(self.port), "--data-dir", str(data_dir), "--log-level", "WARNING"] if cli
+                   else [sys.executable, "-c", SERVE, str(data_dir), str(self.port)])
+        self.proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         self.client = OpenSearch(f"http://127.0.0.1:{self.port}", timeout=60, max_retries=0)
         deadline = time.monotonic() + 60
         while True:
@@ -187,4 +192,19 @@ def test_restart_reloads_indices_documents_and_pipelines(tmp_path: Path) -> None
         assert client.get(index="d", id="new")["_seq_no"] > client.get(index="d", id="119")["_seq_no"]
     finally:
         client.close()
+        node.stop()
+
+
+def test_neuralpipe_serve_data_role_survives_kill9(tmp_path: Path) -> None:
+    node = NodeProcess(tmp_path, cli=True)
+    try:
+        node.client.indices.create(index="d", body=MAPPING)
+        assert node.client.bulk(body=bulk_body(0, 30, [3, 4]))["errors"] is False
+        node.kill9()
+    finally:
+        node.stop()
+    node = NodeProcess(tmp_path, cli=True)
+    try:
+        check(node.client, {str(i) for i in range(30)} - {"3", "4"}, {"3", "4"})
+    finally:
         node.stop()
