@@ -62,7 +62,7 @@ def run_ingest(corpus: Path, data_dir: Path, index: str) -> dict:
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
         raise RuntimeError(f"ingest failed ({proc.returncode}): {proc.stderr[-2000:]}")
-    summary = json.loads([line for line in proc.stdout.splitlines() if line.startswith("{")][-1])
+    summary = json.loads(proc.stdout[proc.stdout.index("{"):])  # the --json summary (pretty-printed)
     summary["wall_seconds"] = wall
     return summary
 
