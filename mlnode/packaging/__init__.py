@@ -81,29 +81,28 @@ def package_model(
         raise PackagingError(f"model source [{source}] does not exist")
     prebuilt = source if source.is_file() else None
     folder = Path(tokenizer_dir) if tokenizer_dir else (source.parent if prebuilt else source)
-    tokenizer_json = folder / "tokenizer.json"
-    if not tokenizer_json.exists():
-        raise PackagingError(f"no tokenizer.json in [{folder}]: save the fast tokenizer there first")
     hf_config = _read_json(folder / "config.json")
     length = _max_length(folder, hf_config, max_length)
     name = name or (prebuilt.stem if prebuilt else source.name)
     description = description or f"{function_name} model {name} packaged by neuralpipe"
-    tokenizer_text = truncated_tokenizer_json(tokenizer_json, length)
-    members: dict[str, Path | str | bytes] = {}
     common = dict(name=name, version=version, description=description, function_name=function_name,
                   model_format=model_format)
+    members: dict[str, Path | str | bytes] = {}
+    with scratch_dir() as scratch_name:
+        scratch = Path(scratch_name)
+        tokenizer_json = _tokenizer_file(folder, scratch)
+        tokenizer_text = truncated_tokenizer_json(tokenizer_json, length)
 
-    if function_name == "SPARSE_TOKENIZE":
-        if idf_corpus is None:
-            raise PackagingError("SPARSE_TOKENIZE needs an IDF corpus (--idf-corpus FILE: JSONL or text lines)")
-        members["tokenizer.json"] = tokenizer_text
-        members["idf.json"] = json.dumps(build_idf(Path(idf_corpus), tokenizer_json), ensure_ascii=False)
-        return finish(out_dir, members=members, model_config=None, **common)
+        if function_name == "SPARSE_TOKENIZE":
+            if idf_corpus is None:
+                raise PackagingError("SPARSE_TOKENIZE needs an IDF corpus (--idf-corpus FILE: JSONL or text lines)")
+            members["tokenizer.json"] = tokenizer_text
+            members["idf.json"] = json.dumps(build_idf(Path(idf_corpus), tokenizer_json), ensure_ascii=False)
+            return finish(out_dir, members=members, model_config=None, **common)
 
-    model_config = _model_config(function_name, model_format, folder, hf_config, length, prebuilt,
-                                 dict(model_config_overrides))
-    with scratch_dir() as scratch:
-        model_file = Path(scratch) / model_file_name(name, model_format)
+        model_config = _model_config(function_name, model_format, folder, hf_config, length, prebuilt,
+                                     dict(model_config_overrides))
+        model_file = scratch / model_file_name(name, model_format)
         if prebuilt is not None:
             if prebuilt.suffix != model_file.suffix:
                 raise PackagingError(f"model file [{prebuilt.name}] does not match model_format [{model_format}]")
@@ -113,6 +112,24 @@ def package_model(
         members[model_file_name(name, model_format)] = model_file
         members["tokenizer.json"] = tokenizer_text
         return finish(out_dir, members=members, model_config=model_config, **common)
+
+
+def _tokenizer_file(folder: Path, scratch: Path) -> Path:
+    """The folder's tokenizer.json, or one saved from its fast tokenizer (vocab.txt, sentencepiece, ...)."""
+    path = folder / "tokenizer.json"
+    if path.exists():
+        return path
+    try:
+        from transformers import AutoTokenizer
+
+        backend = getattr(AutoTokenizer.from_pretrained(str(folder)), "backend_tokenizer", None)
+    except Exception as exc:  # no tokenizer files at all, or transformers missing
+        raise PackagingError(f"no tokenizer.json in [{folder}] and no tokenizer to build one from: {exc}") from exc
+    if backend is None:
+        raise PackagingError(f"no tokenizer.json in [{folder}] and its tokenizer has no fast (tokenizers) version")
+    out = scratch / "tokenizer.json"
+    backend.save(str(out))
+    return out
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -145,6 +162,11 @@ def _st_pooling(folder: Path) -> tuple[str | None, bool]:
             pooling = next((mode for flag, mode in _POOLING_FLAGS.items() if config.get(flag)), "mean")
         elif kind.endswith("Normalize"):
             normalize = True
+        elif not kind.endswith("Transformer"):
+            raise PackagingError(
+                f"sentence-transformers module [{kind}] at [{module.get('path', '')}] is not supported: only "
+                "Transformer, Pooling and Normalize modules can be packaged (the vectors would differ)"
+            )
     return pooling, normalize
 
 

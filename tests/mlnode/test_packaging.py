@@ -147,3 +147,38 @@ def test_folder_without_tokenizer_is_rejected(tmp_path):
     (tmp_path / "src").mkdir()
     with pytest.raises(PackagingError, match="no tokenizer.json"):
         package_model(tmp_path / "src", tmp_path / "out", function_name="TEXT_EMBEDDING", model_format="ONNX")
+
+
+@pytest.mark.unit
+def test_tokenizer_json_is_built_from_vocab_txt(tmp_path):
+    import shutil
+
+    from tokenizers import Tokenizer
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("vocab.txt", "tokenizer_config.json", "special_tokens_map.json", "config.json"):
+        shutil.copy(minilm_dir() / name, src / name)
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("neural search\n")
+    model = package_model(src, tmp_path / "out", function_name="SPARSE_TOKENIZE", model_format="TORCH_SCRIPT",
+                          idf_corpus=corpus)
+    with zipfile.ZipFile(model.zip_path) as archive:
+        built = Tokenizer.from_str(archive.read("tokenizer.json").decode())
+    shipped = Tokenizer.from_file(str(minilm_dir() / "tokenizer.json"))
+    shipped.no_padding()
+    text = "OpenSearch neural-search plugin, 2024!"
+    assert built.encode(text).ids == shipped.encode(text).ids
+
+
+@pytest.mark.unit
+def test_sentence_transformers_modules_beyond_pooling_are_refused(tmp_path):
+    import shutil
+
+    src = tmp_path / "st"
+    shutil.copytree(minilm_dir(), src, ignore=shutil.ignore_patterns("*.safetensors"))
+    modules = json.loads((src / "modules.json").read_text())
+    modules.append({"idx": 3, "name": "3", "path": "3_Dense", "type": "sentence_transformers.models.Dense"})
+    (src / "modules.json").write_text(json.dumps(modules))
+    with pytest.raises(PackagingError, match=r"module \[sentence_transformers.models.Dense\] at \[3_Dense\]"):
+        package_model(src, tmp_path / "out", function_name="TEXT_EMBEDDING", model_format="TORCH_SCRIPT")
