@@ -65,11 +65,14 @@ class ModelSetupError(RuntimeError):
 class MLAdmin:
     """The handful of ML Commons admin calls the demo makes (register, tasks, deploy, search)."""
 
-    def __init__(self, base_url: str, *, poll_interval: float = 0.25, timeout: float = 900.0) -> None:
+    def __init__(self, base_url: str, *, poll_interval: float = 0.25, timeout: float = 900.0,
+                 progress: bool = False) -> None:
         self.base_url = base_url.rstrip("/")
         self.poll_interval = poll_interval
         self.timeout = timeout
+        self.progress = progress
         self._session: aiohttp.ClientSession | None = None
+        self._ticker: Any = None
 
     async def __aenter__(self) -> "MLAdmin":
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout))
@@ -128,6 +131,7 @@ class MLAdmin:
                 raise ModelSetupError(f"{what}: task {task_id} ended {state}: {task.get('error')}")
             if time.monotonic() > deadline:
                 raise ModelSetupError(f"{what}: task {task_id} still {state} after {self.timeout:.0f}s")
+            self._tick(f"  {what}: task {state}")
             await asyncio.sleep(self.poll_interval)
 
     async def wait_deployed(self, model_id: str, what: str) -> None:
@@ -146,7 +150,29 @@ class MLAdmin:
                 continue
             if time.monotonic() > deadline:
                 raise ModelSetupError(f"{what}: model {model_id} still {state} after {self.timeout:.0f}s")
+            self._tick(f"  {what}: {state}")
             await asyncio.sleep(self.poll_interval)
+
+    def _tick(self, desc: str) -> None:
+        """An elapsed-time line on stderr while a long step (packaging, deploying) runs."""
+        if not self.progress:
+            return
+        if self._ticker is None:
+            import sys
+
+            from tqdm import tqdm
+
+            # a live line on a terminal only: in a log file every refresh would be a new line
+            self._ticker = tqdm(desc=desc, bar_format="{desc} ({elapsed})", leave=False, mininterval=0.5,
+                                disable=not sys.stderr.isatty())
+        self._ticker.set_description_str(desc, refresh=False)
+        self._ticker.update(0)
+        self._ticker.refresh()
+
+    def _tick_done(self) -> None:
+        if self._ticker is not None:
+            self._ticker.close()
+            self._ticker = None
 
     async def register(self, body: dict[str, Any], what: str) -> str:
         resp = await self.call("POST", "/models/_register", body)
@@ -168,10 +194,16 @@ class MLAdmin:
             say(f"  {what}: registering {name} ...")
             t0 = time.monotonic()
             body = await asyncio.to_thread(register_body)
-            model_id = await self.register(body, what)
+            try:
+                model_id = await self.register(body, what)
+            finally:
+                self._tick_done()
             say(f"  {what}: registered as {model_id} ({time.monotonic() - t0:.1f}s)")
         t0 = time.monotonic()
-        await self.wait_deployed(model_id, what)
+        try:
+            await self.wait_deployed(model_id, what)
+        finally:
+            self._tick_done()
         say(f"  {what}: DEPLOYED ({time.monotonic() - t0:.1f}s)")
         return model_id
 
@@ -192,13 +224,13 @@ def _packaged_register_body(package_dir: Path, *, name: str, function_name: str,
 
 async def deploy_offline_models(ml_url: str, *, idf_corpus: Path, package_dir: Path,
                                 tokenizer_name: str = TOKENIZER_NAME, sparse_name: str = SPARSE_NAME,
-                                say: Say = lambda _m: None) -> dict[str, str]:
+                                say: Say = lambda _m: None, progress: bool = False) -> dict[str, str]:
     """Register (once) and deploy the three offline models on the ML node at ``ml_url``.
 
     Idempotent: models already registered under these names are reused. The node must allow
     ``file://`` URL registration (the embedded node does). Returns ``{"dense", "sparse", "tokenizer"}``
     -> model ids."""
-    async with MLAdmin(ml_url) as admin:
+    async with MLAdmin(ml_url, progress=progress) as admin:
         dense = await admin.ensure(DENSE_NAME, "dense all-MiniLM-L6-v2", lambda: {
             "name": DENSE_NAME, "version": DENSE_VERSION, "model_format": DENSE_FORMAT}, say)
         sparse = await admin.ensure(sparse_name, "sparse SPLADE-tiny", lambda: _packaged_register_body(
@@ -266,7 +298,7 @@ async def run_demo(data_dir: Path, *, say: Say = print, progress: bool = True, s
     try:
         say("[3/5] models: register + deploy through /_plugins/_ml (reused when already there)")
         model_ids = await deploy_offline_models(node.url, idf_corpus=corpus, package_dir=data_dir / "packages",
-                                                say=say)
+                                                say=say, progress=progress)
 
         body, source = demo_pipeline_body(model_ids)
         say(f"[4/5] ingest {n_docs} documents into [{DEMO_INDEX}] through the ingest pipeline ({source})")
