@@ -149,3 +149,29 @@ def test_bad_catalog_file_names_the_entry(tmp_path):
     path.write_text("models:\n  - name: x/y\n    versions: ['1']\n    model_formats: [PYTORCH]\n    source: {offline: splade-tiny}\n")
     with pytest.raises(CatalogError, match=r"\[x/y\].*PYTORCH"):
         Catalog.load(path)
+
+
+@pytest.mark.integration
+def test_local_path_entry_with_packaging_options(tmp_path):
+    from mlnode.offline import splade_dir
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("coffee beans\nsearch engine\n")
+    path = tmp_path / "catalog.yaml"
+    path.write_text(
+        "models:\n"
+        "  - name: acme/sparse-tokenizer\n"
+        "    function_name: SPARSE_TOKENIZE\n"
+        "    versions: ['2.0.0']\n"
+        "    model_formats: [TORCH_SCRIPT]\n"
+        f"    source: {{path: {splade_dir()}}}\n"
+        f"    options: {{idf_corpus: {corpus}, max_length: 64}}\n"
+    )
+    packaged = Catalog.load(path).resolve("acme/sparse-tokenizer", "2.0.0", "TORCH_SCRIPT", tmp_path / "cache")
+    assert packaged.zip_path.name == "sparse-tokenizer-2.0.0-torch_script.zip"
+    assert packaged.config["function_name"] == "SPARSE_TOKENIZE"
+    import zipfile
+
+    with zipfile.ZipFile(packaged.zip_path) as archive:
+        assert json.loads(archive.read("tokenizer.json"))["truncation"]["max_length"] == 64
+        assert json.loads(archive.read("idf.json"))["coffee"] > 0
