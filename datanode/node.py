@@ -18,12 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import logging
+import shutil
 
 import numpy as np
 
 from .errors import (DocumentMissing, IllegalArgument, IndexNotFound, InvalidIndexName, MapperParsingError,
                      OpenSearchError, ParsingError, ResourceAlreadyExists, ResourceNotFound, VersionConflict,
                      item_error)
+from . import snapshot
 from .index import Index
 from .mapping import Mapping, ParsedDoc
 from .query import Executor
@@ -110,10 +112,23 @@ class DataNode:
                     index.put(doc_id, index.mapping.parse(source, doc_id))
                 except OpenSearchError as exc:  # stored before a mapping change; keep it, but unsearchable
                     log.warning("index [%s] doc [%s] could not be re-indexed at start: %s", index.name, doc_id, exc)
+            snapshot.restore(self.graph_dir, index)
             index.refresh()
             self.indices[index.name] = index
+        shutil.rmtree(self.graph_dir, ignore_errors=True)  # used or stale: a later crash must not see it
+
+    @property
+    def graph_dir(self) -> Path:
+        return self.data_dir / "graphs"
 
     def close(self) -> None:
+        """Clean shutdown: snapshot the HNSW graphs so the next start skips rebuilding them."""
+        with self.storage.write_lock:
+            for index in list(self.indices.values()):
+                try:
+                    snapshot.save(self.graph_dir, index)
+                except Exception:  # noqa: BLE001  (only an accelerator)
+                    log.warning("could not snapshot the graphs of index [%s]", index.name, exc_info=True)
         self.storage.close()
 
     # --- indices ---------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from opensearchpy import ConnectionError as OSConnectionError, NotFoundError, OpenSearch
 
+from datanode.keys import DATANODE
 from tests.fixtures.datanode import DataNodeThread, os_client
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -180,9 +181,13 @@ def test_restart_reloads_indices_documents_and_pipelines(tmp_path: Path) -> None
     mapping = client.indices.get_mapping(index="d")
     client.close()
     node.stop()
+    assert (data_dir / "graphs").is_dir()  # a clean stop snapshots the HNSW graphs
     node = DataNodeThread(data_dir).start()
     client = os_client(node.url)
     try:
+        restored = node.app[DATANODE].node.indices["d"].root.vectors["v"]
+        assert restored.graph is not None and restored.graph.ntotal == 120  # the graph was reused, with its dead
+        assert not (data_dir / "graphs").exists()  # ... and the snapshot consumed
         after = client.search(index="d", body=query)["hits"]
         assert after == before
         assert client.indices.get_mapping(index="d") == mapping
