@@ -84,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"neuralpipe eval: {exc}", file=sys.stderr)
         return 2
     if args.json:
+        print(report.headline(), file=sys.stderr)
         print(json.dumps({m: {k: round(v, 4) for k, v in r.items()} for m, r in report.results.items()}))
     else:
         print(report.headline())
@@ -118,7 +119,7 @@ class EvalReport:
     def headline(self) -> str:
         f = self.facts
         ingest = f.get("ingest")
-        how = "reused" if ingest == "reused" else f"ingested at {ingest.get('docs_per_second')} docs/s" if isinstance(ingest, dict) else "?"
+        how = ingest if isinstance(ingest, str) else f"ingested at {ingest.get('docs_per_second')} docs/s" if isinstance(ingest, dict) else "?"
         return (f"{f['dataset']} (split {f['split']}): {f['docs']} docs ({how}), {f['queries']} queries; "
                 f"index {f['index']} ({f['knn']}); searches took {f.get('search_seconds')} s")
 
@@ -134,6 +135,7 @@ class EvalContext:
     k: int
     concurrency: int
     pipeline_body: dict = field(default_factory=dict)
+    state_dir: Path = Path("data") / "eval"
     facts: dict[str, Any] = field(default_factory=dict)
 
 
@@ -195,7 +197,8 @@ async def run_eval(args: argparse.Namespace) -> EvalReport:
                 else:
                     models = await _deploy_offline_models(ends.ml_url, dataset, Path(args.data_dir))
                 ctx = EvalContext(dataset, index, models, client, raw_ml, CachingML(raw_ml), args.k, max(1, args.concurrency),
-                                  pipeline_body=eval_pipeline_body(args.pipeline, models, batch_size=args.batch_size))
+                                  pipeline_body=eval_pipeline_body(args.pipeline, models, batch_size=args.batch_size),
+                                  state_dir=Path(args.data_dir) / "eval")
                 await ensure_index(ctx, exact=args.exact, reingest=args.reingest, batch_size=args.batch_size)
                 runs = await run_queries(ctx, methods)
         finally:
@@ -269,16 +272,23 @@ class CachingML:
 
 
 async def ensure_index(ctx: EvalContext, *, exact: bool, reingest: bool, batch_size: int) -> None:
-    """Reuse the index if it already holds exactly this corpus; otherwise (re)create it and ingest."""
+    """Make ``ctx.index`` hold this corpus as the pipeline writes it, doing as little model work as possible:
+
+    - reuse the index if it holds the corpus and was built with the same pipeline body (same models);
+    - else, if its sibling (the same default name with ``-exact`` / ``-hnsw``) was, copy the documents from it
+      (vectors included: only the k-NN method differs);
+    - else ingest the corpus through the pipeline.
+    A small record per index (``<data-dir>/eval/indices/<index>.json``) keeps the pipeline fingerprint."""
     client, index = ctx.client, ctx.index
     n_docs = len(ctx.dataset.corpus)
+    fingerprint = _fingerprint(ctx.pipeline_body, n_docs)
+    if not reingest and await _holds_corpus(ctx, index, n_docs, fingerprint):
+        log.info("index %s already holds the %d documents: reusing it", index, n_docs)
+        ctx.facts["ingest"] = "reused"
+        return
     if await client.indices.exists(index=index):
-        count = (await client.count(index=index))["count"]
-        if count == n_docs and not reingest:
-            log.info("index %s already holds the %d documents: reusing it", index, count)
-            ctx.facts["ingest"] = "reused"
-            return
         await client.indices.delete(index=index)
+    _record_path(ctx, index).unlink(missing_ok=True)
     from processors.mapping import mapping_for_pipeline
     from processors.pipeline import IngestPipeline
 
@@ -288,13 +298,62 @@ async def ensure_index(ctx: EvalContext, *, exact: bool, reingest: bool, batch_s
     if exact:
         use_exact_knn(index_body)
     await client.indices.create(index=index, body=index_body)
-    pipeline = await _maybe_await(IngestPipeline.from_body("neuralpipe-eval", body, ml=ctx.ml))
-    stats = await ingest(ctx, pipeline, batch_size=batch_size)
+    sibling = _sibling(index)
+    if sibling and not reingest and await _holds_corpus(ctx, sibling, n_docs, fingerprint):
+        started = time.perf_counter()
+        await copy_documents(client, sibling, index, list(ctx.dataset.corpus))
+        ctx.facts["ingest"] = f"copied from {sibling} in {time.perf_counter() - started:.1f} s"
+    else:
+        pipeline = await _maybe_await(IngestPipeline.from_body("neuralpipe-eval", body, ml=ctx.ml))
+        ctx.facts["ingest"] = await ingest(ctx, pipeline, batch_size=batch_size)
     await client.indices.refresh(index=index)
     count = (await client.count(index=index))["count"]
-    ctx.facts["ingest"] = stats
     if count != n_docs:
-        raise EvalError(f"index [{index}] holds {count} documents after ingest, expected {n_docs}: {stats}")
+        raise EvalError(f"index [{index}] holds {count} documents after ingest, expected {n_docs}: {ctx.facts['ingest']}")
+    path = _record_path(ctx, index)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"fingerprint": fingerprint, "docs": n_docs, "dataset": str(ctx.dataset.path)}))
+
+
+def _fingerprint(pipeline_body: dict, n_docs: int) -> str:
+    import hashlib
+
+    return hashlib.sha256(json.dumps({"pipeline": pipeline_body, "docs": n_docs}, sort_keys=True).encode()).hexdigest()
+
+
+def _record_path(ctx: EvalContext, index: str) -> Path:
+    return ctx.state_dir / "indices" / f"{index}.json"
+
+
+def _sibling(index: str) -> str | None:
+    for a, b in (("-exact", "-hnsw"), ("-hnsw", "-exact")):
+        if index.startswith("neuralpipe-eval-") and index.endswith(a):
+            return index[: -len(a)] + b
+    return None
+
+
+async def _holds_corpus(ctx: EvalContext, index: str, n_docs: int, fingerprint: str) -> bool:
+    if not await ctx.client.indices.exists(index=index):
+        return False
+    if (await ctx.client.count(index=index))["count"] != n_docs:
+        return False
+    try:
+        record = json.loads(_record_path(ctx, index).read_text())
+    except (OSError, ValueError):
+        return False
+    return record.get("fingerprint") == fingerprint
+
+
+async def copy_documents(client: Any, source: str, target: str, ids: list[str], *, chunk: int = 200) -> None:
+    """Copy documents by id (``_mget`` then ``_bulk``), sources unchanged: no inference."""
+    from opensearchpy.helpers import async_bulk
+
+    for start in range(0, len(ids), chunk):
+        resp = await client.mget(index=source, body={"ids": ids[start : start + chunk]})
+        actions = [{"_index": target, "_id": d["_id"], "_source": d["_source"]} for d in resp["docs"] if d.get("found")]
+        ok, errors = await async_bulk(client, actions, raise_on_error=False, max_retries=3)
+        if errors:
+            raise EvalError(f"copying documents from [{source}] to [{target}] failed: {errors[:2]}")
 
 
 def use_exact_knn(index_body: dict) -> None:

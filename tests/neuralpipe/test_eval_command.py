@@ -122,15 +122,23 @@ def test_exact_dense_run_ranks_like_sentence_transformers_cosine(eval_run, tiny_
     assert math.isclose(ref_eval["ndcg@10"], our_eval["ndcg@10"], abs_tol=1e-9)
 
 
-def test_second_run_reuses_the_index_and_table_output(eval_run, capsys):
+def test_second_run_reuses_the_index_and_hnsw_copies_the_exact_index(eval_run, capsys):
     argv, _, _ = eval_run
     table_argv = [a for a in argv if a != "--json"] + ["--methods", "bm25,dense"]
-    # --save-runs is harmless here; the index built by the first run is reused (same corpus, same count)
-    assert main(table_argv) == 0
+    assert main(table_argv) == 0  # same corpus, same pipeline: the index built by the module's run is reused
     out = capsys.readouterr().out
-    assert "reused" in out
+    assert "12 docs (reused)" in out
     assert "nDCG@10" in out and "recall@100" in out
     assert "BM25 (match)" in out and "dense (neural, knn)" in out
+    # the HNSW index gets the exact index's documents (vectors included) instead of running the models again
+    hnsw_argv = [a for a in argv if a != "--exact"] + ["--methods", "dense"]
+    assert main(hnsw_argv) == 0
+    captured = capsys.readouterr()
+    hnsw = _last_json(captured.out)
+    assert "copied from neuralpipe-eval-tiny-beir0-exact" in captured.err
+    exact = evaluate(load_beir(argv[1]).qrels, json.loads((eval_run[2] / "dense.json").read_text())).means
+    assert list(hnsw) == ["dense"]
+    assert hnsw["dense"]["ndcg@10"] == pytest.approx(exact["ndcg@10"], abs=5e-5)  # 12 docs: HNSW finds them all
 
 
 def test_bad_arguments_are_reported_not_raised(tiny_beir, tmp_path, capsys):
