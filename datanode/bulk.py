@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from .errors import IllegalArgument, MapperParsingError
-from .node import ActionValidation, WriteOp
+from .errors import ActionRequestValidation as ActionValidation
+from .node import WriteOp
 
 ACTIONS = ("index", "create", "update", "delete")
 META_KEYS = {"_index", "_id", "pipeline", "routing", "if_seq_no", "if_primary_term", "retry_on_conflict",
@@ -73,7 +73,3 @@ def parse_bulk(raw: bytes, default_index: str | None) -> list[WriteOp]:
     if not ops:
         raise ActionValidation("Validation Failed: 1: no requests added;")
     return ops
-
-
-def bulk_item(op: WriteOp, result: dict[str, Any]) -> dict[str, Any]:
-    return {op.action: result}

@@ -172,15 +172,6 @@ def knn_scores(space: str, raw: np.ndarray) -> np.ndarray:
     return np.where(raw <= 0, np.float32(1) / (np.float32(1) - raw), raw + np.float32(1)).astype(np.float32)
 
 
-def score_to_raw(space: str, score: float) -> float:
-    """Inverse of :func:`knn_scores` (raw threshold for a ``min_score``)."""
-    if space == "l2":
-        return 1.0 / score - 1.0 if score > 0 else float("inf")
-    if space == "cosinesimil":
-        return 2.0 * score - 1.0
-    return score - 1.0 if score >= 1.0 else 1.0 - 1.0 / score if score > 0 else float("-inf")
-
-
 class VectorField:
     """One ``knn_vector`` field: vectors in entry order, a faiss HNSW graph over them (built lazily,
     in batches, on the first search after writes), and a live mask so dead entries never surface."""

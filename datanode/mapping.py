@@ -239,7 +239,7 @@ class Mapping:
         parser = _DocParser(self, doc_id)
         root = Entry()
         nested: dict[str, list[Entry]] = {p: [] for p in self.nested_paths()}
-        parser.walk(source, "", root, nested, dynamic_props=None)
+        parser.walk(source, "", root, nested)
         update = parser.dynamic_props or None
         return ParsedDoc(root, nested, {"properties": update} if update else None)
 
@@ -284,8 +284,7 @@ class _DocParser:
             return with_cause(err, cause)  # type: ignore[return-value]
         return with_cause(err, IllegalArgument(str(cause)))  # type: ignore[return-value]
 
-    def walk(self, obj: dict[str, Any], prefix: str, entry: Entry, nested: dict[str, list[Entry]],
-             dynamic_props: dict[str, Any] | None) -> None:
+    def walk(self, obj: dict[str, Any], prefix: str, entry: Entry, nested: dict[str, list[Entry]]) -> None:
         if not isinstance(obj, dict):
             raise MapperParsingError(f"object mapping for [{prefix.rstrip('.')}] tried to parse field as object, "
                                      f"but found a concrete value")
@@ -298,7 +297,7 @@ class _DocParser:
                                          f"Use the index API request parameters.")
             if "." in name:  # dotted keys are object paths
                 head, rest = name.split(".", 1)
-                self.walk({head: {rest: value}}, prefix, entry, nested, dynamic_props)
+                self.walk({head: {rest: value}}, prefix, entry, nested)
                 continue
             self.value(path, value, entry, nested)
 
@@ -318,13 +317,13 @@ class _DocParser:
                 if item is None:
                     continue
                 child = Entry()
-                self.walk(item, path + ".", child, nested, None)
+                self.walk(item, path + ".", child, nested)
                 nested.setdefault(path, []).append(child)
             return
         if kind == "object":
             for item in value if isinstance(value, list) else [value]:
                 if item is not None:
-                    self.walk(item, path + ".", entry, nested, None)
+                    self.walk(item, path + ".", entry, nested)
             return
         assert spec is not None
         self.leaf(spec, value, entry)

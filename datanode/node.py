@@ -22,6 +22,7 @@ import shutil
 
 import numpy as np
 
+from .errors import ActionRequestValidation as ActionValidation
 from .errors import (DocumentMissing, IllegalArgument, IndexNotFound, InvalidIndexName, MapperParsingError,
                      OpenSearchError, ParsingError, ResourceAlreadyExists, ResourceNotFound, VersionConflict,
                      item_error)
@@ -589,11 +590,6 @@ class DataNode:
         self.storage.delete_pipeline(kind, pipeline_id)
         del self.pipelines[kind][pipeline_id]
         return {"acknowledged": True}
-
-
-class ActionValidation(OpenSearchError):
-    status = 400
-    error_type = "action_request_validation_exception"
 
 
 SortSpec = list[tuple[str, bool, str]]  # (field, descending, missing: "_last" | "_first")

@@ -9,10 +9,9 @@ from typing import Any
 
 import numpy as np
 
-from . import similarity
 from .analysis import analyze
 from .errors import IllegalArgument, ParsingError
-from .fields import FeatureField, score_to_raw
+from .fields import FeatureField
 from .index import Index, Scope
 from .mapping import coerce, parse_date
 
@@ -543,5 +542,3 @@ def _default_pivot(values: np.ndarray) -> float:
     bits = np.array([int(avg) << 15], dtype=np.uint32)
     return float(bits.view(np.float32)[0])
 
-
-__all__ = ["Executor", "msm", "score_to_raw", "similarity"]
