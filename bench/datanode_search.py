@@ -1,8 +1,8 @@
 """Bench 6: the data node's knn and sparse search against raw faiss and a raw scipy dot product (goal >= 0.5).
 
-Same vectors on both sides: MiniLM embeddings of the SciFact corpus and queries (from
-``bench/reference_dense.py --save-vectors DIR``, or computed here with the in-process runtime), SPLADE-tiny doc
-vectors and tokenizer-model query vectors (in-process runtimes, cached). The data node (``neuralpipe serve
+Same vectors on both sides: the dense and sparse document vectors ``neuralpipe eval`` stored for SciFact
+(``--eval-data-dir``; otherwise computed here with the in-process runtimes and cached), MiniLM query vectors (from
+``bench/reference_dense.py --save-vectors DIR`` or the in-process runtime) and tokenizer-model query vectors. The data node (``neuralpipe serve
 --roles data``, own process) gets an index with an HNSW ``knn_vector`` (faiss, cosinesimil, m 16,
 ef_construction 100, ef_search 100) and a ``rank_features`` field; raw faiss gets an ``IndexHNSWFlat`` with the
 same parameters, and raw scipy a CSR matrix. Queries run one at a time (``--concurrency`` 1, the latency path)
@@ -23,9 +23,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import CACHE, MLNodeServer, batches, drive, in_process_runtime, median, package, passages, queries, report  # noqa: E402
+from _common import CACHE, SCIFACT, MLNodeServer, batches, drive, in_process_runtime, median, package, passages, queries, report  # noqa: E402
 
 INDEX = "bench-search"
+SCIFACT_CORPUS = SCIFACT / "corpus.jsonl"
 M, EF_CONSTRUCTION, EF_SEARCH = 16, 100, 100
 
 
@@ -62,6 +63,38 @@ def sparse_vectors(n_queries: int, n_docs: int | None = None) -> tuple[list[dict
         cache.write_text(json.dumps({"docs": enc(docs_rt, passages(n_docs)), "queries": enc(tok_rt, queries())}))
     data = json.loads(cache.read_text())
     return data["docs"], data["queries"][:n_queries]
+
+
+def vectors_from_eval_index(data_dir: Path, index: str, n_docs: int | None, corpus: Path = SCIFACT_CORPUS) -> tuple[np.ndarray, list[dict]]:
+    """The dense and sparse document vectors ``neuralpipe eval`` stored (``passage_embedding``, ``passage_sparse``),
+    read back with ``_mget`` from a data node opened on the eval's data dir: the same vectors, no model work."""
+    from opensearchpy import OpenSearch
+
+    from neuralpipe.evaluation import read_corpus
+
+    ids = list(read_corpus(corpus))[:n_docs]
+    dense, sparse = [], []
+    with MLNodeServer(roles="data", data_dir=data_dir) as node:
+        client = OpenSearch(hosts=[node.url], timeout=600)
+        for start in range(0, len(ids), 500):
+            for d in client.mget(index=index, body={"ids": ids[start : start + 500]})["docs"]:
+                if not d.get("found"):
+                    raise SystemExit(f"document {d['_id']} is not in [{index}] under {data_dir}: run `neuralpipe eval` first")
+                dense.append(d["_source"]["passage_embedding"])
+                sparse.append(d["_source"]["passage_sparse"])
+        client.close()
+    return np.asarray(dense, dtype=np.float32), sparse
+
+
+def query_vectors(vectors_dir: Path | None, n_queries: int) -> tuple[np.ndarray, list[dict]]:
+    if vectors_dir and (vectors_dir / "query_vectors.npy").exists():
+        dense = np.load(vectors_dir / "query_vectors.npy")[:n_queries].astype(np.float32)
+    else:
+        rt = in_process_runtime(package("dense", "ONNX"))
+        dense = np.asarray([r["output"][0]["data"] for b in batches(queries(n_queries), 32) for r in rt.infer(b)], dtype=np.float32)
+    tok = in_process_runtime(package("tokenizer", "TORCH_SCRIPT"))
+    sparse = [r["output"][0]["dataAsMap"]["response"][0] for b in batches(queries(n_queries), 32) for r in tok.infer(b)]
+    return dense, sparse
 
 
 def expressible(token: str) -> bool:
@@ -119,13 +152,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--vectors", type=Path, help="folder written by reference_dense.py --save-vectors")
     parser.add_argument("--queries", type=int, default=809)
     parser.add_argument("--docs", type=int, help="first N corpus documents only (a quick check)")
+    parser.add_argument("--eval-data-dir", type=Path, help="take the document vectors from a `neuralpipe eval` data dir ...")
+    parser.add_argument("--eval-index", default="neuralpipe-eval-scifact-hnsw", help="... and this index in it")
+    parser.add_argument("--corpus", type=Path, default=SCIFACT_CORPUS, help="the eval's corpus.jsonl (document ids)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--concurrency", default="1,8")
     args = parser.parse_args(argv)
     levels = [int(c) for c in args.concurrency.split(",")]
 
-    docs, qs = dense_vectors(args.vectors, args.queries, args.docs)
-    sdocs, sqs = sparse_vectors(args.queries, args.docs)
+    if args.eval_data_dir:
+        docs, sdocs = vectors_from_eval_index(args.eval_data_dir, args.eval_index, args.docs, args.corpus)
+        qs, sqs = query_vectors(args.vectors, args.queries)
+    else:
+        docs, qs = dense_vectors(args.vectors, args.queries, args.docs)
+        sdocs, sqs = sparse_vectors(args.queries, args.docs)
     n = len(docs)
 
     # raw faiss: same HNSW parameters, inner product on unit vectors (= cosine ranking)
