@@ -18,6 +18,8 @@ Compatibility choices (what a user may notice):
 - Documents are searchable as soon as the write is acknowledged; ``refresh`` also brings the HNSW graphs up
   to date (otherwise the first search after writes does).
 - The ``standard`` analyzer is approximated (UAX#29 word breaks, lowercase); other analyzers are rejected.
-- Query-time errors are answered as their own type (``illegal_argument_exception`` ...), not wrapped in
-  ``search_phase_execution_exception`` ("all shards failed") as a cluster does.
+- A query that parses but fails while running (a wrong vector dimension, a rank_feature on a non-feature
+  field, ...) is answered as a cluster does: ``search_phase_execution_exception`` ("all shards failed") with a
+  ``query_shard_exception`` root cause ("failed to create query: ...") and the ``illegal_argument_exception``
+  as ``caused_by``; malformed or unknown queries are a ``parsing_exception`` at once.
 """

@@ -49,3 +49,28 @@ def with_cause(error: OpenSearchError, cause: OpenSearchError) -> OpenSearchErro
 def item_error(error: OpenSearchError) -> dict[str, Any]:
     """The ``error`` object of a failed ``_bulk`` item (no root_cause, as OpenSearch sends it)."""
     return {"type": error.error_type, "reason": error.reason, **error.extra}
+
+
+class SearchPhaseError(OpenSearchError):
+    """A query that parsed but failed on the shard, as a cluster reports it: ``search_phase_execution_exception``
+    ("all shards failed") whose root cause is a ``query_shard_exception`` naming the real reason."""
+
+    status = 400
+    error_type = "search_phase_execution_exception"
+
+    def __init__(self, index: str, index_uuid: str, cause: OpenSearchError) -> None:
+        super().__init__("all shards failed", status=cause.status)
+        self.index = index
+        self.index_uuid = index_uuid
+        self.cause = cause
+
+    def to_body(self) -> dict[str, Any]:
+        shard = {"type": "query_shard_exception", "reason": f"failed to create query: {self.cause.reason}",
+                 "index": self.index, "index_uuid": self.index_uuid}
+        caused_by = {"type": self.cause.error_type, "reason": self.cause.reason}
+        return {"error": {"root_cause": [shard], "type": self.error_type, "reason": self.reason, "phase": "query",
+                          "grouped": True,
+                          "failed_shards": [{"shard": 0, "index": self.index, "node": "neuralpipe-data",
+                                             "reason": {**shard, "caused_by": caused_by}}],
+                          "caused_by": caused_by},
+                "status": self.status}

@@ -24,7 +24,8 @@ import numpy as np
 
 from .errors import ActionRequestValidation as ActionValidation
 from .errors import (DocumentMissing, IllegalArgument, IndexNotFound, InvalidIndexName, MapperParsingError,
-                     OpenSearchError, ParsingError, ResourceAlreadyExists, ResourceNotFound, VersionConflict,
+                     OpenSearchError, ParsingError, ResourceAlreadyExists, ResourceNotFound, SearchPhaseError,
+                     VersionConflict,
                      item_error)
 from . import snapshot
 from .index import Index
@@ -471,10 +472,16 @@ class DataNode:
         total = 0
         targets = self.resolve(expression)
         for index in targets:
-            with index.lock:
-                total += int(Executor(index).run(query)[0].sum())
+            total += int(self._run_query(index, query)[0].sum())
         n = len(targets)
         return {"count": total, "_shards": {"total": n, "successful": n, "skipped": 0, "failed": 0}}
+
+    def _run_query(self, index: Index, query: Any) -> tuple[np.ndarray, np.ndarray]:
+        try:
+            with index.lock:
+                return Executor(index).run(query)
+        except IllegalArgument as exc:  # parsed, but failed on the shard: reported as a cluster does
+            raise SearchPhaseError(index.name, index.uuid, exc) from exc
 
     def search(self, expression: str | None, body: dict[str, Any] | None,
                params: dict[str, str] | None = None) -> dict[str, Any]:
@@ -505,8 +512,7 @@ class DataNode:
         hits_slot: list[np.ndarray] = []
         hits_score: list[np.ndarray] = []
         for n, index in enumerate(targets):
-            with index.lock:
-                mask, scores = Executor(index).run(query)
+            mask, scores = self._run_query(index, query)
             slots = np.flatnonzero(mask)
             sc = scores[slots].astype(np.float32)
             if body.get("min_score") is not None:

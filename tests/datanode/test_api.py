@@ -228,21 +228,28 @@ def test_search_queries(loaded: Any) -> None:
     assert c.count(index="books", body={"query": {"term": {"tag": "animal"}}})["count"] == 2
 
 
+SHARD = "search_phase_execution_exception"  # a query that parses but fails on the shard, as a cluster answers
+
+
 @pytest.mark.parametrize("query, error, needle", [
     ({"fuzzy_thing": {"title": "x"}}, "parsing_exception", "unknown query [fuzzy_thing]"),
     ({"bool": {"must": [], "shoulda": []}}, "parsing_exception", "[bool] query does not support [shoulda]"),
-    ({"knn": {"vec": {"vector": [1, 2], "k": 3}}}, "illegal_argument_exception",
-     "Query vector has invalid dimension: 2. Dimension should be: 3"),
-    ({"knn": {"vec": {"vector": [1, 2, 3]}}}, "illegal_argument_exception", "exactly one of k, distance or score"),
+    ({"knn": {"vec": {"vector": [1, 2], "k": 3}}}, SHARD,
+     "failed to create query: Query vector has invalid dimension: 2. Dimension should be: 3"),
+    ({"knn": {"vec": {"vector": [1, 2, 3]}}}, SHARD, "exactly one of k, distance or score"),
     ({"neural": {"vec": {"query_text": "hi", "model_id": "m", "k": 3}}}, "illegal_argument_exception",
      "needs an ML node"),
-    ({"rank_feature": {"field": "title.x"}}, "illegal_argument_exception", "only works on [rank_feature] fields"),
+    ({"rank_feature": {"field": "title.x"}}, SHARD, "only works on [rank_feature] fields"),
 ])
 def test_search_errors(loaded: Any, query: dict[str, Any], error: str, needle: str) -> None:
     with pytest.raises(RequestError) as err:
         loaded.search(index="books", body={"query": query})
     assert err.value.error == error
-    assert needle in err.value.info["error"]["reason"]
+    assert needle in err.value.info["error"]["root_cause"][0]["reason"]
+    if error == SHARD:
+        assert err.value.info["error"]["reason"] == "all shards failed"
+        assert err.value.info["error"]["root_cause"][0]["type"] == "query_shard_exception"
+        assert err.value.info["error"]["caused_by"]["type"] == "illegal_argument_exception"
 
 
 def test_missing_index_errors(client: Any) -> None:
