@@ -175,8 +175,6 @@ async def run_eval(args: argparse.Namespace) -> EvalReport:
     from neuralpipe.local import client_options, make_client, make_ml_client, open_endpoints
 
     methods = _methods(args.methods)
-    if args.exact and args.opensearch:
-        raise EvalError("--exact needs the embedded data node (a flat index); OpenSearch's k-NN plugin has no flat method")
     given = [args.dense_model, args.sparse_model, args.tokenizer_model]
     if any(given) and not all(given):
         raise EvalError("give all three of --dense-model, --sparse-model, --tokenizer-model, or none")
@@ -191,6 +189,11 @@ async def run_eval(args: argparse.Namespace) -> EvalReport:
     async with open_endpoints(opensearch=args.opensearch, ml_url=args.ml_url, data_dir=Path(args.data_dir)) as ends:
         client = make_client(ends.opensearch_url, options)
         try:
+            if args.exact and not ends.embedded:
+                info = await client.info()
+                if info.get("version", {}).get("build_type") != "neuralpipe":
+                    raise EvalError("--exact needs neuralpipe's data node (a flat knn_vector method); OpenSearch's k-NN "
+                                    f"plugin has none, and {ends.opensearch_url} is OpenSearch {info.get('version', {}).get('number')}")
             async with make_ml_client(ends.ml_url, options) as raw_ml:
                 if all(given):
                     models = EvalModels(*[await raw_ml.resolve_model_id(m) for m in given])
