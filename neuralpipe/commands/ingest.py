@@ -131,8 +131,10 @@ async def _ingest(args: argparse.Namespace, fmt: str, input_name: str, checkpoin
                 pipeline = await load_ingest_pipeline(Path(args.pipeline).stem, body, ml)
             created = await ensure_index(client, args.index, body, ml)
             # a new index holds nothing: an old checkpoint for it would skip documents it never got
-            checkpoint = Checkpoint.open(checkpoint_path, input_name=input_name, index=args.index,
-                                         restart=args.restart or created)
+            restart = args.restart or created
+            checkpoint = Checkpoint.open(checkpoint_path, input_name=input_name, index=args.index, restart=restart)
+            if restart and dead_path.exists():  # a fresh start: the old failures belong to the old run
+                dead_path.unlink()
             total = await asyncio.to_thread(count_lines, args.input, fmt)
             runner = IngestRunner(
                 client, pipeline=pipeline, checkpoint=checkpoint, dead_letter=DeadLetter(dead_path),

@@ -54,7 +54,13 @@ class Checkpoint:
     @classmethod
     def open(cls, path: Path | None, *, input_name: str, index: str, restart: bool = False) -> "Checkpoint":
         cp = cls(path, input_name=input_name, index=index)
-        if path is None or restart or not path.exists():
+        if path is None or not path.exists():
+            return cp
+        if restart:
+            # forget the old state on disk at once: a kill before the first acknowledgement must not
+            # let a later run trust offsets that the (new) index never received
+            cp._dirty = True
+            cp.flush()
             return cp
         data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
         if data.get("index") != index or data.get("input") != input_name:

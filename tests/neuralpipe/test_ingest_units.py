@@ -66,6 +66,7 @@ def test_checkpoint_roundtrip_and_mismatch(tmp_path: Path) -> None:
     again = Checkpoint.open(path, input_name="/in.jsonl", index="docs")
     assert again.done == {1, 2, 3, 7, 9, 10}
     assert Checkpoint.open(path, input_name="/in.jsonl", index="docs", restart=True).done == set()
+    assert json.loads(path.read_text())["done"] == []  # forgotten on disk at once, not at the first flush
     with pytest.raises(CheckpointMismatch, match=r"is for input \[/in.jsonl\] and index \[docs\]"):
         Checkpoint.open(path, input_name="/in.jsonl", index="other")
 
