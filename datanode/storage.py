@@ -6,7 +6,9 @@ write the node has acknowledged survives ``kill -9`` and power loss. One connect
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
@@ -31,14 +33,40 @@ def dumps(obj: Any) -> str:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
 
 
+SCHEMA_VERSION = 1
+
+
+class DataDirInUse(RuntimeError):
+    pass
+
+
 class Storage:
     def __init__(self, data_dir: Path) -> None:
         data_dir.mkdir(parents=True, exist_ok=True)
+        # one data node per data dir: a second one would serve a stale in-memory view of the same SQLite file
+        self._lock_file = open(data_dir / "datanode.lock", "a+")
+        try:
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock_file.seek(0)
+            holder = self._lock_file.read().strip() or "another process"
+            self._lock_file.close()
+            raise DataDirInUse(f"data dir [{data_dir}] is in use by another data node ({holder})") from None
+        self._lock_file.seek(0)
+        self._lock_file.truncate()
+        self._lock_file.write(f"pid {os.getpid()}")
+        self._lock_file.flush()
         self.path = data_dir / "datanode.sqlite3"
         self._local = threading.local()
         self.write_lock = threading.RLock()
         with self.write_lock:
-            self.conn().executescript(_SCHEMA)
+            db = self.conn()
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise RuntimeError(f"data dir [{data_dir}] was written by a newer data node (schema {version}, "
+                                   f"this one reads {SCHEMA_VERSION})")
+            db.executescript(_SCHEMA)
+            db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def conn(self) -> sqlite3.Connection:
         db = getattr(self._local, "db", None)
@@ -105,3 +133,6 @@ class Storage:
         if db is not None:
             db.close()
             self._local.db = None
+        if not self._lock_file.closed:
+            fcntl.flock(self._lock_file, fcntl.LOCK_UN)
+            self._lock_file.close()

@@ -213,3 +213,16 @@ def test_neuralpipe_serve_data_role_survives_kill9(tmp_path: Path) -> None:
         check(node.client, {str(i) for i in range(30)} - {"3", "4"}, {"3", "4"})
     finally:
         node.stop()
+
+
+def test_one_data_node_per_data_dir(tmp_path: Path) -> None:
+    from datanode.node import DataNode
+    from datanode.storage import DataDirInUse
+
+    first = DataNode(tmp_path)
+    try:
+        with pytest.raises(DataDirInUse, match=r"is in use by another data node \(pid \d+\)"):
+            DataNode(tmp_path)
+    finally:
+        first.close()
+    DataNode(tmp_path).close()  # free again once the first one stopped
