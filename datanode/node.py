@@ -568,7 +568,7 @@ class DataNode:
             limit = int(tth)
             hits_body["total"] = ({"value": total, "relation": "eq"} if total <= limit
                                   else {"value": limit, "relation": "gte"})
-        hits_body["max_score"] = float(all_score.max()) if total and scored else None
+        hits_body["max_score"] = float(all_score.max()) if total and scored and size > 0 else None
         hits_body["hits"] = hits
         n = len(targets)
         return {"took": int((time.perf_counter() - started) * 1000), "timed_out": False,

@@ -220,6 +220,8 @@ def test_search_queries(loaded: Any) -> None:
     excl = q({"ids": {"values": ["1"]}}, _source={"excludes": ["vec", "tokens"]})
     assert "vec" not in excl["hits"]["hits"][0]["_source"] and "title" in excl["hits"]["hits"][0]["_source"]
     assert "total" not in q({"match_all": {}}, track_total_hits=False)["hits"]
+    assert q({"match_all": {}}, size=0)["hits"] == {"total": {"value": 3, "relation": "eq"}, "max_score": None,
+                                                    "hits": []}
     assert q({"match_all": {}}, track_total_hits=2)["hits"]["total"] == {"value": 2, "relation": "gte"}
     empty = q({"term": {"tag": "none"}})
     assert empty["hits"] == {"total": {"value": 0, "relation": "eq"}, "max_score": None, "hits": []}
