@@ -84,6 +84,10 @@ class DataNodeService:
             touched = ",".join(sorted({op.index for op in ops if op.index in self.node.indices}))
             if touched:
                 await self.run(self.node.refresh, touched)
+            if refresh.lower() != "wait_for":  # a forced refresh is reported on every successful item
+                for result in results:
+                    if "error" not in result and result.get("result") != "noop":
+                        result["forced_refresh"] = True
         return results
 
     async def bulk(self, ops: list[WriteOp], *, pipeline: str | None, refresh: str | None) -> dict[str, Any]:
