@@ -147,7 +147,7 @@ def read_csv(stream: TextIO, id_field: str = METADATA_ID_FIELD, delimiter: str =
             raw = delimiter.join(row)
             yield ParseFailure(start, f"expected {width} columns ({', '.join(header)}), got {len(row)}", raw)
             continue
-        yield _make_record(start, dict(zip(header, row)), id_field)
+        yield _make_record(start, dict(zip(header, row, strict=False)), id_field)
 
 
 def iter_input(path: str, fmt: str, *, id_field: str = METADATA_ID_FIELD) -> Iterator[Item]:

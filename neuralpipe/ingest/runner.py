@@ -23,6 +23,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Iterable, Iterator
 
+import aiohttp
 from opensearchpy.exceptions import ConnectionError as OSConnectionError
 from opensearchpy.exceptions import NotFoundError, TransportError
 from opensearchpy.helpers import async_streaming_bulk
@@ -207,11 +208,11 @@ class IngestRunner:
                 out = await self.pipeline.run(docs, lookup=self._lookup)
             except OpenSearchError as exc:
                 out = [exc] * len(docs)
-            except (OSError, asyncio.TimeoutError) as exc:  # aiohttp.ClientError is an OSError subclass too
+            except (TimeoutError, OSError, aiohttp.ClientError) as exc:
                 out = [OpenSearchError(f"ML node unreachable: {exc}", status=503,
                                        error_type="connection_exception")] * len(docs)
             retry = []
-            for i, res in zip(todo, out):
+            for i, res in zip(todo, out, strict=False):
                 if (isinstance(res, OpenSearchError) and is_retryable(res.status)
                         and attempt < self.options.max_retries):
                     retry.append(i)
@@ -230,7 +231,7 @@ class IngestRunner:
         from processors.errors import OpenSearchError
 
         results = await self._run_pipeline(records)
-        for record, res in zip(records, results):
+        for record, res in zip(records, results, strict=False):
             if isinstance(res, OpenSearchError):
                 self._fail(Failure(line=record.offset, stage="pipeline", reason=res.reason,
                                    error_type=res.error_type, status=res.status, id=record.id,

@@ -123,30 +123,75 @@ class BusyCluster:
         return app
 
 
-class BusyClusterServer:
-    """Runs a BusyCluster on loopback in a thread of its own (the CLI under test runs its own loop)."""
+class ThreadServer:
+    """Runs an aiohttp application on loopback in a thread of its own (the CLI under test runs its own loop)."""
 
-    def __init__(self, cluster: BusyCluster) -> None:
-        self.cluster = cluster
+    def __init__(self, app_factory: Any) -> None:
+        self._app_factory = app_factory
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._runner: web.AppRunner | None = None
+        self.url = ""
 
-    def __enter__(self) -> BusyCluster:
+    def start(self) -> str:
         self._thread.start()
         asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(timeout=10)
-        return self.cluster
+        return self.url
 
     async def _start(self) -> None:
-        self._runner = web.AppRunner(self.cluster.app(), access_log=None)
+        self._runner = web.AppRunner(self._app_factory(), access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
         port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.cluster.url = f"http://127.0.0.1:{port}"
+        self.url = f"http://127.0.0.1:{port}"
 
-    def __exit__(self, *exc: Any) -> None:
+    def stop(self) -> None:
         if self._runner is not None:
             asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(timeout=10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)
+
+
+class BusyClusterServer:
+    """``with BusyClusterServer(cluster) as c:`` serves ``cluster`` on loopback; ``c.url`` is its address."""
+
+    def __init__(self, cluster: BusyCluster) -> None:
+        self.cluster = cluster
+        self._server = ThreadServer(cluster.app)
+
+    def __enter__(self) -> BusyCluster:
+        self.cluster.url = self._server.start()
+        return self.cluster
+
+    def __exit__(self, *exc: Any) -> None:
+        self._server.stop()
+
+
+class BusyMLProxy:
+    """A stand-in for an overloaded ML node: forwards everything to a real ML node, but answers the first
+    ``reject`` predict calls with ML Commons' 429 body (what a full batching queue answers)."""
+
+    def __init__(self, target: str, reject: int) -> None:
+        self.target = target.rstrip("/")
+        self.reject = reject
+        self.rejected = 0
+        self.forwarded_predicts = 0
+
+    async def handle(self, request: web.Request) -> web.Response:
+        import aiohttp
+
+        if "/_predict/" in request.path and self.rejected < self.reject:
+            self.rejected += 1
+            return _error(429, "rejected_execution_exception", "the predict queue of this model is full")
+        if "/_predict/" in request.path:
+            self.forwarded_predicts += 1
+        async with aiohttp.ClientSession() as session:
+            async with session.request(request.method, self.target + request.path_qs, data=await request.read(),
+                                       headers={"content-type": request.content_type}) as resp:
+                return web.Response(status=resp.status, body=await resp.read(), content_type="application/json")
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=64 * 1024 ** 2)
+        app.router.add_route("*", "/{tail:.*}", self.handle)
+        return app

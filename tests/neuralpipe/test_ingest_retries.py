@@ -141,3 +141,30 @@ def test_stdin_and_csv_inputs(tmp_path: Path) -> None:
     assert json.loads(stdin_run.stdout)["indexed"] == 2
     assert cluster.docs["s1"] == {"text": "from a pipe"}
     assert "docs/s" not in stdin_run.stderr  # --no-progress
+
+
+def test_busy_ml_node_is_retried(tmp_path: Path, capsys: pytest.CaptureFixture[str], ml_node) -> None:
+    """The ML node answers 429 to the first predict calls: the documents still get their vectors."""
+    import yaml
+
+    from tests.neuralpipe.busy_cluster import BusyMLProxy, ThreadServer
+
+    _write_jsonl(tmp_path / "in.jsonl", 20)
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump({"processors": [
+        {"text_embedding": {"model_id": ml_node.model_ids["dense"], "field_map": {"text": "text_embedding"}}}]}))
+    proxy = BusyMLProxy(ml_node.url, reject=3)
+    server = ThreadServer(proxy.app)
+    cluster = BusyCluster()
+    cluster.indices.add("docs")  # exists: no mapping to derive
+    with BusyClusterServer(cluster):
+        try:
+            rc = _ingest(tmp_path, cluster.url, tmp_path / "in.jsonl", "--pipeline", str(tmp_path / "p.yaml"),
+                         "--ml-url", server.start())
+        finally:
+            server.stop()
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert proxy.rejected == 3 and proxy.forwarded_predicts >= 1
+    assert len(cluster.docs) == 20
+    assert all(len(d["text_embedding"]) == 384 for d in cluster.docs.values())
+    assert "ML: " in out and "ML: 0" not in out

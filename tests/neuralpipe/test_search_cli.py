@@ -5,7 +5,6 @@ the session ML node (real MiniLM, SPLADE-tiny, IDF tokenizer) via --ml-url, each
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import yaml
