@@ -34,8 +34,8 @@ if [[ $what == all || $what == speed ]]; then
   step mlnode_throughput $PY bench/mlnode_throughput.py --texts 320 --rounds 5
   step mlnode_batching $PY bench/mlnode_batching.py --requests 512 --concurrency 64 --rounds 5
   step vs_infinity bash -c "bash bench/infinity_venv.sh >/dev/null && $PY bench/vs_infinity.py --rounds 3"
-  step ingest_throughput $PY bench/ingest_throughput.py --docs 1000 --rounds 3
+  step ingest_throughput $PY bench/ingest_throughput.py --docs 500 --rounds 3
   step neural_latency $PY bench/neural_latency.py --queries 300 --vectors "$CACHE/vectors/scifact"
   step datanode_search $PY bench/datanode_search.py --vectors "$CACHE/vectors/scifact" --eval-data-dir "$EVAL_DATA_DIR" --rounds 3 --concurrency 1,8
-  step mlnode_memory $PY bench/mlnode_memory.py
+  step mlnode_memory $PY bench/mlnode_memory.py --texts 64
 fi
