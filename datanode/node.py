@@ -476,10 +476,17 @@ class DataNode:
         n = len(targets)
         return {"count": total, "_shards": {"total": n, "successful": n, "skipped": 0, "failed": 0}}
 
-    def _run_query(self, index: Index, query: Any) -> tuple[np.ndarray, np.ndarray]:
+    def _run_query(self, index: Index, query: Any, inner: dict[str, Any] | None = None
+                   ) -> tuple[np.ndarray, np.ndarray]:
         try:
             with index.lock:
-                return Executor(index).run(query)
+                executor = Executor(index)
+                result = executor.run(query)
+                if inner is not None and executor.inner_hits:
+                    paths = {path for path, _, _, _ in executor.inner_hits.values()}
+                    inner[index.name] = (executor.inner_hits, {p: {k: list(v) for k, v in s.children.items()}
+                                                               for p, s in index.nested.items() if p in paths})
+                return result
         except IllegalArgument as exc:  # parsed, but failed on the shard: reported as a cluster does
             raise SearchPhaseError(index.name, index.uuid, exc) from exc
 
@@ -508,11 +515,12 @@ class DataNode:
         sort = parse_sort(body.get("sort"), params.get("sort"))
         query = body.get("query", {"match_all": {}})
         targets = self.resolve(expression)
+        inner_hits: dict[str, Any] = {}
         hits_idx: list[np.ndarray] = []
         hits_slot: list[np.ndarray] = []
         hits_score: list[np.ndarray] = []
         for n, index in enumerate(targets):
-            mask, scores = self._run_query(index, query)
+            mask, scores = self._run_query(index, query, inner_hits)
             slots = np.flatnonzero(mask)
             sc = scores[slots].astype(np.float32)
             if body.get("min_score") is not None:
@@ -557,6 +565,8 @@ class DataNode:
                     hit["_source"] = filter_source(row[2], inc, exc)
             if sort_values is not None:
                 hit["sort"] = sort_values[i]
+            if index.name in inner_hits and row is not None:
+                hit["inner_hits"] = _inner_hits(index, inner_hits[index.name], int(all_slot[i]), doc_id, row[2])
             hits.append(hit)
         hits_body: dict[str, Any] = {}
         tth = params.get("track_total_hits", body.get("track_total_hits", DEFAULT_TRACK_TOTAL_HITS))
@@ -685,6 +695,32 @@ def sort_hits(sort: SortSpec, targets: list[Index], all_idx: np.ndarray, all_slo
 
     order = sorted(range(n), key=Key)
     return np.asarray(order, dtype=np.int64), values
+
+
+def _inner_hits(index: Index, found: Any, slot: int, doc_id: str, source: dict[str, Any]) -> dict[str, Any]:
+    """OpenSearch's ``inner_hits`` of one parent hit: its matching nested objects, best first, with offsets."""
+    queries, children = found
+    out: dict[str, Any] = {}
+    for name, (path, options, cmask, cscores) in queries.items():
+        kids = children.get(path, {}).get(slot, [])
+        matched = [(float(cscores[c]), offset) for offset, c in enumerate(kids) if c < cmask.shape[0] and cmask[c]]
+        matched.sort(key=lambda t: (-t[0], t[1]))
+        start, size = int(options.get("from", 0)), int(options.get("size", 3))
+        objects: Any = source
+        for part in path.split("."):
+            objects = objects.get(part) if isinstance(objects, dict) else None
+        objects = objects if isinstance(objects, list) else [objects] if isinstance(objects, dict) else []
+        fetch, inc, exc = parse_source_param(options.get("_source"))
+        hits = []
+        for score, offset in matched[start:start + size]:
+            hit: dict[str, Any] = {"_index": index.name, "_id": doc_id, "_nested": {"field": path, "offset": offset},
+                                   "_score": score}
+            if fetch and offset < len(objects):
+                hit["_source"] = filter_source(objects[offset], inc, exc)
+            hits.append(hit)
+        out[name] = {"hits": {"total": {"value": len(matched), "relation": "eq"},
+                              "max_score": matched[0][0] if matched else None, "hits": hits}}
+    return out
 
 
 def _int_param(value: Any, name: str) -> int:

@@ -70,6 +70,8 @@ class Executor:
 
     def __init__(self, index: Index) -> None:
         self.index = index
+        # nested queries that asked for inner_hits: name -> (path, options, child match mask, child scores)
+        self.inner_hits: dict[str, tuple[str, dict[str, Any], np.ndarray, np.ndarray]] = {}
         self.handlers: dict[str, Callable[[Any, Scope], Result]] = {
             "bool": self._bool, "match_all": self._match_all, "match_none": self._match_none,
             "match": self._match, "multi_match": self._multi_match, "term": self._term, "terms": self._terms,
@@ -186,6 +188,11 @@ class Executor:
         if mode not in ("avg", "max", "min", "sum", "none"):
             raise IllegalArgument(f"[nested] illegal score_mode [{mode}]: valid values are [avg, max, min, sum, none]")
         cmask, cscores = self.run(body["query"], inner)
+        if "inner_hits" in body and scope is self.index.root:
+            options = body["inner_hits"] or {}
+            if not isinstance(options, dict):
+                raise ParsingError("[inner_hits] must be an object")
+            self.inner_hits[str(options.get("name", path))] = (path, options, cmask, cscores)
         return self._join(inner, cmask, cscores, mode, scope, float(body.get("boost", 1.0)))
 
     def _join(self, inner: Scope, cmask: np.ndarray, cscores: np.ndarray, mode: str, scope: Scope,

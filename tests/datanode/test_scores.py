@@ -95,6 +95,12 @@ def test_nested_knn_scores_parent_by_best_chunk(client: Any) -> None:
     res = client.search(index="chunks", body=body)
     assert [h["_id"] for h in res["hits"]["hits"]] == ["d1", "d2"]  # k counts parent documents
     assert scores_by_id(res) == pytest.approx({"d1": 1 / (1 + 1), "d2": 1 / (1 + 4)})
+    res = client.search(index="chunks", body={"query": {"nested": {
+        "path": "passages", "score_mode": "max", "inner_hits": {"size": 1, "_source": ["text"]},
+        "query": {"knn": {"passages.knn": {"vector": [0, 0], "k": 3}}}}}})
+    inner = res["hits"]["hits"][0]["inner_hits"]["passages"]["hits"]
+    assert inner["hits"] == [{"_index": "chunks", "_id": "d1", "_nested": {"field": "passages", "offset": 1},
+                              "_score": pytest.approx(0.5), "_source": {"text": "near"}}]
     res = client.search(index="chunks", body={"query": {"nested": {"path": "passages", "score_mode": "avg", "query": {
         "match": {"passages.text": "near far"}}}}})
     assert [h["_id"] for h in res["hits"]["hits"]] == ["d1"]
