@@ -26,7 +26,7 @@ step() {  # step NAME COMMAND...
 }
 
 if [[ $what == all || $what == eval ]]; then
-  step reference $PY bench/reference_dense.py "$DATA" --split train --json --save-vectors "$CACHE/vectors/scifact"
+  step reference $PY bench/reference_dense.py "$DATA" --split train --json --save-vectors "$CACHE/vectors/scifact" --save-run "$OUT/reference-run.json"
   step eval-hnsw $PY -m neuralpipe.cli eval "$DATA" --split train --data-dir "$EVAL_DATA_DIR" --save-runs "$OUT/runs-hnsw"
   step eval-exact $PY -m neuralpipe.cli eval "$DATA" --split train --exact --data-dir "$EVAL_DATA_DIR" --save-runs "$OUT/runs-exact"
 fi
