@@ -39,3 +39,8 @@ if [[ $what == all || $what == speed ]]; then
   step datanode_search $PY bench/datanode_search.py --vectors "$CACHE/vectors/scifact" --eval-data-dir "$EVAL_DATA_DIR" --rounds 3 --concurrency 1,8
   step mlnode_memory $PY bench/mlnode_memory.py --texts 64
 fi
+if [[ $what == all || $what == eval ]]; then
+  for mode in exact hnsw; do
+    $PY bench/compare_runs.py "$DATA" --split train "$OUT/runs-$mode/dense.json" "$OUT/reference-run.json" | tee "$OUT/compare-$mode.json"
+  done
+fi
