@@ -29,6 +29,9 @@ if [[ $what == all || $what == eval ]]; then
   step reference $PY bench/reference_dense.py "$DATA" --split train --json --save-vectors "$CACHE/vectors/scifact" --save-run "$OUT/reference-run.json"
   step eval-hnsw $PY -m neuralpipe.cli eval "$DATA" --split train --data-dir "$EVAL_DATA_DIR" --save-runs "$OUT/runs-hnsw"
   step eval-exact $PY -m neuralpipe.cli eval "$DATA" --split train --exact --data-dir "$EVAL_DATA_DIR" --save-runs "$OUT/runs-exact"
+  for mode in exact hnsw; do
+    $PY bench/compare_runs.py "$DATA" --split train "$OUT/runs-$mode/dense.json" "$OUT/reference-run.json" | tee "$OUT/compare-$mode.json"
+  done
 fi
 if [[ $what == all || $what == speed ]]; then
   step mlnode_throughput $PY bench/mlnode_throughput.py --texts 320 --rounds 5
@@ -38,9 +41,4 @@ if [[ $what == all || $what == speed ]]; then
   step neural_latency $PY bench/neural_latency.py --queries 300 --vectors "$CACHE/vectors/scifact"
   step datanode_search $PY bench/datanode_search.py --vectors "$CACHE/vectors/scifact" --eval-data-dir "$EVAL_DATA_DIR" --rounds 3 --concurrency 1,8
   step mlnode_memory $PY bench/mlnode_memory.py --texts 64
-fi
-if [[ $what == all || $what == eval ]]; then
-  for mode in exact hnsw; do
-    $PY bench/compare_runs.py "$DATA" --split train "$OUT/runs-$mode/dense.json" "$OUT/reference-run.json" | tee "$OUT/compare-$mode.json"
-  done
 fi
