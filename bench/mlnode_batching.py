@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -27,7 +28,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--format", default="ONNX")
+    parser.add_argument("--intra-op-threads", type=int, help="NEURALPIPE_INTRA_OP_THREADS for the ML node (default: library's)")
     args = parser.parse_args(argv)
+    if args.intra_op_threads is not None:
+        os.environ["NEURALPIPE_INTRA_OP_THREADS"] = str(args.intra_op_threads)  # inherited by the server processes
 
     packaged = package("dense", args.format.upper())
     texts = queries(args.requests)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import os
 import sys
 from pathlib import Path
 from urllib.parse import urlparse
@@ -76,7 +77,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--formats", default="ONNX,TORCH_SCRIPT")
+    parser.add_argument("--intra-op-threads", type=int, help="NEURALPIPE_INTRA_OP_THREADS for the ML node (default: library's)")
     args = parser.parse_args(argv)
+    if args.intra_op_threads is not None:
+        os.environ["NEURALPIPE_INTRA_OP_THREADS"] = str(args.intra_op_threads)  # inherited by the server processes
     texts = passages(args.texts)
     rows = []
     for fmt in [f.strip().upper() for f in args.formats.split(",") if f.strip()]:

@@ -81,7 +81,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--passages", type=int, default=512)
     parser.add_argument("--queries", type=int, default=512)
     parser.add_argument("--formats", default="ONNX,TORCH_SCRIPT")
+    parser.add_argument("--intra-op-threads", type=int, help="NEURALPIPE_INTRA_OP_THREADS for the ML node (default: library's)")
     args = parser.parse_args(argv)
+    if args.intra_op_threads is not None:
+        os.environ["NEURALPIPE_INTRA_OP_THREADS"] = str(args.intra_op_threads)  # inherited by the server processes
     from mlnode import offline
 
     docs = passages(args.passages)
