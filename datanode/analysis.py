@@ -30,3 +30,17 @@ def analyze(text: str) -> list[str]:
             tok = tok[MAX_TOKEN_LENGTH:]
         out.append(tok)
     return out
+
+
+def analyze_tokens(text: str) -> list[dict[str, object]]:
+    """``_analyze`` output of the standard analyzer: token, offsets, type and position."""
+    out: list[dict[str, object]] = []
+    for m in _TOKEN.finditer(text):
+        raw = m.group(0)
+        kind = ("<IDEOGRAPHIC>" if len(raw) == 1 and re.match(f"[{_IDEOGRAPHIC}]", raw)
+                else "<NUM>" if raw[0].isdigit() and not any(c.isalpha() for c in raw) else "<ALPHANUM>")
+        for start in range(0, len(raw), MAX_TOKEN_LENGTH):
+            piece = raw[start:start + MAX_TOKEN_LENGTH]
+            out.append({"token": piece.lower(), "start_offset": m.start() + start,
+                        "end_offset": m.start() + start + len(piece), "type": kind, "position": len(out)})
+    return out

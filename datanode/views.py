@@ -11,6 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
+from .analysis import analyze_tokens
 from .bulk import parse_bulk
 from .errors import IllegalArgument, OpenSearchError
 from .keys import DATANODE
@@ -127,6 +128,25 @@ async def cat_indices(request: web.Request, svc: DataNodeService) -> web.StreamR
     widths = [max([len(line[i]) for line in lines] or [0]) for i in range(len(columns))]
     text = "".join(" ".join(v.ljust(w) for v, w in zip(line, widths)).rstrip() + "\n" for line in lines)
     return web.Response(text=text, content_type="text/plain")
+
+
+@guarded
+async def analyze(request: web.Request, svc: DataNodeService) -> web.StreamResponse:
+    body = await json_body(request, required=True)
+    analyzer = body.get("analyzer", "standard")
+    if "field" in body:
+        index = svc.node.index(request.match_info.get("index", ""))
+        spec = index.mapping.fields.get(body["field"])
+        if spec is None or spec.type != "text":
+            raise IllegalArgument(f"[{body['field']}] is not a text field of index [{index.name}]")
+    elif analyzer not in ("standard", "default"):
+        raise IllegalArgument(f"failed to find global analyzer [{analyzer}]: this data node has [standard]")
+    texts = body.get("text", "")
+    tokens: list[dict[str, Any]] = []
+    for text in texts if isinstance(texts, list) else [texts]:
+        offset = len(tokens)
+        tokens += [{**t, "position": int(t["position"]) + offset} for t in analyze_tokens(str(text))]
+    return reply({"tokens": tokens})
 
 
 # --- indices --------------------------------------------------------------------------------
@@ -321,6 +341,8 @@ def routes(*, root: bool = True) -> list[web.AbstractRouteDef]:
     if root:
         table += [r.get("/", info, allow_head=False), r.head("/", info)]
     table += [
+        r.get("/_analyze", analyze), r.post("/_analyze", analyze),
+        r.get("/{index}/_analyze", analyze), r.post("/{index}/_analyze", analyze),
         r.get("/_cat/indices", cat_indices), r.get("/_cat/indices/{index}", cat_indices),
         r.get("/_cluster/health", health), r.get("/_cluster/health/{index}", health),
         r.post("/_bulk", bulk), r.put("/_bulk", bulk),

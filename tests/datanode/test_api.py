@@ -393,3 +393,10 @@ def test_msearch(loaded: Any) -> None:
     assert ids(r[0]) == ["3"] and r[0]["status"] == 200
     assert r[1]["status"] == 404 and r[1]["error"]["type"] == "index_not_found_exception"
     assert r[2]["hits"]["total"]["value"] == 2 and len(r[2]["hits"]["hits"]) == 1
+
+
+def test_analyze_shows_the_standard_analyzer(client: Any) -> None:
+    res = client.indices.analyze(body={"analyzer": "standard", "text": "Don't stop: 3.14 U.S.A. e-mail"})
+    assert [t["token"] for t in res["tokens"]] == ["don't", "stop", "3.14", "u.s.a", "e", "mail"]
+    assert res["tokens"][2] == {"token": "3.14", "start_offset": 12, "end_offset": 16, "type": "<NUM>",
+                                "position": 2}
