@@ -3,7 +3,7 @@
 Approximates Lucene's StandardTokenizer closely enough for BM25 parity on ordinary prose:
 runs of letters/digits/underscore form a token; a single ``. ' ’ :`` between two word
 characters, or ``, ;`` between two digits, joins them ("don't", "e.g", "3.14", "1,000");
-each CJK ideograph, Hiragana or Katakana character is its own token; tokens are cut at 255
+each CJK ideograph or Hiragana character is its own token, a run of Katakana is one; tokens are cut at 255
 characters (the analyzer's ``max_token_length``).
 """
 
@@ -13,10 +13,12 @@ import re
 
 MAX_TOKEN_LENGTH = 255
 
-_IDEOGRAPHIC = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+_HAN_HIRAGANA = "\u3040-\u309f\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+_KATAKANA = "\u30a0-\u30ff\u31f0-\u31ff"
+_IDEOGRAPHIC = _HAN_HIRAGANA + _KATAKANA
 _WORD = rf"[^\W{_IDEOGRAPHIC}]"
 _TOKEN = re.compile(
-    rf"[{_IDEOGRAPHIC}]|{_WORD}+(?:[.'\u2019:]{_WORD}+|(?<=\d)[,;]\d+)*"
+    rf"[{_HAN_HIRAGANA}]|[{_KATAKANA}]+|{_WORD}+(?:[.'\u2019:]{_WORD}+|(?<=\d)[,;]\d+)*"
 )
 
 
@@ -37,7 +39,7 @@ def analyze_tokens(text: str) -> list[dict[str, object]]:
     out: list[dict[str, object]] = []
     for m in _TOKEN.finditer(text):
         raw = m.group(0)
-        kind = ("<IDEOGRAPHIC>" if len(raw) == 1 and re.match(f"[{_IDEOGRAPHIC}]", raw)
+        kind = ("<IDEOGRAPHIC>" if re.match(f"[{_IDEOGRAPHIC}]", raw)
                 else "<NUM>" if raw[0].isdigit() and not any(c.isalpha() for c in raw) else "<ALPHANUM>")
         for start in range(0, len(raw), MAX_TOKEN_LENGTH):
             piece = raw[start:start + MAX_TOKEN_LENGTH]
