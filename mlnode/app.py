@@ -89,6 +89,7 @@ def _resources(settings: MLSettings, backends: Backends) -> Callable[[web.Applic
             worker_threads=settings.worker_threads,
             batch_max_size=settings.batch_max_size,
             token_budget=settings.batch_token_budget,
+            memory_budget=settings.batch_memory_budget,
             capacity=settings.queue_capacity,
             stats_window=int(settings.get("monitoring_request_count")),
         )

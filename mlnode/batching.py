@@ -2,9 +2,11 @@
 
 One ``ModelWorker`` per deployed model. Predict requests for that model wait in one bounded FIFO queue; a full queue
 answers 429 at once. A batcher takes requests from the head of the queue while they share inference parameters, fit
-``batch_max_size`` texts and ``batch_token_budget`` tokens (after truncation), and hands the batch to the runtime in a
+``batch_max_size`` texts and the model's token budget (after truncation), and hands the batch to the runtime in a
 worker thread; up to ``concurrency`` batches per model run at once, so requests arriving while a batch runs are merged
-into the next one. Requests whose client has left are dropped before they reach the runtime. Token counting and
+into the next one. The token budget is ``batch_token_budget``, lowered for models whose per-token output is as wide as
+the vocabulary (``Runtime.token_output_size``: SPARSE_ENCODING logits) to what ``batch_memory_budget`` bytes hold,
+so one batch never allocates more than that for them. Requests whose client has left are dropped before they reach the runtime. Token counting and
 inference both run in the shared thread pool, never on the event loop.
 """
 
@@ -24,6 +26,18 @@ from mlnode.errors import InternalError, MLError, TooManyRequests
 from mlnode.metrics import Metrics
 
 log = logging.getLogger(__name__)
+
+FLOAT_BYTES = 4
+
+
+def model_token_budget(runtime: Runtime, token_budget: int, memory_budget: int) -> int:
+    """Most tokens in one batch of ``runtime``: ``token_budget``, or fewer when each token makes the model allocate a
+    vocab-sized float32 row (``token_output_size``), so those rows stay within ``memory_budget`` bytes. A single
+    text longer than the budget still runs (alone)."""
+    width = int(getattr(runtime, "token_output_size", 0) or 0)
+    if width <= 0 or memory_budget <= 0:
+        return max(1, token_budget)
+    return max(1, min(token_budget, memory_budget // (width * FLOAT_BYTES)))
 
 
 class Runtime(Protocol):
@@ -112,6 +126,7 @@ class ModelWorker:
         token_budget: int,
         capacity: int,
         concurrency: int,
+        memory_budget: int = 0,
         stats_window: int = 100,
     ) -> None:
         self.model_id = model_id
@@ -120,7 +135,7 @@ class ModelWorker:
         self._tokenize_executor = tokenize_executor or executor
         self._metrics = metrics
         self.batch_max_size = max(1, batch_max_size)
-        self.token_budget = max(1, token_budget)
+        self.token_budget = model_token_budget(runtime, token_budget, memory_budget)
         self.capacity = max(0, capacity)
         self._queue: collections.deque[_Item] = collections.deque()
         self._waiting = 0  # admitted requests not yet taken into a batch (tokenizing or queued)
@@ -349,6 +364,7 @@ class ModelWorker:
             "average_batch_size": (self.batched_texts / self.batches) if self.batches else 0.0,
             "max_batch_size": self.max_batch_size,
             "max_requests_per_batch": self.max_batch_requests,
+            "token_budget": self.token_budget,
             "queue_size": self.queue_size,
         }
 
@@ -364,6 +380,7 @@ class Deployments:
         batch_max_size: int,
         token_budget: int,
         capacity: int,
+        memory_budget: int = 0,
         stats_window: int = 100,
     ) -> None:
         self.metrics = metrics
@@ -373,6 +390,7 @@ class Deployments:
         self.concurrency = max(1, worker_threads)
         self.batch_max_size = batch_max_size
         self.token_budget = token_budget
+        self.memory_budget = memory_budget
         self.capacity = capacity
         self.stats_window = stats_window
         self._workers: dict[str, ModelWorker] = {}
@@ -397,6 +415,7 @@ class Deployments:
             token_budget=self.token_budget,
             capacity=self.capacity,
             concurrency=self.concurrency,
+            memory_budget=self.memory_budget,
             stats_window=self.stats_window,
         )
         worker.start()

@@ -33,6 +33,7 @@ _EXTRA_DEFAULTS: dict[str, Any] = {
     "node_name": "neuralpipe-ml",
     "batch_max_size": 32,
     "batch_token_budget": 16384,
+    "batch_memory_budget": 256 * 1024**2,
     "queue_capacity": 256,
     "worker_threads": 2,
     "max_zip_bytes": 4 * 1024**3,
@@ -70,6 +71,7 @@ class MLSettings:
     node_name: str = "neuralpipe-ml"
     batch_max_size: int = 32
     batch_token_budget: int = 16384
+    batch_memory_budget: int = 256 * 1024**2
     queue_capacity: int = 256
     worker_threads: int = 2
     max_zip_bytes: int = 4 * 1024**3
@@ -110,6 +112,7 @@ class MLSettings:
             node_name=str(extras["node_name"]),
             batch_max_size=int(extras["batch_max_size"]),
             batch_token_budget=int(extras["batch_token_budget"]),
+            batch_memory_budget=int(extras["batch_memory_budget"]),
             queue_capacity=int(extras["queue_capacity"]),
             worker_threads=max(1, int(extras["worker_threads"])),
             max_zip_bytes=int(extras["max_zip_bytes"]),

@@ -269,7 +269,7 @@ def _build_model_file(
         special = [tok_id for tok_id, tok in tokenizer.get_added_tokens_decoder().items() if tok.special]
         if model_format == "TORCH_SCRIPT":  # as opensearch-py-ml traces sparse encoders (one sentence: types are 0)
             inputs = ["input_ids", "attention_mask"]
-        module = tracing.SparseEncoder(model, inputs, special, int(model.config.vocab_size))
+        module = tracing.SparseEncoder(model, inputs, special, int(model.config.vocab_size), example)
     elif function_name == "TEXT_SIMILARITY":
         module = tracing.Logits(model, inputs, ["logits"])
     else:

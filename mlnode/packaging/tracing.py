@@ -7,8 +7,8 @@ same names:
 * dense, sentence_transformers framework: ``{"sentence_embedding": [batch, dim]}`` with pooling and
   normalisation inside the traced graph;
 * dense, huggingface_transformers framework: the encoder's ``last_hidden_state`` (the runtime pools);
-* sparse: ``{"output": [batch, vocab]}`` = log(1 + relu(max over seq of logits * mask)), special
-  tokens zeroed;
+* sparse: ``{"output": [batch, vocab]}`` = log(1 + relu(max over seq of the logits, padding excluded)),
+  special tokens zeroed, with one [batch, seq, vocab] tensor at most (see ``SparseEncoder``);
 * cross-encoder: ``{"logits": [batch, labels]}``; question answering: ``start_logits``/``end_logits``.
 """
 
@@ -76,17 +76,68 @@ class HiddenStates(_Encoder):
 
 
 class SparseEncoder(_Encoder):
-    def __init__(self, model: nn.Module, input_names: Sequence[str], special_ids: Sequence[int], vocab: int) -> None:
+    """log(1 + relu(max over seq of the MLM logits, padding excluded)), special tokens zeroed.
+
+    Memory: the logits [batch, seq, vocab] are by far the largest tensor (32 x 512 x 30522 floats = 2 GB), so
+    the graph materialises exactly one of them. When the model's output layer is a ``Linear`` (every Hugging
+    Face MLM head), it is split off: padded positions take the hidden state of the text's first real token
+    (they then repeat a real token's logits and cannot change the max, so no vocab-sized mask is needed),
+    the projection runs once, and its bias is added after the max (it does not depend on the position).
+    log1p(relu(.)) is monotonic, so it is applied to the [batch, vocab] maxima only. The split is checked
+    against the unsplit model on ``example`` and dropped (plain path, masked in place) if they differ.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        input_names: Sequence[str],
+        special_ids: Sequence[int],
+        vocab: int,
+        example: dict[str, torch.Tensor] | None = None,
+    ) -> None:
         super().__init__(model, input_names)
         keep = torch.ones(vocab)
         keep[list(special_ids)] = 0.0
         self.register_buffer("keep", keep)
+        self.projection: nn.Linear | None = None
+        layer = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+        if isinstance(layer, nn.Linear) and example is not None:
+            self._split_output_layer(layer, tuple(example[name] for name in self.input_names))
+
+    def _split_output_layer(self, layer: nn.Linear, args: tuple[torch.Tensor, ...]) -> None:
+        with torch.no_grad():
+            expected = self(*args)["output"]
+            identity = nn.Identity()
+            if not _replace_child(self.model, layer, identity):
+                return
+            self.projection = layer
+            got = self(*args)["output"]
+        if got.shape != expected.shape or not torch.allclose(got, expected, rtol=1e-4, atol=1e-4):
+            _replace_child(self.model, identity, layer)  # the head does more after its output layer
+            self.projection = None
 
     def forward(self, *tensors: torch.Tensor) -> dict[str, torch.Tensor]:
-        logits = self.run(*tensors)[0]
-        mask = tensors[self.input_names.index("attention_mask")].unsqueeze(-1).to(logits.dtype)
-        values = (logits * mask).max(dim=1).values
+        mask = tensors[self.input_names.index("attention_mask")].unsqueeze(-1)
+        states = self.run(*tensors)[0]
+        if self.projection is None:  # [batch, seq, vocab] logits, masked in place
+            values = states.masked_fill_(mask == 0, 0.0).amax(dim=1)
+        else:  # [batch, seq, hidden] inputs of the output layer
+            first = mask.to(states.dtype).argmax(dim=1, keepdim=True)  # [batch, 1, 1]: first real token
+            anchor = states.gather(1, first.expand(-1, 1, states.shape[-1]))
+            states = torch.where(mask > 0, states, anchor)
+            values = torch.matmul(states, self.projection.weight.t()).amax(dim=1)
+            if self.projection.bias is not None:
+                values = values + self.projection.bias
         return {"output": torch.log1p(torch.relu(values)) * self.keep}
+
+
+def _replace_child(root: nn.Module, old: nn.Module, new: nn.Module) -> bool:
+    for module in root.modules():
+        for name, child in module.named_children():
+            if child is old:
+                setattr(module, name, new)
+                return True
+    return False
 
 
 class Logits(_Encoder):

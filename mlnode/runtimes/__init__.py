@@ -25,6 +25,7 @@ class Runtime(Protocol):
     model_format: str
     max_length: int
     batchable: bool
+    token_output_size: int  # floats per input token in a vocab-sized intermediate (SPARSE_ENCODING), else 0
 
     def count_tokens(self, texts: list[str]) -> list[int]: ...
 

@@ -58,6 +58,7 @@ class BaseRuntime:
     function_name = ""
     batchable = False
     needs_model_file = True
+    token_output_size = 0  # floats per input token in a vocab-sized intermediate (SPARSE_ENCODING); 0 = none
 
     def __init__(self, model_dir: Path, model_doc: dict[str, Any]) -> None:
         self.model_dir = Path(model_dir)

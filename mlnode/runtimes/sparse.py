@@ -40,6 +40,11 @@ class SparseEncodingRuntime(BaseRuntime):
     function_name = "SPARSE_ENCODING"
     batchable = True
 
+    def __init__(self, model_dir: Path, model_doc: dict[str, Any]) -> None:
+        super().__init__(model_dir, model_doc)
+        # the MLM head makes a [tokens, vocab] float32 logits tensor: the batching queue sizes batches by it
+        self.token_output_size = self.tokenizer.vocab_size
+
     def infer(self, texts: list[str], parameters: dict | None = None) -> list[dict]:
         by_id = token_id_keys(parameters)
         if not texts:

@@ -76,6 +76,10 @@ class TextTokenizer:
         """Untruncated token counts including special tokens."""
         return [len(e.ids) for e in self._full.encode_batch(list(texts))]
 
+    @property
+    def vocab_size(self) -> int:
+        return int(self._full.get_vocab_size(with_added_tokens=True))
+
     def token(self, token_id: int) -> str | None:
         """The vocabulary string of an id (``##ing`` style, as idf.json keys it)."""
         return self._full.id_to_token(int(token_id))
@@ -88,7 +92,7 @@ class TextTokenizer:
         if self._decode_table is None:
             with self._decode_lock:
                 if self._decode_table is None:
-                    size = self._full.get_vocab_size(with_added_tokens=True)
+                    size = self.vocab_size
                     self._decode_table = [
                         "" if i in self.special_ids else self._full.decode([i], skip_special_tokens=True)
                         for i in range(size)

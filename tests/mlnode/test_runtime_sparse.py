@@ -111,3 +111,15 @@ def test_sparse_embedding_format_invalid(model_runtimes):
 
     with pytest.raises(PredictInputError, match=r"No enum constant .*SparseEmbeddingFormat\.INVALID"):
         model_runtimes["splade-onnx"].infer(["x"], {"sparse_embedding_format": "invalid"})
+
+
+@pytest.mark.parametrize("key", ["splade-torchscript", "splade-onnx"])
+def test_splade_padded_batch_equals_texts_alone(model_runtimes, key):
+    """Padding never leaks into the max: the sparse graph replaces padded positions instead of masking the logits."""
+    runtime = model_runtimes[key]
+    texts = ["hello", SENTENCE, "sparse retrieval with opensearch " * 40, "coffee"]
+    batch = [weights_of(r) for r in runtime.infer(texts)]
+    for text, got in zip(texts, batch, strict=True):
+        (alone,) = [weights_of(r) for r in runtime.infer([text])]
+        assert list(got) == list(alone)
+        assert max(abs(got[t] - alone[t]) for t in alone) < 1e-4
