@@ -104,6 +104,12 @@ def test_nested_knn_scores_parent_by_best_chunk(client: Any) -> None:
     res = client.search(index="chunks", body={"query": {"nested": {"path": "passages", "score_mode": "avg", "query": {
         "match": {"passages.text": "near far"}}}}})
     assert [h["_id"] for h in res["hits"]["hits"]] == ["d1"]
+    # deleting or rewriting a parent removes its nested objects from every nested search
+    client.delete(index="chunks", id="d1", refresh=True)
+    client.index(index="chunks", id="d3", body={"passages": [{"text": "moved", "knn": [0, 0.5]}]}, refresh=True)
+    res = client.search(index="chunks", body=body)
+    assert [h["_id"] for h in res["hits"]["hits"]] == ["d3", "d2"]
+    assert scores_by_id(res) == pytest.approx({"d3": 1 / (1 + 0.25), "d2": 1 / (1 + 4)})
 
 
 def test_deletes_and_updates_leave_no_ghost_hits(client: Any) -> None:
