@@ -58,3 +58,13 @@ def test_demo_ranks_all_three_query_kinds_and_reuses_its_work(tmp_path: Path) ->
     assert f"indexed 0, already there {n_docs}, failed 0; the index holds {n_docs} documents" in again
     for kind in ("neural", "sparse", "hybrid"):
         assert [i for _, _, i in _ranked(again, kind)] == [i for _, _, i in _ranked(out, kind)]
+
+    # the README's next step: `neuralpipe search` on the demo's data dir (embedded ML + data node, no flags
+    # beyond the index: fields and models come from what ingest recorded in the mapping)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "160"}
+    search = subprocess.run([sys.executable, "-m", "neuralpipe.cli", "search", "--data-dir", str(data_dir),
+                             "--index", "neuralpipe-demo", "--hybrid", "read a CSV file", "--size", "3"],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert search.returncode == 0, search.stderr
+    top = re.findall(r"^\s+1\s+\d+\.\d+\s+(\S+)\s", search.stdout, re.M)
+    assert top and top[0].startswith("csv"), search.stdout
