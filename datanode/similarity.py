@@ -65,7 +65,7 @@ def bm25(freqs: np.ndarray, norm_bytes: np.ndarray, *, weight: float, avgdl: flo
     f32 = np.float32
     norm_inverse = f32(1) / (f32(K1) * ((f32(1) - f32(B)) + f32(B) * LENGTH_TABLE[norm_bytes] / f32(avgdl)))
     w = f32(weight)
-    return (w - w / (f32(1) + freqs.astype(np.float64) * norm_inverse)).astype(np.float32)
+    return (w - w / (f32(1) + freqs.astype(np.float32) * norm_inverse)).astype(np.float32)
 
 
 def decode_feature(values: np.ndarray) -> np.ndarray:
