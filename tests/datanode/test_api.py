@@ -400,3 +400,26 @@ def test_analyze_shows_the_standard_analyzer(client: Any) -> None:
     assert [t["token"] for t in res["tokens"]] == ["don't", "stop", "3.14", "u.s.a", "e", "mail"]
     assert res["tokens"][2] == {"token": "3.14", "start_offset": 12, "end_offset": 16, "type": "<NUM>",
                                 "position": 2}
+
+
+def test_compound_queries_combine_scores_as_lucene_does(loaded: Any) -> None:
+    c = loaded
+
+    def scores(query: dict[str, Any]) -> dict[str, float]:
+        return {h["_id"]: h["_score"] for h in c.search(index="books", body={"query": query})["hits"]["hits"]}
+
+    quick = scores({"match": {"title": "quick"}})
+    fox = scores({"match": {"title": "fox"}})
+    assert set(quick) == {"1", "3"} and set(fox) == {"1"}
+    both = scores({"match": {"title": "quick fox"}})
+    assert both["1"] == pytest.approx(quick["1"] + fox["1"], rel=1e-6)
+    dis = scores({"dis_max": {"tie_breaker": 0.5, "queries": [{"match": {"title": "quick"}},
+                                                            {"match": {"title": "fox"}}]}})
+    assert dis["1"] == pytest.approx(max(quick["1"], fox["1"]) + 0.5 * min(quick["1"], fox["1"]), rel=1e-6)
+    assert scores({"constant_score": {"filter": {"term": {"tag": "animal"}}, "boost": 2.5}}) == {"1": 2.5, "2": 2.5}
+    multi = scores({"multi_match": {"query": "quick", "fields": ["title^2", "tag"]}})
+    assert multi == pytest.approx({k: 2 * v for k, v in quick.items()}, rel=1e-6)
+    msm = scores({"match": {"title": {"query": "quick brown fox wins", "minimum_should_match": "75%"}}})
+    assert set(msm) == {"1"}  # 3 of 4 terms required: only "The quick brown fox" has them
+    boosted = scores({"bool": {"should": [{"match": {"title": "quick"}}], "boost": 3.0}})
+    assert boosted == pytest.approx({k: 3 * v for k, v in quick.items()}, rel=1e-6)
