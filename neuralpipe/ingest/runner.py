@@ -242,24 +242,28 @@ class IngestRunner:
     async def _produce(self, items: Iterable[Item], queue: asyncio.Queue) -> None:
         sem = asyncio.Semaphore(self.options.concurrency)
         tasks: set[asyncio.Task] = set()
+        crashed: list[BaseException] = []
 
         async def one(batch: list[Record]) -> None:
             try:
                 await self._process(batch, queue)
+            except Exception as exc:  # noqa: BLE001 - a bug, not a document's fault: stop the run (below)
+                crashed.append(exc)
             finally:
                 sem.release()
 
         try:
             async for batch in self._batches(items):
                 await sem.acquire()
+                if crashed:  # its documents were neither written nor dead-lettered: abort, a re-run retries them
+                    raise crashed[0]
                 task = asyncio.create_task(one(batch))
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
-                # surface a crashed batch at once instead of at the end
-                for t in [t for t in tasks if t.done()]:
-                    t.result()
             if tasks:
                 await asyncio.gather(*tasks)
+            if crashed:
+                raise crashed[0]
         except asyncio.CancelledError:
             for t in tasks:
                 t.cancel()

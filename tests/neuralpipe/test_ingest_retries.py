@@ -168,3 +168,32 @@ def test_busy_ml_node_is_retried(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert len(cluster.docs) == 20
     assert all(len(d["text_embedding"]) == 384 for d in cluster.docs.values())
     assert "ML: " in out and "ML: 0" not in out
+
+
+async def test_a_crashing_pipeline_aborts_instead_of_dropping_documents(tmp_path: Path) -> None:
+    """A pipeline that raises something unexpected (a bug) stops the run; nothing is marked done."""
+    from neuralpipe.ingest.checkpoint import Checkpoint
+    from neuralpipe.ingest.deadletter import DeadLetter
+    from neuralpipe.ingest.readers import iter_input
+    from neuralpipe.ingest.runner import IngestOptions, IngestRunner
+
+    class Crashing:  # stands in for a pipeline with a bug
+        async def run(self, docs, *, lookup=None):
+            raise KeyError("boom")
+
+    _write_jsonl(tmp_path / "in.jsonl", 10)
+    cluster = BusyCluster()
+    with BusyClusterServer(cluster):
+        from neuralpipe.local import make_client
+
+        client = make_client(cluster.url)
+        try:
+            runner = IngestRunner(client, pipeline=Crashing(), checkpoint=Checkpoint(tmp_path / "cp.json", input_name="x",
+                                                                                     index="docs"),
+                                  dead_letter=DeadLetter(tmp_path / "dl.jsonl"),
+                                  options=IngestOptions(index="docs", batch_size=4, progress=False))
+            stats = await runner.run(iter_input(str(tmp_path / "in.jsonl"), "jsonl"), total=10)
+        finally:
+            await client.close()
+    assert stats.aborted == "KeyError: 'boom'"
+    assert stats.indexed == 0 and runner.checkpoint.done == set() and not cluster.docs
