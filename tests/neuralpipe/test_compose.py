@@ -78,6 +78,9 @@ def test_dockerfile_runs_the_ml_node() -> None:
     assert torch and "download.pytorch.org/whl/cpu" in torch[0]
     pinned = re.search(r'"torch==([\d.]+)"', (ROOT / "pyproject.toml").read_text()).group(1)
     assert f"torch=={pinned}" in torch[0]
+    # configs/ and pipelines/ are read from beside the packages: the install must be editable, with both copied
+    assert "RUN pip install -e '.[torch,models]'" in lines
+    assert "COPY configs/ configs/" in lines and "COPY pipelines/ pipelines/" in lines
 
 
 def test_dockerignore_keeps_data_and_weights_out() -> None:
