@@ -60,9 +60,11 @@ class PipelineRunner:
         if types and kind == "ingest":
             raise _no_ml(f"pipeline [{pipeline_id}] uses [{', '.join(types)}], which")
 
-    def build(self, kind: str, pipeline_id: str, body: Any) -> Any:
-        """Validate a pipeline body (raises ``ProcessorConfigError`` listing every error)."""
-        self._check_ml(kind, pipeline_id, body)
+    def build(self, kind: str, pipeline_id: str, body: Any, *, check_ml: bool = True) -> Any:
+        """Validate a pipeline body (raises ``ProcessorConfigError`` listing every error). ``check_ml=False``
+        stores a pipeline that needs an ML node on a node without one (it fails clearly when used)."""
+        if check_ml:
+            self._check_ml(kind, pipeline_id, body)
         from processors.pipeline import IngestPipeline, SearchPipeline
         cls = IngestPipeline if kind == "ingest" else SearchPipeline
         return cls.from_body(pipeline_id, body, ml=self.ml)

@@ -135,7 +135,7 @@ class DataNodeService:
     async def put_pipeline(self, kind: str, pipeline_id: str, body: Any) -> dict[str, Any]:
         if not isinstance(body, dict):
             raise IllegalArgument("pipeline body must be a JSON object")
-        self.pipelines.build(kind, pipeline_id, body)  # validate: every error at once
+        self.pipelines.build(kind, pipeline_id, body, check_ml=False)  # validate: every error at once
         self.pipelines.forget(kind, pipeline_id)
         return await self.run(self.node.put_pipeline, kind, pipeline_id, body)
 

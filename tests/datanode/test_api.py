@@ -423,3 +423,12 @@ def test_compound_queries_combine_scores_as_lucene_does(loaded: Any) -> None:
     assert set(msm) == {"1"}  # 3 of 4 terms required: only "The quick brown fox" has them
     boosted = scores({"bool": {"should": [{"match": {"title": "quick"}}], "boost": 3.0}})
     assert boosted == pytest.approx({k: 3 * v for k, v in quick.items()}, rel=1e-6)
+
+
+def test_ml_pipeline_on_a_node_without_ml_fails_clearly_when_used(client: Any) -> None:
+    body = {"processors": [{"text_embedding": {"model_id": "m1", "field_map": {"text": "emb"}}}]}
+    assert client.ingest.put_pipeline(id="emb", body=body) == {"acknowledged": True}
+    res = client.bulk(body=[{"index": {"_index": "t", "_id": "1"}}, {"text": "hi"}], pipeline="emb")
+    item = res["items"][0]["index"]
+    assert item["status"] == 400 and "needs an ML node" in item["error"]["reason"]
+    assert client.indices.exists(index="t") is False  # a failed item creates nothing
