@@ -19,6 +19,7 @@ from mlnode.batching import Deployments
 from mlnode.errors import InternalError, MLError, error_body
 from mlnode.metrics import Metrics
 from mlnode.routes import ml_routes, root_routes
+from mlnode.runtimes.backends import set_intra_op_threads
 from mlnode.settings import MLSettings
 from mlnode.store import Store
 from mlnode.tasks import Backends, TaskRunner
@@ -84,6 +85,7 @@ def _resources(settings: MLSettings, backends: Backends) -> Callable[[web.Applic
             log.error("ignoring persisted cluster settings: %s", exc.reason)
         metrics = Metrics()
         app[keys.METRICS] = metrics
+        set_intra_op_threads(settings.resolved_intra_op_threads)
         deployments = Deployments(
             metrics=metrics,
             worker_threads=settings.worker_threads,

@@ -6,6 +6,7 @@ Defaults come from ``configs/mlnode.yaml``; a user file given with ``--config`` 
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +37,7 @@ _EXTRA_DEFAULTS: dict[str, Any] = {
     "batch_memory_budget": 256 * 1024**2,
     "queue_capacity": 256,
     "worker_threads": 2,
+    "intra_op_threads": 0,
     "max_zip_bytes": 4 * 1024**3,
     "cache_dir": None,
     "catalog": None,
@@ -57,6 +59,20 @@ def flatten_settings(body: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def usable_cores() -> int:
+    """CPUs this process may run on (its affinity mask, e.g. a container's cpuset), else the machine's count."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def resolve_intra_op_threads(configured: int, worker_threads: int, cores: int | None = None) -> int:
+    if configured > 0:
+        return configured
+    return max(1, (cores or usable_cores()) // max(1, worker_threads))
+
+
 def _read_yaml(path: Path) -> dict[str, Any]:
     data = yaml.safe_load(path.read_text()) or {}
     if not isinstance(data, dict):
@@ -74,6 +90,7 @@ class MLSettings:
     batch_memory_budget: int = 256 * 1024**2
     queue_capacity: int = 256
     worker_threads: int = 2
+    intra_op_threads: int = 0
     max_zip_bytes: int = 4 * 1024**3
     cache_dir: Path | None = None
     catalog: Path | None = None
@@ -115,6 +132,7 @@ class MLSettings:
             batch_memory_budget=int(extras["batch_memory_budget"]),
             queue_capacity=int(extras["queue_capacity"]),
             worker_threads=max(1, int(extras["worker_threads"])),
+            intra_op_threads=max(0, int(extras["intra_op_threads"])),
             max_zip_bytes=int(extras["max_zip_bytes"]),
             cache_dir=Path(extras["cache_dir"]) if extras["cache_dir"] else None,
             catalog=Path(extras["catalog"]) if extras["catalog"] else None,
@@ -127,6 +145,12 @@ class MLSettings:
 
     def get(self, name: str) -> Any:
         return self.ml_commons[name]
+
+    @property
+    def resolved_intra_op_threads(self) -> int:
+        """Threads each inference call may use: ``intra_op_threads``, or when 0 the usable cores divided among the
+        worker threads (at least 1), so worker_threads x intra-op threads never exceeds the cores."""
+        return resolve_intra_op_threads(self.intra_op_threads, self.worker_threads)
 
     @property
     def resolved_cache_dir(self) -> Path:

@@ -3,8 +3,9 @@
 Thread behaviour: one backend may be called from several worker threads at once.
 ``onnxruntime.InferenceSession.run`` is thread-safe; TorchScript modules are called under
 ``torch.inference_mode()`` and hold no per-call state, so concurrent calls are safe too. Intra-op
-threads come from ``NEURALPIPE_INTRA_OP_THREADS`` (default 0 = the library's own default, one per
-physical core); for torch this is process-wide (``torch.set_num_threads``), for onnxruntime it is per
+threads: ``NEURALPIPE_INTRA_OP_THREADS`` if set, else what ``set_intra_op_threads`` was given (the ML node
+passes its ``intra_op_threads`` setting, by default the cores divided among its worker threads), else the
+usable cores; for torch this is process-wide (``torch.set_num_threads``), for onnxruntime it is per
 session. Inter-op parallelism is kept at 1: parallelism comes from the batch, not from graph branches.
 TorchScript runs with the graph executor's optimisation off (thread-local), see ``TorchScriptBackend.run``.
 """
@@ -21,12 +22,28 @@ import numpy as np
 CANONICAL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
+_configured_threads = 0
+
+
+def set_intra_op_threads(count: int) -> None:
+    """Intra-op threads for backends opened from now on (0 = the usable cores)."""
+    global _configured_threads
+    _configured_threads = max(0, int(count))
+
+
 def intra_op_threads() -> int:
-    """Intra-op threads for new backends: ``NEURALPIPE_INTRA_OP_THREADS`` or 0 (library default)."""
+    """Intra-op threads for a new backend: ``NEURALPIPE_INTRA_OP_THREADS``, the configured count, or the cores."""
     try:
-        return max(0, int(os.environ.get("NEURALPIPE_INTRA_OP_THREADS", "0")))
+        from_env = int(os.environ.get("NEURALPIPE_INTRA_OP_THREADS", "0"))
     except ValueError:
-        return 0
+        from_env = 0
+    if from_env > 0:
+        return from_env
+    if _configured_threads > 0:
+        return _configured_threads
+    from mlnode.settings import usable_cores
+
+    return usable_cores()
 
 
 class Backend(Protocol):

@@ -9,6 +9,7 @@ from aiohttp import web
 
 from mlnode import keys
 from mlnode.errors import IllegalArgument, ParsingError
+from mlnode.runtimes.backends import intra_op_threads
 from mlnode.settings import PREFIX, flatten_settings
 from mlnode.views.common import bool_param, json_response, read_json
 
@@ -30,7 +31,16 @@ async def root(request: web.Request) -> web.Response:
 
 async def health(request: web.Request) -> web.Response:
     deployments = request.app[keys.DEPLOYMENTS]
-    return json_response({"status": "green", "deployed_models": len(deployments), "node": request.app[keys.SETTINGS].node_name})
+    settings = request.app[keys.SETTINGS]
+    return json_response(
+        {
+            "status": "green",
+            "deployed_models": len(deployments),
+            "node": settings.node_name,
+            "worker_threads": settings.worker_threads,
+            "intra_op_threads": intra_op_threads(),
+        }
+    )
 
 
 async def metrics(request: web.Request) -> web.Response:

@@ -122,3 +122,25 @@ def test_torchscript_huggingface_framework_pools_in_the_runtime(tmp_path, refere
     raw = load_runtime(folder, {**model.config, "model_config": {**model.config["model_config"], "normalize_result": False}})
     norms = np.linalg.norm(vectors(raw.infer(TEXTS)), axis=1)
     assert norms.min() > 1.05  # MiniLM's mean-pooled vectors are not unit length before normalisation
+
+
+def test_backends_take_the_configured_intra_op_threads(model_zips, model_runtimes, monkeypatch):
+    import torch
+
+    from mlnode.runtimes import backends
+
+    monkeypatch.delenv("NEURALPIPE_INTRA_OP_THREADS", raising=False)
+    onnx_file = next(model_runtimes["minilm-onnx"].model_dir.rglob("*.onnx"))
+    pt_file = next(model_runtimes["minilm-torchscript"].model_dir.rglob("*.pt"))
+    before = torch.get_num_threads()
+    try:
+        backends.set_intra_op_threads(1)
+        session = backends.OnnxBackend(onnx_file)._session
+        assert session.get_session_options().intra_op_num_threads == 1
+        backends.TorchScriptBackend(pt_file)
+        assert torch.get_num_threads() == 1
+        monkeypatch.setenv("NEURALPIPE_INTRA_OP_THREADS", "2")  # the environment overrides the setting
+        assert backends.OnnxBackend(onnx_file)._session.get_session_options().intra_op_num_threads == 2
+    finally:
+        backends.set_intra_op_threads(0)
+        torch.set_num_threads(before)

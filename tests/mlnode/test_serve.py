@@ -102,6 +102,9 @@ def test_serve_ml_and_data_roles_share_one_port(tmp_path):
         assert status == 200
         _, health = _get(url + "/_plugins/_ml/health")
         assert health["status"] == "green"
+        if "NEURALPIPE_INTRA_OP_THREADS" not in os.environ:  # default: the cores shared out among the workers
+            assert health["worker_threads"] == 2
+            assert health["intra_op_threads"] == max(1, len(os.sched_getaffinity(0)) // 2)
         _, search = _get(url + "/_plugins/_ml/models/_search")
         assert search["hits"]["total"]["value"] == 0
     finally:

@@ -87,3 +87,27 @@ def test_flatten_settings():
     assert flatten_settings({"plugins": {"ml_commons": {"a": 1, "b": {"c": True}}}, "x.y": 2}) == {
         "plugins.ml_commons.a": 1, "plugins.ml_commons.b.c": True, "x.y": 2,
     }
+
+
+@pytest.mark.parametrize(
+    ("configured", "workers", "cores", "expected"),
+    [(0, 2, 2, 1), (0, 1, 2, 2), (0, 4, 2, 1), (0, 2, 16, 8), (0, 3, 8, 2), (3, 2, 2, 3)],
+)
+def test_intra_op_threads_share_the_cores_among_workers(configured, workers, cores, expected):
+    from mlnode.settings import resolve_intra_op_threads
+
+    got = resolve_intra_op_threads(configured, workers, cores)
+    assert got == expected
+    if configured == 0 and workers <= cores:
+        assert workers * got <= cores
+
+
+def test_default_threads_never_exceed_this_machines_cores(tmp_path, monkeypatch):
+    from mlnode.settings import usable_cores
+
+    s = MLSettings.load(data_dir=tmp_path)
+    assert (s.worker_threads, s.intra_op_threads) == (2, 0)  # configs/mlnode.yaml: 0 = auto
+    cores = usable_cores()
+    assert s.resolved_intra_op_threads == max(1, cores // 2)
+    assert MLSettings.load(data_dir=tmp_path, intra_op_threads=3).resolved_intra_op_threads == 3
+
