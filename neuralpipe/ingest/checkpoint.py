@@ -6,17 +6,21 @@ file names a subset of what the index holds. A re-run skips those offsets; anyth
 but not yet written to the file is sent again under the same stable id and simply overwrites
 itself: no duplicates either way.
 
-File format (JSON): ``{"version": 1, "input": ..., "index": ..., "done": [[first, last], ...]}``
-with inclusive ranges of 1-based line numbers.
+File format (JSON): ``{"version": 1, "input": ..., "index": ..., "done_count": N, "done": [[first, last], ...]}``
+with inclusive ranges of 1-based line numbers. In memory the state is the same sorted, merged
+ranges (plus the offsets marked since the last merge), so its size follows the number of gaps,
+not the number of documents: a 10-million-line input that went well is one range.
 """
 
 from __future__ import annotations
 
+import bisect
 import json
 import os
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 VERSION = 1
 
@@ -25,21 +29,16 @@ class CheckpointMismatch(Exception):
     """The checkpoint file belongs to another input or index."""
 
 
-def _to_ranges(offsets: Iterable[int]) -> list[list[int]]:
-    ranges: list[list[int]] = []
-    for o in sorted(offsets):
-        if ranges and o == ranges[-1][1] + 1:
-            ranges[-1][1] = o
-        elif not ranges or o > ranges[-1][1]:
-            ranges.append([o, o])
-    return ranges
-
-
-def _from_ranges(ranges: Iterable[Iterable[int]]) -> set[int]:
-    done: set[int] = set()
-    for first, last in ranges:
-        done.update(range(int(first), int(last) + 1))
-    return done
+def merge_ranges(ranges: list[list[int]], offsets: Iterable[int]) -> list[list[int]]:
+    """Sorted, disjoint, merged inclusive ranges covering ``ranges`` and ``offsets``."""
+    items = sorted([[a, b] for a, b in ranges] + [[o, o] for o in offsets])
+    merged: list[list[int]] = []
+    for first, last in items:
+        if merged and first <= merged[-1][1] + 1:
+            merged[-1][1] = max(merged[-1][1], last)
+        else:
+            merged.append([first, last])
+    return merged
 
 
 class Checkpoint:
@@ -47,12 +46,14 @@ class Checkpoint:
         self.path = path
         self.input_name = input_name
         self.index = index
-        self.done: set[int] = set()
+        self._ranges: list[list[int]] = []
+        self._starts: list[int] = []
+        self._new: set[int] = set()
         self._dirty = False
         self._last_flush = 0.0
 
     @classmethod
-    def open(cls, path: Path | None, *, input_name: str, index: str, restart: bool = False) -> "Checkpoint":
+    def open(cls, path: Path | None, *, input_name: str, index: str, restart: bool = False) -> Checkpoint:
         cp = cls(path, input_name=input_name, index=index)
         if path is None or not path.exists():
             return cp
@@ -67,16 +68,39 @@ class Checkpoint:
             raise CheckpointMismatch(
                 f"checkpoint [{path}] is for input [{data.get('input')}] and index [{data.get('index')}], "
                 f"not [{input_name}] and [{index}]; pass --restart to start over or --checkpoint to use another file")
-        cp.done = _from_ranges(data.get("done", []))
+        cp._set_ranges(merge_ranges([[int(a), int(b)] for a, b in data.get("done", [])], ()))
         return cp
 
+    def _set_ranges(self, ranges: list[list[int]]) -> None:
+        self._ranges = ranges
+        self._starts = [r[0] for r in ranges]
+
+    def _merge(self) -> None:
+        if self._new:
+            self._set_ranges(merge_ranges(self._ranges, self._new))
+            self._new.clear()
+
     def is_done(self, offset: int) -> bool:
-        return offset in self.done
+        if offset in self._new:
+            return True
+        i = bisect.bisect_right(self._starts, offset) - 1
+        return i >= 0 and offset <= self._ranges[i][1]
 
     def mark(self, offset: int) -> None:
-        if offset not in self.done:
-            self.done.add(offset)
+        if not self.is_done(offset):
+            self._new.add(offset)
             self._dirty = True
+            if len(self._new) >= 100_000:  # keep the unmerged part small on huge inputs
+                self._merge()
+
+    @property
+    def done_count(self) -> int:
+        return sum(b - a + 1 for a, b in self._ranges) + len(self._new)
+
+    @property
+    def done_ranges(self) -> list[list[int]]:
+        self._merge()
+        return [list(r) for r in self._ranges]
 
     def flush(self, *, min_interval: float = 0.0) -> None:
         """Write the file atomically (temp file, fsync, rename) if anything changed."""
@@ -85,9 +109,10 @@ class Checkpoint:
         now = time.monotonic()
         if min_interval and now - self._last_flush < min_interval:
             return
+        self._merge()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         body = {"version": VERSION, "input": self.input_name, "index": self.index,
-                "done_count": len(self.done), "done": _to_ranges(self.done)}
+                "done_count": self.done_count, "done": self._ranges}
         tmp = self.path.with_name(self.path.name + ".tmp")
         with open(tmp, "w", encoding="utf-8") as f:
             json.dump(body, f)

@@ -309,7 +309,7 @@ class IngestRunner:
 
     async def run(self, items: Iterable[Item], *, total: int | None = None) -> IngestStats:
         start = time.monotonic()
-        self._progress = Progress(total, initial=len(self.checkpoint.done), enabled=self.options.progress)
+        self._progress = Progress(total, initial=self.checkpoint.done_count, enabled=self.options.progress)
         queue: asyncio.Queue = asyncio.Queue(maxsize=max(self.options.bulk_size * 2,
                                                          self.options.batch_size * self.options.concurrency))
         producer = asyncio.create_task(self._produce(items, queue))

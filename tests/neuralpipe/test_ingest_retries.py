@@ -196,4 +196,4 @@ async def test_a_crashing_pipeline_aborts_instead_of_dropping_documents(tmp_path
         finally:
             await client.close()
     assert stats.aborted == "KeyError: 'boom'"
-    assert stats.indexed == 0 and runner.checkpoint.done == set() and not cluster.docs
+    assert stats.indexed == 0 and runner.checkpoint.done_count == 0 and not cluster.docs
