@@ -21,7 +21,7 @@ from tests.fixtures.datanode import os_client
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
 
-N_DOCS, N_QUERIES, K = 1500, 80, 10
+N_DOCS, N_QUERIES, K = 2000, 100, 10
 MODULES = ["collections", "json", "os", "re", "string", "textwrap", "argparse", "asyncio", "logging", "pathlib",
            "typing", "functools", "itertools", "datetime", "email", "http.client", "urllib.parse", "unittest",
            "subprocess", "threading", "shutil", "tarfile", "zipfile", "csv", "sqlite3", "decimal", "fractions",
