@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import hashlib
 import json
 import time
 from dataclasses import dataclass
@@ -274,7 +275,7 @@ class DemoResult:
 async def run_demo(data_dir: Path, *, say: Say = print, progress: bool = True, size: int = 5,
                    queries: tuple[tuple[str, str], ...] = DEMO_QUERIES) -> DemoResult:
     from neuralpipe.demo_corpus import write_corpus
-    from neuralpipe.ingest.checkpoint import Checkpoint
+    from neuralpipe.ingest.checkpoint import Checkpoint, CheckpointMismatch
     from neuralpipe.ingest.deadletter import DeadLetter
     from neuralpipe.ingest.readers import iter_input
     from neuralpipe.ingest.runner import IngestOptions, IngestRunner
@@ -304,8 +305,13 @@ async def run_demo(data_dir: Path, *, say: Say = print, progress: bool = True, s
         say(f"[4/5] ingest {n_docs} documents into [{DEMO_INDEX}] through the ingest pipeline ({source})")
         pipeline = await load_ingest_pipeline("demo-dense-sparse", body, ml)
         created = await ensure_index(client, DEMO_INDEX, body, ml)
-        checkpoint = Checkpoint.open(data_dir / "ingest" / f"{DEMO_INDEX}.checkpoint.json",
-                                     input_name=str(corpus.resolve()), index=DEMO_INDEX, restart=created)
+        # the corpus follows the Python version: a changed corpus starts the ingest over
+        corpus_name = f"{corpus.resolve()}#sha256:{hashlib.sha256(corpus.read_bytes()).hexdigest()[:16]}"
+        checkpoint_path = data_dir / "ingest" / f"{DEMO_INDEX}.checkpoint.json"
+        try:
+            checkpoint = Checkpoint.open(checkpoint_path, input_name=corpus_name, index=DEMO_INDEX, restart=created)
+        except CheckpointMismatch:
+            checkpoint = Checkpoint.open(checkpoint_path, input_name=corpus_name, index=DEMO_INDEX, restart=True)
         runner = IngestRunner(client, pipeline=pipeline, checkpoint=checkpoint,
                               dead_letter=DeadLetter(data_dir / "ingest" / f"{DEMO_INDEX}.dead-letter.jsonl"),
                               options=IngestOptions(index=DEMO_INDEX, batch_size=32, concurrency=2, bulk_size=100,
