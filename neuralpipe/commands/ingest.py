@@ -132,7 +132,9 @@ async def _ingest(args: argparse.Namespace, fmt: str, input_name: str, checkpoin
             created = await ensure_index(client, args.index, body, ml)
             # a new index holds nothing: an old checkpoint for it would skip documents it never got
             restart = args.restart or created
-            checkpoint = Checkpoint.open(checkpoint_path, input_name=input_name, index=args.index, restart=restart)
+            input_path = None if input_name == "stdin" else Path(input_name)
+            checkpoint = Checkpoint.open(checkpoint_path, input_name=input_name, index=args.index, restart=restart,
+                                         input_path=input_path)
             if restart and dead_path.exists():  # a fresh start: the old failures belong to the old run
                 dead_path.unlink()
             total = await asyncio.to_thread(count_lines, args.input, fmt)

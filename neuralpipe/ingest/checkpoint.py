@@ -15,6 +15,7 @@ not the number of documents: a 10-million-line input that went well is one range
 from __future__ import annotations
 
 import bisect
+import hashlib
 import json
 import os
 import time
@@ -41,11 +42,27 @@ def merge_ranges(ranges: list[list[int]], offsets: Iterable[int]) -> list[list[i
     return merged
 
 
+def file_fingerprint(path: Path, head_bytes: int = 65536) -> dict[str, Any]:
+    """Size and a hash of the first bytes: an input that was appended to keeps its head, a replaced one does not."""
+    with open(path, "rb") as f:
+        head = f.read(head_bytes)
+    return {"size": path.stat().st_size, "head_len": len(head), "head_sha256": hashlib.sha256(head).hexdigest()}
+
+
+def same_input(path: Path, old: dict[str, Any]) -> bool:
+    """Does ``path`` still start with the bytes the fingerprint ``old`` saw (and is it no shorter)?"""
+    now = file_fingerprint(path, int(old.get("head_len", 65536)))
+    return now["head_sha256"] == old.get("head_sha256") and now["size"] >= int(old.get("size", 0))
+
+
 class Checkpoint:
-    def __init__(self, path: Path | None, *, input_name: str, index: str) -> None:
+    def __init__(self, path: Path | None, *, input_name: str, index: str,
+                 input_path: Path | None = None) -> None:
         self.path = path
         self.input_name = input_name
         self.index = index
+        self.input_path = input_path
+        self._fingerprint: dict[str, Any] | None = None
         self._ranges: list[list[int]] = []
         self._starts: list[int] = []
         self._new: set[int] = set()
@@ -53,8 +70,10 @@ class Checkpoint:
         self._last_flush = 0.0
 
     @classmethod
-    def open(cls, path: Path | None, *, input_name: str, index: str, restart: bool = False) -> Checkpoint:
-        cp = cls(path, input_name=input_name, index=index)
+    def open(cls, path: Path | None, *, input_name: str, index: str, restart: bool = False,
+             input_path: Path | None = None) -> Checkpoint:
+        """With ``input_path``, the file's fingerprint guards against resuming over a replaced input."""
+        cp = cls(path, input_name=input_name, index=index, input_path=input_path)
         if path is None or not path.exists():
             return cp
         if restart:
@@ -68,6 +87,11 @@ class Checkpoint:
             raise CheckpointMismatch(
                 f"checkpoint [{path}] is for input [{data.get('input')}] and index [{data.get('index')}], "
                 f"not [{input_name}] and [{index}]; pass --restart to start over or --checkpoint to use another file")
+        old = data.get("fingerprint")
+        if input_path is not None and old and not same_input(input_path, old):
+            raise CheckpointMismatch(
+                f"input [{input_name}] changed since checkpoint [{path}] was written (its first bytes differ or it "
+                "shrank), so its line numbers no longer name the same documents; pass --restart to start over")
         cp._set_ranges(merge_ranges([[int(a), int(b)] for a, b in data.get("done", [])], ()))
         return cp
 
@@ -111,8 +135,12 @@ class Checkpoint:
             return
         self._merge()
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        body = {"version": VERSION, "input": self.input_name, "index": self.index,
-                "done_count": self.done_count, "done": self._ranges}
+        body: dict[str, Any] = {"version": VERSION, "input": self.input_name, "index": self.index}
+        if self.input_path is not None:
+            if self._fingerprint is None:  # taken once: the input as this run read it
+                self._fingerprint = file_fingerprint(self.input_path)
+            body["fingerprint"] = self._fingerprint
+        body.update({"done_count": self.done_count, "done": self._ranges})
         tmp = self.path.with_name(self.path.name + ".tmp")
         with open(tmp, "w", encoding="utf-8") as f:
             json.dump(body, f)

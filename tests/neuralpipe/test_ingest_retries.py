@@ -197,3 +197,21 @@ async def test_a_crashing_pipeline_aborts_instead_of_dropping_documents(tmp_path
             await client.close()
     assert stats.aborted == "KeyError: 'boom'"
     assert stats.indexed == 0 and runner.checkpoint.done_count == 0 and not cluster.docs
+
+
+def test_resume_refuses_a_replaced_input_but_follows_an_appended_one(tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    _write_jsonl(tmp_path / "in.jsonl", 5)
+    cluster = BusyCluster()
+    with BusyClusterServer(cluster):
+        assert _ingest(tmp_path, cluster.url, tmp_path / "in.jsonl") == 0
+        with open(tmp_path / "in.jsonl", "a") as f:  # appended: the new lines are ingested, the old skipped
+            f.write(json.dumps({"_id": "new", "text": "appended later"}) + "\n")
+        capsys.readouterr()
+        assert _ingest(tmp_path, cluster.url, tmp_path / "in.jsonl") == 0
+        assert "skipped             5 already done" in capsys.readouterr().out and "new" in cluster.docs
+        (tmp_path / "in.jsonl").write_text(json.dumps({"_id": "other", "text": "a different file"}) + "\n")
+        assert _ingest(tmp_path, cluster.url, tmp_path / "in.jsonl") == 2
+        assert "changed since checkpoint" in capsys.readouterr().err
+        assert _ingest(tmp_path, cluster.url, tmp_path / "in.jsonl", "--restart") == 0
+    assert "other" in cluster.docs
