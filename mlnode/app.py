@@ -22,7 +22,7 @@ from mlnode.routes import ml_routes, root_routes
 from mlnode.runtimes.backends import set_intra_op_threads
 from mlnode.settings import MLSettings
 from mlnode.store import Store
-from mlnode.tasks import Backends, TaskRunner
+from mlnode.tasks import INPUT_ERRORS, Backends, TaskRunner, input_error
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,9 @@ async def error_middleware(request: web.Request, handler: Callable[[web.Request]
         if exc.status >= 500:
             log.error("%s %s failed: %s", request.method, request.path, exc.reason)
         return web.json_response(exc.to_body(), status=exc.status)
+    except INPUT_ERRORS as exc:  # a bad zip, catalog entry, model or predict input: the user's to fix
+        error = input_error(exc)
+        return web.json_response(error.to_body(), status=error.status)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

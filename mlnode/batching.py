@@ -24,6 +24,7 @@ from typing import Any, Callable, Protocol, Sequence
 
 from mlnode.errors import InternalError, MLError, TooManyRequests
 from mlnode.metrics import Metrics
+from mlnode.runtimes import PredictInputError
 
 log = logging.getLogger(__name__)
 
@@ -301,12 +302,8 @@ class ModelWorker:
                 offset += n
         except MLError as exc:
             self._fail(batch, exc, "runtime_error")
-        except ValueError as exc:
-            if type(exc).__name__ != "PredictInputError":  # the runtime's "your input is wrong" error
-                log.exception("inference failed for model %s", self.model_id)
-                self._fail(batch, InternalError("Failed to run inference"), "runtime_error")
-            else:
-                self._fail(batch, MLError(str(exc), status=400, error_type="illegal_argument_exception"), "bad_request")
+        except PredictInputError as exc:  # the runtime's "your input is wrong" error
+            self._fail(batch, MLError(str(exc), status=400, error_type="illegal_argument_exception"), "bad_request")
         except Exception:
             log.exception("inference failed for model %s", self.model_id)
             self._fail(batch, InternalError("Failed to run inference"), "runtime_error")

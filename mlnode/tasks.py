@@ -13,6 +13,7 @@ import logging
 import shutil
 import urllib.parse
 import urllib.request
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Awaitable, Callable
@@ -20,9 +21,13 @@ from typing import Any, Awaitable, Callable
 import aiohttp
 
 from mlnode.batching import Deployments, Runtime
+from mlnode.catalog import CatalogError
 from mlnode.errors import CircuitBreaking, IllegalArgument, InternalError, MLError
+from mlnode.packaging.core import PackagingError
+from mlnode.runtimes import PredictInputError, RuntimeLoadError
 from mlnode.settings import MLSettings
 from mlnode.store import Store, new_id, now_ms
+from mlnode.zipcheck import ZipCheckError
 
 log = logging.getLogger(__name__)
 
@@ -90,12 +95,24 @@ def memory_used_percent() -> float:
     return 100.0 * (total - available) / total if total else 0.0
 
 
+# The model pieces' "what you gave is wrong" errors: the user sees their message (HTTP 400, or a FAILED task's error).
+INPUT_ERRORS: tuple[type[Exception], ...] = (
+    ZipCheckError,
+    CatalogError,  # UnknownPretrainedModel among them
+    PackagingError,
+    RuntimeLoadError,
+    PredictInputError,
+    zipfile.BadZipFile,
+)
+
+
 def is_user_error(exc: BaseException) -> bool:
-    return isinstance(exc, (ValueError, FileNotFoundError, UserFacingError)) or type(exc).__name__ in (
-        "ZipValidationError",
-        "UnknownPretrainedModel",
-        "BadZipFile",
-    )
+    return isinstance(exc, (*INPUT_ERRORS, ValueError, FileNotFoundError, UserFacingError))
+
+
+def input_error(exc: BaseException) -> MLError:
+    """One of ``INPUT_ERRORS`` as the 400 a client gets (``illegal_argument_exception`` with the message)."""
+    return IllegalArgument(str(exc))
 
 
 class TaskRunner:

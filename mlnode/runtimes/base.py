@@ -68,7 +68,10 @@ class BaseRuntime:
         configured = self.model_config.get("model_max_length")
         tokenizer_json = find_file(self.model_dir, "tokenizer.json")
         assert tokenizer_json is not None
-        self.tokenizer = TextTokenizer(tokenizer_json, int(configured) if configured else None)
+        try:
+            self.tokenizer = TextTokenizer(tokenizer_json, int(configured) if configured else None)
+        except Exception as exc:  # not a Hugging Face tokenizer.json
+            raise RuntimeLoadError(f"cannot load the model's tokenizer.json: {exc}") from exc
         self.max_length = self.tokenizer.max_length
         self.backend: Backend | None = None
         if self.needs_model_file:

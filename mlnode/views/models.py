@@ -148,10 +148,7 @@ async def register(request: web.Request) -> web.Response:
             )
         entry = getattr(catalog, "entry", None)
         if entry is not None:
-            try:
-                await asyncio.to_thread(entry, name, body["version"], model_format)
-            except ValueError as exc:  # unknown version or format for a known name
-                raise IllegalArgument(str(exc)) from None
+            await asyncio.to_thread(entry, name, body["version"], model_format)  # UnknownPretrainedModel: 400
         function_name = None  # comes from the packaged model's config.json
         source = "pretrained"
     app[keys.TASKS].check_task_limit("REGISTER_MODEL")

@@ -392,8 +392,7 @@ async def test_update_model_and_group(node):
 
 
 async def test_runtime_input_errors_are_400(node):
-    class PredictInputError(ValueError):
-        pass
+    from mlnode.runtimes import PredictInputError
 
     def refuse(texts, parameters=None):
         raise PredictInputError("unknown content_type [BOTH]; valid: query, passage")
