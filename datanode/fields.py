@@ -259,32 +259,35 @@ class VectorField:
                group: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Top ``k`` slots (distinct ``group`` values when given) and their k-NN scores.
 
-        ``allowed`` is a boolean mask over the scope's slots (filter and liveness)."""
+        ``allowed`` is an optional boolean mask over the scope's slots (a filter); removed entries never match."""
         query = self.prepare(query)
         n = self.vectors.n
-        live = self.live.view().copy()
-        if allowed is not None:
-            owners = self.owner.view()
-            ok = np.zeros(n, dtype=np.bool_)
-            inside = owners < allowed.shape[0]
-            ok[inside] = allowed[owners[inside]]
-            live &= ok
-        candidates = np.flatnonzero(live)
-        if candidates.size == 0 or k <= 0:
+        live: np.ndarray | None = None
+        n_live = n - self.dead
+        if allowed is not None or self.dead:
+            live = self.live.view().copy()
+            if allowed is not None:
+                owners = self.owner.view()
+                ok = np.zeros(n, dtype=np.bool_)
+                inside = owners < allowed.shape[0]
+                ok[inside] = allowed[owners[inside]]
+                live &= ok
+            n_live = int(np.count_nonzero(live))
+        if n_live == 0 or k <= 0:
             return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
-        use_graph = self.spec.method == "hnsw" and candidates.size > k
-        entries = raw = None
-        if use_graph:
+        if self.spec.method == "hnsw" and n_live > k:
             self.refresh()
             want = k
             while True:
                 entries, raw = self._graph_search(query, want, live, ef_search)
                 hits = self._dedup(entries, raw, group, k)
-                if len(hits[0]) >= k or want >= candidates.size:
+                if len(hits[0]) >= k or want >= n_live:
                     break
-                want = min(candidates.size, want * 4)
-            if len(hits[0]) >= min(k, self._distinct(candidates, group)):
+                want = min(n_live, want * 4)
+            candidates = np.flatnonzero(live) if live is not None else np.arange(n)
+            if len(hits[0]) >= k or len(hits[0]) >= self._distinct(candidates, group):
                 return hits[0], knn_scores(self.spec.space_type, hits[1])
+        candidates = np.flatnonzero(live) if live is not None else np.arange(n)
         raw = self._raw_exact(query, candidates)
         order = self._order(raw)
         slots, raws = self._dedup(candidates[order], raw[order], group, k)
@@ -295,14 +298,14 @@ class VectorField:
             return int(entries.size)
         return int(np.unique(group[self.owner.data[entries]]).size)
 
-    def _graph_search(self, query: np.ndarray, k: int, live: np.ndarray,
+    def _graph_search(self, query: np.ndarray, k: int, live: np.ndarray | None,
                       ef_search: int | None) -> tuple[np.ndarray, np.ndarray]:
         assert self.graph is not None
         ef = max(ef_search or self.spec.ef_search, k)
         params = faiss.SearchParametersHNSW()
         params.efSearch = ef
         bitmap = None
-        if not live.all():
+        if live is not None and not live.all():
             bitmap = np.packbits(live, bitorder="little")
             selector = faiss.IDSelectorBitmap(live.shape[0], faiss.swig_ptr(bitmap))
             params.sel = selector

@@ -545,7 +545,9 @@ class DataNode:
         by_index: dict[int, list[str]] = {}
         for i in page.tolist():
             by_index.setdefault(int(all_idx[i]), []).append(targets[int(all_idx[i])].slot_id[int(all_slot[i])])
-        stored = {n: self.storage.sources(targets[n].name, ids) for n, ids in by_index.items()}
+        need_rows = fetch or with_version or with_seq or bool(inner_hits)
+        stored = {n: self.storage.sources(targets[n].name, ids) if need_rows else {}
+                  for n, ids in by_index.items()}
         hits = []
         scored = sort is None or any(field == "_score" for field, _, _ in sort) or bool(body.get("track_scores"))
         for i in page.tolist():

@@ -81,8 +81,7 @@ class Executor:
         }
 
     # --- entry point -------------------------------------------------------------------------
-    def run(self, query: Any, scope: Scope | None = None) -> Result:
-        scope = scope or self.index.root
+    def _eval(self, query: Any, scope: Scope) -> Result:
         name, body = _single(query)
         handler = self.handlers.get(name)
         if handler is None:
@@ -92,8 +91,14 @@ class Executor:
             raise ParsingError(f"unknown query [{name}]; this data node supports "
                                f"[{', '.join(self.SUPPORTED + NEEDS_ML)}]")
         mask, scores = handler(body, scope)
-        live = scope.alive.view()
-        return mask & live, np.where(mask & live, scores, 0.0)
+        return mask, scores
+
+    def run(self, query: Any, scope: Scope | None = None) -> Result:
+        """Matches among live slots only, with zero scores elsewhere (sub-clauses skip this: see ``_eval``)."""
+        scope = scope or self.index.root
+        mask, scores = self._eval(query, scope)
+        mask = mask & scope.alive.view()
+        return mask, np.where(mask, scores, 0.0)
 
     # --- helpers ---------------------------------------------------------------------------
     def _empty(self, scope: Scope) -> Result:
@@ -132,17 +137,17 @@ class Executor:
         scores = np.zeros(n, dtype=np.float64)
         must, should, filt, must_not = (clauses(k) for k in ("must", "should", "filter", "must_not"))
         for q in must:
-            m, s = self.run(q, scope)
+            m, s = self._eval(q, scope)
             mask &= m
             scores += s
         for q in filt:
-            mask &= self.run(q, scope)[0]
+            mask &= self._eval(q, scope)[0]
         for q in must_not:
-            mask &= ~self.run(q, scope)[0]
+            mask &= ~self._eval(q, scope)[0]
         if should:
             count = np.zeros(n, dtype=np.int64)
             for q in should:
-                m, s = self.run(q, scope)
+                m, s = self._eval(q, scope)
                 count += m
                 scores += np.where(m, s, 0.0)
             default = 0 if (must or filt) else 1
@@ -157,7 +162,7 @@ class Executor:
     def _constant(self, body: Any, scope: Scope) -> Result:
         if not isinstance(body, dict) or "filter" not in body:
             raise ParsingError("[constant_score] requires a 'filter' element")
-        mask = self.run(body["filter"], scope)[0]
+        mask = self._eval(body["filter"], scope)[0]
         return mask, np.where(mask, float(body.get("boost", 1.0)), 0.0)
 
     def _dis_max(self, body: Any, scope: Scope) -> Result:
@@ -165,7 +170,7 @@ class Executor:
         if not queries:
             raise ParsingError("[dis_max] requires 'queries' field with at least one clause")
         tie = float(body.get("tie_breaker", 0.0))
-        results = [self.run(q, scope) for q in queries]
+        results = [self._eval(q, scope) for q in queries]
         mask = np.any([m for m, _ in results], axis=0)
         stacked = np.array([np.where(m, s, 0.0) for m, s in results])
         best = stacked.max(axis=0)
@@ -448,14 +453,14 @@ class Executor:
                                       f"[{ef_search}]")
         if ef_search is None and "index.knn.algo_param.ef_search" in self.index.settings:
             ef_search = int(self.index.settings["index.knn.algo_param.ef_search"])
-        allowed = scope.live_mask()
+        allowed = None  # the vector field itself never returns removed entries
         if params.get("filter") is not None:
             if scope.nested_path is not None:  # filters on a nested knn apply to the parent documents
                 parent_mask = self.run(params["filter"], self.index.root)[0]
                 parents = scope.parent.view()
-                allowed &= parent_mask[np.clip(parents, 0, None)] & (parents >= 0)
+                allowed = parent_mask[np.clip(parents, 0, None)] & (parents >= 0)
             else:
-                allowed &= self.run(params["filter"], scope)[0]
+                allowed = self.run(params["filter"], scope)[0]
         field_index = scope.vectors.get(fld)
         if field_index is None:
             return self._empty(scope)
