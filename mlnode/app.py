@@ -15,7 +15,7 @@ from typing import AsyncIterator, Awaitable, Callable
 from aiohttp import web
 
 from mlnode import keys
-from mlnode.batching import Deployments
+from mlnode.batching import Deployments, QueueLimits
 from mlnode.errors import InternalError, MLError, error_body
 from mlnode.metrics import Metrics
 from mlnode.routes import ml_routes, root_routes
@@ -89,15 +89,15 @@ def _resources(settings: MLSettings, backends: Backends) -> Callable[[web.Applic
         metrics = Metrics()
         app[keys.METRICS] = metrics
         set_intra_op_threads(settings.resolved_intra_op_threads)
-        deployments = Deployments(
-            metrics=metrics,
-            worker_threads=settings.worker_threads,
+        limits = QueueLimits(
             batch_max_size=settings.batch_max_size,
             token_budget=settings.batch_token_budget,
             memory_budget=settings.batch_memory_budget,
             capacity=settings.queue_capacity,
+            concurrency=settings.worker_threads,  # up to one running batch per inference thread
             stats_window=int(settings.get("monitoring_request_count")),
         )
+        deployments = Deployments(metrics=metrics, worker_threads=settings.worker_threads, limits=limits)
         app[keys.DEPLOYMENTS] = deployments
         runner = TaskRunner(store=store, settings=settings, deployments=deployments, backends=backends)
         app[keys.TASKS] = runner

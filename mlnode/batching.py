@@ -20,11 +20,11 @@ import math
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Callable, Sequence
 
 from mlnode.errors import InternalError, MLError, TooManyRequests
 from mlnode.metrics import Metrics
-from mlnode.runtimes import PredictInputError
+from mlnode.runtimes import PredictInputError, Runtime
 
 log = logging.getLogger(__name__)
 
@@ -35,24 +35,22 @@ def model_token_budget(runtime: Runtime, token_budget: int, memory_budget: int) 
     """Most tokens in one batch of ``runtime``: ``token_budget``, or fewer when each token makes the model allocate a
     vocab-sized float32 row (``token_output_size``), so those rows stay within ``memory_budget`` bytes. A single
     text longer than the budget still runs (alone)."""
-    width = int(getattr(runtime, "token_output_size", 0) or 0)
+    width = int(runtime.token_output_size or 0)
     if width <= 0 or memory_budget <= 0:
         return max(1, token_budget)
     return max(1, min(token_budget, memory_budget // (width * FLOAT_BYTES)))
 
 
-class Runtime(Protocol):
-    """The part of ``mlnode.runtimes.Runtime`` the queue relies on (see notes/seams.md)."""
+@dataclass(frozen=True)
+class QueueLimits:
+    """The queue settings every model's worker shares (from ``MLSettings``, see configs/mlnode.yaml)."""
 
-    function_name: str
-    model_format: str
-    max_length: int
-    batchable: bool
-
-    def count_tokens(self, texts: list[str]) -> list[int]: ...
-    def infer(self, texts: list[str], parameters: dict | None = None) -> list[dict]: ...
-    def predict(self, body: dict) -> list[dict]: ...
-    def close(self) -> None: ...
+    batch_max_size: int
+    token_budget: int
+    memory_budget: int
+    capacity: int
+    concurrency: int
+    stats_window: int
 
 
 @dataclass
@@ -123,29 +121,24 @@ class ModelWorker:
         executor: ThreadPoolExecutor,
         tokenize_executor: ThreadPoolExecutor | None = None,
         metrics: Metrics,
-        batch_max_size: int,
-        token_budget: int,
-        capacity: int,
-        concurrency: int,
-        memory_budget: int = 0,
-        stats_window: int = 100,
+        limits: QueueLimits,
     ) -> None:
         self.model_id = model_id
         self.runtime = runtime
         self._executor = executor
         self._tokenize_executor = tokenize_executor or executor
         self._metrics = metrics
-        self.batch_max_size = max(1, batch_max_size)
-        self.token_budget = model_token_budget(runtime, token_budget, memory_budget)
-        self.capacity = max(0, capacity)
+        self.batch_max_size = max(1, limits.batch_max_size)
+        self.token_budget = model_token_budget(runtime, limits.token_budget, limits.memory_budget)
+        self.capacity = max(0, limits.capacity)
         self._queue: collections.deque[_Item] = collections.deque()
         self._waiting = 0  # admitted requests not yet taken into a batch (tokenizing or queued)
         self._wakeup = asyncio.Event()
-        self._slots = asyncio.Semaphore(max(1, concurrency))
+        self._slots = asyncio.Semaphore(max(1, limits.concurrency))
         self._runs: set[asyncio.Task] = set()
         self._batcher: asyncio.Task | None = None
-        self.predict_stats = LatencyStats(window=stats_window)
-        self.inference_stats = LatencyStats(window=stats_window)
+        self.predict_stats = LatencyStats(window=limits.stats_window)
+        self.inference_stats = LatencyStats(window=limits.stats_window)
         self.batches = 0
         self.batched_texts = 0
         self.max_batch_size = 0
@@ -369,27 +362,12 @@ class ModelWorker:
 class Deployments:
     """The models deployed on this node, each with its worker; a shared thread pool runs all blocking work."""
 
-    def __init__(
-        self,
-        *,
-        metrics: Metrics,
-        worker_threads: int,
-        batch_max_size: int,
-        token_budget: int,
-        capacity: int,
-        memory_budget: int = 0,
-        stats_window: int = 100,
-    ) -> None:
+    def __init__(self, *, metrics: Metrics, worker_threads: int, limits: QueueLimits) -> None:
         self.metrics = metrics
         self.executor = ThreadPoolExecutor(max_workers=max(1, worker_threads), thread_name_prefix="mlnode-infer")
         # tokenization has its own threads so requests are counted and queued while a batch runs
         self.tokenize_executor = ThreadPoolExecutor(max_workers=max(1, worker_threads), thread_name_prefix="mlnode-tokenize")
-        self.concurrency = max(1, worker_threads)
-        self.batch_max_size = batch_max_size
-        self.token_budget = token_budget
-        self.memory_budget = memory_budget
-        self.capacity = capacity
-        self.stats_window = stats_window
+        self.limits = limits
         self._workers: dict[str, ModelWorker] = {}
 
     def get(self, model_id: str) -> ModelWorker | None:
@@ -403,17 +381,7 @@ class Deployments:
 
     def add(self, model_id: str, runtime: Runtime) -> ModelWorker:
         worker = ModelWorker(
-            model_id,
-            runtime,
-            executor=self.executor,
-            tokenize_executor=self.tokenize_executor,
-            metrics=self.metrics,
-            batch_max_size=self.batch_max_size,
-            token_budget=self.token_budget,
-            capacity=self.capacity,
-            concurrency=self.concurrency,
-            memory_budget=self.memory_budget,
-            stats_window=self.stats_window,
+            model_id, runtime, executor=self.executor, tokenize_executor=self.tokenize_executor, metrics=self.metrics, limits=self.limits
         )
         worker.start()
         self._workers[model_id] = worker

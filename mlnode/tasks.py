@@ -20,14 +20,14 @@ from typing import Any, Awaitable, Callable
 
 import aiohttp
 
-from mlnode.batching import Deployments, Runtime
-from mlnode.catalog import CatalogError
+from mlnode.batching import Deployments
+from mlnode.catalog import Catalog, CatalogError
 from mlnode.errors import CircuitBreaking, IllegalArgument, InternalError, MLError
 from mlnode.packaging.core import PackagingError
-from mlnode.runtimes import PredictInputError, RuntimeLoadError
+from mlnode.runtimes import PredictInputError, Runtime, RuntimeLoadError, load_runtime
 from mlnode.settings import MLSettings
 from mlnode.store import Store, new_id, now_ms
-from mlnode.zipcheck import ZipCheckError
+from mlnode.zipcheck import ZipCheckError, validate_and_extract
 
 log = logging.getLogger(__name__)
 
@@ -47,31 +47,13 @@ class UserFacingError(MLError):
     error_type = "illegal_argument_exception"
 
 
-def _default_load_runtime(model_dir: Path, model_doc: dict) -> Runtime:
-    from mlnode.runtimes import load_runtime
-
-    return load_runtime(model_dir, model_doc)
-
-
-def _default_validate_and_extract(zip_path: Path, dest_dir: Path, **kwargs: Any) -> Path:
-    from mlnode.zipcheck import validate_and_extract
-
-    return validate_and_extract(zip_path, dest_dir, **kwargs)
-
-
-def _default_catalog(path: Path | None) -> Any:
-    from mlnode.catalog import Catalog
-
-    return Catalog.load(path)
-
-
 @dataclass
 class Backends:
-    """The pieces engineer "models" provides (runtimes, zip validation, pretrained catalog); tests may swap them."""
+    """The model pieces the tasks use (runtimes, zip validation, pretrained catalog); error-path tests swap them."""
 
-    load_runtime: Callable[[Path, dict], Runtime] = _default_load_runtime
-    validate_and_extract: Callable[..., Path] = _default_validate_and_extract
-    load_catalog: Callable[[Path | None], Any] = _default_catalog
+    load_runtime: Callable[[Path, dict], Runtime] = load_runtime
+    validate_and_extract: Callable[..., Path] = validate_and_extract
+    load_catalog: Callable[[Path | None], Any] = Catalog.load
     _catalog: Any = field(default=None, repr=False)
 
     def catalog(self, path: Path | None) -> Any:

@@ -16,12 +16,13 @@ It is then extracted into a sibling temporary folder and renamed to ``dest_dir``
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import stat
 import tempfile
 import zipfile
 from pathlib import Path, PurePosixPath
+
+from mlnode.packaging.core import sha256_file
 
 MODEL_SUFFIX = {"TORCH_SCRIPT": ".pt", "ONNX": ".onnx"}
 EXECUTABLE_SUFFIXES = frozenset(
@@ -39,14 +40,6 @@ class ZipCheckError(ValueError):
 
     status = 400
     error_type = "illegal_argument_exception"
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _safe_name(name: str) -> bool:
@@ -121,7 +114,7 @@ def validate_and_extract(
         raise ZipCheckError(f"model zip is {size} bytes, more than the limit of {max_bytes} bytes")
     if not expected_hash:
         raise ZipCheckError(HASH_REQUIRED)
-    if sha256_of(zip_path) != expected_hash.strip().lower():
+    if sha256_file(zip_path) != expected_hash.strip().lower():
         raise ZipCheckError("model content changed")
     try:
         archive = zipfile.ZipFile(zip_path)

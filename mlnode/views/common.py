@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
@@ -28,6 +28,16 @@ async def read_json(request: web.Request, *, required: bool = True) -> dict[str,
     if not isinstance(body, dict):
         raise ParsingError("request body must be a JSON object")
     return body
+
+
+def search_handler(collection: str) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """The ``_search`` view of one store collection (models, model_groups, tasks)."""
+
+    async def search(request: web.Request) -> web.Response:
+        body = await read_json(request, required=False)
+        return json_response(request.app[keys.STORE].search(collection, body))
+
+    return search
 
 
 def model_or_404(request: web.Request, model_id: str) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from aiohttp import web
 from mlnode import keys
 from mlnode.errors import Conflict, IllegalArgument, NotFound
 from mlnode.store import new_id, now_ms
-from mlnode.views.common import json_response, read_json
+from mlnode.views.common import json_response, read_json, search_handler
 
 ACCESS_MODES = ("public", "private", "restricted")
 
@@ -50,9 +50,7 @@ async def get(request: web.Request) -> web.Response:
     return json_response(doc)
 
 
-async def search(request: web.Request) -> web.Response:
-    body = await read_json(request, required=False)
-    return json_response(request.app[keys.STORE].search("model_groups", body))
+search = search_handler("model_groups")
 
 
 async def delete(request: web.Request) -> web.Response:

@@ -15,7 +15,7 @@ from mlnode import keys
 from mlnode.errors import IllegalArgument, NotFound, ParsingError, ResourceNotFound
 from mlnode.store import new_id, now_ms
 from mlnode.tasks import DEPLOYABLE_STATES, FUNCTION_NAMES, MODEL_FORMATS, is_user_error
-from mlnode.views.common import bool_param, json_response, model_or_404, read_json
+from mlnode.views.common import bool_param, json_response, model_or_404, read_json, search_handler
 from mlnode.views.groups import create_group
 
 URL_DISABLED = (
@@ -287,9 +287,7 @@ async def get(request: web.Request) -> web.Response:
     return json_response(model_or_404(request, request.match_info["model_id"]))
 
 
-async def search(request: web.Request) -> web.Response:
-    body = await read_json(request, required=False)
-    return json_response(request.app[keys.STORE].search("models", body))
+search = search_handler("models")
 
 
 async def delete(request: web.Request) -> web.Response:

@@ -6,7 +6,7 @@ from aiohttp import web
 
 from mlnode import keys
 from mlnode.errors import IllegalArgument, NotFound
-from mlnode.views.common import json_response, read_json
+from mlnode.views.common import json_response, search_handler
 
 
 async def get(request: web.Request) -> web.Response:
@@ -17,9 +17,7 @@ async def get(request: web.Request) -> web.Response:
     return json_response(doc)
 
 
-async def search(request: web.Request) -> web.Response:
-    body = await read_json(request, required=False)
-    return json_response(request.app[keys.STORE].search("tasks", body))
+search = search_handler("tasks")
 
 
 async def delete(request: web.Request) -> web.Response:

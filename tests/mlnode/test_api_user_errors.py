@@ -4,7 +4,6 @@ RuntimeLoadError, PredictInputError -- and predict ``parameters`` reach the runt
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np

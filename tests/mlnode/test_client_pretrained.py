@@ -9,7 +9,7 @@ from opensearchpy import OpenSearch
 from opensearchpy.exceptions import RequestError
 
 from mlnode.settings import MLSettings
-from tests.fixtures.mlnode import MINILM_NAME, MINILM_VERSION, NodeThread, _session_backends, _test_cache_dir, wait_task
+from tests.fixtures.mlnode import MINILM_NAME, MINILM_VERSION, NodeThread, catalog_cache_dir, wait_task
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -32,9 +32,8 @@ def _cos(a, b) -> float:
 
 def test_pretrained_sequence_and_restart(tmp_path, model_zips):
     data_dir = tmp_path / "data"
-    settings = MLSettings.load(data_dir=data_dir, cache_dir=str(_test_cache_dir()), native_memory_threshold=100)
-    backends = _session_backends(model_zips)
-    node = NodeThread(settings, backends=backends).start()
+    settings = MLSettings.load(data_dir=data_dir, cache_dir=str(catalog_cache_dir()), native_memory_threshold=100)
+    node = NodeThread(settings).start()
     try:
         client = OpenSearch(hosts=[node.url], timeout=300)
         ml = client.plugins.ml
@@ -83,7 +82,7 @@ def test_pretrained_sequence_and_restart(tmp_path, model_zips):
         node.stop()
 
     # restart on the same data dir: the model is registered and deployed again before the node answers
-    node = NodeThread(MLSettings.load(data_dir=data_dir, cache_dir=str(_test_cache_dir()), native_memory_threshold=100), backends=backends).start()
+    node = NodeThread(MLSettings.load(data_dir=data_dir, cache_dir=str(catalog_cache_dir()), native_memory_threshold=100)).start()
     try:
         client = OpenSearch(hosts=[node.url], timeout=300)
         ml = client.plugins.ml
