@@ -146,10 +146,9 @@ async def register(request: web.Request) -> web.Response:
                 "To register another model, give its url (allow_registering_model_via_url) or upload it in chunks "
                 "(allow_registering_model_via_local_file)."
             )
-        entry = getattr(catalog, "entry", None)
-        if entry is not None:
-            await asyncio.to_thread(entry, name, body["version"], model_format)  # UnknownPretrainedModel: 400
-        function_name = None  # comes from the packaged model's config.json
+        entry = await asyncio.to_thread(catalog.entry, name, body["version"], model_format)  # UnknownPretrainedModel: 400
+        # known now, so the task and the model show it while registering (the packaged config.json confirms it)
+        function_name = entry.function_name
         source = "pretrained"
     app[keys.TASKS].check_task_limit("REGISTER_MODEL")
     group_id, version_number, created_group = await _resolve_group(request, body, name)

@@ -400,3 +400,23 @@ async def test_runtime_input_errors_are_400(node):
     node.runtimes[0].infer = refuse
     resp = await node.post(f"{ML}/_predict/text_embedding/{node.model_id}", json={"text_docs": ["a"], "parameters": {"content_type": "BOTH"}})
     await _error(resp, 400, "unknown content_type [BOTH]; valid: query, passage", "illegal_argument_exception")
+
+
+async def test_pretrained_registration_shows_its_function_name_while_running(tmp_path):
+    """ML Commons fills the task's function_name from the request: a pretrained one's is known from the catalog,
+    so it shows while the model is still being packaged, not ``null`` until the end."""
+    import threading
+
+    gate = threading.Event()
+    async with api_client(_settings(tmp_path), fake_backends(tmp_path, catalog_gate=gate)) as client:
+        resp = await client.post(f"{ML}/models/_register", json={"name": MINILM_NAME, "version": "1.0.1", "model_format": "ONNX"})
+        created = await resp.json()
+        try:
+            task = await (await client.get(f"{ML}/tasks/{created['task_id']}")).json()
+            assert task["state"] in ("CREATED", "RUNNING") and task["function_name"] == "TEXT_EMBEDDING"
+            model = await (await client.get(f"{ML}/models/{created['model_id']}")).json()
+            assert model["model_state"] == "REGISTERING" and model["algorithm"] == "TEXT_EMBEDDING"
+        finally:
+            gate.set()
+        task = await api_wait_task(client, created["task_id"])
+        assert task["state"] == "COMPLETED" and task["function_name"] == "TEXT_EMBEDDING"
