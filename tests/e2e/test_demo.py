@@ -6,6 +6,7 @@ pretrained name, SPLADE-tiny, the IDF tokenizer), the demo corpus, the ingest ru
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -68,3 +69,19 @@ def test_demo_ranks_all_three_query_kinds_and_reuses_its_work(tmp_path: Path) ->
     assert search.returncode == 0, search.stderr
     top = re.findall(r"^\s+1\s+\d+\.\d+\s+(\S+)\s", search.stdout, re.M)
     assert top and top[0].startswith("csv"), search.stdout
+
+    # and `neuralpipe ingest` of the user's own documents into the same data dir, models named in the
+    # shipped pipeline file and resolved on the embedded ML node
+    mine = tmp_path / "mine.jsonl"
+    mine.write_text(json.dumps({"_id": "note-1", "text": "Brew green tea at 80 degrees for two minutes."}) + "\n")
+    ingest = subprocess.run([sys.executable, "-m", "neuralpipe.cli", "ingest", str(mine), "--index", "notes",
+                             "--pipeline", "pipelines/ingest/dense-sparse.yaml", "--data-dir", str(data_dir),
+                             "--state-dir", str(tmp_path / "state"), "--json"],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert ingest.returncode == 0, ingest.stderr
+    assert json.loads(ingest.stdout)["indexed"] == 1
+    found = subprocess.run([sys.executable, "-m", "neuralpipe.cli", "search", "--data-dir", str(data_dir),
+                            "--index", "notes", "--neural", "how hot should the water be for tea", "--json"],
+                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert found.returncode == 0, found.stderr
+    assert json.loads(found.stdout)["hits"]["hits"][0]["_id"] == "note-1"
