@@ -199,6 +199,9 @@ def describe_error(exc: BaseException) -> str:
     if isinstance(exc, TransportError):
         info = exc.info if isinstance(exc.info, dict) else {}
         err = info.get("error") if isinstance(info.get("error"), dict) else {}
+        causes = err.get("root_cause") or []
+        if err.get("type") == "search_phase_execution_exception" and causes and isinstance(causes[0], dict):
+            err = causes[0]  # "all shards failed" says nothing: the root cause does
         reason = err.get("reason") or exc.error
         return f"{reason} ({err.get('type', exc.error)}, status {exc.status_code})"
     reason = getattr(exc, "reason", None)

@@ -43,6 +43,7 @@ class QueryFields:
     sparse_model: str | None = None
     text_fields: tuple[str, ...] = ()
     vector_fields: tuple[str, ...] = field(default=())  # left out of displayed _source
+    nested_fields: tuple[str, ...] = ()  # chunk lists: objects holding `knn` / `sparse_encoding`
 
     def merged(self, other: "QueryFields") -> "QueryFields":
         """Fill what this one leaves unset from ``other``."""
@@ -56,33 +57,48 @@ class QueryFields:
     def from_meta(cls, meta: dict[str, Any] | None) -> "QueryFields":
         meta = meta or {}
         known = {k: meta[k] for k in cls.__dataclass_fields__ if k in meta}
-        for k in ("text_fields", "vector_fields"):
+        for k in ("text_fields", "vector_fields", "nested_fields"):
             if k in known:
                 known[k] = tuple(known[k])
         return cls(**known)
 
 
 def fields_from_ingest_pipeline(body: dict[str, Any]) -> QueryFields:
-    """Read the first text_embedding / sparse_encoding processor's field_map and model_id."""
+    """Read the first text_embedding / sparse_encoding processor's field_map and model_id.
+
+    A source field written by ``text_chunking`` is a list of passages: its embeddings are nested objects
+    (``{"knn": vector}`` / ``{"sparse_encoding": weights}``), and the text to match and show is the field
+    that was chunked."""
     dense_field = dense_model = sparse_field = sparse_model = None
     texts: list[str] = []
     vectors: list[str] = []
+    nested: list[str] = []
+    chunked_from: dict[str, str] = {}
     for proc in body.get("processors", []) or []:
         for ptype, conf in proc.items():
-            if not isinstance(conf, dict) or ptype not in ("text_embedding", "sparse_encoding"):
+            if not isinstance(conf, dict):
+                continue
+            if ptype == "text_chunking":
+                for src, dst in (conf.get("field_map") or {}).items():
+                    if isinstance(dst, str):
+                        chunked_from[dst] = src
+                continue
+            if ptype not in ("text_embedding", "sparse_encoding"):
                 continue
             for src, dst in (conf.get("field_map") or {}).items():
                 if not isinstance(dst, str):
                     continue
-                texts.append(src)
+                texts.append(chunked_from.get(src, src))
                 vectors.append(dst)
+                if src in chunked_from:
+                    nested.append(dst)
                 if ptype == "text_embedding" and dense_field is None:
                     dense_field, dense_model = dst, conf.get("model_id")
                 if ptype == "sparse_encoding" and sparse_field is None:
                     sparse_field, sparse_model = dst, conf.get("model_id")
     return QueryFields(dense_field=dense_field, dense_model=dense_model, sparse_field=sparse_field,
                        sparse_model=sparse_model, text_fields=tuple(dict.fromkeys(texts)),
-                       vector_fields=tuple(dict.fromkeys(vectors)))
+                       vector_fields=tuple(dict.fromkeys(vectors)), nested_fields=tuple(dict.fromkeys(nested)))
 
 
 def fields_from_mapping(mapping: dict[str, Any]) -> QueryFields:
@@ -91,6 +107,7 @@ def fields_from_mapping(mapping: dict[str, Any]) -> QueryFields:
     dense: list[str] = []
     sparse: list[str] = []
     texts: list[str] = []
+    nested: list[str] = []
     for name, prop in (mapping.get("properties") or {}).items():
         ftype = prop.get("type")
         if ftype == "knn_vector":
@@ -99,8 +116,16 @@ def fields_from_mapping(mapping: dict[str, Any]) -> QueryFields:
             sparse.append(name)
         elif ftype == "text":
             texts.append(name)
+        elif ftype == "nested":
+            inner = prop.get("properties") or {}
+            if (inner.get("knn") or {}).get("type") == "knn_vector":
+                dense.append(name)
+                nested.append(name)
+            elif (inner.get("sparse_encoding") or {}).get("type") == "rank_features":
+                sparse.append(name)
+                nested.append(name)
     found = QueryFields(dense_field=dense[0] if dense else None, sparse_field=sparse[0] if sparse else None,
-                        text_fields=tuple(texts), vector_fields=tuple(dense + sparse))
+                        text_fields=tuple(texts), vector_fields=tuple(dense + sparse), nested_fields=tuple(nested))
     return meta.merged(found)
 
 
@@ -118,11 +143,15 @@ def _clause(kind: str, text: str, f: QueryFields, size: int) -> dict[str, Any]:
     if kind == "neural":
         _need(f.dense_field, "a knn_vector field", "--field")
         _need(f.dense_model, "the dense model", "--model-id")
-        return {"neural": {f.dense_field: {"query_text": text, "model_id": f.dense_model, "k": max(size, 10)}}}
+        assert f.dense_field is not None
+        spec = {"query_text": text, "model_id": f.dense_model, "k": max(size, 10)}
+        return _maybe_nested(f, f.dense_field, "knn", "neural", spec)
     if kind == "sparse":
         _need(f.sparse_field, "a rank_features field", "--sparse-field")
         _need(f.sparse_model, "the sparse (or tokenizer) model", "--sparse-model-id")
-        return {"neural_sparse": {f.sparse_field: {"query_text": text, "model_id": f.sparse_model}}}
+        assert f.sparse_field is not None
+        return _maybe_nested(f, f.sparse_field, "sparse_encoding", "neural_sparse",
+                             {"query_text": text, "model_id": f.sparse_model})
     if kind == "match":
         _need(f.text_fields, "a text field", "--text-field")
         if len(f.text_fields) == 1:
@@ -140,6 +169,15 @@ def _clause(kind: str, text: str, f: QueryFields, size: int) -> dict[str, Any]:
         raise QueryConfigError("a hybrid query needs at least two of: a text field, a dense field + model, "
                                "a sparse field + model")
     return {"hybrid": {"queries": queries}}
+
+
+def _maybe_nested(f: QueryFields, field_name: str, leaf: str, query_type: str, spec: dict[str, Any]) -> dict[str, Any]:
+    """A chunk list is a nested field of objects: query its ``knn`` / ``sparse_encoding`` leaf inside a
+    ``nested`` query, scoring each document by its best passage."""
+    if field_name not in f.nested_fields:
+        return {query_type: {field_name: spec}}
+    return {"nested": {"path": field_name, "score_mode": "max",
+                       "query": {query_type: {f"{field_name}.{leaf}": spec}}}}
 
 
 def _need(value: Any, what: str, flag: str) -> None:

@@ -124,3 +124,22 @@ def test_results_table() -> None:
     assert table[2].split()[:3] == ["1", "0.9123", "json.dumps"] and "Serialize obj" in table[2]
     assert table[3].split()[:3] == ["2", "0.5000", "json.loads"]
     assert table[-1] == "(2 of 2 hits, took 3 ms)"
+
+
+def test_chunked_pipeline_queries_are_nested() -> None:
+    chunked = {"processors": [
+        {"text_chunking": {"algorithm": {"fixed_token_length": {"token_limit": 256}},
+                           "field_map": {"text": "passage_chunk"}}},
+        {"text_embedding": {"model_id": "dense-model", "field_map": {"passage_chunk": "passage_chunk_embedding"}}},
+    ]}
+    fields = fields_from_ingest_pipeline(chunked)
+    assert fields.text_fields == ("text",) and fields.nested_fields == ("passage_chunk_embedding",)
+    assert build_query("neural", "q", fields, size=5)["query"] == {"nested": {
+        "path": "passage_chunk_embedding", "score_mode": "max",
+        "query": {"neural": {"passage_chunk_embedding.knn": {"query_text": "q", "model_id": "dense-model", "k": 10}}}}}
+    # the same from the mapping the pipeline produced
+    mapping = {"properties": {"passage_chunk_embedding": {"type": "nested", "properties": {
+        "knn": {"type": "knn_vector", "dimension": 384}}}, "text": {"type": "text"}}}
+    from_mapping = fields_from_mapping(mapping)
+    assert from_mapping.dense_field == "passage_chunk_embedding"
+    assert from_mapping.nested_fields == ("passage_chunk_embedding",)
