@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
+import itertools
 import json
 import logging
 import sys
@@ -40,6 +41,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--pipeline", metavar="FILE", help="ingest pipeline YAML/JSON (the body of PUT _ingest/pipeline/<id>); "
                                                       "without it documents are written as they are")
     p.add_argument("--format", choices=FORMATS, default="auto", help="input format (default: from the path)")
+    p.add_argument("--limit", type=int, metavar="N", help="read only the first N records (to try a pipeline on a sample)")
     p.add_argument("--id-field", default="_id",
                    help="field holding the document id (default: %(default)s); without it: a hash of the content")
     add_connection_arguments(p)
@@ -74,6 +76,8 @@ def _validate(args: argparse.Namespace) -> None:
     for name in ("batch_size", "concurrency", "bulk_size"):
         if getattr(args, name) < 1:
             raise InputError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    if args.limit is not None and args.limit < 1:
+        raise InputError(f"--limit must be at least 1, got {args.limit}")
     if args.max_retries < 0:
         raise InputError(f"--max-retries must be 0 or more, got {args.max_retries}")
 
@@ -144,7 +148,11 @@ async def _ingest(args: argparse.Namespace, fmt: str, input_name: str, checkpoin
                                       bulk_size=args.bulk_size, max_retries=args.max_retries,
                                       initial_backoff=args.initial_backoff, max_backoff=args.max_backoff,
                                       progress=not args.no_progress))
-            stats = await runner.run(iter_input(args.input, fmt, id_field=args.id_field), total=total)
+            items = iter_input(args.input, fmt, id_field=args.id_field)
+            if args.limit is not None:
+                items = itertools.islice(items, args.limit)
+                total = min(total, args.limit) if total is not None else args.limit
+            stats = await runner.run(items, total=total)
             if not stats.aborted:
                 try:
                     await client.indices.refresh(index=args.index)

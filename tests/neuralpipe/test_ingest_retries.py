@@ -91,6 +91,18 @@ def test_malformed_lines_reported_with_line_numbers(tmp_path: Path, capsys: pyte
     assert max(cluster.writes.values()) == 1
 
 
+def test_limit_reads_a_sample_and_a_rerun_continues(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _write_jsonl(tmp_path / "in.jsonl", 30)
+    cluster = BusyCluster()
+    with BusyClusterServer(cluster):
+        assert _ingest(tmp_path, cluster.url, tmp_path / "in.jsonl", "--limit", "10") == 0
+        assert sorted(cluster.docs, key=lambda i: int(i[1:])) == [f"d{i}" for i in range(10)]
+        assert _ingest(tmp_path, cluster.url, tmp_path / "in.jsonl") == 0
+    assert len(cluster.docs) == 30 and max(cluster.writes.values()) == 1
+    assert _ingest(tmp_path, cluster.url, tmp_path / "in.jsonl", "--limit", "0") == 2
+    assert "--limit must be at least 1, got 0" in capsys.readouterr().err
+
+
 def test_stop_and_resume_without_duplicates(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     docs = _write_jsonl(tmp_path / "in.jsonl", 120)
     cluster = BusyCluster(BusyPlan(fail_forever_after_docs=50))
