@@ -489,6 +489,11 @@ class DataNode:
         except IllegalArgument as exc:  # parsed, but failed on the shard: reported as a cluster does
             raise SearchPhaseError(index.name, index.uuid, exc) from exc
 
+    def matching_ids(self, index_name: str, query: Any) -> list[str]:
+        index = self.index(index_name)
+        mask, _ = self._run_query(index, query)
+        return [index.slot_id[slot] for slot in np.flatnonzero(mask).tolist()]
+
     def search(self, expression: str | None, body: dict[str, Any] | None,
                params: dict[str, str] | None = None) -> dict[str, Any]:
         started = time.perf_counter()

@@ -105,6 +105,23 @@ class DataNodeService:
                                   extra={k: v for k, v in error.items() if k not in ("type", "reason")})
         return result
 
+    async def delete_by_query(self, index: str, body: dict[str, Any], refresh: str | None) -> dict[str, Any]:
+        started = time.perf_counter()
+        if not isinstance(body, dict) or "query" not in body:
+            raise IllegalArgument("Validation Failed: 1: query is missing;")
+        targets = await self.run(self.node.resolve, index)
+        ops: list[WriteOp] = []
+        for target in targets:
+            ids = await self.run(self.node.matching_ids, target.name, body["query"])
+            ops += [WriteOp("delete", target.name, doc_id) for doc_id in ids]
+        results = await self.write(ops, refresh=refresh) if ops else []
+        failures = [r for r in results if "error" in r or r.get("result") != "deleted"]
+        return {"took": int((time.perf_counter() - started) * 1000), "timed_out": False, "total": len(ops),
+                "deleted": len(ops) - len(failures), "batches": 1 if ops else 0, "version_conflicts": 0,
+                "noops": 0, "retries": {"bulk": 0, "search": 0}, "throttled_millis": 0,
+                "requests_per_second": -1.0, "throttled_until_millis": 0,
+                "failures": [r for r in failures if "error" in r]}
+
     # --- search -------------------------------------------------------------------------
     async def plain_search(self, index: str, body: dict[str, Any], params: dict[str, str] | None = None
                            ) -> dict[str, Any]:

@@ -263,6 +263,12 @@ async def mget(request: web.Request, svc: DataNodeService) -> web.StreamResponse
     return await reply_big(svc, await svc.run(svc.node.mget, request.match_info.get("index"), body, params(request)))
 
 
+@guarded
+async def delete_by_query(request: web.Request, svc: DataNodeService) -> web.StreamResponse:
+    body = await json_body(request, required=True)
+    return reply(await svc.delete_by_query(request.match_info["index"], body, request.query.get("refresh")))
+
+
 # --- search ---------------------------------------------------------------------------------
 @guarded
 async def search(request: web.Request, svc: DataNodeService) -> web.StreamResponse:
@@ -375,6 +381,7 @@ def routes(*, root: bool = True) -> list[web.AbstractRouteDef]:
         r.delete("/{index}/_doc/{id}", delete_doc),
         r.put("/{index}/_create/{id}", index_doc), r.post("/{index}/_create/{id}", index_doc),
         r.post("/{index}/_update/{id}", update_doc),
+        r.post("/{index}/_delete_by_query", delete_by_query),
         r.put("/{index}", create_index), r.get("/{index}", get_index, allow_head=False),
         r.head("/{index}", get_index), r.delete("/{index}", delete_index),
     ]

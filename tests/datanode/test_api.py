@@ -432,3 +432,11 @@ def test_ml_pipeline_on_a_node_without_ml_fails_clearly_when_used(client: Any) -
     item = res["items"][0]["index"]
     assert item["status"] == 400 and "needs an ML node" in item["error"]["reason"]
     assert client.indices.exists(index="t") is False  # a failed item creates nothing
+
+
+def test_delete_by_query(loaded: Any) -> None:
+    res = loaded.delete_by_query(index="books", body={"query": {"term": {"tag": "animal"}}}, refresh=True)
+    assert res["total"] == 2 and res["deleted"] == 2 and res["failures"] == []
+    assert ids(loaded.search(index="books", body={"query": {"match_all": {}}})) == ["3"]
+    knn = loaded.search(index="books", body={"query": {"knn": {"vec": {"vector": [1, 0, 0], "k": 3}}}})
+    assert ids(knn) == ["3"]
