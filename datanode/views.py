@@ -69,10 +69,14 @@ async def json_body(request: web.Request, *, required: bool = False) -> Any:
             raise IllegalArgument("request body is required")
         return {}
     try:
-        return json.loads(raw)
+        body = json.loads(raw)
     except json.JSONDecodeError as exc:
         raise OpenSearchError(f"Failed to parse request body: {exc.msg} at line {exc.lineno} column {exc.colno}",
                               status=400, error_type="parse_exception") from None
+    if not isinstance(body, dict):
+        raise OpenSearchError(f"request body must be a JSON object, got a {type(body).__name__}", status=400,
+                              error_type="parse_exception")
+    return body
 
 
 def params(request: web.Request) -> dict[str, str]:

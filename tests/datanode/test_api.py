@@ -440,3 +440,14 @@ def test_delete_by_query(loaded: Any) -> None:
     assert ids(loaded.search(index="books", body={"query": {"match_all": {}}})) == ["3"]
     knn = loaded.search(index="books", body={"query": {"knn": {"vec": {"vector": [1, 0, 0], "k": 3}}}})
     assert ids(knn) == ["3"]
+
+
+@pytest.mark.parametrize("method, path, body", [
+    ("PUT", "/x", "[1, 2]"), ("POST", "/x/_search", '"match_all"'), ("PUT", "/x/_doc/1", "{not json"),
+    ("PUT", "/_ingest/pipeline/p", "[]"),
+])
+def test_malformed_bodies_are_400_and_change_nothing(client: Any, method: str, path: str, body: str) -> None:
+    with pytest.raises(RequestError) as err:
+        client.transport.perform_request(method, path, body=body)
+    assert err.value.error == "parse_exception"
+    assert client.indices.exists(index="x") is False
