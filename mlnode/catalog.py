@@ -1,12 +1,15 @@
 """The pretrained catalog: OpenSearch pretrained ``name`` + ``version`` + ``model_format`` -> a model zip.
 
-Entries come from ``configs/catalog.yaml`` (see its header). ``resolve`` packages an offline model (or
-downloads an artifact) once into ``cache_dir/<name>/<version>/<format>/`` and returns the cached
-``PackagedModel`` afterwards. Calls block; run them in a worker thread.
+Entries come from ``configs/catalog.yaml`` (see its header). ``resolve`` packages an offline model once into
+``cache_dir/<name>/<version>/<format>/<key>/``, where ``key`` hashes the packaging code, the entry and its source
+files' names, sizes and times (so a zip packaged by older code or from other weights is never reused, and nothing is
+repackaged at start), or downloads an artifact once into ``cache_dir/<name>/<version>/<format>/``, and returns the
+cached ``PackagedModel`` afterwards. Calls block; run them in a worker thread.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -21,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from mlnode.packaging.core import MODEL_FORMATS, PackagedModel, sha256_file, zip_file_name
+from mlnode.packaging.core import MODEL_FORMATS, PackagedModel, packaging_code_hash, sha256_file, source_fingerprint, zip_file_name
 
 DEFAULT_CATALOG = Path(__file__).resolve().parent.parent / "configs" / "catalog.yaml"
 DEFAULT_ARTIFACT_BASE_URL = "https://artifacts.opensearch.org/models/ml-models"
@@ -148,6 +151,8 @@ class Catalog:
         entry = self.entry(name, version, model_format)
         version, model_format = str(version), str(model_format).upper()
         folder = Path(cache_dir) / Path(*name.split("/")) / version / model_format.lower()
+        if "artifacts" not in entry.source:
+            folder = folder / _package_key(entry)
         with self._lock(folder):
             cached = _cached(folder)
             if cached is not None:
@@ -212,13 +217,25 @@ def _cached(folder: Path) -> PackagedModel | None:
     return PackagedModel(zip_path=zips[0], config=config)
 
 
+def _source(entry: CatalogEntry) -> tuple[Path, dict[str, Any]]:
+    """The model folder (or file) an entry packages, and extra packaging options it implies."""
+    if "offline" in entry.source:
+        return _offline_sources()[entry.source["offline"]]()
+    return Path(entry.source["path"]), {}
+
+
+def _package_key(entry: CatalogEntry) -> str:
+    source, extra = _source(entry)
+    paths = [source, *(v for v in extra.values() if isinstance(v, Path))]
+    recipe = json.dumps([entry.function_name, entry.description, entry.source, entry.options], sort_keys=True, default=str)
+    digest = hashlib.sha256(f"{packaging_code_hash()}\n{recipe}\n{source_fingerprint(*paths)}".encode())
+    return digest.hexdigest()[:16]
+
+
 def _package(entry: CatalogEntry, version: str, model_format: str, out: Path) -> None:
     from mlnode.packaging import package_model
 
-    if "offline" in entry.source:
-        source, extra = _offline_sources()[entry.source["offline"]]()
-    else:
-        source, extra = Path(entry.source["path"]), {}
+    source, extra = _source(entry)
     package_model(
         source,
         out,

@@ -23,6 +23,7 @@ import aiohttp
 from mlnode.batching import Deployments
 from mlnode.catalog import Catalog, CatalogError
 from mlnode.errors import CircuitBreaking, IllegalArgument, InternalError, MLError
+from mlnode.offline import OfflineModelMissing
 from mlnode.packaging.core import PackagingError
 from mlnode.runtimes import PredictInputError, Runtime, RuntimeLoadError, load_runtime
 from mlnode.settings import MLSettings
@@ -89,7 +90,8 @@ INPUT_ERRORS: tuple[type[Exception], ...] = (
 
 
 def is_user_error(exc: BaseException) -> bool:
-    return isinstance(exc, (*INPUT_ERRORS, ValueError, FileNotFoundError, UserFacingError))
+    """Whether a failed task shows the exception's message (else: an opaque internal error, logged)."""
+    return isinstance(exc, (*INPUT_ERRORS, OfflineModelMissing, ValueError, FileNotFoundError, UserFacingError))
 
 
 def input_error(exc: BaseException) -> MLError:

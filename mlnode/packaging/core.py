@@ -9,6 +9,7 @@ same. ``config.json`` is the ML Commons register body / OpenSearch pretrained ``
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import shutil
@@ -24,6 +25,33 @@ FRAMEWORK_TYPES = ("sentence_transformers", "huggingface_transformers")
 DEFAULT_MAX_LENGTH = 512
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 _SUFFIX = {"TORCH_SCRIPT": ".pt", "ONNX": ".onnx"}
+
+
+# The code that decides what a packaged zip holds: the packaging package and the pooling modes it traces.
+_PACKAGE_DIR = Path(__file__).resolve().parent
+CODE_FILES = (*sorted(_PACKAGE_DIR.glob("*.py")), _PACKAGE_DIR.parent / "runtimes" / "pooling.py")
+
+
+@functools.cache
+def packaging_code_hash() -> str:
+    """SHA-256 of ``CODE_FILES``: caches of packaged zips key on it, so a zip packaged by older code is never reused
+    (read once per process)."""
+    digest = hashlib.sha256()
+    for path in CODE_FILES:
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def source_fingerprint(*sources: Path) -> str:
+    """A cheap identity of model source files (relative names, sizes, modification times; no content read)."""
+    digest = hashlib.sha256()
+    for source in sources:
+        source = Path(source)
+        files = [source] if source.is_file() else sorted(p for p in source.rglob("*") if p.is_file())
+        for file in files:
+            stat = file.stat()
+            digest.update(f"{file.relative_to(source.parent)}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
 
 
 class PackagingError(ValueError):

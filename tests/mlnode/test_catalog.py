@@ -50,13 +50,27 @@ def test_unknown_model_lists_servable_names(tmp_path, name, version, fmt):
 def test_offline_model_is_packaged_once_and_cached(tmp_path):
     catalog = Catalog.load()
     first = catalog.resolve("neuralpipe/splade-tiny", "1.0.0", "TORCH_SCRIPT", tmp_path)
-    assert first.zip_path == tmp_path / "neuralpipe/splade-tiny/1.0.0/torch_script/splade-tiny-1.0.0-torch_script.zip"
+    assert first.zip_path.parent.parent == tmp_path / "neuralpipe/splade-tiny/1.0.0/torch_script"
+    assert first.zip_path.name == "splade-tiny-1.0.0-torch_script.zip"
     assert first.config["function_name"] == "SPARSE_ENCODING"
     assert first.config["model_content_hash_value"] == sha256_file(first.zip_path)
     stamp = first.zip_path.stat().st_mtime_ns
     again = Catalog.load().resolve("neuralpipe/splade-tiny", "1.0.0", "torch_script", tmp_path)
     assert again.zip_path == first.zip_path and again.zip_path.stat().st_mtime_ns == stamp
     assert again.config == first.config
+
+
+@pytest.mark.integration
+def test_zip_packaged_by_other_packaging_code_is_not_reused(tmp_path, monkeypatch):
+    import mlnode.catalog
+
+    first = Catalog.load().resolve("neuralpipe/splade-tiny", "1.0.0", "ONNX", tmp_path)
+    monkeypatch.setattr(mlnode.catalog, "packaging_code_hash", lambda: "0" * 64)  # as if mlnode/packaging changed
+    other = Catalog.load().resolve("neuralpipe/splade-tiny", "1.0.0", "ONNX", tmp_path)
+    assert other.zip_path.parent != first.zip_path.parent and other.zip_path.is_file()  # packaged again
+    assert first.zip_path.is_file()  # what the old code packaged stays for whoever still runs it
+    monkeypatch.undo()
+    assert Catalog.load().resolve("neuralpipe/splade-tiny", "1.0.0", "ONNX", tmp_path).zip_path == first.zip_path
 
 
 @pytest.mark.integration
