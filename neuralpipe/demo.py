@@ -22,7 +22,7 @@ import copy
 import hashlib
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -326,9 +326,9 @@ async def run_demo(data_dir: Path, *, say: Say = print, progress: bool = True, s
 
         say("[5/5] queries (neural = dense kNN, sparse = neural_sparse with the IDF tokenizer, "
             "hybrid = match + neural + neural_sparse, min_max + arithmetic_mean)")
-        fields = fields_from_ingest_pipeline(body)
-        fields = type(fields)(**{**fields.__dict__, "sparse_model": model_ids["tokenizer"],
-                                 "text_fields": ("title", "text")})
+        # sparse queries go through the tokenizer model (inference-free at query time), as neural-search advises
+        fields = replace(fields_from_ingest_pipeline(body), sparse_model=model_ids["tokenizer"],
+                         text_fields=("title", "text"))
         results: dict[str, dict[str, Any]] = {}
         for kind, text in queries:
             query_body = build_query(kind, text, fields, size=size)
