@@ -517,6 +517,15 @@ class DataNode:
                                   f"[{MAX_RESULT_WINDOW}] but was [{size + start}]. See the scroll api for a more "
                                   f"efficient way to request large data sets.")
         sort = parse_sort(body.get("sort"), params.get("sort"))
+        min_score = _float_param(body["min_score"], "min_score") if body.get("min_score") is not None else None
+        tth = params.get("track_total_hits", body.get("track_total_hits", DEFAULT_TRACK_TOTAL_HITS))
+        if isinstance(tth, str):
+            lowered = tth.lower()
+            tth = True if lowered == "true" else False if lowered == "false" else _int_param(tth, "track_total_hits")
+        elif not isinstance(tth, (bool, int)):
+            raise IllegalArgument(f"[track_total_hits] must be a boolean or an integer, got [{tth}]")
+        if not isinstance(body.get("_source", True), (bool, str, list, dict)):
+            raise ParsingError(f"[_source] must be a boolean, a string, an array or an object, got [{body['_source']}]")
         query = body.get("query", {"match_all": {}})
         targets = self.resolve(expression)
         inner_hits: dict[str, Any] = {}
@@ -527,8 +536,8 @@ class DataNode:
             mask, scores = self._run_query(index, query, inner_hits)
             slots = np.flatnonzero(mask)
             sc = scores[slots].astype(np.float32)
-            if body.get("min_score") is not None:
-                keep = sc >= np.float32(body["min_score"])
+            if min_score is not None:
+                keep = sc >= np.float32(min_score)
                 slots, sc = slots[keep], sc[keep]
             hits_idx.append(np.full(slots.size, n))
             hits_slot.append(slots)
@@ -575,9 +584,6 @@ class DataNode:
                 hit["inner_hits"] = inner_hits_of(index, inner_hits[index.name], int(all_slot[i]), doc_id, row[2])
             hits.append(hit)
         hits_body: dict[str, Any] = {}
-        tth = params.get("track_total_hits", body.get("track_total_hits", DEFAULT_TRACK_TOTAL_HITS))
-        if isinstance(tth, str):
-            tth = True if tth.lower() == "true" else False if tth.lower() == "false" else int(tth)
         if tth is True:
             hits_body["total"] = {"value": total, "relation": "eq"}
         elif tth is not False:
@@ -612,6 +618,13 @@ class DataNode:
         self.storage.delete_pipeline(kind, pipeline_id)
         del self.pipelines[kind][pipeline_id]
         return {"acknowledged": True}
+
+
+def _float_param(value: Any, name: str) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise IllegalArgument(f"[{name}] must be a number, got [{value}]") from None
 
 
 def _int_param(value: Any, name: str) -> int:

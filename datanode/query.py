@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from .analysis import analyze
-from .errors import IllegalArgument, ParsingError
+from .errors import IllegalArgument, OpenSearchError, ParsingError
 from .fields import FeatureField
 from .index import Index, Scope
 from .mapping import coerce, parse_date
@@ -90,8 +90,13 @@ class Executor:
                                       f"(neuralpipe serve --roles ml,data, or --ml-url)")
             raise ParsingError(f"unknown query [{name}]; this data node supports "
                                f"[{', '.join(self.SUPPORTED + NEEDS_ML)}]")
-        mask, scores = handler(body, scope)
-        return mask, scores
+        try:
+            return handler(body, scope)
+        except OpenSearchError:
+            raise
+        except (ValueError, TypeError, KeyError, AttributeError, IndexError, OverflowError) as exc:
+            # a value of the wrong kind deep in a clause: name the clause, never answer 500
+            raise ParsingError(f"[{name}] failed to parse query: {type(exc).__name__}: {exc}") from exc
 
     def run(self, query: Any, scope: Scope | None = None) -> Result:
         """Matches among live slots only, with zero scores elsewhere (sub-clauses skip this: see ``_eval``)."""
@@ -228,7 +233,7 @@ class Executor:
                                  "zero_terms_query", "lenient", "auto_generate_synonyms_phrase_query"}
         if unknown:
             raise ParsingError(f"[match] query does not support [{sorted(unknown)[0]}]")
-        if "query" not in params:
+        if params.get("query") is None:
             raise ParsingError("[match] requires query value")
         return self._match_field(fld, params["query"], params, scope)
 
@@ -263,6 +268,7 @@ class Executor:
         if not isinstance(body, dict) or "query" not in body:
             raise ParsingError("[multi_match] requires query value")
         fields = body.get("fields") or [f for f, s in self.index.mapping.fields.items() if s.type == "text"]
+        fields = [fields] if isinstance(fields, str) else fields
         kind = body.get("type", "best_fields")
         if kind not in ("best_fields", "most_fields"):
             raise IllegalArgument(f"[multi_match] type [{kind}] is not supported here: use [best_fields, most_fields]")

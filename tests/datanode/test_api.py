@@ -451,3 +451,19 @@ def test_malformed_bodies_are_400_and_change_nothing(client: Any, method: str, p
         client.transport.perform_request(method, path, body=body)
     assert err.value.error == "parse_exception"
     assert client.indices.exists(index="x") is False
+
+
+@pytest.mark.parametrize("body", [
+    {"query": {"knn": {"vec": {"vector": ["a", "b", "c"], "k": 1}}}},
+    {"query": {"exists": {"field": 5}}},
+    {"query": {"rank_feature": {"field": "tokens.fox", "saturation": {"pivot": "x"}}}},
+    {"query": {"range": {"published": {"gte": "not-a-date"}}}},
+    {"query": {"knn": {"vec": {"vector": [1, 2, 3], "max_distance": "x"}}}},
+    {"query": {"match_all": {"boost": "x"}}},
+    {"query": {"match": {"title": None}}},
+    {"min_score": "x"}, {"track_total_hits": "abc"}, {"_source": 5},
+])
+def test_values_of_the_wrong_kind_are_400_not_500(loaded: Any, body: dict[str, Any]) -> None:
+    with pytest.raises(RequestError) as err:
+        loaded.search(index="books", body=body)
+    assert err.value.status_code == 400
