@@ -42,6 +42,11 @@ def parse_bulk(raw: bytes, default_index: str | None) -> list[WriteOp]:
         if unknown:
             raise IllegalArgument(f"Action/metadata line [{i}] contains an unknown parameter [{sorted(unknown)[0]}]")
         index = meta.get("_index", default_index)
+        if index is not None and not isinstance(index, str):
+            raise IllegalArgument(f"Malformed action/metadata line [{i}]: [_index] must be a string, got [{index}]")
+        if meta.get("_id") is not None and not isinstance(meta["_id"], (str, int)):
+            raise IllegalArgument(f"Malformed action/metadata line [{i}]: [_id] must be a string, got "
+                                  f"[{meta['_id']}]")
         if index is None:
             missing_index.append(len(ops))
         doc_id = meta.get("_id")

@@ -146,6 +146,9 @@ class Mapping:
             if ftype not in LEAF_TYPES:
                 raise MapperParsingError(f"No handler for type [{ftype}] declared on field [{name}]")
             subs = []
+            if not isinstance(spec.get("fields") or {}, dict):
+                raise MapperParsingError(f"Expected map for property [fields] on field [{path}] but got "
+                                         f"[{spec.get('fields')}]")
             for sub, subspec in (spec.get("fields") or {}).items():
                 subtype = subspec.get("type") if isinstance(subspec, dict) else None
                 if subtype not in {"text", "keyword", "match_only_text", "wildcard"} | NUMERIC_TYPES:
@@ -185,6 +188,9 @@ class Mapping:
             raise MapperParsingError(f"Dimension value cannot be greater than {MAX_DIMENSION} or less than 1 "
                                      f"for vector: {path}, got [{dim}]")
         method = spec.get("method") or {}
+        if not isinstance(method, dict):
+            raise MapperParsingError(f"[method] of vector [{path}] must be an object such as {{\"name\": \"hnsw\", "
+                                     f"\"engine\": \"faiss\"}}, got [{method}]")
         space = method.get("space_type", spec.get("space_type", "l2"))
         if space not in SPACE_TYPES:
             raise MapperParsingError(f"Invalid space type [{space}] for vector [{path}]: this data node supports "
@@ -221,6 +227,7 @@ class Mapping:
     def merged(self, update: dict[str, Any]) -> "Mapping":
         """A new Mapping with ``update`` (a PUT _mapping body) merged in; conflicting types fail."""
         props = update.get("properties", {})
+        Mapping({"properties": props}, knn_enabled=self.knn_enabled)  # the update alone must be a valid mapping
         body = copy.deepcopy(self.body)
         _merge_props(body["properties"], props, prefix="")
         for key in ("dynamic", "_meta", "_source"):

@@ -435,7 +435,11 @@ class DataNode:
     def mget(self, default_index: str | None, body: dict[str, Any], params: dict[str, str]) -> dict[str, Any]:
         if not isinstance(body, dict) or ("docs" not in body and "ids" not in body):
             raise ActionValidation("Validation Failed: 1: no documents to get;")
+        if not isinstance(body.get("docs", []), list) or not isinstance(body.get("ids", []), list):
+            raise ActionValidation("Validation Failed: 1: [docs] and [ids] must be arrays;")
         specs = body.get("docs") or [{"_id": i} for i in body.get("ids", [])]
+        if not all(isinstance(spec, dict) for spec in specs):
+            raise ActionValidation("Validation Failed: 1: each of [docs] must be an object with an [_id];")
         docs = []
         for spec in specs:
             name = spec.get("_index", default_index)

@@ -467,3 +467,21 @@ def test_values_of_the_wrong_kind_are_400_not_500(loaded: Any, body: dict[str, A
     with pytest.raises(RequestError) as err:
         loaded.search(index="books", body=body)
     assert err.value.status_code == 400
+
+
+@pytest.mark.parametrize("method, path, body", [
+    ("PUT", "/a", {"mappings": {"properties": {"x": {"type": "text", "fields": "k"}}}}),
+    ("PUT", "/a", {"mappings": {"properties": {"v": {"type": "knn_vector", "dimension": 3, "method": "hnsw"}}}}),
+    ("PUT", "/books/_mapping", {"properties": {"title": "x"}}),
+    ("POST", "/books/_mget", {"docs": "x"}),
+    ("POST", "/books/_mget", {"ids": "x"}),
+    ("POST", "/_bulk", '{"index": {"_index": 5}}\n{"a": 1}\n'),
+    ("POST", "/_bulk", '{"index": {"_index": "books", "_id": {"a": 1}}}\n{"a": 1}\n'),
+])
+def test_bad_write_requests_are_400_and_change_nothing(loaded: Any, method: str, path: str, body: Any) -> None:
+    mapping = loaded.indices.get_mapping(index="books")
+    with pytest.raises(RequestError):
+        loaded.transport.perform_request(method, path, body=body)
+    assert loaded.indices.exists(index="a") is False
+    assert loaded.indices.get_mapping(index="books") == mapping
+    assert loaded.count(index="books")["count"] == 3
