@@ -47,11 +47,15 @@ class TermField:
         self.postings: dict[str, dict[int, int]] = {}
         self.slot_terms: dict[int, Counter[str]] = {}
         self.slot_length: dict[int, int] = {}
+        self.sequences: dict[int, list[str | None]] = {}
         self.norm_bytes = Grow(np.uint8)
         self.doc_count = 0
         self.sum_ttf = 0
 
-    def add(self, slot: int, tokens: list[str]) -> None:
+    def add(self, slot: int, tokens: list[str], sequence: list[str | None] | None = None) -> None:
+        """Index ``tokens``; ``sequence`` (text fields) keeps their order, ``None`` between values, for phrases."""
+        if sequence is not None:
+            self.sequences[slot] = sequence
         counts = Counter(tokens) if self.norms else Counter(set(tokens))
         length = len(tokens) if self.norms else len(counts)
         while self.norm_bytes.n <= slot:
@@ -65,6 +69,7 @@ class TermField:
         self.sum_ttf += length
 
     def remove(self, slot: int) -> None:
+        self.sequences.pop(slot, None)
         counts = self.slot_terms.pop(slot, None)
         if counts is None:
             return
@@ -98,6 +103,31 @@ class TermField:
         weight = float(np.float32(boost) * np.float32(similarity.idf(len(posting), self.doc_count)))
         avgdl = similarity.avg_length(self.sum_ttf, self.doc_count)
         return slots, similarity.bm25(freqs, self.norm_bytes.data[slots], weight=weight, avgdl=avgdl)
+
+
+    def score_phrase(self, terms: list[str], boost: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+        """Slots holding ``terms`` consecutively (in one value) and their BM25 phrase scores: Lucene's
+        PhraseQuery, whose frequency is the number of occurrences and whose idf is the sum of the terms' idfs."""
+        postings = [self.postings.get(t) for t in terms]
+        if any(not p for p in postings):
+            return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
+        candidates = set.intersection(*(set(p) for p in postings))  # type: ignore[arg-type]
+        width = len(terms)
+        slots, freqs = [], []
+        for slot in sorted(candidates):
+            seq = self.sequences.get(slot, [])
+            count = sum(1 for i in range(len(seq) - width + 1) if seq[i:i + width] == terms)
+            if count:
+                slots.append(slot)
+                freqs.append(count)
+        if not slots:
+            return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
+        idf = float(np.float32(sum(similarity.idf(len(p), self.doc_count) for p in postings)))  # type: ignore
+        weight = float(np.float32(boost) * np.float32(idf))
+        arr = np.asarray(slots, dtype=np.int64)
+        avgdl = similarity.avg_length(self.sum_ttf, self.doc_count)
+        return arr, similarity.bm25(np.asarray(freqs, dtype=np.float32), self.norm_bytes.data[arr], weight=weight,
+                                    avgdl=avgdl)
 
 
 class ValueField:

@@ -41,8 +41,14 @@ class Scope:
             self.children.setdefault(parent, []).append(slot)
         fields = self.index.mapping.fields
         for path, texts in entry.texts.items():
-            tokens = [tok for text in texts for tok in analyze(text)]
-            self.terms.setdefault(path, TermField(norms=True)).add(slot, tokens)
+            per_value = [analyze(text) for text in texts]
+            tokens = [tok for value in per_value for tok in value]
+            sequence: list[str | None] = []
+            for value in per_value:  # a phrase never spans two values (position_increment_gap)
+                if sequence:
+                    sequence.append(None)
+                sequence.extend(value)
+            self.terms.setdefault(path, TermField(norms=True)).add(slot, tokens, sequence)
         for path, vals in entry.values.items():
             if fields[path].type == "keyword":
                 self.terms.setdefault(path, TermField(norms=False)).add(slot, [str(v) for v in vals])

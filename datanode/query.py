@@ -65,8 +65,8 @@ def msm(spec: Any, optional: int) -> int:
 class Executor:
     """Runs one query body against one index (caller holds ``index.lock``)."""
 
-    SUPPORTED = ("bool", "match_all", "match_none", "match", "multi_match", "term", "terms", "range", "exists",
-                 "ids", "constant_score", "dis_max", "knn", "rank_feature", "nested")
+    SUPPORTED = ("bool", "match_all", "match_none", "match", "match_phrase", "multi_match", "term", "terms", "range",
+                 "exists", "ids", "constant_score", "dis_max", "knn", "rank_feature", "nested")
 
     def __init__(self, index: Index) -> None:
         self.index = index
@@ -74,7 +74,7 @@ class Executor:
         self.inner_hits: dict[str, tuple[str, dict[str, Any], np.ndarray, np.ndarray]] = {}
         self.handlers: dict[str, Callable[[Any, Scope], Result]] = {
             "bool": self._bool, "match_all": self._match_all, "match_none": self._match_none,
-            "match": self._match, "multi_match": self._multi_match, "term": self._term, "terms": self._terms,
+            "match": self._match, "match_phrase": self._match_phrase, "multi_match": self._multi_match, "term": self._term, "terms": self._terms,
             "range": self._range, "exists": self._exists, "ids": self._ids, "constant_score": self._constant,
             "dis_max": self._dis_max, "knn": self._knn, "rank_feature": self._rank_feature,
             "nested": self._nested,
@@ -236,6 +236,27 @@ class Executor:
         if params.get("query") is None:
             raise ParsingError("[match] requires query value")
         return self._match_field(fld, params["query"], params, scope)
+
+    def _match_phrase(self, body: Any, scope: Scope) -> Result:
+        fld, params = _field_params("match_phrase", body, "query")
+        unknown = set(params) - {"query", "slop", "boost", "_name", "analyzer", "zero_terms_query"}
+        if unknown:
+            raise ParsingError(f"[match_phrase] query does not support [{sorted(unknown)[0]}]")
+        if params.get("query") is None:
+            raise ParsingError("[match_phrase] requires query value")
+        if int(params.get("slop", 0)) != 0:
+            raise IllegalArgument("[match_phrase] with slop > 0 is not supported by this data node: use slop 0")
+        boost = float(params.get("boost", 1.0))
+        if self._field(fld, scope) != "text":
+            return self._match_field(fld, params["query"], {"boost": boost}, scope)
+        tokens = analyze(str(params["query"]))
+        if not tokens:
+            return self._match_all({}, scope) if params.get("zero_terms_query") == "all" else self._empty(scope)
+        tf = scope.terms.get(fld)
+        if tf is None:
+            return self._empty(scope)
+        slots, scores = tf.score(tokens[0], boost) if len(tokens) == 1 else tf.score_phrase(tokens, boost)
+        return self._dense(scope, slots, scores)
 
     def _match_field(self, fld: str, text: Any, params: dict[str, Any], scope: Scope) -> Result:
         ftype = self._field(fld, scope)

@@ -173,6 +173,16 @@ def test_match_scores_equal_lucene_bm25(client: Any) -> None:
         for doc_id, score in got.items():
             assert score == pytest.approx(expected[doc_id], rel=1e-6), (query, doc_id)
         assert [h["_id"] for h in res["hits"]["hits"]] == sorted(expected, key=lambda d: (-expected[d], d))
+    # match_phrase: Lucene's PhraseQuery is BM25 of the phrase frequency with the sum of the terms' idfs
+    res = client.search(index="bm", body={"query": {"match_phrase": {"body": "Quick Brown"}}})
+    assert set(scores_by_id(res)) == {"1", "2"}  # "4" has both words, but not as a phrase
+    tokens = {d: text.lower().split() for d, text in CORPUS.items()}
+    idf_sum = sum(math.log(1 + (6 - df + 0.5) / (df + 0.5))
+                  for df in (sum(t in toks for toks in tokens.values()) for t in ("quick", "brown")))
+    avgdl = sum(LENGTHS.values()) / 6
+    for doc_id, score in scores_by_id(res).items():
+        expected = idf_sum * 1 / (1 + 1.2 * (1 - 0.75 + 0.75 * DECODED[doc_id] / avgdl))
+        assert score == pytest.approx(expected, rel=1e-6)
     # a term query on a text field is not analysed; its score is the same single-term BM25
     res = client.search(index="bm", body={"query": {"term": {"body": "fox"}}})
     assert scores_by_id(res)["1"] == pytest.approx(lucene_bm25(["fox"], "1"), rel=1e-5)
