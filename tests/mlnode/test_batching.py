@@ -173,3 +173,38 @@ def test_latency_stats_window_and_percentiles():
     stats.window = 0  # monitoring_request_count 0 clears the monitored requests
     stats.add(1.0)
     assert stats.to_dict() == {"count": 201}
+
+
+async def test_a_batch_reaches_the_runtime_as_calls_of_similar_lengths(tmp_path):
+    """Short queries merged with long ones are not padded to the long ones: one runtime call per length group."""
+    gate = threading.Event()
+    runtimes: list[FakeRuntime] = []
+    async with api_client(_settings(tmp_path, worker_threads=1), fake_backends(tmp_path, runtimes, gate=gate)) as client:
+        model_id = await api_fake_model(client, tmp_path)
+        worker = client.app[keys.DEPLOYMENTS].get(model_id)
+        first = asyncio.create_task(_predict(client, model_id, ["warm"]))
+        await _wait(runtimes[0].entered.is_set)
+        short = [f"q{i}" for i in range(4)]  # 3 tokens each
+        long = [" ".join(f"w{i}{j}" for j in range(14)) for i in range(4)]  # 16 tokens each (max_length)
+        texts = [t for pair in zip(short, long) for t in pair]
+        pending = [asyncio.create_task(_predict(client, model_id, [t])) for t in texts]
+        await _wait(lambda: len(worker._queue) == 8)
+        gate.set()
+        responses = [await r.json() for r in await asyncio.gather(first, *pending)]
+        for text, body in zip(texts, responses[1:]):
+            assert body["inference_results"][0]["output"][0]["data"] == [float(len(text)), float(len(text.split()))]
+        assert [sorted(b) for b in runtimes[0].batches[1:]] == [sorted(short), sorted(long)]
+        profile = await (await client.get(f"/_plugins/_ml/profile/models/{model_id}")).json()
+        stats = profile["nodes"]["neuralpipe-ml"]["models"][model_id]["batch_stats"]
+        assert stats["max_requests_per_batch"] == 8 and stats["max_batch_size"] == 4
+
+
+@pytest.mark.unit
+def test_plan_chunks_groups_similar_lengths_within_the_limits():
+    from mlnode.batching import plan_chunks
+
+    assert plan_chunks([20, 21, 19, 22], 32, 16384) == [[2, 0, 1, 3]]  # little padding: one call
+    assert plan_chunks([10, 200, 12, 210], 32, 16384) == [[0, 2], [1, 3]]  # short ones are not padded to 200
+    assert plan_chunks([5] * 10, 4, 16384) == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]  # batch_max_size
+    assert plan_chunks([512] * 5, 32, 1100) == [[0, 1], [2, 3], [4]]  # padded tokens within the token budget
+    assert plan_chunks([3000, 4], 32, 1000) == [[1], [0]]  # a text over the budget runs alone
