@@ -19,8 +19,8 @@ from mlnode.batching import Deployments, QueueLimits
 from mlnode.errors import InternalError, MLError, error_body
 from mlnode.metrics import Metrics
 from mlnode.routes import ml_routes, root_routes
-from mlnode.runtimes.backends import set_intra_op_threads
-from mlnode.settings import MLSettings
+from mlnode.runtimes.backends import intra_op_threads, set_intra_op_threads
+from mlnode.settings import MLSettings, usable_cores
 from mlnode.store import Store
 from mlnode.tasks import INPUT_ERRORS, Backends, TaskRunner, input_error
 
@@ -89,6 +89,10 @@ def _resources(settings: MLSettings, backends: Backends) -> Callable[[web.Applic
         metrics = Metrics()
         app[keys.METRICS] = metrics
         set_intra_op_threads(settings.resolved_intra_op_threads)
+        log.info(
+            "inference: %d worker threads x %d intra-op threads (%d usable cores)",
+            settings.worker_threads, intra_op_threads(), usable_cores(),
+        )
         limits = QueueLimits(
             batch_max_size=settings.batch_max_size,
             token_budget=settings.batch_token_budget,
