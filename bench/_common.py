@@ -73,7 +73,10 @@ def package(kind: str, model_format: str, *, idf_corpus: Path | None = None) -> 
     from mlnode import offline
     from mlnode.packaging import package_model
 
-    out = CACHE / "models" / f"{kind}-{model_format.lower()}"
+    from mlnode.packaging.core import packaging_code_hash
+
+    # keyed by the packaging code too: a zip packaged by older code (another graph) is never reused
+    out = CACHE / "models" / f"{kind}-{model_format.lower()}-{packaging_code_hash()[:12]}"
     config = out / "config.json"
     if config.exists():
         from mlnode.packaging import PackagedModel
