@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -63,6 +64,9 @@ def build_app(roles: tuple[str, ...], *, data_dir: Path, config: Path | None, ho
 
 
 def run(args: argparse.Namespace) -> int:
+    # Inference runs in worker_threads threads sized to the cores (configs/mlnode.yaml); the tokenizers library would
+    # add a thread pool of its own per batch on top of them.
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.INFO), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         roles = parse_roles(args.roles)
