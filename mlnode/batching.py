@@ -70,6 +70,23 @@ def model_token_budget(runtime: Runtime, token_budget: int, memory_budget: int) 
     return max(1, min(token_budget, memory_budget // (width * FLOAT_BYTES)))
 
 
+def _client_left() -> MLError:
+    return MLError("The client closed the connection", status=499, error_type="client_closed_exception")
+
+
+def _not_deployed() -> MLError:
+    return MLError("Model not ready yet. Please deploy the model first.", status=400, error_type="illegal_argument_exception")
+
+
+class _Stopped(Exception):
+    """A running batch stopped between runtime calls (``reason`` labels the failure metric)."""
+
+    def __init__(self, error: MLError, reason: str) -> None:
+        super().__init__(error.reason)
+        self.error = error
+        self.reason = reason
+
+
 @dataclass(frozen=True)
 class QueueLimits:
     """The queue settings every model's worker shares (from ``MLSettings``, see configs/mlnode.yaml)."""
@@ -166,6 +183,7 @@ class ModelWorker:
         self._slots = asyncio.Semaphore(max(1, limits.concurrency))
         self._runs: set[asyncio.Task] = set()
         self._batcher: asyncio.Task | None = None
+        self._closing = False
         self.predict_stats = LatencyStats(window=limits.stats_window)
         self.inference_stats = LatencyStats(window=limits.stats_window)
         self.batches = 0
@@ -223,6 +241,7 @@ class ModelWorker:
         return await self._enqueue(item)
 
     async def close(self) -> None:
+        self._closing = True  # running batches stop before their next runtime call
         if self._batcher is not None:
             self._batcher.cancel()
             await asyncio.gather(self._batcher, return_exceptions=True)
@@ -231,7 +250,7 @@ class ModelWorker:
         while self._queue:
             item = self._queue.popleft()
             if not item.future.done():
-                item.future.set_exception(MLError("Model not ready yet. Please deploy the model first.", status=400, error_type="illegal_argument_exception"))
+                item.future.set_exception(_not_deployed())
         await asyncio.get_running_loop().run_in_executor(self._executor, self.runtime.close)
 
     # ---- queue internals ----------------------------------------------------------------------------------------
@@ -283,7 +302,7 @@ class ModelWorker:
                 self._release()
                 self._metrics.dropped.labels(self.model_id).inc()
                 if not head.future.done():
-                    head.future.set_exception(MLError("The client closed the connection", status=499, error_type="client_closed_exception"))
+                    head.future.set_exception(_client_left())
                 continue
             if batch:
                 if not head.batchable or head.params_key != batch[0].params_key:
@@ -315,13 +334,15 @@ class ModelWorker:
                 return
             texts = [t for item in batch for t in item.texts or []]
             tokens = [n for item in batch for n in item.tokens]
-            results = await self._infer_chunked(texts, tokens, batch[0].parameters, len(batch))
+            results = await self._infer_chunked(texts, tokens, batch[0].parameters, batch)
             offset = 0
             for item in batch:
                 n = len(item.texts or [])
                 if not item.future.done():
                     item.future.set_result(results[offset : offset + n])
                 offset += n
+        except _Stopped as stop:
+            self._fail(batch, stop.error, stop.reason)
         except MLError as exc:
             self._fail(batch, exc, "runtime_error")
         except PredictInputError as exc:  # the runtime's "your input is wrong" error
@@ -332,12 +353,18 @@ class ModelWorker:
         finally:
             self._slots.release()
 
-    async def _infer_chunked(self, texts: list[str], tokens: list[int], parameters: dict | None, n_requests: int) -> list[dict]:
-        """Run a batch as the runtime calls ``plan_chunks`` cuts it into (texts of similar lengths together)."""
+    async def _infer_chunked(self, texts: list[str], tokens: list[int], parameters: dict | None, batch: list[_Item]) -> list[dict]:
+        """Run a batch as the runtime calls ``plan_chunks`` cuts it into (texts of similar lengths together). Between
+        calls it stops when the model is being undeployed (or the node stops) or every client of the batch has left."""
         loop = asyncio.get_running_loop()
         chunks = plan_chunks(tokens, self.batch_max_size, self.token_budget)
+        n_requests = len(batch)
         out: list[dict | None] = [None] * len(texts)
         for chunk in chunks:
+            if self._closing:
+                raise _Stopped(_not_deployed(), "undeployed")
+            if not any(item.alive() and not item.future.done() for item in batch):
+                raise _Stopped(_client_left(), "client_closed")
             started = time.perf_counter()
             results = await loop.run_in_executor(self._executor, self.runtime.infer, [texts[i] for i in chunk], parameters)
             if len(results) != len(chunk):

@@ -208,3 +208,24 @@ def test_plan_chunks_groups_similar_lengths_within_the_limits():
     assert plan_chunks([5] * 10, 4, 16384) == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]  # batch_max_size
     assert plan_chunks([512] * 5, 32, 1100) == [[0, 1], [2, 3], [4]]  # padded tokens within the token budget
     assert plan_chunks([3000, 4], 32, 1000) == [[1], [0]]  # a text over the budget runs alone
+
+
+async def test_undeploy_stops_a_split_request_between_runtime_calls(tmp_path):
+    """A request split into several runtime calls does not keep the model (or a stopping node) busy after undeploy:
+    the call in flight finishes, the rest are not run, and the client is told the model is gone."""
+    gate = threading.Event()
+    runtimes: list[FakeRuntime] = []
+    settings = _settings(tmp_path, worker_threads=1, batch_max_size=1)
+    async with api_client(settings, fake_backends(tmp_path, runtimes, gate=gate)) as client:
+        model_id = await api_fake_model(client, tmp_path)
+        texts = [f"text {i}" for i in range(5)]  # batch_max_size 1: five runtime calls
+        running = asyncio.create_task(_predict(client, model_id, texts))
+        await _wait(runtimes[0].entered.is_set)
+        undeploy = asyncio.create_task(client.post(f"/_plugins/_ml/models/{model_id}/_undeploy"))
+        await _wait(lambda: client.app[keys.DEPLOYMENTS].get(model_id) is None)
+        gate.set()
+        resp = await running
+        assert resp.status == 400
+        assert (await resp.json())["error"]["reason"] == "Model not ready yet. Please deploy the model first."
+        assert len(runtimes[0].batches) == 1  # the four other calls never ran
+        assert (await undeploy).status == 200 and runtimes[0].closed
