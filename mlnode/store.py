@@ -31,8 +31,15 @@ INDEX_NAMES = {"model_groups": ".plugins-ml-model-group", "models": ".plugins-ml
 
 
 def new_id() -> str:
-    """A 20-character URL-safe id, like OpenSearch's auto-generated document ids."""
-    return secrets.token_urlsafe(15)
+    """A 20-character URL-safe id, like OpenSearch's auto-generated document ids.
+
+    Never starts with ``-``: such an id pasted after a command-line flag (``--model-id -x...``) would be read as a
+    flag by argparse and most shells' tools.
+    """
+    while True:
+        candidate = secrets.token_urlsafe(15)
+        if not candidate.startswith("-"):
+            return candidate
 
 
 def now_ms() -> int:

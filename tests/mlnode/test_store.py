@@ -131,3 +131,12 @@ async def test_search_paging_source_filter_and_bad_queries(tmp_path):
     assert page["hits"]["hits"][0]["_source"] == {"state": "COMPLETED"} and page["hits"]["total"]["value"] == 5
     with pytest.raises(ParsingError, match=r"unknown query \[fuzzy\]"):
         store.search("tasks", {"query": {"fuzzy": {"state": "x"}}})
+
+
+@pytest.mark.unit
+def test_new_ids_never_start_with_a_dash() -> None:
+    from mlnode.store import new_id
+
+    ids = [new_id() for _ in range(5000)]
+    assert all(len(i) == 20 and not i.startswith("-") for i in ids)
+    assert len(set(ids)) == len(ids)
