@@ -15,6 +15,7 @@ import logging
 import shutil
 import time
 import uuid as uuidlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ from .hits import inner_hits_of, parse_sort, sort_hits
 from .index import Index
 from .mapping import Mapping, ParsedDoc
 from .query import Executor
-from .source import filter_source, parse_source_param
+from .source import SourceDecoder, droppable_vectors, filter_source, parse_source_param
 from .storage import Storage, dumps
 
 log = logging.getLogger("neuralpipe.datanode")
@@ -564,8 +565,10 @@ class DataNode:
         for i in page.tolist():
             by_index.setdefault(int(all_idx[i]), []).append(targets[int(all_idx[i])].slot_id[int(all_slot[i])])
         need_rows = fetch or with_version or with_seq or bool(inner_hits)
-        stored = {n: self.storage.sources(targets[n].name, ids) if need_rows else {}
-                  for n, ids in by_index.items()}
+        prefiltered = fetch and bool(inc or exc) and not inner_hits
+        stored = {n: self.storage.sources(targets[n].name, ids, self._source_decoder(targets[n], fetch, inc, exc,
+                                                                                       bool(inner_hits)))
+                  if need_rows else {} for n, ids in by_index.items()}
         hits = []
         scored = sort is None or any(field == "_score" for field, _, _ in sort) or bool(body.get("track_scores"))
         for i in page.tolist():
@@ -581,7 +584,7 @@ class DataNode:
                 if with_seq:
                     hit["_seq_no"], hit["_primary_term"] = row[1], 1
                 if fetch:
-                    hit["_source"] = filter_source(row[2], inc, exc)
+                    hit["_source"] = row[2] if prefiltered else filter_source(row[2], inc, exc)
             if sort_values is not None:
                 hit["sort"] = sort_values[i]
             if index.name in inner_hits and row is not None:
@@ -599,6 +602,18 @@ class DataNode:
         n = len(targets)
         return {"took": int((time.perf_counter() - started) * 1000), "timed_out": False,
                 "_shards": {"total": n, "successful": n, "skipped": 0, "failed": 0}, "hits": hits_body}
+
+    @staticmethod
+    def _source_decoder(index: Index, fetch: bool, inc: list[str], exc: list[str], whole: bool
+                        ) -> Callable[[str], Any] | None:
+        """How a search reads its hits' stored sources: not at all (no ``_source`` asked), in full (unfiltered, or
+        inner hits need the whole document), or filtered while decoding, skipping the vectors the filter drops."""
+        if not fetch and not whole:
+            return None
+        if whole or not (inc or exc):
+            return json.loads
+        vectors = [path for path, spec in index.mapping.fields.items() if spec.type == "knn_vector"]
+        return SourceDecoder(inc, exc, droppable_vectors(vectors, inc, exc)).decode
 
     # --- pipelines ------------------------------------------------------------------------
     def put_pipeline(self, kind: str, pipeline_id: str, body: dict[str, Any]) -> dict[str, Any]:

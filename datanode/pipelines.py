@@ -25,8 +25,8 @@ def find_keys(obj: Any, keys: set[str]) -> set[str]:
             if key in keys:
                 found.add(key)
             found |= find_keys(value, keys)
-    elif isinstance(obj, list):
-        for value in obj:
+    elif isinstance(obj, list) and obj and isinstance(obj[0], (dict, list)):
+        for value in obj:  # clause lists; a list of values (a query vector, terms) holds no keys
             found |= find_keys(value, keys)
     return found
 

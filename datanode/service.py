@@ -8,6 +8,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
+from .body import encode, parse_object
 from .errors import IllegalArgument, OpenSearchError, item_error
 from .node import DataNode, WriteOp
 from .pipelines import ML_QUERIES, PipelineRunner, find_keys
@@ -127,7 +128,9 @@ class DataNodeService:
                            ) -> dict[str, Any]:
         return await self.run(self.node.search, index, body, params or {})
 
-    async def search(self, index: str | None, body: dict[str, Any], params: dict[str, str]) -> dict[str, Any]:
+    def _plan(self, index: str | None, body: dict[str, Any], params: dict[str, str]
+              ) -> tuple[dict[str, Any], dict[str, str], str | None]:
+        """(body, params, search pipeline name or None) of a request (no pipeline is built here)."""
         body = dict(body or {})
         params = dict(params)
         for key in ("size", "from"):  # URL paging applies to the whole request, never to each hybrid sub-query
@@ -136,17 +139,45 @@ class DataNodeService:
         name = params.get("search_pipeline", body.pop("search_pipeline", None))
         if name is None and index and index in self.node.indices:
             name = self.node.indices[index].settings.get("index.search.default_pipeline")
-        pipeline = None
-        if name not in (None, "_none"):
-            pipeline = self.pipelines.get("search", str(name), self.node.pipelines["search"])
-        query = body.get("query")
-        if pipeline is None and not find_keys(query, ML_QUERIES | {"hybrid"}):
+        return body, params, None if name in (None, "_none") else str(name)
+
+    @staticmethod
+    def _is_plain(body: dict[str, Any], pipeline_name: str | None) -> bool:
+        return pipeline_name is None and not find_keys(body.get("query"), ML_QUERIES | {"hybrid"})
+
+    async def search(self, index: str | None, body: dict[str, Any], params: dict[str, str]) -> dict[str, Any]:
+        body, params, name = self._plan(index, body, params)
+        if self._is_plain(body, name):
             return await self.plain_search(index or "_all", body, params)
+        return await self._pipeline_search(index, body, params, name)
+
+    async def _pipeline_search(self, index: str | None, body: dict[str, Any], params: dict[str, str],
+                               pipeline_name: str | None) -> dict[str, Any]:
+        pipeline = None
+        if pipeline_name is not None:
+            pipeline = self.pipelines.get("search", pipeline_name, self.node.pipelines["search"])
 
         async def search_fn(target: str, sub_body: dict[str, Any]) -> dict[str, Any]:
             return await self.plain_search(target, sub_body, params)
 
         return await self.pipelines.search(index or "_all", body, pipeline, search_fn)
+
+    def _search_raw(self, index: str | None, raw: bytes, params: dict[str, str]
+                    ) -> str | tuple[dict[str, Any], dict[str, str], str | None]:
+        """Worker thread: parse the body and, when no pipeline or ML query is involved, search and encode too."""
+        body, params, name = self._plan(index, parse_object(raw), params)
+        if not self._is_plain(body, name):
+            return body, params, name
+        return encode(self.node.search(index or "_all", body, params))
+
+    async def search_encoded(self, index: str | None, raw: bytes, params: dict[str, str]) -> str:
+        """A ``_search`` request body in, its JSON response out. A plain search (the hot path) costs one
+        worker-thread hand-off for parsing, searching and encoding; pipelines and neural queries run on the loop."""
+        outcome = await self.run(self._search_raw, index, raw, params)
+        if isinstance(outcome, str):
+            return outcome
+        result = await self._pipeline_search(index, *outcome)
+        return await self.run(encode, result)
 
     # --- pipelines ----------------------------------------------------------------------
     async def put_pipeline(self, kind: str, pipeline_id: str, body: Any) -> dict[str, Any]:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import fnmatch
+import json
+import re
 from typing import Any
 
 
@@ -68,3 +70,72 @@ def filter_source(source: Any, includes: list[str], excludes: list[str], prefix:
         elif fully_included:
             out[key] = value
     return out
+
+
+# --- decoding stored sources without the vectors a filter drops ------------------------------------------------------
+_NUMBER_ARRAY = r'\[[-+0-9.eE,\s]*\]'
+_PLACEHOLDER = "\u0000neuralpipe-dropped-vector\u0000"
+_PLACEHOLDER_JSON = json.dumps(_PLACEHOLDER)
+
+
+def droppable_vectors(vector_paths: list[str], includes: list[str], excludes: list[str]) -> list[str]:
+    """Which ``knn_vector`` paths a ``_source`` filter removes (decoding them would be wasted work)."""
+    if not vector_paths or (not includes and not excludes):
+        return []
+    skeleton: dict[str, Any] = {}
+    for path in vector_paths:
+        node = skeleton
+        parts = path.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                break
+        else:
+            node[parts[-1]] = 0
+    kept = filter_source(skeleton, includes, excludes)
+
+    def present(tree: Any, parts: list[str]) -> bool:
+        for part in parts:
+            if not isinstance(tree, dict) or part not in tree:
+                return False
+            tree = tree[part]
+        return True
+
+    return [path for path in vector_paths if not present(kept, path.split("."))]
+
+
+class SourceDecoder:
+    """Decodes stored source JSON for one ``_source`` filter: flat number arrays under the key of a vector the
+    filter drops are skipped by a regex before ``json.loads`` (a 384-d vector is most of a document's JSON).
+
+    Exact: a skipped array reads as a placeholder string; the filter decides by keys only, so its output is the same
+    unless a kept value is a placeholder (the same key elsewhere in the document), and then the source is decoded
+    in full."""
+
+    def __init__(self, includes: list[str], excludes: list[str], drop: list[str]) -> None:
+        self.includes, self.excludes = includes, excludes
+        names = sorted({path.rsplit(".", 1)[-1] for path in drop})
+        self._pattern = (re.compile(r'([{,]\s*"(?:' + "|".join(re.escape(json.dumps(n)[1:-1]) for n in names)
+                                    + r')"\s*:\s*)' + _NUMBER_ARRAY) if names else None)
+
+    def decode(self, raw: str) -> Any:
+        """The filtered ``_source`` of one stored document."""
+        if self._pattern is not None:
+            light, skipped = self._pattern.subn(self._skip, raw)
+            if skipped:
+                out = filter_source(json.loads(light), self.includes, self.excludes)
+                if not _holds_placeholder(out):
+                    return out
+        return filter_source(json.loads(raw), self.includes, self.excludes)
+
+    @staticmethod
+    def _skip(match: re.Match[str]) -> str:
+        return match.group(1) + _PLACEHOLDER_JSON
+
+
+def _holds_placeholder(value: Any) -> bool:
+    if isinstance(value, dict):
+        return any(_holds_placeholder(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_holds_placeholder(v) for v in value)
+    return value == _PLACEHOLDER

@@ -11,7 +11,7 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -102,16 +102,19 @@ class Storage:
         for doc_id, version, seq_no, source in rows:
             yield doc_id, version, seq_no, json.loads(source)
 
-    def sources(self, index: str, ids: Iterable[str]) -> dict[str, tuple[int, int, dict[str, Any]]]:
+    def sources(self, index: str, ids: Iterable[str], decode: Callable[[str], Any] | None = json.loads
+                ) -> dict[str, tuple[int, int, Any]]:
+        """id -> (version, seq_no, decoded source) of the stored ``ids``; ``decode=None`` skips the sources
+        (None in their place) when only versions are needed."""
         ids = list(ids)
-        out: dict[str, tuple[int, int, dict[str, Any]]] = {}
+        out: dict[str, tuple[int, int, Any]] = {}
         db = self.conn()
+        columns = "id, version, seq_no" + (", source" if decode is not None else "")
         for start in range(0, len(ids), 500):
             chunk = ids[start:start + 500]
             marks = ",".join("?" * len(chunk))
-            for doc_id, version, seq_no, source in db.execute(
-                    f"SELECT id, version, seq_no, source FROM docs WHERE idx=? AND id IN ({marks})", (index, *chunk)):
-                out[doc_id] = (version, seq_no, json.loads(source))
+            for row in db.execute(f"SELECT {columns} FROM docs WHERE idx=? AND id IN ({marks})", (index, *chunk)):
+                out[row[0]] = (row[1], row[2], decode(row[3]) if decode is not None else None)
         return out
 
     # --- pipelines -------------------------------------------------------------------------

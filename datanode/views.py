@@ -12,6 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from .analysis import analyze_tokens
+from .body import encode, parse_object
 from .bulk import parse_bulk
 from .errors import IllegalArgument, OpenSearchError
 from .keys import DATANODE
@@ -22,18 +23,17 @@ log = logging.getLogger("neuralpipe.datanode")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def _dumps(body: Any) -> str:
-    return json.dumps(body, ensure_ascii=False)
-
-
 def reply(body: Any, status: int = 200) -> web.Response:
-    return web.json_response(body, status=status, dumps=_dumps)
+    return web.json_response(body, status=status, dumps=encode)
+
+
+def reply_text(text: str, status: int = 200) -> web.Response:
+    return web.Response(text=text, status=status, content_type="application/json")
 
 
 async def reply_big(svc: DataNodeService, body: Any, status: int = 200) -> web.Response:
     """A response that may be large (hits with vectors): serialised in a worker thread, off the loop."""
-    text = await svc.run(_dumps, body)
-    return web.Response(text=text, status=status, content_type="application/json")
+    return reply_text(await svc.run(encode, body), status)
 
 
 def guarded(handler: Callable[[web.Request, DataNodeService], Awaitable[web.StreamResponse]]) -> Handler:
@@ -63,20 +63,7 @@ def guarded(handler: Callable[[web.Request, DataNodeService], Awaitable[web.Stre
 
 
 async def json_body(request: web.Request, *, required: bool = False) -> Any:
-    raw = await request.read()
-    if not raw.strip():
-        if required:
-            raise IllegalArgument("request body is required")
-        return {}
-    try:
-        body = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise OpenSearchError(f"Failed to parse request body: {exc.msg} at line {exc.lineno} column {exc.colno}",
-                              status=400, error_type="parse_exception") from None
-    if not isinstance(body, dict):
-        raise OpenSearchError(f"request body must be a JSON object, got a {type(body).__name__}", status=400,
-                              error_type="parse_exception")
-    return body
+    return parse_object(await request.read(), required=required)
 
 
 def params(request: web.Request) -> dict[str, str]:
@@ -276,10 +263,10 @@ async def delete_by_query(request: web.Request, svc: DataNodeService) -> web.Str
 # --- search ---------------------------------------------------------------------------------
 @guarded
 async def search(request: web.Request, svc: DataNodeService) -> web.StreamResponse:
-    body = await json_body(request)
+    raw = await request.read()
     if "q" in request.query:
         raise IllegalArgument("the [q] URI search parameter is not supported by this data node: send a query body")
-    return await reply_big(svc, await svc.search(request.match_info.get("index"), body, params(request)))
+    return reply_text(await svc.search_encoded(request.match_info.get("index"), raw, params(request)))
 
 
 @guarded
