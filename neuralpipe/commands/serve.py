@@ -60,7 +60,18 @@ def build_app(roles: tuple[str, ...], *, data_dir: Path, config: Path | None, ho
             raise RuntimeError(f"the data role needs the datanode package, which could not be imported: {exc}") from exc
         own_url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::', '') else host}:{port}"
         add_data_routes(app, data_dir=data_dir / "data", ml_url=own_url if "ml" in roles else ml_url)
+        if "ml" in roles:
+            add_ml_node_routes(app)
     return app
+
+
+def add_ml_node_routes(app: web.Application) -> None:
+    """In combined mode the data node answers ``GET /``; the ML node's other node-level routes (Prometheus
+    ``/metrics``, ``/health``) have no data-node counterpart, so they are served as they are on an ML node alone."""
+    from mlnode.views import node
+
+    app.router.add_get("/metrics", node.metrics)
+    app.router.add_get("/health", node.health)
 
 
 def run(args: argparse.Namespace) -> int:
