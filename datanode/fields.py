@@ -217,6 +217,7 @@ class VectorField:
         self.graph: faiss.IndexHNSWFlat | None = None
         self.in_graph = 0
         self.dead = 0
+        self._plain_params: dict[int, faiss.SearchParametersHNSW] = {}
 
     @property
     def metric_l2(self) -> bool:
@@ -225,7 +226,7 @@ class VectorField:
     def prepare(self, vec: np.ndarray) -> np.ndarray:
         vec = np.asarray(vec, dtype=np.float32)
         if self.spec.space_type == "cosinesimil":
-            norm = float(np.linalg.norm(vec))
+            norm = np.sqrt(vec.dot(vec))  # what np.linalg.norm computes, without its dispatch
             vec = vec / norm if norm else vec
         return vec
 
@@ -332,13 +333,19 @@ class VectorField:
                       ef_search: int | None) -> tuple[np.ndarray, np.ndarray]:
         assert self.graph is not None
         ef = max(ef_search or self.spec.ef_search, k)
-        params = faiss.SearchParametersHNSW()
-        params.efSearch = ef
         bitmap = None
         if live is not None and not live.all():
+            params = faiss.SearchParametersHNSW()
+            params.efSearch = ef
             bitmap = np.packbits(live, bitorder="little")
             selector = faiss.IDSelectorBitmap(live.shape[0], faiss.swig_ptr(bitmap))
             params.sel = selector
+        else:  # unfiltered: one read-only parameter object per ef_search, shared by concurrent searches
+            params = self._plain_params.get(ef)
+            if params is None:
+                params = faiss.SearchParametersHNSW()
+                params.efSearch = ef
+                self._plain_params[ef] = params
         dist, ids = self.graph.search(query[None, :], k, params=params)
         del bitmap
         keep = ids[0] >= 0

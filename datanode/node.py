@@ -597,7 +597,10 @@ class DataNode:
             limit = int(tth)
             hits_body["total"] = ({"value": total, "relation": "eq"} if total <= limit
                                   else {"value": limit, "relation": "gte"})
-        hits_body["max_score"] = float(all_score.max()) if total and scored and size > 0 else None
+        if total and scored and size > 0:  # score order puts the best first
+            hits_body["max_score"] = float(all_score[order[0]] if sort is None else all_score.max())
+        else:
+            hits_body["max_score"] = None
         hits_body["hits"] = hits
         n = len(targets)
         return {"took": int((time.perf_counter() - started) * 1000), "timed_out": False,

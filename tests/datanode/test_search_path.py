@@ -93,3 +93,33 @@ def test_search_body_errors_are_still_opensearch_errors(client: Any) -> None:
     with pytest.raises(RequestError) as err:
         client.search(index="src", body={"query": {"nope": {}}})
     assert err.value.error == "parsing_exception" and "unknown query [nope]" in str(err.value.info)
+
+
+def test_knn_scores_and_max_score_across_ef_search_and_filters(data_node: Any) -> None:
+    c = os_client(data_node.url)
+    c.indices.create(index="cos", body={"settings": {"index.knn": True}, "mappings": {"properties": {
+        "v": {"type": "knn_vector", "dimension": 2, "method": {"name": "hnsw", "engine": "faiss",
+                                                              "space_type": "cosinesimil"}},
+        "tag": {"type": "keyword"}}}})
+    body = "".join(f'{{"index":{{"_index":"cos","_id":"{i}"}}}}\n{{"v":[{i + 1},{30 - i}],"tag":"{"ab"[i % 2]}"}}\n'
+                   for i in range(30))
+    c.bulk(body=body, refresh=True)
+
+    def expected(i: int) -> float:  # OpenSearch cosinesimil score: (1 + cos) / 2, query [1, 0]
+        return (1 + (i + 1) / ((i + 1) ** 2 + (30 - i) ** 2) ** 0.5) / 2
+
+    for ef in (None, 1, 200, None):
+        knn: dict[str, Any] = {"vector": [3, 0], "k": 3}
+        if ef is not None:
+            knn["method_parameters"] = {"ef_search": ef}
+        hits = c.search(index="cos", body={"size": 3, "query": {"knn": {"v": knn}}})["hits"]
+        assert [h["_id"] for h in hits["hits"]] == ["29", "28", "27"]
+        assert [h["_score"] for h in hits["hits"]] == pytest.approx([expected(i) for i in (29, 28, 27)], rel=1e-6)
+        assert hits["max_score"] == hits["hits"][0]["_score"]
+    filtered = c.search(index="cos", body={"size": 2, "query": {"knn": {"v": {
+        "vector": [3, 0], "k": 2, "filter": {"term": {"tag": "a"}}}}}})["hits"]
+    assert [h["_id"] for h in filtered["hits"]] == ["28", "26"] and filtered["max_score"] == filtered["hits"][0]["_score"]
+    by_field = c.search(index="cos", body={"size": 2, "sort": [{"tag": "asc"}], "query": {"knn": {"v": {
+        "vector": [3, 0], "k": 4}}}})["hits"]
+    assert by_field["max_score"] is None and all(h["_score"] is None for h in by_field["hits"])
+    c.close()
