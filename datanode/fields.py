@@ -315,8 +315,8 @@ class VectorField:
                 if len(hits[0]) >= k or want >= n_live:
                     break
                 want = min(n_live, want * 4)
-            candidates = np.flatnonzero(live) if live is not None else np.arange(n)
-            if len(hits[0]) >= k or len(hits[0]) >= self._distinct(candidates, group):
+            if len(hits[0]) >= k or len(hits[0]) >= self._distinct(
+                    np.flatnonzero(live) if live is not None else np.arange(n), group):
                 return hits[0], knn_scores(self.spec.space_type, hits[1])
         candidates = np.flatnonzero(live) if live is not None else np.arange(n)
         raw = self._raw_exact(query, candidates)
@@ -348,9 +348,10 @@ class VectorField:
                 self._plain_params[ef] = params
         dist, ids = self.graph.search(query[None, :], k, params=params)
         del bitmap
+        if ids.shape[1] and ids[0, -1] >= 0:  # faiss pads a short answer with -1 at the end
+            return ids[0].astype(np.int64), dist[0]
         keep = ids[0] >= 0
-        entries, raw = ids[0][keep].astype(np.int64), dist[0][keep]
-        return entries, raw
+        return ids[0][keep].astype(np.int64), dist[0][keep]
 
     def _dedup(self, entries: np.ndarray, raw: np.ndarray, group: np.ndarray | None,
                k: int) -> tuple[np.ndarray, np.ndarray]:

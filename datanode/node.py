@@ -547,9 +547,12 @@ class DataNode:
             hits_idx.append(np.full(slots.size, n))
             hits_slot.append(slots)
             hits_score.append(sc)
-        all_idx = np.concatenate(hits_idx) if hits_idx else np.empty(0, dtype=np.int64)
-        all_slot = np.concatenate(hits_slot) if hits_slot else np.empty(0, dtype=np.int64)
-        all_score = np.concatenate(hits_score) if hits_score else np.empty(0, dtype=np.float32)
+        if len(targets) == 1:
+            all_idx, all_slot, all_score = hits_idx[0], hits_slot[0], hits_score[0]
+        else:
+            all_idx = np.concatenate(hits_idx) if hits_idx else np.empty(0, dtype=np.int64)
+            all_slot = np.concatenate(hits_slot) if hits_slot else np.empty(0, dtype=np.int64)
+            all_score = np.concatenate(hits_score) if hits_score else np.empty(0, dtype=np.float32)
         sort_values: list[list[Any]] | None = None
         if sort is None:
             order = np.lexsort((all_slot, all_idx, -all_score.astype(np.float64)))
