@@ -9,26 +9,32 @@ from pathlib import Path
 
 from aiohttp import web
 
-from .keys import DATANODE
+from .keys import DATANODE, METRICS
+from .metrics import DataNodeMetrics
 from .node import DataNode
 from .pipelines import PipelineRunner
 from .service import DataNodeService
 from . import views
 
 
-def add_routes(app: web.Application, *, data_dir: Path | str, ml_url: str | None = None, root: bool = True) -> None:
-    """Mount the data node on ``app`` (alone, or beside the ML node's routes: add those first)."""
+def add_routes(app: web.Application, *, data_dir: Path | str, ml_url: str | None = None, root: bool = True,
+               metrics: bool = True) -> None:
+    """Mount the data node on ``app`` (alone, or beside the ML node's routes: add those first). ``metrics=False``
+    leaves ``GET /metrics`` to the caller, which can render ``app[METRICS]`` with other registries."""
+    node_metrics = DataNodeMetrics()
+    app[METRICS] = node_metrics
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="datanode")
         node = await asyncio.get_running_loop().run_in_executor(pool, DataNode, Path(data_dir))
-        service = DataNodeService(node, pool, PipelineRunner(ml_url))
+        service = DataNodeService(node, pool, PipelineRunner(ml_url), node_metrics)
+        node_metrics.watch_indices(lambda: {name: index.doc_count for name, index in list(node.indices.items())})
         app[DATANODE] = service
         yield
         await service.close()
 
     app.cleanup_ctx.append(lifecycle)
-    app.router.add_routes(views.routes(root=root))
+    app.router.add_routes(views.routes(root=root, metrics=metrics))
 
 
 def create_app(data_dir: Path | str, *, ml_url: str | None = None) -> web.Application:

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 from .body import encode, parse_object
 from .errors import IllegalArgument, OpenSearchError, item_error
+from .metrics import DataNodeMetrics
 from .node import DataNode, WriteOp
 from .pipelines import ML_QUERIES, PipelineRunner, find_keys
 
@@ -17,10 +18,12 @@ T = TypeVar("T")
 
 
 class DataNodeService:
-    def __init__(self, node: DataNode, pool: ThreadPoolExecutor, pipelines: PipelineRunner) -> None:
+    def __init__(self, node: DataNode, pool: ThreadPoolExecutor, pipelines: PipelineRunner,
+                 metrics: DataNodeMetrics | None = None) -> None:
         self.node = node
         self.pool = pool
         self.pipelines = pipelines
+        self.metrics = metrics or DataNodeMetrics()
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
@@ -95,7 +98,10 @@ class DataNodeService:
         started = time.perf_counter()
         results = await self.write(ops, pipeline=pipeline, refresh=refresh)
         items = [{op.action: result} for op, result in zip(ops, results)]
-        errors = any("error" in result for result in results)
+        failed = sum("error" in result for result in results)
+        errors = failed > 0
+        self.metrics.bulk_items.labels("error").inc(failed)
+        self.metrics.bulk_items.labels("ok").inc(len(results) - failed)
         return {"took": int((time.perf_counter() - started) * 1000), "errors": errors, "items": items}
 
     async def write_one(self, op: WriteOp, *, pipeline: str | None, refresh: str | None) -> dict[str, Any]:
@@ -173,11 +179,21 @@ class DataNodeService:
     async def search_encoded(self, index: str | None, raw: bytes, params: dict[str, str]) -> str:
         """A ``_search`` request body in, its JSON response out. A plain search (the hot path) costs one
         worker-thread hand-off for parsing, searching and encoding; pipelines and neural queries run on the loop."""
-        outcome = await self.run(self._search_raw, index, raw, params)
-        if isinstance(outcome, str):
-            return outcome
-        result = await self._pipeline_search(index, *outcome)
-        return await self.run(encode, result)
+        started = time.perf_counter()
+        kind = "plain"
+        try:
+            outcome = await self.run(self._search_raw, index, raw, params)
+            if isinstance(outcome, str):
+                text = outcome
+            else:
+                kind = "pipeline"
+                text = await self.run(encode, await self._pipeline_search(index, *outcome))
+        except OpenSearchError:
+            self.metrics.searches.labels(kind, "error").inc()
+            raise
+        self.metrics.searches.labels(kind, "ok").inc()
+        self.metrics.search_seconds.labels(kind).observe(time.perf_counter() - started)
+        return text
 
     # --- pipelines ----------------------------------------------------------------------
     async def put_pipeline(self, kind: str, pipeline_id: str, body: Any) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from .analysis import analyze_tokens
 from .body import encode, parse_object
 from .bulk import parse_bulk
 from .errors import IllegalArgument, OpenSearchError
-from .keys import DATANODE
+from .keys import DATANODE, METRICS
 from .node import CLUSTER_NAME, LUCENE_VERSION, NODE_NAME, VERSION, WriteOp
 from .service import DataNodeService
 
@@ -332,11 +332,19 @@ async def simulate(request: web.Request, svc: DataNodeService) -> web.StreamResp
     return reply(await svc.simulate(request.match_info.get("id"), body, verbose))
 
 
-def routes(*, root: bool = True) -> list[web.AbstractRouteDef]:
+async def prometheus_metrics(request: web.Request) -> web.StreamResponse:
+    from prometheus_client import CONTENT_TYPE_LATEST
+
+    return web.Response(body=request.app[METRICS].render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def routes(*, root: bool = True, metrics: bool = True) -> list[web.AbstractRouteDef]:
     r = web
     table: list[web.AbstractRouteDef] = []
     if root:
         table += [r.get("/", info, allow_head=False), r.head("/", info)]
+    if metrics:
+        table.append(r.get("/metrics", prometheus_metrics))
     table += [
         r.get("/_analyze", analyze), r.post("/_analyze", analyze),
         r.get("/{index}/_analyze", analyze), r.post("/{index}/_analyze", analyze),

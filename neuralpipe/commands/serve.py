@@ -59,18 +59,28 @@ def build_app(roles: tuple[str, ...], *, data_dir: Path, config: Path | None, ho
         except ImportError as exc:
             raise RuntimeError(f"the data role needs the datanode package, which could not be imported: {exc}") from exc
         own_url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::', '') else host}:{port}"
-        add_data_routes(app, data_dir=data_dir / "data", ml_url=own_url if "ml" in roles else ml_url)
-        if "ml" in roles:
-            add_ml_node_routes(app)
+        combined = "ml" in roles
+        add_data_routes(app, data_dir=data_dir / "data", ml_url=own_url if combined else ml_url,
+                        metrics=not combined)
+        if combined:
+            add_combined_node_routes(app)
     return app
 
 
-def add_ml_node_routes(app: web.Application) -> None:
-    """In combined mode the data node answers ``GET /``; the ML node's other node-level routes (Prometheus
-    ``/metrics``, ``/health``) have no data-node counterpart, so they are served as they are on an ML node alone."""
+def add_combined_node_routes(app: web.Application) -> None:
+    """In combined mode the data node answers ``GET /``; ``/metrics`` exposes the ML node's Prometheus metrics followed
+    by the data node's (one exposition, distinct ``mlnode_`` / ``datanode_`` names) and ``/health`` is the ML node's."""
+    from prometheus_client import CONTENT_TYPE_LATEST
+
+    from datanode.keys import METRICS as DATA_METRICS
+    from mlnode import keys as ml_keys
     from mlnode.views import node
 
-    app.router.add_get("/metrics", node.metrics)
+    async def metrics(request: web.Request) -> web.Response:
+        body = request.app[ml_keys.METRICS].render() + request.app[DATA_METRICS].render()
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    app.router.add_get("/metrics", metrics)
     app.router.add_get("/health", node.health)
 
 

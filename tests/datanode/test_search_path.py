@@ -123,3 +123,17 @@ def test_knn_scores_and_max_score_across_ef_search_and_filters(data_node: Any) -
         "vector": [3, 0], "k": 4}}}})["hits"]
     assert by_field["max_score"] is None and all(h["_score"] is None for h in by_field["hits"])
     c.close()
+
+
+def test_a_data_node_alone_serves_its_metrics(data_node: Any) -> None:
+    import urllib.request
+
+    c = os_client(data_node.url)
+    c.indices.create(index="solo", body={})
+    c.index(index="solo", id="1", body={"x": 1}, refresh=True)
+    c.search(index="solo", body={"query": {"match_all": {}}})
+    c.close()
+    with urllib.request.urlopen(data_node.url + "/metrics", timeout=10) as resp:
+        text = resp.read().decode()
+    assert 'datanode_documents{index="solo"} 1.0' in text
+    assert 'datanode_search_requests_total{kind="plain",outcome="ok"} 1.0' in text

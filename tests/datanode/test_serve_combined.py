@@ -13,6 +13,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -68,6 +69,29 @@ def test_prometheus_metrics_are_served(combined: str) -> None:
     text = body.decode()
     assert status == 200 and content_type.startswith("text/plain")
     assert "# TYPE mlnode_deployed_models gauge" in text and "mlnode_deployed_models 0.0" in text
+    assert "# TYPE datanode_search_requests_total counter" in text
+
+
+def test_data_node_metrics_count_searches_and_documents(combined: str) -> None:
+    def call(method: str, path: str, body: Any) -> int:
+        request = urllib.request.Request(combined + path, data=json.dumps(body).encode(), method=method,
+                                         headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=30) as resp:
+                return resp.status
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
+    assert call("PUT", "/m", {"mappings": {"properties": {"t": {"type": "text"}}}}) == 200
+    assert call("PUT", "/m/_doc/1?refresh=true", {"t": "hello world"}) == 201
+    assert call("PUT", "/m/_doc/2?refresh=true", {"t": "hello again"}) == 201
+    for _ in range(3):
+        assert call("POST", "/m/_search", {"query": {"match": {"t": "hello"}}}) == 200
+    assert call("POST", "/m/_search", {"query": {"nope": {}}}) == 400
+    text = _get(combined + "/metrics")[2].decode()
+    assert 'datanode_documents{index="m"} 2.0' in text
+    assert 'datanode_search_requests_total{kind="plain",outcome="ok"} 3.0' in text
+    assert 'datanode_search_requests_total{kind="plain",outcome="error"} 1.0' in text
 
 
 def test_ml_health_and_both_apis_answer(combined: str) -> None:
