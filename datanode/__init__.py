@@ -7,7 +7,9 @@ state: a write is acknowledged after its transaction is fsynced, and memory is u
 memory, per index and per nested path ("scope"): BM25 postings for ``text`` and ``keyword`` fields, values
 for numeric/date/boolean fields, a faiss HNSW graph per ``knn_vector`` field (``flat`` = exact search) and an
 inverted index per ``rank_features`` field; all rebuilt from SQLite at start. Blocking work runs in a thread
-pool, never on the event loop. Ingest and search pipelines, ``neural``, ``neural_sparse`` and ``hybrid`` run
+pool, never on the event loop; a plain ``_search`` is one thread-pool job (parse, search, encode), reads stored
+sources only when the response shows them, and skips decoding the vectors a ``_source`` filter drops.
+``GET /metrics``: Prometheus metrics (``datanode_*``). Ingest and search pipelines, ``neural``, ``neural_sparse`` and ``hybrid`` run
 through the ``processors`` package against the ML node at ``ml_url``.
 
 Compatibility choices (what a user may notice):
