@@ -56,8 +56,8 @@ def parse_bulk(raw: bytes, default_index: str | None) -> list[WriteOp]:
                 op.extra[key] = meta[key]
         if action != "delete":
             if i >= len(lines) or not lines[i].strip():
-                raise IllegalArgument(f"Validation Failed: 1: no requests added;" if not ops else
-                                      f"The bulk request must be terminated by a newline [\\n]")
+                raise IllegalArgument("Validation Failed: 1: no requests added;" if not ops else
+                                      "The bulk request must be terminated by a newline [\\n]")
             source_line = lines[i]
             i += 1
             try:

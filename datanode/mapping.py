@@ -392,7 +392,7 @@ class _DocParser:
                     continue
                 if isinstance(v, (dict, list)):
                     raise IllegalArgument(f"Can't get text on a START_OBJECT at field [{path}]"
-                                          if isinstance(v, dict) else f"nested arrays are not supported")
+                                          if isinstance(v, dict) else "nested arrays are not supported")
                 if ftype == "text":
                     entry.texts.setdefault(path, []).append(str(v) if not isinstance(v, bool) else str(v).lower())
                 elif ftype == "keyword":
