@@ -2,7 +2,7 @@
 # Run the quality evaluation and every speed benchmark, one at a time, logging each to $OUT.
 # Figures go into bench/RESULTS.md by hand, with the command, machine and date each log starts with.
 #
-#   bash bench/run_all.sh                 # everything (about 45 minutes on 2 cores)
+#   bash bench/run_all.sh                 # everything (about 30 minutes on 2 cores)
 #   bash bench/run_all.sh eval            # only the SciFact evaluation (reference, HNSW, exact)
 #   bash bench/run_all.sh speed           # only the speed benchmarks
 set -uo pipefail
@@ -34,11 +34,11 @@ if [[ $what == all || $what == eval ]]; then
   done
 fi
 if [[ $what == all || $what == speed ]]; then
-  step mlnode_throughput $PY bench/mlnode_throughput.py --texts 320 --rounds 5
-  step mlnode_batching $PY bench/mlnode_batching.py --requests 512 --concurrency 64 --rounds 5
-  step vs_infinity bash -c "bash bench/infinity_venv.sh >/dev/null && $PY bench/vs_infinity.py --rounds 3"
-  step ingest_throughput $PY bench/ingest_throughput.py --docs 500 --rounds 3
-  step neural_latency $PY bench/neural_latency.py --queries 300 --vectors "$CACHE/vectors/scifact"
-  step datanode_search $PY bench/datanode_search.py --vectors "$CACHE/vectors/scifact" --eval-data-dir "$EVAL_DATA_DIR" --rounds 3 --concurrency 1,8
+  step mlnode_throughput $PY bench/mlnode_throughput.py --texts 192 --rounds 3
+  step mlnode_batching $PY bench/mlnode_batching.py --requests 256 --concurrency 64 --rounds 3
+  step vs_infinity bash -c "bash bench/infinity_venv.sh >/dev/null && $PY bench/vs_infinity.py --passages 256 --queries 256 --rounds 2"
+  step ingest_throughput $PY bench/ingest_throughput.py --docs 256 --rounds 2
+  step neural_latency $PY bench/neural_latency.py --queries 200 --vectors "$CACHE/vectors/scifact"
+  step datanode_search $PY bench/datanode_search.py --vectors "$CACHE/vectors/scifact" --eval-data-dir "$EVAL_DATA_DIR" --rounds 2 --concurrency 1,8
   step mlnode_memory $PY bench/mlnode_memory.py --texts 64
 fi
