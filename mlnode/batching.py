@@ -39,10 +39,12 @@ PAD_SLACK_TOKENS = 32
 PAD_SLACK_RATIO = 0.25
 
 
-def plan_chunks(tokens: Sequence[int], max_size: int, token_budget: int) -> list[list[int]]:
+def plan_chunks(tokens: Sequence[int], max_size: int, token_budget: int, min_chunks: int = 1) -> list[list[int]]:
     """Indices of ``tokens`` grouped into runtime calls: sorted by length, at most ``max_size`` texts and
     ``token_budget`` padded tokens (texts x longest) a call, padding bounded as above. A text longer than the budget
-    runs alone."""
+    runs alone. With ``min_chunks`` > 1 the largest calls are halved until there are that many (or every call holds
+    one text), so one big request can keep every inference thread busy: each thread runs with
+    ``cores // worker_threads`` intra-op threads, and a lone call would leave the other cores idle."""
     chunks: list[list[int]] = []
     current: list[int] = []
     real = 0
@@ -57,6 +59,13 @@ def plan_chunks(tokens: Sequence[int], max_size: int, token_budget: int) -> list
         real += n
     if current:
         chunks.append(current)
+    while len(chunks) < min_chunks:
+        largest = max(range(len(chunks)), key=lambda c: len(chunks[c]))
+        chunk = chunks[largest]
+        if len(chunk) < 2:
+            break
+        half = (len(chunk) + 1) // 2  # sorted by length: each half keeps texts of similar lengths
+        chunks[largest : largest + 1] = [chunk[:half], chunk[half:]]
     return chunks
 
 
@@ -181,6 +190,7 @@ class ModelWorker:
         self._waiting = 0  # admitted requests not yet taken into a batch (tokenizing or queued)
         self._wakeup = asyncio.Event()
         self._slots = asyncio.Semaphore(max(1, limits.concurrency))
+        self.parallelism = max(1, limits.concurrency)  # inference threads one batch may use at once
         self._runs: set[asyncio.Task] = set()
         self._batcher: asyncio.Task | None = None
         self._closing = False
@@ -357,21 +367,33 @@ class ModelWorker:
         """Run a batch as the runtime calls ``plan_chunks`` cuts it into (texts of similar lengths together). Between
         calls it stops when the model is being undeployed (or the node stops) or every client of the batch has left."""
         loop = asyncio.get_running_loop()
-        chunks = plan_chunks(tokens, self.batch_max_size, self.token_budget)
+        chunks = plan_chunks(tokens, self.batch_max_size, self.token_budget, min_chunks=self.parallelism)
         n_requests = len(batch)
         out: list[dict | None] = [None] * len(texts)
-        for chunk in chunks:
-            if self._closing:
-                raise _Stopped(_not_deployed(), "undeployed")
-            if not any(item.alive() and not item.future.done() for item in batch):
-                raise _Stopped(_client_left(), "client_closed")
-            started = time.perf_counter()
-            results = await loop.run_in_executor(self._executor, self.runtime.infer, [texts[i] for i in chunk], parameters)
+        # the calls of one batch run side by side on the inference threads (at most ``parallelism`` at once)
+        lanes = asyncio.Semaphore(self.parallelism)
+
+        async def run_chunk(chunk: list[int]) -> None:
+            async with lanes:
+                if self._closing:
+                    raise _Stopped(_not_deployed(), "undeployed")
+                if not any(item.alive() and not item.future.done() for item in batch):
+                    raise _Stopped(_client_left(), "client_closed")
+                started = time.perf_counter()
+                results = await loop.run_in_executor(self._executor, self.runtime.infer, [texts[i] for i in chunk], parameters)
             if len(results) != len(chunk):
                 raise InternalError("Runtime returned a wrong number of results")
             self._record_batch(len(chunk), n_requests, sum(tokens[i] for i in chunk), time.perf_counter() - started)
             for i, result in zip(chunk, results):
                 out[i] = result
+
+        tasks = [asyncio.ensure_future(run_chunk(chunk)) for chunk in chunks]
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:  # one call failed or the batch stopped: the calls not started yet never start
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
         return [r for r in out if r is not None]
 
     def _record_batch(self, size: int, n_requests: int, n_tokens: int, seconds: float) -> None:

@@ -208,6 +208,40 @@ def test_plan_chunks_groups_similar_lengths_within_the_limits():
     assert plan_chunks([5] * 10, 4, 16384) == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]  # batch_max_size
     assert plan_chunks([512] * 5, 32, 1100) == [[0, 1], [2, 3], [4]]  # padded tokens within the token budget
     assert plan_chunks([3000, 4], 32, 1000) == [[1], [0]]  # a text over the budget runs alone
+    # min_chunks: the largest calls are halved so every inference thread gets work; similar lengths stay together
+    assert plan_chunks([20, 21, 19, 22], 32, 16384, min_chunks=2) == [[2, 0], [1, 3]]
+    assert plan_chunks([5] * 3, 32, 16384, min_chunks=4) == [[0], [1], [2]]  # never below one text a call
+    assert plan_chunks([7], 32, 16384, min_chunks=2) == [[0]]
+
+
+async def test_one_large_request_uses_every_inference_thread(tmp_path):
+    """With two inference threads a single 8-text request runs as two calls at the same time (each thread has
+    cores // worker_threads intra-op threads, so one call alone would leave cores idle); the answer keeps its order."""
+    runtimes: list[FakeRuntime] = []
+    async with api_client(_settings(tmp_path, worker_threads=2), fake_backends(tmp_path, runtimes)) as client:
+        model_id = await api_fake_model(client, tmp_path)
+        runtime = runtimes[0]
+        lock, both_running, saw_partner = threading.Lock(), threading.Event(), []
+        entered = 0
+        plain_infer = runtime.infer
+
+        def infer(texts, parameters=None):
+            nonlocal entered
+            with lock:
+                entered += 1
+                if entered == 2:
+                    both_running.set()
+            saw_partner.append(both_running.wait(10))  # False if the calls ran one after the other
+            return plain_infer(texts, parameters)
+
+        runtime.infer = infer
+        texts = [f"word{i} alpha beta" + " gamma" * (i % 2) for i in range(8)]
+        response = await _predict(client, model_id, texts)
+        assert response.status == 200
+        assert saw_partner == [True, True]
+        assert sorted(len(b) for b in runtime.batches) == [4, 4]
+        data = [r["output"][0]["data"] for r in (await response.json())["inference_results"]]
+        assert data == [[float(len(t)), float(len(t.split()))] for t in texts]
 
 
 async def test_undeploy_stops_a_split_request_between_runtime_calls(tmp_path):
