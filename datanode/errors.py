@@ -1,17 +1,19 @@
-"""OpenSearch error types the data node raises; shared classes come from ``processors.errors``."""
+"""OpenSearch error types only the data node raises; the shared ones come from ``opensearch_contract.errors``."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from processors.errors import (  # noqa: F401  (re-exported for the data node's modules)
+from opensearch_contract.errors import (  # noqa: F401  (the data node's modules import every error type from here)
     IllegalArgument,
     IndexNotFound,
     MapperParsingError,
     OpenSearchError,
+    ParseError,
     ParsingError,
     ResourceAlreadyExists,
     ResourceNotFound,
+    with_cause,
 )
 
 
@@ -38,12 +40,6 @@ class StrictDynamicMapping(OpenSearchError):
 class ActionRequestValidation(OpenSearchError):
     status = 400
     error_type = "action_request_validation_exception"
-
-
-def with_cause(error: OpenSearchError, cause: OpenSearchError) -> OpenSearchError:
-    """Attach ``cause`` as OpenSearch's ``caused_by``."""
-    error.extra = {**error.extra, "caused_by": {"type": cause.error_type, "reason": cause.reason}}
-    return error
 
 
 def item_error(error: OpenSearchError) -> dict[str, Any]:

@@ -12,6 +12,8 @@ from typing import Any
 import faiss
 import numpy as np
 
+from opensearch_contract.knn import scores_from_raw
+
 from . import similarity
 from .mapping import VectorSpec
 
@@ -191,17 +193,6 @@ class FeatureField:
         return arrays
 
 
-def knn_scores(space: str, raw: np.ndarray) -> np.ndarray:
-    """OpenSearch k-NN score from the engine's raw value (squared L2 distance, or inner product)."""
-    raw = raw.astype(np.float32)
-    if space == "l2":
-        return (np.float32(1) / (np.float32(1) + raw)).astype(np.float32)
-    if space == "cosinesimil":
-        return ((np.float32(1) + raw) / np.float32(2)).astype(np.float32)
-    # innerproduct: faiss distance d = -ip; score = 1/(1+d) if d >= 0 else -d + 1
-    return np.where(raw <= 0, np.float32(1) / (np.float32(1) - raw), raw + np.float32(1)).astype(np.float32)
-
-
 class VectorField:
     """One ``knn_vector`` field: vectors in entry order, a faiss HNSW graph over them (built lazily,
     in batches, on the first search after writes), and a live mask so dead entries never surface."""
@@ -317,12 +308,12 @@ class VectorField:
                 want = min(n_live, want * 4)
             if len(hits[0]) >= k or len(hits[0]) >= self._distinct(
                     np.flatnonzero(live) if live is not None else np.arange(n), group):
-                return hits[0], knn_scores(self.spec.space_type, hits[1])
+                return hits[0], scores_from_raw(self.spec.space_type, hits[1])
         candidates = np.flatnonzero(live) if live is not None else np.arange(n)
         raw = self._raw_exact(query, candidates)
         order = self._order(raw)
         slots, raws = self._dedup(candidates[order], raw[order], group, k)
-        return slots, knn_scores(self.spec.space_type, raws)
+        return slots, scores_from_raw(self.spec.space_type, raws)
 
     def _distinct(self, entries: np.ndarray, group: np.ndarray | None) -> int:
         if group is None:
@@ -378,6 +369,6 @@ class VectorField:
             owners = self.owner.view()
             live &= allowed[np.minimum(owners, allowed.shape[0] - 1)] & (owners < allowed.shape[0])
         candidates = np.flatnonzero(live)
-        scores = knn_scores(self.spec.space_type, self._raw_exact(query, candidates))
+        scores = scores_from_raw(self.spec.space_type, self._raw_exact(query, candidates))
         keep = scores >= np.float32(min_score)
         return self.owner.data[candidates[keep]], scores[keep]

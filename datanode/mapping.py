@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from opensearch_contract.knn import SPACE_TYPES
+
 from .errors import IllegalArgument, MapperParsingError, StrictDynamicMapping, with_cause
 
 NUMERIC_TYPES = {"long", "integer", "short", "byte", "double", "float", "half_float", "scaled_float",
@@ -24,7 +26,7 @@ OBJECT_TYPES = {"object", "nested"}
 METADATA_FIELDS = {"_id", "_index", "_source", "_routing", "_seq_no", "_version", "_primary_term", "_field_names",
                    "_ignored", "_nested_path", "_data_stream_timestamp"}
 SUPPORTED_ANALYZERS = ("standard", "default")
-SPACE_TYPES = ("l2", "cosinesimil", "innerproduct")
+
 METHODS = ("hnsw", "flat")
 ENGINES = ("faiss", "lucene", "nmslib")
 VECTOR_DATA_TYPES = ("float", "byte")

@@ -22,6 +22,10 @@ from typing import Any
 
 import numpy as np
 
+from opensearch_contract.settings import flatten_settings as flatten_any
+from opensearch_contract.settings import nest_settings as nest_any
+from opensearch_contract.settings import setting_string
+
 from . import snapshot
 from .errors import ActionRequestValidation as ActionValidation
 from .errors import (DocumentMissing, IllegalArgument, IndexNotFound, InvalidIndexName, MapperParsingError,
@@ -63,28 +67,16 @@ def validate_index_name(name: str) -> None:
         raise InvalidIndexName(f"Invalid index name [{name}], must not be '.' or '..' or longer than 255 bytes")
 
 
-def flatten_settings(settings: Any, prefix: str = "") -> dict[str, Any]:
+def flatten_settings(settings: Any) -> dict[str, Any]:
+    """Index settings as flat ``index.*`` keys, however nested or prefixed they were sent."""
     if not isinstance(settings, dict):
         raise IllegalArgument(f"settings must be an object, got [{settings}]")
-    out: dict[str, Any] = {}
-    for key, value in settings.items():
-        full = prefix + key
-        if isinstance(value, dict):
-            out.update(flatten_settings(value, full + "."))
-        else:
-            out[full if full.startswith("index.") else "index." + full] = value
-    return out
+    return {k if k.startswith("index.") else "index." + k: v for k, v in flatten_any(settings).items()}
 
 
 def nest_settings(flat: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in flat.items():
-        node = out
-        parts = key.split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-        node[parts[-1]] = str(value).lower() if isinstance(value, bool) else str(value)
-    return out
+    """Settings as OpenSearch prints them: nested, every value a string."""
+    return nest_any({k: setting_string(v) for k, v in flat.items()})
 
 
 @dataclass

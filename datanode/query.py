@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from opensearch_contract.knn import score_from_distance
+
 from .analysis import analyze
 from .errors import IllegalArgument, OpenSearchError, ParsingError
 from .fields import FeatureField
@@ -503,7 +505,7 @@ class Executor:
                 threshold = float(params["min_score"])
             else:
                 distance = float(params["max_distance"])
-                threshold = _distance_to_score(vs.space_type, distance)
+                threshold = score_from_distance(vs.space_type, distance)
             slots, scores = field_index.radial(query, threshold, allowed)
             if group is not None:
                 order = np.argsort(-scores, kind="stable")
@@ -562,14 +564,6 @@ class Executor:
                 return scope.features.get(prefix), ".".join(parts[cut:])
         raise IllegalArgument(f"[rank_feature] query only works on [rank_feature] fields and features of "
                               f"[rank_features] fields, not [{fld}]")
-
-
-def _distance_to_score(space: str, distance: float) -> float:
-    if space == "l2":
-        return 1.0 / (1.0 + distance)
-    if space == "cosinesimil":
-        return (2.0 - distance) / 2.0
-    return 1.0 / (1.0 + distance) if distance >= 0 else -distance + 1.0
 
 
 def _default_pivot(values: np.ndarray) -> float:

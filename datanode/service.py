@@ -8,7 +8,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from .body import encode, parse_object
+from opensearch_contract.body import encode, parse_object
 from .errors import IllegalArgument, OpenSearchError, item_error
 from .metrics import DataNodeMetrics
 from .node import DataNode, WriteOp

@@ -12,7 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from .analysis import analyze_tokens
-from .body import encode, parse_object
+from opensearch_contract.body import encode, parse_object
 from .bulk import parse_bulk
 from .errors import IllegalArgument, OpenSearchError
 from .keys import DATANODE, METRICS

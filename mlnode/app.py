@@ -16,7 +16,8 @@ from aiohttp import web
 
 from mlnode import keys
 from mlnode.batching import Deployments, QueueLimits
-from mlnode.errors import InternalError, MLError, error_body
+from mlnode.errors import InternalError, OpenSearchError
+from opensearch_contract.errors import error_body
 from mlnode.metrics import Metrics
 from mlnode.routes import ml_routes, root_routes
 from mlnode.runtimes.backends import intra_op_threads, set_intra_op_threads
@@ -49,7 +50,7 @@ async def error_middleware(request: web.Request, handler: Callable[[web.Request]
         return await handler(request)
     try:
         return await handler(request)
-    except MLError as exc:
+    except OpenSearchError as exc:
         if exc.status >= 500:
             log.error("%s %s failed: %s", request.method, request.path, exc.reason)
         return web.json_response(exc.to_body(), status=exc.status)
@@ -61,12 +62,12 @@ async def error_middleware(request: web.Request, handler: Callable[[web.Request]
             raise
         if exc.status == 404:
             reason = f"no handler found for uri [{request.path}] and method [{request.method}]"
-            return web.json_response(error_body(reason, 400, "illegal_argument_exception"), status=400)
+            return web.json_response(error_body(400, "illegal_argument_exception", reason), status=400)
         if exc.status == 405:
             allowed = ", ".join(sorted(getattr(exc, "allowed_methods", ()) or ()))
             reason = f"Incorrect HTTP method for uri [{request.path}] and method [{request.method}], allowed: [{allowed}]"
-            return web.json_response(error_body(reason, 405, "exception"), status=405)
-        return web.json_response(error_body(exc.reason or "request failed", exc.status, "exception"), status=exc.status)
+            return web.json_response(error_body(405, "exception", reason), status=405)
+        return web.json_response(error_body(exc.status, "exception", exc.reason or "request failed"), status=exc.status)
     except asyncio.CancelledError:
         raise
     except Exception:
@@ -84,7 +85,7 @@ def _resources(settings: MLSettings, backends: Backends) -> Callable[[web.Applic
         persisted = store.cluster_settings.get("persistent", {})
         try:
             settings.apply({name: settings.coerce(name, value) for name, value in persisted.items()})
-        except MLError as exc:
+        except OpenSearchError as exc:
             log.error("ignoring persisted cluster settings: %s", exc.reason)
         metrics = Metrics()
         app[keys.METRICS] = metrics

@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-from mlnode.errors import InternalError, MLError, TooManyRequests
+from mlnode.errors import InternalError, OpenSearchError, TooManyRequests
 from mlnode.metrics import Metrics
 from mlnode.runtimes import PredictInputError, Runtime
 
@@ -79,18 +79,18 @@ def model_token_budget(runtime: Runtime, token_budget: int, memory_budget: int) 
     return max(1, min(token_budget, memory_budget // (width * FLOAT_BYTES)))
 
 
-def _client_left() -> MLError:
-    return MLError("The client closed the connection", status=499, error_type="client_closed_exception")
+def _client_left() -> OpenSearchError:
+    return OpenSearchError("The client closed the connection", status=499, error_type="client_closed_exception")
 
 
-def _not_deployed() -> MLError:
-    return MLError("Model not ready yet. Please deploy the model first.", status=400, error_type="illegal_argument_exception")
+def _not_deployed() -> OpenSearchError:
+    return OpenSearchError("Model not ready yet. Please deploy the model first.", status=400, error_type="illegal_argument_exception")
 
 
 class _Stopped(Exception):
     """A running batch stopped between runtime calls (``reason`` labels the failure metric)."""
 
-    def __init__(self, error: MLError, reason: str) -> None:
+    def __init__(self, error: OpenSearchError, reason: str) -> None:
         super().__init__(error.reason)
         self.error = error
         self.reason = reason
@@ -353,10 +353,10 @@ class ModelWorker:
                 offset += n
         except _Stopped as stop:
             self._fail(batch, stop.error, stop.reason)
-        except MLError as exc:
+        except OpenSearchError as exc:
             self._fail(batch, exc, "runtime_error")
         except PredictInputError as exc:  # the runtime's "your input is wrong" error
-            self._fail(batch, MLError(str(exc), status=400, error_type="illegal_argument_exception"), "bad_request")
+            self._fail(batch, OpenSearchError(str(exc), status=400, error_type="illegal_argument_exception"), "bad_request")
         except Exception:
             log.exception("inference failed for model %s", self.model_id)
             self._fail(batch, InternalError("Failed to run inference"), "runtime_error")
@@ -408,7 +408,7 @@ class ModelWorker:
         m.batch_tokens.labels(self.model_id).observe(n_tokens)
         m.inference_seconds.labels(self.model_id).observe(seconds)
 
-    def _fail(self, batch: Sequence[_Item], exc: MLError, reason: str) -> None:
+    def _fail(self, batch: Sequence[_Item], exc: OpenSearchError, reason: str) -> None:
         for item in batch:
             self._metrics.failures.labels(self.model_id, reason).inc()
             if not item.future.done():

@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from mlnode.errors import IllegalArgument
+from opensearch_contract.settings import flatten_settings, parse_bool, parse_int
 
 PREFIX = "plugins.ml_commons."
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "mlnode.yaml"
@@ -42,21 +43,6 @@ _EXTRA_DEFAULTS: dict[str, Any] = {
     "cache_dir": None,
     "catalog": None,
 }
-
-
-def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
-    if isinstance(value, dict):
-        for key, sub in value.items():
-            _flatten(f"{prefix}.{key}" if prefix else str(key), sub, out)
-    else:
-        out[prefix] = value
-
-
-def flatten_settings(body: dict[str, Any]) -> dict[str, Any]:
-    """``{"plugins": {"ml_commons": {"a": 1}}}`` and ``{"plugins.ml_commons.a": 1}`` both -> flat dotted keys."""
-    out: dict[str, Any] = {}
-    _flatten("", body, out)
-    return out
 
 
 def usable_cores() -> int:
@@ -165,22 +151,9 @@ class MLSettings:
             return self.defaults[name]
         default = self.defaults[name]
         if isinstance(default, bool):
-            if isinstance(value, bool):
-                return value
-            if isinstance(value, str) and value.lower() in ("true", "false"):
-                return value.lower() == "true"
-            raise IllegalArgument(f"Failed to parse value [{value}] as only [true] or [false] are allowed.")
+            return parse_bool(value.lower() if isinstance(value, str) else value)
         if isinstance(default, int):
-            try:
-                number = int(str(value))
-            except ValueError:
-                raise IllegalArgument(f"Failed to parse value [{value}] for setting [{full}]") from None
-            low, high = _INT_BOUNDS.get(name, (-(2**31), 2**31 - 1))
-            if number < low:
-                raise IllegalArgument(f"Failed to parse value [{number}] for setting [{full}] must be >= {low}")
-            if number > high:
-                raise IllegalArgument(f"Failed to parse value [{number}] for setting [{full}] must be <= {high}")
-            return number
+            return parse_int(value, full, *_INT_BOUNDS.get(name, (-(2**31), 2**31 - 1)))
         text = str(value)
         if name == "trusted_url_regex":
             try:

@@ -22,7 +22,7 @@ import aiohttp
 
 from mlnode.batching import Deployments
 from mlnode.catalog import Catalog, CatalogError
-from mlnode.errors import CircuitBreaking, IllegalArgument, InternalError, MLError
+from mlnode.errors import CircuitBreaking, IllegalArgument, InternalError, OpenSearchError
 from mlnode.offline import OfflineModelMissing
 from mlnode.packaging.core import PackagingError
 from mlnode.runtimes import PredictInputError, Runtime, RuntimeLoadError, load_runtime
@@ -41,7 +41,7 @@ MEMORY_CB_MESSAGE = "Memory Circuit Breaker is open, please check your resources
 MAX_MODELS_MESSAGE = "Exceed max local model per node limit"
 
 
-class UserFacingError(MLError):
+class UserFacingError(OpenSearchError):
     """A task failure whose message is meant for the user (bad zip, hash mismatch, unreachable URL)."""
 
     status = 400
@@ -94,7 +94,7 @@ def is_user_error(exc: BaseException) -> bool:
     return isinstance(exc, (*INPUT_ERRORS, OfflineModelMissing, ValueError, FileNotFoundError, UserFacingError))
 
 
-def input_error(exc: BaseException) -> MLError:
+def input_error(exc: BaseException) -> OpenSearchError:
     """One of ``INPUT_ERRORS`` as the 400 a client gets (``illegal_argument_exception`` with the message)."""
     return IllegalArgument(str(exc))
 
@@ -144,7 +144,7 @@ class TaskRunner:
                 await asyncio.shield(self._fail_task(task_id, "Task cancelled: the node is shutting down", on_failure))
                 raise
             except Exception as exc:
-                if isinstance(exc, MLError):
+                if isinstance(exc, OpenSearchError):
                     message = exc.reason
                 elif isinstance(exc, asyncio.TimeoutError):
                     message = f"Task timed out after {self.settings.get('ml_task_timeout_in_seconds')} seconds"
@@ -176,7 +176,7 @@ class TaskRunner:
         setting = {"REGISTER_MODEL": "max_register_model_tasks_per_node", "DEPLOY_MODEL": "max_deploy_model_tasks_per_node"}[task_type]
         running = sum(1 for t in self._running_types.values() if t == task_type)
         if running >= int(self.settings.get(setting)):
-            raise MLError("exceed max running task limit", status=429, error_type="m_l_limit_exceeded_exception")
+            raise OpenSearchError("exceed max running task limit", status=429, error_type="m_l_limit_exceeded_exception")
 
     def is_running(self, task_id: str) -> bool:
         return task_id in self._running
@@ -392,7 +392,7 @@ class TaskRunner:
             try:
                 await self.deploy_now(model_id)
             except Exception as exc:
-                reason = exc.reason if isinstance(exc, MLError) else type(exc).__name__
+                reason = exc.reason if isinstance(exc, OpenSearchError) else type(exc).__name__
                 log.error("redeploying model %s at start failed: %s", model_id, reason)
                 await self.store.update("models", model_id, model_state="DEPLOY_FAILED", last_updated_time=now_ms())
 

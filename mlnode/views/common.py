@@ -2,32 +2,21 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
 from mlnode import keys
 from mlnode.errors import NotFound, ParsingError
+from opensearch_contract.body import encode, parse_object
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
-    return web.json_response(body, status=status, headers=headers, dumps=lambda o: json.dumps(o, ensure_ascii=False))
+    return web.json_response(body, status=status, headers=headers, dumps=encode)
 
 
 async def read_json(request: web.Request, *, required: bool = True) -> dict[str, Any]:
-    raw = await request.read()
-    if not raw.strip():
-        if required:
-            raise ParsingError("request body is required")
-        return {}
-    try:
-        body = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ParsingError(f"Failed to parse request body as JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise ParsingError("request body must be a JSON object")
-    return body
+    return parse_object(await request.read(), required=required)
 
 
 def search_handler(collection: str) -> Callable[[web.Request], Awaitable[web.Response]]:

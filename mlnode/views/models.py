@@ -12,7 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from mlnode import keys
-from mlnode.errors import IllegalArgument, NotFound, ParsingError, ResourceNotFound
+from mlnode.errors import IllegalArgument, NotFound, ParsingError, MLResourceNotFound
 from mlnode.store import new_id, now_ms
 from mlnode.tasks import DEPLOYABLE_STATES, FUNCTION_NAMES, MODEL_FORMATS, is_user_error
 from mlnode.views.common import bool_param, json_response, model_or_404, read_json, search_handler
@@ -84,7 +84,7 @@ async def _resolve_group(request: web.Request, body: dict[str, Any], name: str) 
             group_id = await create_group(request, name, description)
             created = True
     elif not isinstance(group_id, str) or store.get("model_groups", group_id) is None:
-        raise ResourceNotFound(f"Failed to find model group with ID: {group_id}")
+        raise MLResourceNotFound(f"Failed to find model group with ID: {group_id}")
     group = store.get("model_groups", group_id) or {}
     taken = [int(doc.get("model_version", 0)) for _, doc in store.all("models") if doc.get("model_group_id") == group_id]
     return group_id, max([int(group.get("latest_version", 0)), *taken]) + 1, created
@@ -224,7 +224,7 @@ async def upload_chunk(request: web.Request) -> web.Response:
     model_id = request.match_info["model_id"]
     doc = store.get("models", model_id)
     if doc is None:
-        raise ResourceNotFound("Failed to find model")
+        raise MLResourceNotFound("Failed to find model")
     try:
         number = int(request.match_info["chunk_number"])
     except ValueError:
@@ -323,7 +323,7 @@ async def update(request: web.Request) -> web.Response:
         if not isinstance(body["model_config"], dict):
             raise ParsingError("[model_config] must be an object")
     if "model_group_id" in body and store.get("model_groups", str(body["model_group_id"])) is None:
-        raise ResourceNotFound(f"Failed to find model group with ID: {body['model_group_id']}")
+        raise MLResourceNotFound(f"Failed to find model group with ID: {body['model_group_id']}")
     await store.update("models", model_id, **body, last_updated_time=now_ms())
     return json_response(store.index_response("models", model_id, "updated"))
 

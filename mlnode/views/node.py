@@ -10,7 +10,8 @@ from aiohttp import web
 from mlnode import keys
 from mlnode.errors import IllegalArgument, ParsingError
 from mlnode.runtimes.backends import intra_op_threads
-from mlnode.settings import PREFIX, flatten_settings
+from mlnode.settings import PREFIX
+from opensearch_contract.settings import flatten_settings
 from mlnode.views.common import bool_param, json_response, read_json
 
 VERSION = "0.1.0"

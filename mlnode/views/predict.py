@@ -12,7 +12,7 @@ import time
 from aiohttp import web
 
 from mlnode import keys
-from mlnode.errors import IllegalArgument, MLError
+from mlnode.errors import IllegalArgument, OpenSearchError
 from mlnode.predict import check_algorithm, parse_predict, shape_results
 from mlnode.views.common import client_alive, json_response, model_or_404, read_json
 
@@ -36,7 +36,7 @@ async def _predict(request: web.Request, model_id: str) -> web.Response:
     doc = model_or_404(request, model_id)
     if doc.get("is_enabled") is False:
         metrics.failures.labels(model_id, "disabled").inc()
-        raise MLError("Model is disabled.", status=403, error_type="status_exception")
+        raise OpenSearchError("Model is disabled.", status=403, error_type="status_exception")
     worker = app[keys.DEPLOYMENTS].get(model_id)
     if worker is None:
         metrics.failures.labels(model_id, "not_deployed").inc()
@@ -46,7 +46,7 @@ async def _predict(request: web.Request, model_id: str) -> web.Response:
     try:
         body = await read_json(request)
         req = parse_predict(function_name, body)
-    except MLError:
+    except OpenSearchError:
         metrics.failures.labels(model_id, "bad_request").inc()
         raise
     headers: dict[str, str] = {}

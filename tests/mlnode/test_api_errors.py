@@ -106,7 +106,7 @@ async def test_register_errors_change_nothing(node, body, status, reason):
 
 
 async def test_register_body_must_be_json(node):
-    await _error(await node.post(f"{ML}/models/_register", data=b"{not json"), 400, "Failed to parse request body as JSON", "parsing_exception")
+    await _error(await node.post(f"{ML}/models/_register", data=b"{not json"), 400, "Failed to parse request body as JSON", "parse_exception")
 
 
 async def test_url_registration_gated_by_settings(tmp_path):

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from mlnode.errors import IllegalArgument
-from mlnode.settings import MLSettings, flatten_settings
+from mlnode.settings import MLSettings
+from opensearch_contract.settings import flatten_settings
 
 pytestmark = [pytest.mark.unit]
 

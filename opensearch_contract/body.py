@@ -1,0 +1,95 @@
+"""Request and response bodies: JSON in, JSON out, with OpenSearch's errors for what cannot be a request body.
+
+Plain functions with no event loop, so a node can parse, run and encode in one worker-thread hand-off. A body is
+refused (400, nothing changes) when it is not valid UTF-8 JSON, is not an object, nests deeper than OpenSearch's
+parser allows, holds a number no float can carry (``1e309``) or an integer of more digits than Python parses, or a
+string with a lone surrogate escape (``"\\ud800"``), which no later step could encode.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from .errors import ParseError
+
+# OpenSearch's XContent parser refuses objects nested deeper than this (``MAX_DEPTH`` of its JSON parser settings).
+MAX_DEPTH = 1000
+
+
+def encode(body: Any) -> str:
+    return json.dumps(body, ensure_ascii=False)
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"number [{text}] is out of range for a double")
+    return value
+
+
+def _reject_constant(name: str) -> float:
+    raise ValueError(f"[{name}] is not a JSON number")
+
+
+def _check(value: Any, depth: int = 0) -> None:
+    """Depth and lone surrogates, walked once after parsing (json's own recursion limit is the interpreter's)."""
+    if depth > MAX_DEPTH:
+        raise ValueError(f"the body nests deeper than {MAX_DEPTH} levels")
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("a string holds a lone surrogate escape (invalid UTF-16)") from None
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check(key, depth + 1)
+            _check(item, depth + 1)
+    elif isinstance(value, list):
+        for item in value:
+            _check(item, depth + 1)
+
+
+def parse_json(raw: bytes | str) -> Any:
+    """Any JSON value, or a ``parse_exception`` naming what is wrong with it (as OpenSearch answers a body it cannot
+    turn into a map)."""
+    try:
+        text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+        value = json.loads(text, parse_float=_finite, parse_constant=_reject_constant)
+        _check(value)
+    except json.JSONDecodeError as exc:
+        raise ParseError(f"Failed to parse request body as JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+                           ) from None
+    except UnicodeDecodeError as exc:
+        raise ParseError(f"Failed to parse request body as JSON: not UTF-8 ({exc.reason})") from None
+    except RecursionError:
+        raise ParseError(f"Failed to parse request body as JSON: the body nests deeper than {MAX_DEPTH} levels"
+                           ) from None
+    except ValueError as exc:  # out-of-range numbers, over-long integers, NaN/Infinity, lone surrogates
+        raise ParseError(f"Failed to parse request body as JSON: {exc}") from None
+    return value
+
+
+def parse_object(raw: bytes | str, *, required: bool = False) -> dict[str, Any]:
+    """A request body as a JSON object; ``{}`` when empty and not ``required``."""
+    if not raw.strip():
+        if required:
+            raise ParseError("request body is required")
+        return {}
+    body = parse_json(raw)
+    if not isinstance(body, dict):
+        raise ParseError(f"request body must be a JSON object, got a {_json_kind(body)}")
+    return body
+
+
+def _json_kind(value: Any) -> str:
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, bool):
+        return "boolean"
+    if value is None:
+        return "null"
+    return "number"
