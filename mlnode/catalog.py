@@ -24,7 +24,16 @@ from typing import Any
 
 import yaml
 
-from mlnode.packaging.core import MODEL_FORMATS, PackagedModel, packaging_code_hash, sha256_file, source_fingerprint, zip_file_name
+from mlnode import offline
+from mlnode.packaging import package_model
+from mlnode.packaging.core import (
+    MODEL_FORMATS,
+    PackagedModel,
+    packaging_code_hash,
+    sha256_file,
+    source_fingerprint,
+    zip_file_name,
+)
 
 DEFAULT_CATALOG = Path(__file__).resolve().parent.parent / "configs" / "catalog.yaml"
 DEFAULT_ARTIFACT_BASE_URL = "https://artifacts.opensearch.org/models/ml-models"
@@ -32,8 +41,6 @@ NOT_IN_LIST = "This model is not in the pre-trained model list, please check you
 
 
 def _offline_sources() -> dict[str, Callable[[], tuple[Path, dict[str, Any]]]]:
-    from mlnode import offline
-
     return {
         "all-MiniLM-L6-v2": lambda: (offline.minilm_dir(), {}),
         "all-MiniLM-L6-v2-int8": lambda: (offline.minilm_int8_onnx(), {"tokenizer_dir": offline.minilm_dir()}),
@@ -233,8 +240,6 @@ def _package_key(entry: CatalogEntry) -> str:
 
 
 def _package(entry: CatalogEntry, version: str, model_format: str, out: Path) -> None:
-    from mlnode.packaging import package_model
-
     source, extra = _source(entry)
     package_model(
         source,

@@ -242,10 +242,6 @@ def _values(doc: dict[str, Any], field: str) -> list[Any]:
     return list(value) if isinstance(value, list) else [value]
 
 
-def _norm(value: Any) -> Any:
-    return value.lower() if isinstance(value, str) else value
-
-
 def _field_and_value(clause: Any, key: str, qtype: str) -> tuple[str, Any]:
     if not isinstance(clause, dict) or len(clause) != 1:
         raise ParsingError(f"[{qtype}] query malformed, no start_object after query name")

@@ -10,6 +10,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from tokenizers import Tokenizer
+
 from mlnode.packaging.core import (
     DEFAULT_MAX_LENGTH,
     FRAMEWORK_TYPES,
@@ -25,6 +27,7 @@ from mlnode.packaging.core import (
     zip_file_name,
 )
 from mlnode.packaging.idf import CorpusError, build_idf
+from mlnode.runtimes.pooling import POOLING_MODES
 
 __all__ = [
     "CorpusError",
@@ -120,7 +123,7 @@ def _tokenizer_file(folder: Path, scratch: Path) -> Path:
     if path.exists():
         return path
     try:
-        from transformers import AutoTokenizer
+        from transformers import AutoTokenizer  # transformers is an optional extra ([torch])
 
         backend = getattr(AutoTokenizer.from_pretrained(str(folder)), "backend_tokenizer", None)
     except Exception as exc:  # no tokenizer files at all, or transformers missing
@@ -192,8 +195,6 @@ def _model_config(
         if framework not in FRAMEWORK_TYPES:
             raise PackagingError(f"unsupported framework_type [{framework}]: valid values are {list(FRAMEWORK_TYPES)}")
         pooling = str(overrides.pop("pooling_mode", None) or st_pooling or "mean").lower()
-        from mlnode.runtimes.pooling import POOLING_MODES
-
         if pooling not in POOLING_MODES:
             raise PackagingError(f"unsupported pooling_mode [{pooling}]: valid values are {list(POOLING_MODES)}")
         normalize = overrides.pop("normalize_result", None)
@@ -223,9 +224,9 @@ def _build_model_file(
     model_config: dict[str, Any] | None,
     out_file: Path,
 ) -> None:
+    # torch and transformers are optional extras ([torch]): only building a model file needs them
     import torch
     import transformers
-    from tokenizers import Tokenizer
 
     from mlnode.packaging import tracing
 

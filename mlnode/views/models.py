@@ -12,7 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from mlnode import keys
-from mlnode.errors import IllegalArgument, NotFound, ParsingError, MLResourceNotFound
+from mlnode.errors import IllegalArgument, MLResourceNotFound, NotFound, ParsingError
 from mlnode.store import new_id, now_ms
 from mlnode.tasks import DEPLOYABLE_STATES, FUNCTION_NAMES, MODEL_FORMATS, is_user_error
 from mlnode.views.common import bool_param, json_response, model_or_404, read_json, search_handler

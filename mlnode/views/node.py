@@ -6,13 +6,14 @@ import os
 from typing import Any
 
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from mlnode import keys
 from mlnode.errors import IllegalArgument, ParsingError
 from mlnode.runtimes.backends import intra_op_threads
 from mlnode.settings import PREFIX
-from opensearch_contract.settings import flatten_settings
 from mlnode.views.common import bool_param, json_response, read_json
+from opensearch_contract.settings import flatten_settings
 
 VERSION = "0.1.0"
 
@@ -45,8 +46,6 @@ async def health(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    from prometheus_client import CONTENT_TYPE_LATEST
-
     body = request.app[keys.METRICS].render()
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 

@@ -4,10 +4,15 @@ Runtimes are fakes here (error paths only); zip validation is the real ``mlnode.
 
 from __future__ import annotations
 
+import base64
+import threading
 
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 
 from mlnode import keys
+from mlnode.runtimes import PredictInputError
 from mlnode.settings import MLSettings
 from tests.fixtures.mlnode import (
     MINILM_NAME,
@@ -154,9 +159,6 @@ async def test_bad_zip_fails_task_and_leaves_store(node, tmp_path, files, fmt, h
 
 
 async def test_register_from_http_url(node, tmp_path):
-    from aiohttp import web
-    from aiohttp.test_utils import TestServer
-
     zip_path, digest = make_zip(tmp_path / "served.zip", {"model.onnx": b"x", "tokenizer.json": "{}"})
     app = web.Application()
 
@@ -261,7 +263,6 @@ async def test_response_shaping(node):
     assert body == {"inference_results": [{"output": []}]}
     body = await (await node.post(url, json={"text_docs": ["ab"], "return_bytes": True, "return_number": False})).json()
     tensor = body["inference_results"][0]["output"][0]
-    import base64
 
     import numpy as np
 
@@ -392,12 +393,10 @@ async def test_update_model_and_group(node):
 
 
 async def test_runtime_input_errors_are_400(node):
-    from mlnode.runtimes import PredictInputError
-
-    def refuse(texts, parameters=None):
+    def refuse(encodings, parameters=None):
         raise PredictInputError("unknown content_type [BOTH]; valid: query, passage")
 
-    node.runtimes[0].infer = refuse
+    node.runtimes[0].forward = refuse
     resp = await node.post(f"{ML}/_predict/text_embedding/{node.model_id}", json={"text_docs": ["a"], "parameters": {"content_type": "BOTH"}})
     await _error(resp, 400, "unknown content_type [BOTH]; valid: query, passage", "illegal_argument_exception")
 
@@ -405,8 +404,6 @@ async def test_runtime_input_errors_are_400(node):
 async def test_pretrained_registration_shows_its_function_name_while_running(tmp_path):
     """ML Commons fills the task's function_name from the request: a pretrained one's is known from the catalog,
     so it shows while the model is still being packaged, not ``null`` until the end."""
-    import threading
-
     gate = threading.Event()
     async with api_client(_settings(tmp_path), fake_backends(tmp_path, catalog_gate=gate)) as client:
         resp = await client.post(f"{ML}/models/_register", json={"name": MINILM_NAME, "version": "1.0.1", "model_format": "ONNX"})

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import aiohttp
 import numpy as np
 import pytest
 
@@ -95,8 +96,6 @@ async def test_unknown_pretrained_version_and_query_prefix_parameter(tmp_path, m
 
 @pytest.mark.parametrize("key", ["sparse", "tokenizer"])
 async def test_sparse_embedding_format_reaches_the_runtime(ml_node, key):
-    import aiohttp
-
     path = f"{ml_node.url}{ML}/_predict/sparse_encoding/{ml_node.model_ids[key]}"
     async with aiohttp.ClientSession() as session:
 

@@ -223,18 +223,18 @@ async def test_one_large_request_uses_every_inference_thread(tmp_path):
         runtime = runtimes[0]
         lock, both_running, saw_partner = threading.Lock(), threading.Event(), []
         entered = 0
-        plain_infer = runtime.infer
+        plain_forward = runtime.forward
 
-        def infer(texts, parameters=None):
+        def forward(encodings, parameters=None):
             nonlocal entered
             with lock:
                 entered += 1
                 if entered == 2:
                     both_running.set()
             saw_partner.append(both_running.wait(10))  # False if the calls ran one after the other
-            return plain_infer(texts, parameters)
+            return plain_forward(encodings, parameters)
 
-        runtime.infer = infer
+        runtime.forward = forward
         texts = [f"word{i} alpha beta" + " gamma" * (i % 2) for i in range(8)]
         response = await _predict(client, model_id, texts)
         assert response.status == 200

@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 from opensearchpy import OpenSearch
 from opensearchpy.exceptions import RequestError
+from sentence_transformers import SentenceTransformer
 
+from mlnode.offline import minilm_dir
 from mlnode.settings import MLSettings
 from tests.fixtures.mlnode import MINILM_NAME, MINILM_VERSION, NodeThread, catalog_cache_dir, wait_task
 
@@ -18,9 +20,6 @@ TEXTS = ["today is sunny", "neural search with OpenSearch"]
 
 def _reference() -> list[list[float]]:
     """sentence-transformers encode of the same texts (normalized, as the model's own config says)."""
-    from sentence_transformers import SentenceTransformer
-
-    from mlnode.offline import minilm_dir
 
     return SentenceTransformer(str(minilm_dir()), device="cpu").encode(TEXTS, normalize_embeddings=True).tolist()
 

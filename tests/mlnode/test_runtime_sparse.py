@@ -6,10 +6,13 @@ import json
 
 import numpy as np
 import pytest
+import torch
+from tokenizers import Tokenizer
+from transformers import BertForMaskedLM
 
 from mlnode.offline import splade_dir
 from mlnode.packaging import build_idf
-from mlnode.runtimes import load_runtime
+from mlnode.runtimes import PredictInputError, load_runtime
 from mlnode.zipcheck import validate_and_extract
 from tests.fixtures.models import IDF_CORPUS, write_idf_corpus
 
@@ -28,10 +31,6 @@ def weights_of(result: dict) -> dict[str, float]:
 @pytest.fixture(scope="module")
 def expected_splade() -> dict[str, float]:
     """SPLADE straight from transformers: log(1 + relu(max over tokens of the MLM logits)), specials zeroed."""
-    import torch
-    from tokenizers import Tokenizer
-    from transformers import BertForMaskedLM
-
     tokenizer = Tokenizer.from_file(str(splade_dir() / "tokenizer.json"))
     model = BertForMaskedLM.from_pretrained(str(splade_dir())).eval()
     encoding = tokenizer.encode(SENTENCE)
@@ -107,8 +106,6 @@ def test_sparse_embedding_format_token_id(model_runtimes, key):
 
 
 def test_sparse_embedding_format_invalid(model_runtimes):
-    from mlnode.runtimes import PredictInputError
-
     with pytest.raises(PredictInputError, match=r"No enum constant .*SparseEmbeddingFormat\.INVALID"):
         model_runtimes["splade-onnx"].infer(["x"], {"sparse_embedding_format": "invalid"})
 

@@ -95,7 +95,6 @@ def test_serve_ml_role_answers_ml_commons_routes(tmp_path):
 
 @pytest.mark.integration
 def test_serve_ml_and_data_roles_share_one_port(tmp_path):
-    pytest.importorskip("datanode.app")
     proc, url = _serve(tmp_path, "--roles", "ml,data")
     try:
         status, _ = _get(url + "/")  # answered by the data node

@@ -9,7 +9,7 @@ import pytest
 from mlnode import keys
 from mlnode.errors import ParsingError
 from mlnode.settings import MLSettings
-from mlnode.store import Store
+from mlnode.store import Store, new_id
 from tests.fixtures.mlnode import FakeRuntime, api_client, api_fake_model, fake_backends
 
 pytestmark = [pytest.mark.integration]
@@ -135,8 +135,6 @@ async def test_search_paging_source_filter_and_bad_queries(tmp_path):
 
 @pytest.mark.unit
 def test_new_ids_never_start_with_a_dash() -> None:
-    from mlnode.store import new_id
-
     ids = [new_id() for _ in range(5000)]
     assert all(len(i) == 20 and not i.startswith("-") for i in ids)
     assert len(set(ids)) == len(ids)
