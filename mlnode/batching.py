@@ -101,7 +101,7 @@ class _Stopped(Exception):
 
 @dataclass(frozen=True)
 class QueueLimits:
-    """The queue settings every model's worker shares (from ``MLSettings``, see configs/mlnode.yaml)."""
+    """The queue settings every model's worker shares (from ``MLSettings``, see mlnode/configs/mlnode.yaml)."""
 
     batch_max_size: int
     token_budget: int

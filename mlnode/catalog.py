@@ -1,6 +1,6 @@
 """The pretrained catalog: OpenSearch pretrained ``name`` + ``version`` + ``model_format`` -> a model zip.
 
-Entries come from ``configs/catalog.yaml`` (see its header). ``resolve`` packages an offline model once into
+Entries come from ``mlnode/configs/catalog.yaml`` (see its header). ``resolve`` packages an offline model once into
 ``cache_dir/<name>/<version>/<format>/<key>/``, where ``key`` hashes the packaging code, the entry and its source
 files' names, sizes and times (so a zip packaged by older code or from other weights is never reused, and nothing is
 repackaged at start), or downloads an artifact once into ``cache_dir/<name>/<version>/<format>/``, and returns the
@@ -34,8 +34,9 @@ from mlnode.packaging.core import (
     source_fingerprint,
     zip_file_name,
 )
+from mlnode.settings import PACKAGED_CONFIGS
 
-DEFAULT_CATALOG = Path(__file__).resolve().parent.parent / "configs" / "catalog.yaml"
+DEFAULT_CATALOG = PACKAGED_CONFIGS / "catalog.yaml"  # package data: an installed package finds it
 DEFAULT_ARTIFACT_BASE_URL = "https://artifacts.opensearch.org/models/ml-models"
 NOT_IN_LIST = "This model is not in the pre-trained model list, please check your parameters."
 
@@ -116,12 +117,12 @@ class Catalog:
 
     @classmethod
     def load(cls, path: Path | None = None, *, artifact_base_url: str | None = None) -> Catalog:
-        """Read a catalog YAML (default ``configs/catalog.yaml``)."""
-        path = Path(path) if path else DEFAULT_CATALOG
+        """Read a catalog YAML (default ``mlnode/configs/catalog.yaml``)."""
+        source = Path(path) if path else DEFAULT_CATALOG
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            data = yaml.safe_load(source.read_text(encoding="utf-8")) or {}
         except (OSError, yaml.YAMLError) as exc:
-            raise CatalogError(f"cannot read the pretrained catalog [{path}]: {exc}") from exc
+            raise CatalogError(f"cannot read the pretrained catalog [{source}]: {exc}") from exc
         base = (
             artifact_base_url
             or os.environ.get("NEURALPIPE_ARTIFACT_BASE_URL")
