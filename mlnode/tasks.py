@@ -293,15 +293,16 @@ class TaskRunner:
     # ---- deployment --------------------------------------------------------------------------------------------
 
     def check_deploy_limits(self, model_id: str) -> None:
-        """ML Commons' deploy-time checks: the native memory circuit breaker and max_model_on_node."""
+        """ML Commons' checks in MLModelManager.deployModel, in its order: max_model_on_node, then (before the model's
+        chunks are read) the native memory circuit breaker. A model already deployed passes both."""
         if self.deployments.get(model_id) is not None:
             return
+        if len(self.deployments) >= int(self.settings.get("max_model_on_node")):
+            raise IllegalArgument(MAX_MODELS_MESSAGE)
         threshold = int(self.settings.get("native_memory_threshold"))
         if threshold < 100 and memory_used_percent() > threshold:
             self.circuit_breaker_trips += 1
             raise CircuitBreaking(MEMORY_CB_MESSAGE)
-        if len(self.deployments) >= int(self.settings.get("max_model_on_node")):
-            raise IllegalArgument(MAX_MODELS_MESSAGE)
 
     async def start_deploy(self, model_id: str) -> str:
         doc = self.store.get("models", model_id) or {}

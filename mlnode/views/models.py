@@ -349,7 +349,8 @@ async def deploy(request: web.Request) -> web.Response:
     state = doc.get("model_state")
     if state not in DEPLOYABLE_STATES and state != "DEPLOYING":
         raise IllegalArgument(f"Model [{model_id}] can't be deployed in state [{state}]; wait for its registration to complete")
-    app[keys.TASKS].check_deploy_limits(model_id)
+    # max_model_on_node and the memory circuit breaker are checked by the task, as ML Commons' MLModelManager.deployModel
+    # does on the node: the call answers a task id and the task ends FAILED with the check's message
     app[keys.TASKS].check_task_limit("DEPLOY_MODEL")
     task_id = await app[keys.TASKS].start_deploy(model_id)
     return json_response({"task_id": task_id, "task_type": "DEPLOY_MODEL", "status": "CREATED"})

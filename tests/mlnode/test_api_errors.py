@@ -285,10 +285,15 @@ async def test_non_batchable_functions(node, tmp_path):
 
 async def test_deploy_limits(node, tmp_path):
     second = await api_fake_model(node, tmp_path, name="second", deploy=False)
+    """As ML Commons: the limits are checked on the node by the deploy task (MLModelManager.deployModel), so the
+    ``_deploy`` call answers a task id and the task ends FAILED with the check's message."""
     await node.put("/_cluster/settings", json={"persistent": {"plugins.ml_commons.max_model_on_node": 1}})
-    await _error(await node.post(f"{ML}/models/{second}/_deploy"), 400, "Exceed max local model per node limit", "illegal_argument_exception")
-    await node.put("/_cluster/settings", json={"persistent": {"plugins.ml_commons.max_model_on_node": 10, "plugins.ml_commons.native_memory_threshold": 0}})
-    await _error(await node.post(f"{ML}/models/{second}/_deploy"), 429, "Memory Circuit Breaker is open, please check your resources!", "circuit_breaking_exception")
+    task = await _deploy_fails(node, second)
+    assert task["error"] == "Exceed max local model per node limit"
+    limits = {"plugins.ml_commons.max_model_on_node": 10, "plugins.ml_commons.native_memory_threshold": 0}
+    await node.put("/_cluster/settings", json={"persistent": limits})
+    task = await _deploy_fails(node, second)
+    assert task["error"] == "Memory Circuit Breaker is open, please check your resources!"
     assert (await (await node.get(f"{ML}/models/{second}")).json())["model_state"] == "REGISTERED"
     stats = await (await node.get(f"{ML}/stats/ml_circuit_breaker_trigger_count")).json()
     assert stats["nodes"]["neuralpipe-ml"] == {"ml_circuit_breaker_trigger_count": 1}
@@ -296,6 +301,23 @@ async def test_deploy_limits(node, tmp_path):
     assert (await api_deploy(node, node.model_id))["state"] == "COMPLETED"
     await node.put("/_cluster/settings", json={"persistent": {"plugins.ml_commons.native_memory_threshold": None}})
     assert (await api_deploy(node, second))["state"] == "COMPLETED"
+
+
+async def _deploy_fails(node, model_id: str) -> dict:
+    """``POST models/{id}/_deploy`` as the pretrained-models page sends it (no body): 200 with ML Commons' deploy
+    response, then the task, field by field as the page's task example, in state FAILED."""
+    resp = await node.post(f"{ML}/models/{model_id}/_deploy")
+    assert resp.status == 200, await resp.text()
+    created = await resp.json()
+    assert sorted(created) == ["status", "task_id", "task_type"]
+    assert (created["status"], created["task_type"]) == ("CREATED", "DEPLOY_MODEL")
+    task = await api_wait_task(node, created["task_id"])
+    assert sorted(task) == sorted(["model_id", "task_type", "function_name", "state", "worker_node", "create_time",
+                                   "last_update_time", "is_async", "error"])
+    assert (task["model_id"], task["task_type"], task["function_name"]) == (model_id, "DEPLOY_MODEL", "TEXT_EMBEDDING")
+    assert (task["state"], task["worker_node"], task["is_async"]) == ("FAILED", ["neuralpipe-ml"], True)
+    assert task["create_time"] <= task["last_update_time"]
+    return task
 
 
 async def test_running_task_limits(node, tmp_path):
