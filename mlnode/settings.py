@@ -172,8 +172,3 @@ class MLSettings:
         """Apply already-validated short-name values; None resets to the default."""
         for name, value in values.items():
             self.ml_commons[name] = self.defaults[name] if value is None else value
-
-    def as_flat(self, *, only_changed: bool = False) -> dict[str, Any]:
-        return {
-            PREFIX + k: v for k, v in sorted(self.ml_commons.items()) if not only_changed or v != self.defaults.get(k)
-        }

@@ -81,7 +81,7 @@ def test_serve_ml_role_answers_ml_commons_routes(tmp_path):
         status, root = _get(url + "/")
         assert status == 200 and root["name"] == "test-node"
         _, settings = _get(url + "/_cluster/settings?include_defaults=true&flat_settings=true")
-        assert settings["defaults"]["plugins.ml_commons.max_model_on_node"] == 3
+        assert settings["defaults"]["plugins.ml_commons.max_model_on_node"] == "3"  # the --config file's value
         with pytest.raises(urllib.error.HTTPError) as err:
             _get(url + "/_plugins/_ml/models/nope")
         assert err.value.code == 404

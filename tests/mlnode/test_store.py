@@ -37,7 +37,7 @@ async def test_restart_keeps_everything_and_redeploys(tmp_path):
         assert {h["_id"]: h["_source"]["name"] for h in after} == {h["_id"]: h["_source"]["name"] for h in before}
         assert (await (await client.get(f"{ML}/tasks/_search")).json())["hits"]["total"]["value"] == tasks_before
         settings = await (await client.get("/_cluster/settings?flat_settings=true")).json()
-        assert settings["persistent"] == {"plugins.ml_commons.max_model_on_node": 4}
+        assert settings["persistent"] == {"plugins.ml_commons.max_model_on_node": "4"}
         assert settings["transient"] == {}  # transient settings do not survive a restart, as on a cluster
         assert client.app[keys.SETTINGS].get("max_model_on_node") == 4
         resp = await client.post(f"{ML}/_predict/text_embedding/{deployed}", json={"text_docs": ["after restart"]})
