@@ -37,7 +37,8 @@ FLOAT_BYTES = 4
 
 # A runtime call pads every text to the call's longest. Texts join a call while its padding stays within
 # PAD_SLACK_TOKENS or PAD_SLACK_RATIO of its real tokens, whichever is larger: on CPU inference cost grows with the
-# padded tokens while a call's fixed cost is worth a few dozen tokens (MiniLM: ~0 with onnxruntime, ~20 with TorchScript).
+# padded tokens while a call's fixed cost is worth a few dozen tokens (MiniLM: ~0 with onnxruntime, ~20 with
+# TorchScript).
 PAD_SLACK_TOKENS = 32
 PAD_SLACK_RATIO = 0.25
 
@@ -87,7 +88,9 @@ def _client_left() -> OpenSearchError:
 
 
 def _not_deployed() -> OpenSearchError:
-    return OpenSearchError("Model not ready yet. Please deploy the model first.", status=400, error_type="illegal_argument_exception")
+    return OpenSearchError(
+        "Model not ready yet. Please deploy the model first.", status=400, error_type="illegal_argument_exception"
+    )
 
 
 class _Stopped(Exception):
@@ -220,7 +223,9 @@ class ModelWorker:
         try:
             started = time.perf_counter()
             try:
-                encodings = await loop.run_in_executor(self._tokenize_executor, self.runtime.tokenize, texts, parameters)
+                encodings = await loop.run_in_executor(
+                    self._tokenize_executor, self.runtime.tokenize, texts, parameters
+                )
             except Exception:
                 log.exception("tokenization failed for model %s", self.model_id)
                 self._metrics.failures.labels(self.model_id, "tokenization_error").inc()
@@ -248,7 +253,13 @@ class ModelWorker:
         """Run a non-batchable function (TEXT_SIMILARITY, QUESTION_ANSWERING) through the same bounded queue."""
         self._admit()
         item = _Item(
-            encodings=None, body=body, parameters=None, params_key="", tokens=[], future=asyncio.get_running_loop().create_future(), alive=alive
+            encodings=None,
+            body=body,
+            parameters=None,
+            params_key="",
+            tokens=[],
+            future=asyncio.get_running_loop().create_future(),
+            alive=alive,
         )
         return await self._enqueue(item)
 
@@ -319,7 +330,10 @@ class ModelWorker:
             if batch:
                 if not head.batchable or head.params_key != batch[0].params_key:
                     break
-                if n_texts + len(head.encodings or []) > self.batch_max_size or n_tokens + sum(head.tokens) > self.token_budget:
+                if (
+                    n_texts + len(head.encodings or []) > self.batch_max_size
+                    or n_tokens + sum(head.tokens) > self.token_budget
+                ):
                     break
             self._queue.popleft()
             self._release()
@@ -358,7 +372,9 @@ class ModelWorker:
         except OpenSearchError as exc:
             self._fail(batch, exc, "runtime_error")
         except PredictInputError as exc:  # the runtime's "your input is wrong" error
-            self._fail(batch, OpenSearchError(str(exc), status=400, error_type="illegal_argument_exception"), "bad_request")
+            self._fail(
+                batch, OpenSearchError(str(exc), status=400, error_type="illegal_argument_exception"), "bad_request"
+            )
         except Exception:
             log.exception("inference failed for model %s", self.model_id)
             self._fail(batch, InternalError("Failed to run inference"), "runtime_error")
@@ -438,7 +454,9 @@ class Deployments:
         self.metrics = metrics
         self.executor = ThreadPoolExecutor(max_workers=max(1, worker_threads), thread_name_prefix="mlnode-infer")
         # tokenization has its own threads so requests are counted and queued while a batch runs
-        self.tokenize_executor = ThreadPoolExecutor(max_workers=max(1, worker_threads), thread_name_prefix="mlnode-tokenize")
+        self.tokenize_executor = ThreadPoolExecutor(
+            max_workers=max(1, worker_threads), thread_name_prefix="mlnode-tokenize"
+        )
         self.limits = limits
         self._workers: dict[str, ModelWorker] = {}
 
@@ -453,7 +471,12 @@ class Deployments:
 
     def add(self, model_id: str, runtime: Runtime) -> ModelWorker:
         worker = ModelWorker(
-            model_id, runtime, executor=self.executor, tokenize_executor=self.tokenize_executor, metrics=self.metrics, limits=self.limits
+            model_id,
+            runtime,
+            executor=self.executor,
+            tokenize_executor=self.tokenize_executor,
+            metrics=self.metrics,
+            limits=self.limits,
         )
         worker.start()
         self._workers[model_id] = worker

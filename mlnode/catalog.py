@@ -96,7 +96,9 @@ def _entry(raw: Any, index: int) -> CatalogEntry:
     if not isinstance(source, dict) or not ({"offline", "path", "artifacts"} & set(source)):
         raise CatalogError(f"catalog entry [{name}] needs a source: offline, path or artifacts")
     if "offline" in source and source["offline"] not in OFFLINE_KEYS:
-        raise CatalogError(f"catalog entry [{name}]: unknown offline model [{source['offline']}]; valid: {list(OFFLINE_KEYS)}")
+        raise CatalogError(
+            f"catalog entry [{name}]: unknown offline model [{source['offline']}]; valid: {list(OFFLINE_KEYS)}"
+        )
     return CatalogEntry(
         name=name,
         function_name=str(raw.get("function_name") or "TEXT_EMBEDDING").upper(),
@@ -199,7 +201,9 @@ class Catalog:
         expected = str(config.get("model_content_hash_value") or "")
         if sha256_file(zip_path) != expected:
             raise CatalogError("model content changed")
-        config["function_name"] = str(config.get("function_name") or config.get("model_task_type") or entry.function_name)
+        config["function_name"] = str(
+            config.get("function_name") or config.get("model_task_type") or entry.function_name
+        )
         config.update(name=entry.name, version=version, model_format=model_format)
         config["model_content_size_in_bytes"] = zip_path.stat().st_size
         (out / "config.download").unlink()
@@ -235,7 +239,9 @@ def _source(entry: CatalogEntry) -> tuple[Path, dict[str, Any]]:
 def _package_key(entry: CatalogEntry) -> str:
     source, extra = _source(entry)
     paths = [source, *(v for v in extra.values() if isinstance(v, Path))]
-    recipe = json.dumps([entry.function_name, entry.description, entry.source, entry.options], sort_keys=True, default=str)
+    recipe = json.dumps(
+        [entry.function_name, entry.description, entry.source, entry.options], sort_keys=True, default=str
+    )
     digest = hashlib.sha256(f"{packaging_code_hash()}\n{recipe}\n{source_fingerprint(*paths)}".encode())
     return digest.hexdigest()[:16]
 

@@ -30,7 +30,9 @@ class TextEmbeddingRuntime(BaseRuntime):
         self.framework_type = str(config.get("framework_type") or "sentence_transformers").lower()
         self.pooling_mode = str(config.get("pooling_mode") or "mean").lower()
         if self.pooling_mode not in POOLING_MODES:
-            raise RuntimeLoadError(f"unsupported pooling_mode [{self.pooling_mode}]: valid values are {list(POOLING_MODES)}")
+            raise RuntimeLoadError(
+                f"unsupported pooling_mode [{self.pooling_mode}]: valid values are {list(POOLING_MODES)}"
+            )
         self.normalize_result = bool(config.get("normalize_result", False))
         self.pooled_in_graph = self.model_format == "TORCH_SCRIPT" and self.framework_type == "sentence_transformers"
 

@@ -9,8 +9,9 @@ from mlnode.errors import Conflict, IllegalArgument, NotFound, ParsingError
 from mlnode.store import new_id, now_ms
 from mlnode.views.common import json_response, read_json, search_handler
 
-# ML Commons' MLModelGroupManager / TransportUpdateModelGroupAction.validateSecurityDisabledOrModelAccessControlDisabled:
-# this node has no Security plugin, so model access control is off whatever model_access_control_enabled says.
+# ML Commons' validateSecurityDisabledOrModelAccessControlDisabled (in MLModelGroupManager and
+# TransportUpdateModelGroupAction): this node has no Security plugin, so model access control is off whatever
+# model_access_control_enabled says.
 ACCESS_CONTROL_DISABLED = (
     "You cannot specify model access control parameters because the Security plugin or model access control is disabled"
     " on your cluster."

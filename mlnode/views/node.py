@@ -69,7 +69,9 @@ async def get_cluster_settings(request: web.Request) -> web.Response:
     body: dict[str, Any] = {"persistent": _render(persistent, flat), "transient": _render(transient, flat)}
     if bool_param(request, "include_defaults"):
         node_level = state.get("config", {})
-        body["defaults"] = _render({k: v for k, v in node_level.items() if k not in persistent and k not in transient}, flat)
+        body["defaults"] = _render(
+            {k: v for k, v in node_level.items() if k not in persistent and k not in transient}, flat
+        )
     return json_response(body)
 
 
@@ -90,7 +92,9 @@ async def put_cluster_settings(request: web.Request) -> web.Response:
         changes[scope] = {}
         for key, value in flatten_settings(section).items():
             if not key.startswith(PREFIX):
-                raise IllegalArgument(f"{scope} setting [{key}], not recognized by this ML node (only {PREFIX}* settings)")
+                raise IllegalArgument(
+                    f"{scope} setting [{key}], not recognized by this ML node (only {PREFIX}* settings)"
+                )
             name = key.removeprefix(PREFIX)
             changes[scope][name] = None if value is None else settings.coerce(name, value, scope=scope)
     persistent = dict(store.cluster_settings.get("persistent", {}))
@@ -130,7 +134,9 @@ async def profile(request: web.Request) -> web.Response:
     kind = request.match_info.get("kind")
     ids_param = request.match_info.get("ids")
     wanted = set(ids_param.split(",")) if ids_param else None
-    body = await read_json(request, required=False)  # optional: model_ids, task_ids, return_all_tasks, return_all_models
+    body = await read_json(
+        request, required=False
+    )  # optional: model_ids, task_ids, return_all_tasks, return_all_models
     for field in ("model_ids", "task_ids"):
         if isinstance(body.get(field), list):
             wanted = (wanted or set()) | {str(i) for i in body[field]}
@@ -140,7 +146,11 @@ async def profile(request: web.Request) -> web.Response:
         for model_id, doc in store.all("models"):
             if wanted is not None and model_id not in wanted:
                 continue
-            if wanted is None and not body.get("return_all_models") and request.app[keys.DEPLOYMENTS].get(model_id) is None:
+            if (
+                wanted is None
+                and not body.get("return_all_models")
+                and request.app[keys.DEPLOYMENTS].get(model_id) is None
+            ):
                 continue
             models[model_id] = _model_profile(request, model_id, doc)
         if models:

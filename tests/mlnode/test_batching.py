@@ -18,7 +18,9 @@ pytestmark = [pytest.mark.integration]
 
 
 def _settings(tmp_path, **overrides):
-    return MLSettings.load(data_dir=tmp_path / "data", allow_registering_model_via_url=True, native_memory_threshold=100, **overrides)
+    return MLSettings.load(
+        data_dir=tmp_path / "data", allow_registering_model_via_url=True, native_memory_threshold=100, **overrides
+    )
 
 
 async def _wait(predicate, timeout=10.0):
@@ -119,7 +121,9 @@ async def test_one_large_request_is_split_and_order_restored(tmp_path):
 async def test_request_whose_client_left_is_dropped(tmp_path):
     gate = threading.Event()
     runtimes: list[FakeRuntime] = []
-    async with api_client(_settings(tmp_path, worker_threads=1), fake_backends(tmp_path, runtimes, gate=gate)) as client:
+    async with api_client(
+        _settings(tmp_path, worker_threads=1), fake_backends(tmp_path, runtimes, gate=gate)
+    ) as client:
         model_id = await api_fake_model(client, tmp_path)
         worker = client.app[keys.DEPLOYMENTS].get(model_id)
         first = asyncio.create_task(_predict(client, model_id, ["warm"]))
@@ -142,7 +146,9 @@ async def test_request_whose_client_left_is_dropped(tmp_path):
 async def test_undeploy_answers_queued_requests_instead_of_hanging(tmp_path):
     gate = threading.Event()
     runtimes: list[FakeRuntime] = []
-    async with api_client(_settings(tmp_path, worker_threads=1), fake_backends(tmp_path, runtimes, gate=gate)) as client:
+    async with api_client(
+        _settings(tmp_path, worker_threads=1), fake_backends(tmp_path, runtimes, gate=gate)
+    ) as client:
         model_id = await api_fake_model(client, tmp_path)
         worker = client.app[keys.DEPLOYMENTS].get(model_id)
         running = asyncio.create_task(_predict(client, model_id, ["running"]))
@@ -179,7 +185,9 @@ async def test_a_batch_reaches_the_runtime_as_calls_of_similar_lengths(tmp_path)
     """Short queries merged with long ones are not padded to the long ones: one runtime call per length group."""
     gate = threading.Event()
     runtimes: list[FakeRuntime] = []
-    async with api_client(_settings(tmp_path, worker_threads=1), fake_backends(tmp_path, runtimes, gate=gate)) as client:
+    async with api_client(
+        _settings(tmp_path, worker_threads=1), fake_backends(tmp_path, runtimes, gate=gate)
+    ) as client:
         model_id = await api_fake_model(client, tmp_path)
         worker = client.app[keys.DEPLOYMENTS].get(model_id)
         first = asyncio.create_task(_predict(client, model_id, ["warm"]))

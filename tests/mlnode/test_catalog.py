@@ -160,7 +160,10 @@ def test_artifact_with_wrong_hash_is_rejected(tmp_path, artifact_server):
 @pytest.mark.unit
 def test_bad_catalog_file_names_the_entry(tmp_path):
     path = tmp_path / "catalog.yaml"
-    path.write_text("models:\n  - name: x/y\n    versions: ['1']\n    model_formats: [PYTORCH]\n    source: {offline: splade-tiny}\n")
+    path.write_text(
+        "models:\n  - name: x/y\n    versions: ['1']\n    model_formats: [PYTORCH]\n"
+        "    source: {offline: splade-tiny}\n"
+    )
     with pytest.raises(CatalogError, match=r"\[x/y\].*PYTORCH"):
         Catalog.load(path)
 

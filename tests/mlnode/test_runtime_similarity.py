@@ -23,8 +23,9 @@ def test_cross_encoder_scores_equal_transformers(model_runtimes):
     folder = tiny_model_dir("cross-encoder")
     model = BertForSequenceClassification.from_pretrained(str(folder)).eval()
     tokenizer = AutoTokenizer.from_pretrained(str(folder))
-    batch = tokenizer([QUERY] * len(DOCS), DOCS, padding=True, truncation="longest_first", max_length=512,
-                      return_tensors="pt")
+    batch = tokenizer(
+        [QUERY] * len(DOCS), DOCS, padding=True, truncation="longest_first", max_length=512, return_tensors="pt"
+    )
     with torch.no_grad():
         expected = model(**batch).logits[:, 0].numpy()
 

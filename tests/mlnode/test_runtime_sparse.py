@@ -35,7 +35,9 @@ def expected_splade() -> dict[str, float]:
     model = BertForMaskedLM.from_pretrained(str(splade_dir())).eval()
     encoding = tokenizer.encode(SENTENCE)
     with torch.no_grad():
-        logits = model(input_ids=torch.tensor([encoding.ids]), attention_mask=torch.tensor([encoding.attention_mask])).logits
+        logits = model(
+            input_ids=torch.tensor([encoding.ids]), attention_mask=torch.tensor([encoding.attention_mask])
+        ).logits
     values = torch.log1p(torch.relu(logits[0].max(dim=0).values)).numpy()
     special = [i for i, t in tokenizer.get_added_tokens_decoder().items() if t.special]
     values[special] = 0.0
@@ -80,8 +82,14 @@ def test_tokenizer_weights_are_the_idf_it_was_built_with(model_runtimes, tmp_pat
 
 def test_tokenizer_weight_defaults_to_one_without_idf(model_zips, tmp_path):
     model = model_zips["tokenizer"]
-    folder = validate_and_extract(model.zip_path, tmp_path / "m", model_format="TORCH_SCRIPT",
-                                  function_name="SPARSE_TOKENIZE", expected_hash=model.hash, max_bytes=1 << 30)
+    folder = validate_and_extract(
+        model.zip_path,
+        tmp_path / "m",
+        model_format="TORCH_SCRIPT",
+        function_name="SPARSE_TOKENIZE",
+        expected_hash=model.hash,
+        max_bytes=1 << 30,
+    )
     idf = json.loads((folder / "idf.json").read_text())
     del idf["coffee"]
     (folder / "idf.json").write_text(json.dumps(idf))

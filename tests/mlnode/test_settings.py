@@ -97,7 +97,9 @@ def test_coerce_rejects(tmp_path, name, value, message):
 
 def test_flatten_settings():
     assert flatten_settings({"plugins": {"ml_commons": {"a": 1, "b": {"c": True}}}, "x.y": 2}) == {
-        "plugins.ml_commons.a": 1, "plugins.ml_commons.b.c": True, "x.y": 2,
+        "plugins.ml_commons.a": 1,
+        "plugins.ml_commons.b.c": True,
+        "x.y": 2,
     }
 
 
@@ -124,15 +126,16 @@ def test_default_threads_never_exceed_this_machines_cores(tmp_path, monkeypatch)
     assert MLSettings.load(data_dir=tmp_path, intra_op_threads=3).resolved_intra_op_threads == 3
 
 
-
 def test_every_extra_default_comes_from_the_packaged_file(tmp_path):
     """One home for the defaults: the ``neuralpipe`` section of mlnode/configs/mlnode.yaml sets every extra."""
     packaged = yaml.safe_load(DEFAULT_CONFIG.read_text(encoding="utf-8"))
     s = MLSettings.load(data_dir=tmp_path)
     for key, value in packaged["neuralpipe"].items():
         assert getattr(s, key) == (value if value is None or not isinstance(getattr(s, key), Path) else Path(value))
-    assert s.defaults == {k.removeprefix(PREFIX): v for k, v in flatten_settings(
-        {"plugins.ml_commons": packaged["plugins.ml_commons"]}).items()}
+    assert s.defaults == {
+        k.removeprefix(PREFIX): v
+        for k, v in flatten_settings({"plugins.ml_commons": packaged["plugins.ml_commons"]}).items()
+    }
     assert (ROOT / "configs" / "mlnode.yaml").read_text() == DEFAULT_CONFIG.read_text()  # the docs' path still works
 
 
@@ -155,7 +158,9 @@ def test_a_non_editable_install_finds_its_settings_and_catalog(tmp_path):
         "print(json.dumps([mlnode.__file__, m.queue_capacity, m.get('max_model_on_node'), c.Catalog.load().names()]))"
     )
     env = {**os.environ, "PYTHONPATH": str(site)}
-    out = subprocess.run([sys.executable, "-c", probe], check=True, cwd=tmp_path, env=env, capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-c", probe], check=True, cwd=tmp_path, env=env, capture_output=True, text=True
+    )
     module_file, queue_capacity, max_models, names = json.loads(out.stdout)
     assert Path(module_file).is_relative_to(site)
     assert (queue_capacity, max_models) == (256, 10)

@@ -17,7 +17,11 @@ VOCAB = 30522
 
 async def _register(client, packaged) -> str:
     config = packaged.config
-    body = {key: config[key] for key in ("name", "version", "function_name", "model_format", "model_content_hash_value", "model_config") if key in config}
+    body = {
+        key: config[key]
+        for key in ("name", "version", "function_name", "model_format", "model_content_hash_value", "model_config")
+        if key in config
+    }
     body["url"] = packaged.zip_path.resolve().as_uri()
     resp = await client.post(f"{ML}/models/_register", json=body)
     task = await api_wait_task(client, (await resp.json())["task_id"])
@@ -29,8 +33,11 @@ async def _register(client, packaged) -> str:
 async def test_long_sparse_request_is_split_by_the_memory_budget(tmp_path, model_zips, model_runtimes):
     budget_tokens = 1100  # two 512-token passages fit, three do not
     settings = MLSettings.load(
-        data_dir=tmp_path / "data", allow_registering_model_via_url=True, native_memory_threshold=100,
-        batch_memory_budget=budget_tokens * VOCAB * 4, worker_threads=1,
+        data_dir=tmp_path / "data",
+        allow_registering_model_via_url=True,
+        native_memory_threshold=100,
+        batch_memory_budget=budget_tokens * VOCAB * 4,
+        worker_threads=1,
     )
     async with api_client(settings, Backends()) as client:
         model_id = await _register(client, model_zips["splade-onnx"])
