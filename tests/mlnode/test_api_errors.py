@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import threading
 
+import numpy as np
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
@@ -389,8 +390,6 @@ async def test_response_shaping(node):
     assert body == {"inference_results": [{"output": []}]}
     body = await (await node.post(url, json={"text_docs": ["ab"], "return_bytes": True, "return_number": False})).json()
     tensor = body["inference_results"][0]["output"][0]
-
-    import numpy as np
 
     assert "data" not in tensor
     assert np.frombuffer(base64.b64decode(tensor["byte_buffer"]["array"]), "<f4").tolist() == [2.0, 1.0]

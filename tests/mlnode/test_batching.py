@@ -11,6 +11,7 @@ import threading
 import pytest
 
 from mlnode import keys
+from mlnode.batching import LatencyStats, plan_chunks
 from mlnode.settings import MLSettings
 from tests.fixtures.mlnode import FakeRuntime, api_client, api_fake_model, fake_backends
 
@@ -168,8 +169,6 @@ async def test_undeploy_answers_queued_requests_instead_of_hanging(tmp_path):
 
 @pytest.mark.unit
 def test_latency_stats_window_and_percentiles():
-    from mlnode.batching import LatencyStats
-
     stats = LatencyStats(window=100)
     for ms in range(1, 201):
         stats.add(float(ms))
@@ -209,8 +208,6 @@ async def test_a_batch_reaches_the_runtime_as_calls_of_similar_lengths(tmp_path)
 
 @pytest.mark.unit
 def test_plan_chunks_groups_similar_lengths_within_the_limits():
-    from mlnode.batching import plan_chunks
-
     assert plan_chunks([20, 21, 19, 22], 32, 16384) == [[2, 0, 1, 3]]  # little padding: one call
     assert plan_chunks([10, 200, 12, 210], 32, 16384) == [[0, 2], [1, 3]]  # short ones are not padded to 200
     assert plan_chunks([5] * 10, 4, 16384) == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]  # batch_max_size

@@ -9,6 +9,7 @@ import pytest
 
 from mlnode.offline import splade_dir
 from neuralpipe.cli import main
+from tests.fixtures.models import tiny_model_dir
 
 
 @pytest.mark.integration
@@ -43,8 +44,6 @@ def test_package_tokenizer_model(tmp_path, capsys):
 
 @pytest.mark.integration
 def test_package_cross_encoder_with_max_length(tmp_path, capsys):
-    from tests.fixtures.models import tiny_model_dir
-
     code = main(
         [
             "models",

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import zipfile
 
 import pytest
+from tokenizers import Tokenizer
 
 from mlnode.offline import minilm_dir, splade_dir
 from mlnode.packaging import CorpusError, PackagingError, build_idf, package_model, sha256_file
@@ -172,9 +174,6 @@ def test_folder_without_tokenizer_is_rejected(tmp_path):
 
 @pytest.mark.unit
 def test_tokenizer_json_is_built_from_vocab_txt(tmp_path):
-    import shutil
-
-    from tokenizers import Tokenizer
 
     src = tmp_path / "src"
     src.mkdir()
@@ -195,8 +194,6 @@ def test_tokenizer_json_is_built_from_vocab_txt(tmp_path):
 
 @pytest.mark.unit
 def test_sentence_transformers_modules_beyond_pooling_are_refused(tmp_path):
-    import shutil
-
     src = tmp_path / "st"
     shutil.copytree(minilm_dir(), src, ignore=shutil.ignore_patterns("*.safetensors"))
     modules = json.loads((src / "modules.json").read_text())

@@ -14,7 +14,7 @@ import yaml
 
 from mlnode.catalog import Catalog
 from mlnode.errors import IllegalArgument
-from mlnode.settings import DEFAULT_CONFIG, PREFIX, MLSettings
+from mlnode.settings import DEFAULT_CONFIG, PREFIX, MLSettings, resolve_intra_op_threads, usable_cores
 from opensearch_contract.settings import flatten_settings
 
 pytestmark = [pytest.mark.unit]
@@ -108,8 +108,6 @@ def test_flatten_settings():
     [(0, 2, 2, 1), (0, 1, 2, 2), (0, 4, 2, 1), (0, 2, 16, 8), (0, 3, 8, 2), (3, 2, 2, 3)],
 )
 def test_intra_op_threads_share_the_cores_among_workers(configured, workers, cores, expected):
-    from mlnode.settings import resolve_intra_op_threads
-
     got = resolve_intra_op_threads(configured, workers, cores)
     assert got == expected
     if configured == 0 and workers <= cores:
@@ -117,8 +115,6 @@ def test_intra_op_threads_share_the_cores_among_workers(configured, workers, cor
 
 
 def test_default_threads_never_exceed_this_machines_cores(tmp_path, monkeypatch):
-    from mlnode.settings import usable_cores
-
     s = MLSettings.load(data_dir=tmp_path)
     assert (s.worker_threads, s.intra_op_threads) == (2, 0)  # configs/mlnode.yaml: 0 = auto
     cores = usable_cores()

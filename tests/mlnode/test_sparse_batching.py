@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import pytest
 
+from mlnode.batching import model_token_budget
 from mlnode.settings import MLSettings
 from mlnode.tasks import Backends
-from tests.fixtures.mlnode import api_client, api_deploy, api_wait_task
+from tests.fixtures.mlnode import FakeRuntime, api_client, api_deploy, api_wait_task
 
 pytestmark = [pytest.mark.integration]
 ML = "/_plugins/_ml"
@@ -58,9 +59,6 @@ async def test_long_sparse_request_is_split_by_the_memory_budget(tmp_path, model
 
 
 async def test_dense_models_keep_the_plain_token_budget(tmp_path):
-    from mlnode.batching import model_token_budget
-    from tests.fixtures.mlnode import FakeRuntime
-
     assert model_token_budget(FakeRuntime(), 16384, 256 * 1024**2) == 16384
     assert model_token_budget(FakeRuntime(token_output_size=VOCAB), 16384, 256 * 1024**2) == 2198
     assert model_token_budget(FakeRuntime(token_output_size=VOCAB), 1000, 256 * 1024**2) == 1000
