@@ -149,6 +149,16 @@ def _match(clause: Any, _: frozenset[str]) -> Predicate:
     return match_
 
 
+def _match_phrase(clause: Any, _: frozenset[str]) -> Predicate:
+    field, text, _spec = _one_field("match_phrase", clause, "query", {"analyzer", "slop"})
+    phrase = " ".join(w for w in _WORDS.split(str(text).lower()) if w)
+
+    def match_(doc_id: str, doc: dict[str, Any]) -> bool:
+        return any(phrase in " ".join(w for w in _WORDS.split(str(v).lower()) if w) for v in field_values(doc, field))
+
+    return match_
+
+
 def _ids(clause: Any, _: frozenset[str]) -> Predicate:
     _check_options("ids", _object("ids", clause), {"values"})
     values = clause.get("values", [])
@@ -269,6 +279,7 @@ _QUERIES: dict[str, Compiler] = {
     ),
     "terms": _terms,
     "match": _match,
+    "match_phrase": _match_phrase,
     "ids": _ids,
     "exists": _exists,
     "range": _range,

@@ -234,6 +234,7 @@ def test_match_all_of_the_page_answers_its_hit_shape(groups):
         ({"terms": {"name.keyword": ["alpha-embed", "delta-rerank", "nope"]}}, {"alpha-embed", "delta-rerank"}),
         ({"match": {"description": "dense models"}}, {"alpha-embed", "beta-embed", "gamma-sparse"}),
         ({"match": {"description": {"query": "dense models", "operator": "and"}}}, {"alpha-embed", "beta-embed"}),
+        ({"match_phrase": {"description": "Dense  embedding"}}, {"beta-embed"}),
         ({"prefix": {"name.keyword": "gamma"}}, {"gamma-sparse"}),
         ({"wildcard": {"name.keyword": {"value": "*-embed"}}}, {"alpha-embed", "beta-embed"}),
         ({"exists": {"field": "description"}}, set(GROUPS)),
