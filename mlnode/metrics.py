@@ -23,28 +23,49 @@ class Metrics:
         )
         self.queue_size = Gauge(f"{PREFIX}_queue_size", "Predict requests waiting", ["model_id"], registry=r)
         self.queue_seconds = Histogram(
-            f"{PREFIX}_queue_duration_seconds", "Time a request waited in the queue", ["model_id"], buckets=_SECONDS, registry=r
+            f"{PREFIX}_queue_duration_seconds",
+            "Time a request waited in the queue",
+            ["model_id"],
+            buckets=_SECONDS,
+            registry=r,
         )
         self.tokenization_seconds = Histogram(
-            f"{PREFIX}_tokenization_duration_seconds", "Token counting per request", ["model_id"], buckets=_SECONDS, registry=r
+            f"{PREFIX}_tokenization_duration_seconds",
+            "Token counting per request",
+            ["model_id"],
+            buckets=_SECONDS,
+            registry=r,
         )
         self.inference_seconds = Histogram(
             f"{PREFIX}_inference_duration_seconds", "Runtime time per batch", ["model_id"], buckets=_SECONDS, registry=r
         )
         self.request_seconds = Histogram(
-            f"{PREFIX}_request_duration_seconds", "Predict request end to end", ["model_id"], buckets=_SECONDS, registry=r
+            f"{PREFIX}_request_duration_seconds",
+            "Predict request end to end",
+            ["model_id"],
+            buckets=_SECONDS,
+            registry=r,
         )
         self.batch_size = Histogram(
             f"{PREFIX}_batch_size", "Texts per inference batch", ["model_id"], buckets=_BATCH, registry=r
         )
         self.batch_requests = Histogram(
-            f"{PREFIX}_batch_requests", "Requests merged into one inference batch", ["model_id"], buckets=_BATCH, registry=r
+            f"{PREFIX}_batch_requests",
+            "Requests merged into one inference batch",
+            ["model_id"],
+            buckets=_BATCH,
+            registry=r,
         )
         self.batch_tokens = Histogram(
-            f"{PREFIX}_batch_tokens", "Tokens (after truncation) per inference batch", ["model_id"],
-            buckets=(64, 256, 1024, 4096, 16384, 65536), registry=r,
+            f"{PREFIX}_batch_tokens",
+            "Tokens (after truncation) per inference batch",
+            ["model_id"],
+            buckets=(64, 256, 1024, 4096, 16384, 65536),
+            registry=r,
         )
-        self.truncated = Counter(f"{PREFIX}_truncated_inputs", "Texts longer than the model's max length", ["model_id"], registry=r)
+        self.truncated = Counter(
+            f"{PREFIX}_truncated_inputs", "Texts longer than the model's max length", ["model_id"], registry=r
+        )
         self.dropped = Counter(
             f"{PREFIX}_dropped_requests", "Queued requests dropped because their client left", ["model_id"], registry=r
         )

@@ -1,16 +1,20 @@
 """ML node settings: ML Commons' ``plugins.ml_commons.*`` settings plus neuralpipe's extras.
 
-Defaults come from ``configs/mlnode.yaml``; a user file given with ``--config`` overrides them, and
-``PUT _cluster/settings`` changes the ML Commons part at run time (persisted in the data dir by the store).
+Every default lives in one file, ``mlnode/configs/mlnode.yaml`` (package data, read with ``importlib.resources`` so
+an installed package finds it; ``configs/`` at the repository root links to it). A user file given with ``--config``
+(same layout) overrides it, keyword overrides come last, and ``PUT _cluster/settings`` changes the ML Commons part at
+run time (persisted in the data dir by the store).
 """
 
 from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 
@@ -18,7 +22,8 @@ from mlnode.errors import IllegalArgument
 from opensearch_contract.settings import flatten_settings, parse_bool, parse_int
 
 PREFIX = "plugins.ml_commons."
-DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "mlnode.yaml"
+PACKAGED_CONFIGS = resources.files("mlnode") / "configs"
+DEFAULT_CONFIG = PACKAGED_CONFIGS / "mlnode.yaml"
 
 # Integer settings with ML Commons' (min, max) bounds.
 _INT_BOUNDS: dict[str, tuple[int, int]] = {
@@ -31,17 +36,23 @@ _INT_BOUNDS: dict[str, tuple[int, int]] = {
     "monitoring_request_count": (0, 10_000_000),
 }
 
-_EXTRA_DEFAULTS: dict[str, Any] = {
-    "node_name": "neuralpipe-ml",
-    "batch_max_size": 32,
-    "batch_token_budget": 16384,
-    "batch_memory_budget": 256 * 1024**2,
-    "queue_capacity": 256,
-    "worker_threads": 2,
-    "intra_op_threads": 0,
-    "max_zip_bytes": 4 * 1024**3,
-    "cache_dir": None,
-    "catalog": None,
+
+def _optional_path(value: Any) -> Path | None:
+    return Path(value) if value else None
+
+
+# How each neuralpipe extra is read; their names and defaults are the ``neuralpipe`` section of DEFAULT_CONFIG.
+_EXTRA_TYPES: dict[str, Callable[[Any], Any]] = {
+    "node_name": str,
+    "batch_max_size": int,
+    "batch_token_budget": int,
+    "batch_memory_budget": int,
+    "queue_capacity": int,
+    "worker_threads": lambda value: max(1, int(value)),
+    "intra_op_threads": lambda value: max(0, int(value)),
+    "max_zip_bytes": int,
+    "cache_dir": _optional_path,
+    "catalog": _optional_path,
 }
 
 
@@ -59,70 +70,65 @@ def resolve_intra_op_threads(configured: int, worker_threads: int, cores: int | 
     return max(1, (cores or usable_cores()) // max(1, worker_threads))
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
-    data = yaml.safe_load(path.read_text()) or {}
+def _read_yaml(path: Path | Traversable) -> dict[str, Any]:
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a mapping at the top level")
     return data
 
 
+def _ml_commons_section(data: dict[str, Any]) -> dict[str, Any]:
+    """Short names (``model_auto_redeploy.enable``) of a file's ``plugins.ml_commons`` settings, nested or dotted."""
+    flat = flatten_settings({"plugins.ml_commons": data.get("plugins.ml_commons") or {}})
+    return {key.removeprefix(PREFIX): value for key, value in flat.items()}
+
+
 @dataclass
 class MLSettings:
     data_dir: Path
-    ml_commons: dict[str, Any] = field(default_factory=dict)
-    node_name: str = "neuralpipe-ml"
-    batch_max_size: int = 32
-    batch_token_budget: int = 16384
-    batch_memory_budget: int = 256 * 1024**2
-    queue_capacity: int = 256
-    worker_threads: int = 2
-    intra_op_threads: int = 0
-    max_zip_bytes: int = 4 * 1024**3
-    cache_dir: Path | None = None
-    catalog: Path | None = None
-    defaults: dict[str, Any] = field(default_factory=dict)
+    ml_commons: dict[str, Any]
+    defaults: dict[str, Any]  # the ML Commons settings' defaults (DEFAULT_CONFIG), by short name
+    node_name: str
+    batch_max_size: int
+    batch_token_budget: int
+    batch_memory_budget: int
+    queue_capacity: int
+    worker_threads: int
+    intra_op_threads: int
+    max_zip_bytes: int
+    cache_dir: Path | None
+    catalog: Path | None
 
     @classmethod
     def load(cls, path: Path | str | None = None, *, data_dir: Path | str, **overrides: Any) -> MLSettings:
-        """Defaults from configs/mlnode.yaml, then ``path`` (same layout), then keyword overrides.
+        """Defaults from DEFAULT_CONFIG, then ``path`` (same layout), then keyword overrides.
 
         Keyword overrides take extras by name (``queue_capacity=4``) and ML Commons settings by their short name
         (``allow_registering_model_via_url=True``).
         """
         base = _read_yaml(DEFAULT_CONFIG)
-        ml_defaults = {k.removeprefix(PREFIX): v for k, v in flatten_settings({"plugins.ml_commons": base.get("plugins.ml_commons", {})}).items()}
-        extras = dict(_EXTRA_DEFAULTS)
-        extras.update(base.get("neuralpipe") or {})
+        ml_defaults = _ml_commons_section(base)
+        extras = dict(base.get("neuralpipe") or {})
         ml = dict(ml_defaults)
         if path is not None:
             user = _read_yaml(Path(path))
-            for key, value in flatten_settings({"plugins.ml_commons": user.get("plugins.ml_commons", {})}).items():
-                ml[key.removeprefix(PREFIX)] = value
+            ml.update(_ml_commons_section(user))
             for key, value in (user.get("neuralpipe") or {}).items():
-                if key not in _EXTRA_DEFAULTS:
-                    raise ValueError(f"{path}: unknown neuralpipe setting [{key}]; known: {sorted(_EXTRA_DEFAULTS)}")
+                if key not in extras:
+                    raise ValueError(f"{path}: unknown neuralpipe setting [{key}]; known: {sorted(extras)}")
                 extras[key] = value
         for key, value in overrides.items():
-            if key in _EXTRA_DEFAULTS:
+            if key in extras:
                 extras[key] = value
             elif key in ml_defaults:
                 ml[key] = value
             else:
-                raise ValueError(f"unknown setting [{key}]")
+                raise ValueError(f"unknown setting [{key}]; known: {sorted(extras) + sorted(ml_defaults)}")
         settings = cls(
             data_dir=Path(data_dir),
             ml_commons={},
-            node_name=str(extras["node_name"]),
-            batch_max_size=int(extras["batch_max_size"]),
-            batch_token_budget=int(extras["batch_token_budget"]),
-            batch_memory_budget=int(extras["batch_memory_budget"]),
-            queue_capacity=int(extras["queue_capacity"]),
-            worker_threads=max(1, int(extras["worker_threads"])),
-            intra_op_threads=max(0, int(extras["intra_op_threads"])),
-            max_zip_bytes=int(extras["max_zip_bytes"]),
-            cache_dir=Path(extras["cache_dir"]) if extras["cache_dir"] else None,
-            catalog=Path(extras["catalog"]) if extras["catalog"] else None,
             defaults=ml_defaults,
+            **{key: _EXTRA_TYPES[key](value) for key, value in extras.items()},
         )
         settings.ml_commons = {k: settings.coerce(k, v, scope="config") for k, v in ml.items()}
         return settings
@@ -166,8 +172,3 @@ class MLSettings:
         """Apply already-validated short-name values; None resets to the default."""
         for name, value in values.items():
             self.ml_commons[name] = self.defaults[name] if value is None else value
-
-    def as_flat(self, *, only_changed: bool = False) -> dict[str, Any]:
-        return {
-            PREFIX + k: v for k, v in sorted(self.ml_commons.items()) if not only_changed or v != self.defaults.get(k)
-        }

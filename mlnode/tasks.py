@@ -134,7 +134,9 @@ class TaskRunner:
     async def _set_task(self, task_id: str, **fields: Any) -> None:
         await self.store.update("tasks", task_id, last_update_time=now_ms(), **fields)
 
-    def spawn(self, task_id: str, work: Callable[[], Awaitable[None]], on_failure: Callable[[], Awaitable[None]] | None = None) -> asyncio.Task:
+    def spawn(
+        self, task_id: str, work: Callable[[], Awaitable[None]], on_failure: Callable[[], Awaitable[None]] | None = None
+    ) -> asyncio.Task:
         async def run() -> None:
             try:
                 await self._set_task(task_id, state="RUNNING")
@@ -173,10 +175,15 @@ class TaskRunner:
 
     def check_task_limit(self, task_type: str) -> None:
         """ML Commons' max_register_model_tasks_per_node / max_deploy_model_tasks_per_node."""
-        setting = {"REGISTER_MODEL": "max_register_model_tasks_per_node", "DEPLOY_MODEL": "max_deploy_model_tasks_per_node"}[task_type]
+        setting = {
+            "REGISTER_MODEL": "max_register_model_tasks_per_node",
+            "DEPLOY_MODEL": "max_deploy_model_tasks_per_node",
+        }[task_type]
         running = sum(1 for t in self._running_types.values() if t == task_type)
         if running >= int(self.settings.get(setting)):
-            raise OpenSearchError("exceed max running task limit", status=429, error_type="m_l_limit_exceeded_exception")
+            raise OpenSearchError(
+                "exceed max running task limit", status=429, error_type="m_l_limit_exceeded_exception"
+            )
 
     def is_running(self, task_id: str) -> bool:
         return task_id in self._running
@@ -237,7 +244,9 @@ class TaskRunner:
                 await asyncio.to_thread(self.store.commit_model_dir, unpacked, model_id)
             finally:
                 await asyncio.to_thread(shutil.rmtree, staging, True)
-            await self.finish_registration(model_id, {**updates, "model_content_size_in_bytes": size, "total_chunks": 1})
+            await self.finish_registration(
+                model_id, {**updates, "model_content_size_in_bytes": size, "total_chunks": 1}
+            )
             if deploy:
                 await self.start_deploy(model_id)
 
@@ -293,15 +302,16 @@ class TaskRunner:
     # ---- deployment --------------------------------------------------------------------------------------------
 
     def check_deploy_limits(self, model_id: str) -> None:
-        """ML Commons' deploy-time checks: the native memory circuit breaker and max_model_on_node."""
+        """ML Commons' checks in MLModelManager.deployModel, in its order: max_model_on_node, then (before the model's
+        chunks are read) the native memory circuit breaker. A model already deployed passes both."""
         if self.deployments.get(model_id) is not None:
             return
+        if len(self.deployments) >= int(self.settings.get("max_model_on_node")):
+            raise IllegalArgument(MAX_MODELS_MESSAGE)
         threshold = int(self.settings.get("native_memory_threshold"))
         if threshold < 100 and memory_used_percent() > threshold:
             self.circuit_breaker_trips += 1
             raise CircuitBreaking(MEMORY_CB_MESSAGE)
-        if len(self.deployments) >= int(self.settings.get("max_model_on_node")):
-            raise IllegalArgument(MAX_MODELS_MESSAGE)
 
     async def start_deploy(self, model_id: str) -> str:
         doc = self.store.get("models", model_id) or {}
@@ -365,8 +375,14 @@ class TaskRunner:
         if doc is not None and (removed or doc.get("model_state") in ("DEPLOYED", "DEPLOYING", "PARTIALLY_DEPLOYED")):
             now = now_ms()
             await self.store.update(
-                "models", model_id, model_state="UNDEPLOYED", last_undeployed_time=now, last_updated_time=now,
-                current_worker_node_count=0, planning_worker_node_count=0, planning_worker_nodes=[],
+                "models",
+                model_id,
+                model_state="UNDEPLOYED",
+                last_undeployed_time=now,
+                last_updated_time=now,
+                current_worker_node_count=0,
+                planning_worker_node_count=0,
+                planning_worker_nodes=[],
             )
         return removed
 

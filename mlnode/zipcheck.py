@@ -26,13 +26,32 @@ from mlnode.packaging.core import sha256_file
 
 MODEL_SUFFIX = {"TORCH_SCRIPT": ".pt", "ONNX": ".onnx"}
 EXECUTABLE_SUFFIXES = frozenset(
-    {".exe", ".dll", ".so", ".dylib", ".bin.exe", ".sh", ".bash", ".bat", ".cmd", ".ps1", ".com", ".msi", ".jar",
-     ".py", ".pyc", ".pl", ".rb", ".js", ".vbs", ".scr", ".elf"}
+    {
+        ".exe",
+        ".dll",
+        ".so",
+        ".dylib",
+        ".bin.exe",
+        ".sh",
+        ".bash",
+        ".bat",
+        ".cmd",
+        ".ps1",
+        ".com",
+        ".msi",
+        ".jar",
+        ".py",
+        ".pyc",
+        ".pl",
+        ".rb",
+        ".js",
+        ".vbs",
+        ".scr",
+        ".elf",
+    }
 )
 _EXECUTABLE_MAGIC = (b"\x7fELF", b"MZ", b"#!", b"\xcf\xfa\xed\xfe", b"\xce\xfa\xed\xfe", b"\xca\xfe\xba\xbe")
-HASH_REQUIRED = (
-    "Model content Hash code need to be provided when register via url. Please calculate sha 256 Hash code."
-)
+HASH_REQUIRED = "Model content Hash code need to be provided when register via url. Please calculate sha 256 Hash code."
 
 
 class ZipCheckError(ValueError):

@@ -10,6 +10,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from tokenizers import Tokenizer
+
 from mlnode.packaging.core import (
     DEFAULT_MAX_LENGTH,
     FRAMEWORK_TYPES,
@@ -25,6 +27,7 @@ from mlnode.packaging.core import (
     zip_file_name,
 )
 from mlnode.packaging.idf import CorpusError, build_idf
+from mlnode.runtimes.pooling import POOLING_MODES
 
 __all__ = [
     "CorpusError",
@@ -85,8 +88,9 @@ def package_model(
     length = _max_length(folder, hf_config, max_length)
     name = name or (prebuilt.stem if prebuilt else source.name)
     description = description or f"{function_name} model {name} packaged by neuralpipe"
-    common = dict(name=name, version=version, description=description, function_name=function_name,
-                  model_format=model_format)
+    common = dict(
+        name=name, version=version, description=description, function_name=function_name, model_format=model_format
+    )
     members: dict[str, Path | str | bytes] = {}
     with scratch_dir() as scratch_name:
         scratch = Path(scratch_name)
@@ -100,8 +104,9 @@ def package_model(
             members["idf.json"] = json.dumps(build_idf(Path(idf_corpus), tokenizer_json), ensure_ascii=False)
             return finish(out_dir, members=members, model_config=None, **common)
 
-        model_config = _model_config(function_name, model_format, folder, hf_config, length, prebuilt,
-                                     dict(model_config_overrides))
+        model_config = _model_config(
+            function_name, model_format, folder, hf_config, length, prebuilt, dict(model_config_overrides)
+        )
         model_file = scratch / model_file_name(name, model_format)
         if prebuilt is not None:
             if prebuilt.suffix != model_file.suffix:
@@ -120,7 +125,7 @@ def _tokenizer_file(folder: Path, scratch: Path) -> Path:
     if path.exists():
         return path
     try:
-        from transformers import AutoTokenizer
+        from transformers import AutoTokenizer  # transformers is an optional extra ([torch])
 
         backend = getattr(AutoTokenizer.from_pretrained(str(folder)), "backend_tokenizer", None)
     except Exception as exc:  # no tokenizer files at all, or transformers missing
@@ -186,18 +191,19 @@ def _model_config(
     if function_name == "TEXT_EMBEDDING":
         st_pooling, st_normalize = _st_pooling(folder)
         framework = overrides.pop("framework_type", None) or (
-            "sentence_transformers" if model_format == "TORCH_SCRIPT" and st_pooling and not prebuilt
+            "sentence_transformers"
+            if model_format == "TORCH_SCRIPT" and st_pooling and not prebuilt
             else "huggingface_transformers"
         )
         if framework not in FRAMEWORK_TYPES:
             raise PackagingError(f"unsupported framework_type [{framework}]: valid values are {list(FRAMEWORK_TYPES)}")
         pooling = str(overrides.pop("pooling_mode", None) or st_pooling or "mean").lower()
-        from mlnode.runtimes.pooling import POOLING_MODES
-
         if pooling not in POOLING_MODES:
             raise PackagingError(f"unsupported pooling_mode [{pooling}]: valid values are {list(POOLING_MODES)}")
         normalize = overrides.pop("normalize_result", None)
-        base["embedding_dimension"] = int(overrides.pop("embedding_dimension", None) or hf_config.get("hidden_size") or 0)
+        base["embedding_dimension"] = int(
+            overrides.pop("embedding_dimension", None) or hf_config.get("hidden_size") or 0
+        )
         if not base["embedding_dimension"]:
             raise PackagingError("embedding_dimension is unknown: pass embedding_dimension=N")
         base["framework_type"] = framework
@@ -223,9 +229,9 @@ def _build_model_file(
     model_config: dict[str, Any] | None,
     out_file: Path,
 ) -> None:
+    # torch and transformers are optional extras ([torch]): only building a model file needs them
     import torch
     import transformers
-    from tokenizers import Tokenizer
 
     from mlnode.packaging import tracing
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from tokenizers import Encoding
+
 from mlnode.runtimes.base import BaseRuntime, PredictInputError, RuntimeLoadError
 from mlnode.runtimes.embedding import TextEmbeddingRuntime
 from mlnode.runtimes.similarity import QuestionAnsweringRuntime, TextSimilarityRuntime
@@ -27,9 +29,9 @@ class Runtime(Protocol):
     batchable: bool
     token_output_size: int  # floats per input token in a vocab-sized intermediate (SPARSE_ENCODING), else 0
 
-    def count_tokens(self, texts: list[str]) -> list[int]: ...
+    def tokenize(self, texts: list[str], parameters: dict | None = None) -> list[Encoding]: ...
 
-    def infer(self, texts: list[str], parameters: dict | None = None) -> list[dict]: ...
+    def forward(self, encodings: list[Encoding], parameters: dict | None = None) -> list[dict]: ...
 
     def predict(self, body: dict) -> list[dict]: ...
 

@@ -18,6 +18,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+import onnxruntime as ort
+
+from mlnode.settings import usable_cores
 
 CANONICAL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
@@ -41,8 +44,6 @@ def intra_op_threads() -> int:
         return from_env
     if _configured_threads > 0:
         return _configured_threads
-    from mlnode.settings import usable_cores
-
     return usable_cores()
 
 
@@ -58,7 +59,6 @@ class OnnxBackend:
     """An onnxruntime CPU session; feeds only the inputs the graph declares."""
 
     def __init__(self, path: Path, *, threads: int | None = None) -> None:
-        import onnxruntime as ort
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = intra_op_threads() if threads is None else threads
@@ -88,7 +88,7 @@ class TorchScriptBackend:
     attention_mask, token_type_ids) by count, or as one dict when the module's forward takes a dict."""
 
     def __init__(self, path: Path, *, threads: int | None = None) -> None:
-        import torch
+        import torch  # torch is an optional extra ([torch]): only TorchScript models need it
 
         count = intra_op_threads() if threads is None else threads
         if count > 0:

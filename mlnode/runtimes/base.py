@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tokenizers import Encoding
 
 from mlnode.runtimes.backends import Backend, open_backend
 from mlnode.runtimes.tokenization import TextTokenizer
@@ -53,7 +54,8 @@ def tensor(name: str, values: np.ndarray) -> dict[str, Any]:
 
 
 class BaseRuntime:
-    """Common state. Subclasses set ``function_name``/``batchable`` and implement infer or predict."""
+    """Common state. Batchable subclasses implement ``forward`` (and ``tokenize`` when the text is changed before it
+    is tokenized), the others ``predict``."""
 
     function_name = ""
     batchable = False
@@ -83,18 +85,27 @@ class BaseRuntime:
                 raise RuntimeLoadError(f"cannot load the {self.model_format} model: {exc}") from exc
 
     def count_tokens(self, texts: list[str]) -> list[int]:
+        """Untruncated token counts, for scripts (the batching queue reads lengths from ``tokenize``)."""
         return self.tokenizer.count_tokens(texts)
+
+    def tokenize(self, texts: list[str], parameters: dict | None = None) -> list[Encoding]:
+        """Each text's encoding, truncated at ``max_length`` (``overflowing`` is non-empty when it was cut)."""
+        return self.tokenizer.encodings(texts)
 
     def run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         if self.backend is None:
             raise RuntimeError("the runtime is closed")
         return self.backend.run(feed)
 
-    def infer(self, texts: list[str], parameters: dict | None = None) -> list[dict]:
+    def forward(self, encodings: list[Encoding], parameters: dict | None = None) -> list[dict]:
         raise PredictInputError(f"{self.function_name} models take a predict body, not a text batch")
 
+    def infer(self, texts: list[str], parameters: dict | None = None) -> list[dict]:
+        """``forward(tokenize(texts))``: one call for scripts and tests; the batching queue runs the two apart."""
+        return self.forward(self.tokenize(texts, parameters), parameters)
+
     def predict(self, body: dict) -> list[dict]:
-        raise PredictInputError(f"{self.function_name} models are predicted with text_docs through infer()")
+        raise PredictInputError(f"{self.function_name} models are predicted with text_docs through forward()")
 
     def close(self) -> None:
         if self.backend is not None:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tokenizers import Encoding
 
 from mlnode.runtimes.base import BaseRuntime, RuntimeLoadError, tensor
 from mlnode.runtimes.pooling import POOLING_MODES, l2_normalize, pool
@@ -29,7 +30,9 @@ class TextEmbeddingRuntime(BaseRuntime):
         self.framework_type = str(config.get("framework_type") or "sentence_transformers").lower()
         self.pooling_mode = str(config.get("pooling_mode") or "mean").lower()
         if self.pooling_mode not in POOLING_MODES:
-            raise RuntimeLoadError(f"unsupported pooling_mode [{self.pooling_mode}]: valid values are {list(POOLING_MODES)}")
+            raise RuntimeLoadError(
+                f"unsupported pooling_mode [{self.pooling_mode}]: valid values are {list(POOLING_MODES)}"
+            )
         self.normalize_result = bool(config.get("normalize_result", False))
         self.pooled_in_graph = self.model_format == "TORCH_SCRIPT" and self.framework_type == "sentence_transformers"
 
@@ -38,17 +41,18 @@ class TextEmbeddingRuntime(BaseRuntime):
         prefix = self.model_config.get(f"{content_type}_prefix") if content_type in {"query", "passage"} else None
         return [f"{prefix}{t}" for t in texts] if prefix else texts
 
-    def infer(self, texts: list[str], parameters: dict | None = None) -> list[dict]:
-        if not texts:
+    def tokenize(self, texts: list[str], parameters: dict | None = None) -> list[Encoding]:
+        return self.tokenizer.encodings(self._prefixed(list(texts), parameters))
+
+    def forward(self, encodings: list[Encoding], parameters: dict | None = None) -> list[dict]:
+        if not encodings:
             return []
-        encodings = self.tokenizer.encodings(self._prefixed(list(texts), parameters))
         feed = self.tokenizer.batch(encodings)
         outputs = self.run(feed)
-        lengths = [len(e.ids) for e in encodings]
         if self.pooled_in_graph:
             return [
-                {"output": [tensor(name, _row(value, i, lengths[i], feed)) for name, value in outputs.items()]}
-                for i in range(len(texts))
+                {"output": [tensor(name, _row(value, i, len(e.ids), feed)) for name, value in outputs.items()]}
+                for i, e in enumerate(encodings)
             ]
         values = list(outputs.values())
         hidden = values[1] if self.pooling_mode == "none" and len(values) > 1 else values[0]

@@ -36,7 +36,9 @@ class TextSimilarityRuntime(BaseRuntime):
         return [{"output": [tensor("similarity", np.array([s], dtype=np.float32))]} for s in self.scores(query, docs)]
 
 
-def best_span(start: np.ndarray, end: np.ndarray, allowed: np.ndarray, max_length: int = MAX_ANSWER_LENGTH) -> tuple[int, int] | None:
+def best_span(
+    start: np.ndarray, end: np.ndarray, allowed: np.ndarray, max_length: int = MAX_ANSWER_LENGTH
+) -> tuple[int, int] | None:
     """(i, j) maximising start[i] + end[j] over allowed tokens with i <= j < i + max_length."""
     index = np.flatnonzero(allowed)
     if index.size == 0:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tokenizers import Encoding
 
 from mlnode.runtimes.base import BaseRuntime, PredictInputError, find_file
 
@@ -45,11 +46,11 @@ class SparseEncodingRuntime(BaseRuntime):
         # the MLM head makes a [tokens, vocab] float32 logits tensor: the batching queue sizes batches by it
         self.token_output_size = self.tokenizer.vocab_size
 
-    def infer(self, texts: list[str], parameters: dict | None = None) -> list[dict]:
+    def forward(self, encodings: list[Encoding], parameters: dict | None = None) -> list[dict]:
         by_id = token_id_keys(parameters)
-        if not texts:
+        if not encodings:
             return []
-        outputs = self.run(self.tokenizer.encode(list(texts)))
+        outputs = self.run(self.tokenizer.batch(encodings))
         matrix = outputs["output"] if "output" in outputs else next(iter(outputs.values()))
         table = self.tokenizer.decoded()
         results = []
@@ -79,11 +80,11 @@ class SparseTokenizeRuntime(BaseRuntime):
             {str(k): float(v) for k, v in json.loads(idf_path.read_text(encoding="utf-8")).items()} if idf_path else {}
         )
 
-    def infer(self, texts: list[str], parameters: dict | None = None) -> list[dict]:
+    def forward(self, encodings: list[Encoding], parameters: dict | None = None) -> list[dict]:
         by_id = token_id_keys(parameters)
         table = self.tokenizer.decoded()
         results = []
-        for encoding in self.tokenizer.encodings(list(texts)):
+        for encoding in encodings:
             weights: dict[str, float] = {}
             for token_id in dict.fromkeys(encoding.ids):
                 if token_id in self.tokenizer.special_ids:

@@ -5,40 +5,61 @@ from __future__ import annotations
 from aiohttp import web
 
 from mlnode import keys
-from mlnode.errors import Conflict, IllegalArgument, NotFound
+from mlnode.errors import Conflict, IllegalArgument, NotFound, ParsingError
 from mlnode.store import new_id, now_ms
 from mlnode.views.common import json_response, read_json, search_handler
 
-ACCESS_MODES = ("public", "private", "restricted")
+# ML Commons' validateSecurityDisabledOrModelAccessControlDisabled (in MLModelGroupManager and
+# TransportUpdateModelGroupAction): this node has no Security plugin, so model access control is off whatever
+# model_access_control_enabled says.
+ACCESS_CONTROL_DISABLED = (
+    "You cannot specify model access control parameters because the Security plugin or model access control is disabled"
+    " on your cluster."
+)
+NAME_REQUIRED = "Validation Failed: 1: Model group name is required and cannot be null or blank;"
 
 
-async def create_group(request: web.Request, name: str, description: str | None = None, access: str = "public") -> str:
-    store = request.app[keys.STORE]
-    for group_id, group in store.all("model_groups"):
+def _check_no_access_control(body: dict) -> None:
+    """access_mode or add_all_backend_roles given (any value), or a non-empty backend_roles: 400, as ML Commons."""
+    backend_roles = body.get("backend_roles")
+    if backend_roles is not None and not isinstance(backend_roles, list):
+        raise ParsingError(f"[backend_roles] must be an array of strings, got [{backend_roles}]")
+    if body.get("access_mode") is not None or body.get("add_all_backend_roles") is not None or backend_roles:
+        raise IllegalArgument(ACCESS_CONTROL_DISABLED)
+
+
+def _valid_name(body: dict) -> str:
+    name = body.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise IllegalArgument(NAME_REQUIRED, error_type="action_request_validation_exception")
+    return name.strip()
+
+
+def _check_unique_name(request: web.Request, name: str) -> None:
+    for group_id, group in request.app[keys.STORE].all("model_groups"):
         if group.get("name") == name:
             raise IllegalArgument(f"The name you provided is already being used by a model group with ID: {group_id}.")
+
+
+async def create_group(request: web.Request, name: str, description: str | None = None) -> str:
+    """A model group as ML Commons writes one with access control off: ``access`` public, no owner."""
+    _check_unique_name(request, name)
     group_id = new_id()
     now = now_ms()
-    doc = {"name": name, "latest_version": 0, "access": access, "created_time": now, "last_updated_time": now}
+    doc = {"name": name, "latest_version": 0, "access": "public", "created_time": now, "last_updated_time": now}
     if description is not None:
         doc["description"] = description
-    await store.put("model_groups", group_id, doc)
+    await request.app[keys.STORE].put("model_groups", group_id, doc)
     return group_id
 
 
 async def register(request: web.Request) -> web.Response:
     body = await read_json(request)
-    name = body.get("name")
-    if not isinstance(name, str) or not name.strip():
-        raise IllegalArgument(
-            "Validation Failed: 1: Model group name is required and cannot be null or blank;",
-            error_type="action_request_validation_exception",
-        )
-    access = body.get("access_mode", "public")
-    if access not in ACCESS_MODES:
-        raise IllegalArgument(f"Invalid access mode [{access}]; valid: {', '.join(ACCESS_MODES)}")
+    name = _valid_name(body)
+    _check_unique_name(request, name)  # ML Commons looks the name up before it validates access control
+    _check_no_access_control(body)
     description = body.get("description")
-    group_id = await create_group(request, name.strip(), description if isinstance(description, str) else None, access)
+    group_id = await create_group(request, name, description if isinstance(description, str) else None)
     return json_response({"model_group_id": group_id, "status": "CREATED"})
 
 
@@ -70,23 +91,18 @@ async def update(request: web.Request) -> web.Response:
     if store.get("model_groups", group_id) is None:
         raise NotFound("Failed to find model group")
     body = await read_json(request)
+    _check_no_access_control(body)
     changes: dict = {}
     if "name" in body:
-        name = body["name"]
-        if not isinstance(name, str) or not name.strip():
-            raise IllegalArgument("Validation Failed: 1: Model group name is required and cannot be null or blank;",
-                                  error_type="action_request_validation_exception")
+        name = _valid_name(body)
         for other_id, group in store.all("model_groups"):
-            if other_id != group_id and group.get("name") == name.strip():
+            if other_id != group_id and group.get("name") == name:
                 raise IllegalArgument(
-                    f"The name you provided is already being used by another model with ID: {other_id}. Please provide a different name"
+                    f"The name you provided is already being used by another model with ID: {other_id}."
+                    " Please provide a different name"
                 )
-        changes["name"] = name.strip()
+        changes["name"] = name
     if "description" in body:
         changes["description"] = body["description"]
-    if "access_mode" in body:
-        if body["access_mode"] not in ACCESS_MODES:
-            raise IllegalArgument(f"Invalid access mode [{body['access_mode']}]; valid: {', '.join(ACCESS_MODES)}")
-        changes["access"] = body["access_mode"]
     await store.update("model_groups", group_id, **changes, last_updated_time=now_ms())
     return json_response({"status": "Updated"})

@@ -12,7 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from mlnode import keys
-from mlnode.errors import IllegalArgument, NotFound, ParsingError, MLResourceNotFound
+from mlnode.errors import IllegalArgument, MLResourceNotFound, NotFound, ParsingError
 from mlnode.store import new_id, now_ms
 from mlnode.tasks import DEPLOYABLE_STATES, FUNCTION_NAMES, MODEL_FORMATS, is_user_error
 from mlnode.views.common import bool_param, json_response, model_or_404, read_json, search_handler
@@ -86,11 +86,15 @@ async def _resolve_group(request: web.Request, body: dict[str, Any], name: str) 
     elif not isinstance(group_id, str) or store.get("model_groups", group_id) is None:
         raise MLResourceNotFound(f"Failed to find model group with ID: {group_id}")
     group = store.get("model_groups", group_id) or {}
-    taken = [int(doc.get("model_version", 0)) for _, doc in store.all("models") if doc.get("model_group_id") == group_id]
+    taken = [
+        int(doc.get("model_version", 0)) for _, doc in store.all("models") if doc.get("model_group_id") == group_id
+    ]
     return group_id, max([int(group.get("latest_version", 0)), *taken]) + 1, created
 
 
-def _new_model_doc(body: dict[str, Any], *, name: str, group_id: str, version: int, function_name: str | None, model_format: str) -> dict[str, Any]:
+def _new_model_doc(
+    body: dict[str, Any], *, name: str, group_id: str, version: int, function_name: str | None, model_format: str
+) -> dict[str, Any]:
     now = now_ms()
     doc: dict[str, Any] = {
         "name": name,
@@ -103,7 +107,16 @@ def _new_model_doc(body: dict[str, Any], *, name: str, group_id: str, version: i
     }
     if function_name:
         doc["algorithm"] = function_name
-    for key in ("description", "model_config", "model_content_hash_value", "model_content_size_in_bytes", "is_enabled", "rate_limiter", "interface", "deploy_setting"):
+    for key in (
+        "description",
+        "model_config",
+        "model_content_hash_value",
+        "model_content_size_in_bytes",
+        "is_enabled",
+        "rate_limiter",
+        "interface",
+        "deploy_setting",
+    ):
         if body.get(key) is not None:
             doc[key] = body[key]
     return doc
@@ -119,7 +132,10 @@ async def register(request: web.Request) -> web.Response:
     deploy = bool_param(request, "deploy")
     _reject_remote(body)
     if not settings.get("local_model.enabled"):
-        raise IllegalArgument("Local Model is currently disabled. To enable it, update the setting \"plugins.ml_commons.local_model.enabled\" to true.")
+        raise IllegalArgument(
+            "Local Model is currently disabled. To enable it, update the setting"
+            ' "plugins.ml_commons.local_model.enabled" to true.'
+        )
     name = _required_str(body, "name")
     model_format = _model_format(body)
     if "url" in body:
@@ -146,14 +162,23 @@ async def register(request: web.Request) -> web.Response:
                 "To register another model, give its url (allow_registering_model_via_url) or upload it in chunks "
                 "(allow_registering_model_via_local_file)."
             )
-        entry = await asyncio.to_thread(catalog.entry, name, body["version"], model_format)  # UnknownPretrainedModel: 400
+        entry = await asyncio.to_thread(
+            catalog.entry, name, body["version"], model_format
+        )  # UnknownPretrainedModel: 400
         # known now, so the task and the model show it while registering (the packaged config.json confirms it)
         function_name = entry.function_name
         source = "pretrained"
     app[keys.TASKS].check_task_limit("REGISTER_MODEL")
     group_id, version_number, created_group = await _resolve_group(request, body, name)
     model_id = new_id()
-    doc = _new_model_doc(body, name=name, group_id=group_id, version=version_number, function_name=function_name, model_format=model_format)
+    doc = _new_model_doc(
+        body,
+        name=name,
+        group_id=group_id,
+        version=version_number,
+        function_name=function_name,
+        model_format=model_format,
+    )
     if source == "pretrained":
         doc.pop("model_content_hash_value", None)
     await app[keys.STORE].put("models", model_id, doc)
@@ -183,7 +208,14 @@ async def register_meta(request: web.Request) -> web.Response:
         raise IllegalArgument(f"[total_chunks] must be a positive integer, got [{total}]")
     group_id, version_number, _ = await _resolve_group(request, body, name)
     model_id = new_id()
-    doc = _new_model_doc(body, name=name, group_id=group_id, version=version_number, function_name=function_name, model_format=model_format)
+    doc = _new_model_doc(
+        body,
+        name=name,
+        group_id=group_id,
+        version=version_number,
+        function_name=function_name,
+        model_format=model_format,
+    )
     doc["total_chunks"] = total
     await request.app[keys.STORE].put("models", model_id, doc)
     return json_response({"model_id": model_id, "status": "CREATED"})
@@ -245,7 +277,9 @@ async def upload_chunk(request: web.Request) -> web.Response:
     return json_response({"status": "Uploaded"})
 
 
-async def _complete_upload(request: web.Request, model_id: str, doc: dict[str, Any], chunk_dir, last_chunk, total: int) -> None:
+async def _complete_upload(
+    request: web.Request, model_id: str, doc: dict[str, Any], chunk_dir, last_chunk, total: int
+) -> None:
     app = request.app
     store = app[keys.STORE]
     tasks = app[keys.TASKS]
@@ -275,7 +309,9 @@ async def _complete_upload(request: web.Request, model_id: str, doc: dict[str, A
         await asyncio.to_thread(store.commit_model_dir, staging / "model", model_id)
     finally:
         await asyncio.to_thread(shutil.rmtree, staging, True)
-    await tasks.finish_registration(model_id, {"model_content_size_in_bytes": doc.get("model_content_size_in_bytes", size)})
+    await tasks.finish_registration(
+        model_id, {"model_content_size_in_bytes": doc.get("model_content_size_in_bytes", size)}
+    )
     await asyncio.to_thread(shutil.rmtree, chunk_dir, True)
 
 
@@ -295,8 +331,12 @@ async def delete(request: web.Request) -> web.Response:
     doc = store.get("models", model_id)
     if doc is None:
         raise NotFound("Failed to find model")
-    if doc.get("model_state") in ("DEPLOYED", "DEPLOYING", "PARTIALLY_DEPLOYED") or request.app[keys.DEPLOYMENTS].get(model_id):
-        raise IllegalArgument("Model cannot be deleted in deploying or deployed state. Try undeploy model first then delete")
+    if doc.get("model_state") in ("DEPLOYED", "DEPLOYING", "PARTIALLY_DEPLOYED") or request.app[keys.DEPLOYMENTS].get(
+        model_id
+    ):
+        raise IllegalArgument(
+            "Model cannot be deleted in deploying or deployed state. Try undeploy model first then delete"
+        )
     await store.delete("models", model_id)
     await asyncio.to_thread(store.remove_model_files, model_id)
     return json_response(store.index_response("models", model_id, "deleted"))
@@ -348,8 +388,11 @@ async def deploy(request: web.Request) -> web.Response:
     _check_node_ids(request, body)
     state = doc.get("model_state")
     if state not in DEPLOYABLE_STATES and state != "DEPLOYING":
-        raise IllegalArgument(f"Model [{model_id}] can't be deployed in state [{state}]; wait for its registration to complete")
-    app[keys.TASKS].check_deploy_limits(model_id)
+        raise IllegalArgument(
+            f"Model [{model_id}] can't be deployed in state [{state}]; wait for its registration to complete"
+        )
+    # max_model_on_node and the memory circuit breaker are checked by the task, as ML Commons'
+    # MLModelManager.deployModel does on the node: the call answers a task id, the task ends FAILED with the message
     app[keys.TASKS].check_task_limit("DEPLOY_MODEL")
     task_id = await app[keys.TASKS].start_deploy(model_id)
     return json_response({"task_id": task_id, "task_type": "DEPLOY_MODEL", "status": "CREATED"})
@@ -382,8 +425,11 @@ async def undeploy_many(request: web.Request) -> web.Response:
     _check_node_ids(request, body)
     model_ids = body.get("model_ids")
     if model_ids is None:
-        model_ids = [mid for mid, doc in request.app[keys.STORE].all("models") if doc.get("model_state") in ("DEPLOYED", "DEPLOYING", "PARTIALLY_DEPLOYED")]
+        model_ids = [
+            mid
+            for mid, doc in request.app[keys.STORE].all("models")
+            if doc.get("model_state") in ("DEPLOYED", "DEPLOYING", "PARTIALLY_DEPLOYED")
+        ]
     elif not isinstance(model_ids, list) or not all(isinstance(m, str) for m in model_ids):
         raise ParsingError("[model_ids] must be an array of strings")
     return json_response(await _undeploy_many(request, model_ids))
-

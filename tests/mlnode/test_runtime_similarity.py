@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
+from transformers import AutoTokenizer, BertForQuestionAnswering, BertForSequenceClassification
 
 from mlnode.runtimes import PredictInputError
 from mlnode.runtimes.similarity import best_span
@@ -17,14 +19,12 @@ DOCS = ["Paris is the capital of France.", "The quick brown fox.", "Coffee is br
 
 
 def test_cross_encoder_scores_equal_transformers(model_runtimes):
-    import torch
-    from transformers import AutoTokenizer, BertForSequenceClassification
-
     folder = tiny_model_dir("cross-encoder")
     model = BertForSequenceClassification.from_pretrained(str(folder)).eval()
     tokenizer = AutoTokenizer.from_pretrained(str(folder))
-    batch = tokenizer([QUERY] * len(DOCS), DOCS, padding=True, truncation="longest_first", max_length=512,
-                      return_tensors="pt")
+    batch = tokenizer(
+        [QUERY] * len(DOCS), DOCS, padding=True, truncation="longest_first", max_length=512, return_tensors="pt"
+    )
     with torch.no_grad():
         expected = model(**batch).logits[:, 0].numpy()
 
@@ -49,9 +49,6 @@ def test_cross_encoder_rejects_bad_bodies(model_runtimes, body):
 
 
 def test_question_answering_equals_transformers_span(model_runtimes):
-    import torch
-    from transformers import AutoTokenizer, BertForQuestionAnswering
-
     question, context = "Where is the Eiffel tower?", "The Eiffel tower stands in Paris, the capital of France."
     folder = tiny_model_dir("qa")
     model = BertForQuestionAnswering.from_pretrained(str(folder)).eval()

@@ -6,10 +6,13 @@ import json
 
 import numpy as np
 import pytest
+import torch
+from tokenizers import Tokenizer
+from transformers import BertForMaskedLM
 
 from mlnode.offline import splade_dir
 from mlnode.packaging import build_idf
-from mlnode.runtimes import load_runtime
+from mlnode.runtimes import PredictInputError, load_runtime
 from mlnode.zipcheck import validate_and_extract
 from tests.fixtures.models import IDF_CORPUS, write_idf_corpus
 
@@ -28,15 +31,13 @@ def weights_of(result: dict) -> dict[str, float]:
 @pytest.fixture(scope="module")
 def expected_splade() -> dict[str, float]:
     """SPLADE straight from transformers: log(1 + relu(max over tokens of the MLM logits)), specials zeroed."""
-    import torch
-    from tokenizers import Tokenizer
-    from transformers import BertForMaskedLM
-
     tokenizer = Tokenizer.from_file(str(splade_dir() / "tokenizer.json"))
     model = BertForMaskedLM.from_pretrained(str(splade_dir())).eval()
     encoding = tokenizer.encode(SENTENCE)
     with torch.no_grad():
-        logits = model(input_ids=torch.tensor([encoding.ids]), attention_mask=torch.tensor([encoding.attention_mask])).logits
+        logits = model(
+            input_ids=torch.tensor([encoding.ids]), attention_mask=torch.tensor([encoding.attention_mask])
+        ).logits
     values = torch.log1p(torch.relu(logits[0].max(dim=0).values)).numpy()
     special = [i for i, t in tokenizer.get_added_tokens_decoder().items() if t.special]
     values[special] = 0.0
@@ -81,8 +82,14 @@ def test_tokenizer_weights_are_the_idf_it_was_built_with(model_runtimes, tmp_pat
 
 def test_tokenizer_weight_defaults_to_one_without_idf(model_zips, tmp_path):
     model = model_zips["tokenizer"]
-    folder = validate_and_extract(model.zip_path, tmp_path / "m", model_format="TORCH_SCRIPT",
-                                  function_name="SPARSE_TOKENIZE", expected_hash=model.hash, max_bytes=1 << 30)
+    folder = validate_and_extract(
+        model.zip_path,
+        tmp_path / "m",
+        model_format="TORCH_SCRIPT",
+        function_name="SPARSE_TOKENIZE",
+        expected_hash=model.hash,
+        max_bytes=1 << 30,
+    )
     idf = json.loads((folder / "idf.json").read_text())
     del idf["coffee"]
     (folder / "idf.json").write_text(json.dumps(idf))
@@ -107,8 +114,6 @@ def test_sparse_embedding_format_token_id(model_runtimes, key):
 
 
 def test_sparse_embedding_format_invalid(model_runtimes):
-    from mlnode.runtimes import PredictInputError
-
     with pytest.raises(PredictInputError, match=r"No enum constant .*SparseEmbeddingFormat\.INVALID"):
         model_runtimes["splade-onnx"].infer(["x"], {"sparse_embedding_format": "invalid"})
 

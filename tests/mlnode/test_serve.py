@@ -34,8 +34,23 @@ def _get(url: str):
 def _serve(tmp_path: Path, *args: str) -> tuple[subprocess.Popen, str]:
     port = _free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "neuralpipe.cli", "serve", "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(tmp_path / "d"), *args],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        [
+            sys.executable,
+            "-m",
+            "neuralpipe.cli",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(tmp_path / "d"),
+            *args,
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
@@ -60,7 +75,9 @@ def _stop(proc: subprocess.Popen) -> None:
 
 
 @pytest.mark.unit
-@pytest.mark.parametrize(("text", "roles"), [("ml", ("ml",)), ("ml,data", ("ml", "data")), (" data , ml ", ("data", "ml"))])
+@pytest.mark.parametrize(
+    ("text", "roles"), [("ml", ("ml",)), ("ml,data", ("ml", "data")), (" data , ml ", ("data", "ml"))]
+)
 def test_parse_roles(text, roles):
     assert parse_roles(text) == roles
 
@@ -81,11 +98,13 @@ def test_serve_ml_role_answers_ml_commons_routes(tmp_path):
         status, root = _get(url + "/")
         assert status == 200 and root["name"] == "test-node"
         _, settings = _get(url + "/_cluster/settings?include_defaults=true&flat_settings=true")
-        assert settings["defaults"]["plugins.ml_commons.max_model_on_node"] == 3
+        assert settings["defaults"]["plugins.ml_commons.max_model_on_node"] == "3"  # the --config file's value
         with pytest.raises(urllib.error.HTTPError) as err:
             _get(url + "/_plugins/_ml/models/nope")
         assert err.value.code == 404
-        assert json.loads(err.value.read())["error"]["reason"] == "Failed to find model with the provided model id: nope"
+        assert (
+            json.loads(err.value.read())["error"]["reason"] == "Failed to find model with the provided model id: nope"
+        )
         with urllib.request.urlopen(url + "/metrics", timeout=5) as resp:
             assert b"mlnode_deployed_models" in resp.read()
     finally:
@@ -95,7 +114,6 @@ def test_serve_ml_role_answers_ml_commons_routes(tmp_path):
 
 @pytest.mark.integration
 def test_serve_ml_and_data_roles_share_one_port(tmp_path):
-    pytest.importorskip("datanode.app")
     proc, url = _serve(tmp_path, "--roles", "ml,data")
     try:
         status, _ = _get(url + "/")  # answered by the data node
@@ -113,6 +131,11 @@ def test_serve_ml_and_data_roles_share_one_port(tmp_path):
 
 @pytest.mark.unit
 def test_serve_bad_arguments_exit_2(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "neuralpipe.cli", "serve", "--roles", "gpu", "--data-dir", str(tmp_path)],
-                            cwd=REPO, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "neuralpipe.cli", "serve", "--roles", "gpu", "--data-dir", str(tmp_path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 2 and "invalid --roles [gpu]" in result.stderr

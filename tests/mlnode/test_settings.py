@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
-import pytest
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
+import pytest
+import yaml
+
+from mlnode.catalog import Catalog
 from mlnode.errors import IllegalArgument
-from mlnode.settings import MLSettings
+from mlnode.settings import DEFAULT_CONFIG, PREFIX, MLSettings, resolve_intra_op_threads, usable_cores
 from opensearch_contract.settings import flatten_settings
 
 pytestmark = [pytest.mark.unit]
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_defaults_are_ml_commons_defaults(tmp_path):
@@ -86,7 +97,9 @@ def test_coerce_rejects(tmp_path, name, value, message):
 
 def test_flatten_settings():
     assert flatten_settings({"plugins": {"ml_commons": {"a": 1, "b": {"c": True}}}, "x.y": 2}) == {
-        "plugins.ml_commons.a": 1, "plugins.ml_commons.b.c": True, "x.y": 2,
+        "plugins.ml_commons.a": 1,
+        "plugins.ml_commons.b.c": True,
+        "x.y": 2,
     }
 
 
@@ -95,8 +108,6 @@ def test_flatten_settings():
     [(0, 2, 2, 1), (0, 1, 2, 2), (0, 4, 2, 1), (0, 2, 16, 8), (0, 3, 8, 2), (3, 2, 2, 3)],
 )
 def test_intra_op_threads_share_the_cores_among_workers(configured, workers, cores, expected):
-    from mlnode.settings import resolve_intra_op_threads
-
     got = resolve_intra_op_threads(configured, workers, cores)
     assert got == expected
     if configured == 0 and workers <= cores:
@@ -104,11 +115,49 @@ def test_intra_op_threads_share_the_cores_among_workers(configured, workers, cor
 
 
 def test_default_threads_never_exceed_this_machines_cores(tmp_path, monkeypatch):
-    from mlnode.settings import usable_cores
-
     s = MLSettings.load(data_dir=tmp_path)
     assert (s.worker_threads, s.intra_op_threads) == (2, 0)  # configs/mlnode.yaml: 0 = auto
     cores = usable_cores()
     assert s.resolved_intra_op_threads == max(1, cores // 2)
     assert MLSettings.load(data_dir=tmp_path, intra_op_threads=3).resolved_intra_op_threads == 3
 
+
+def test_every_extra_default_comes_from_the_packaged_file(tmp_path):
+    """One home for the defaults: the ``neuralpipe`` section of mlnode/configs/mlnode.yaml sets every extra."""
+    packaged = yaml.safe_load(DEFAULT_CONFIG.read_text(encoding="utf-8"))
+    s = MLSettings.load(data_dir=tmp_path)
+    for key, value in packaged["neuralpipe"].items():
+        assert getattr(s, key) == (value if value is None or not isinstance(getattr(s, key), Path) else Path(value))
+    assert s.defaults == {
+        k.removeprefix(PREFIX): v
+        for k, v in flatten_settings({"plugins.ml_commons": packaged["plugins.ml_commons"]}).items()
+    }
+    assert (ROOT / "configs" / "mlnode.yaml").read_text() == DEFAULT_CONFIG.read_text()  # the docs' path still works
+
+
+@pytest.mark.slow
+def test_a_non_editable_install_finds_its_settings_and_catalog(tmp_path):
+    """``pip install .`` (not editable) copies mlnode/configs/*.yaml as package data; the installed node reads them
+    from beside its own code, wherever it runs from."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, src / name)
+    for package in ("opensearch_contract", "processors", "mlnode", "datanode", "neuralpipe"):
+        shutil.copytree(ROOT / package, src / package, ignore=shutil.ignore_patterns("__pycache__"))
+    site = tmp_path / "site"
+    pip = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--target", str(site)]
+    subprocess.run([*pip, str(src)], check=True, cwd=tmp_path, capture_output=True)
+    probe = (
+        "import json, mlnode, mlnode.catalog as c, mlnode.settings as s;"
+        "m = s.MLSettings.load(data_dir='d');"
+        "print(json.dumps([mlnode.__file__, m.queue_capacity, m.get('max_model_on_node'), c.Catalog.load().names()]))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    out = subprocess.run(
+        [sys.executable, "-c", probe], check=True, cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    module_file, queue_capacity, max_models, names = json.loads(out.stdout)
+    assert Path(module_file).is_relative_to(site)
+    assert (queue_capacity, max_models) == (256, 10)
+    assert names == Catalog.load().names() and "huggingface/sentence-transformers/all-MiniLM-L6-v2" in names

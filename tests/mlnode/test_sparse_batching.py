@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import pytest
 
+from mlnode.batching import model_token_budget
 from mlnode.settings import MLSettings
 from mlnode.tasks import Backends
-from tests.fixtures.mlnode import api_client, api_deploy, api_wait_task
+from tests.fixtures.mlnode import FakeRuntime, api_client, api_deploy, api_wait_task
 
 pytestmark = [pytest.mark.integration]
 ML = "/_plugins/_ml"
@@ -17,7 +18,11 @@ VOCAB = 30522
 
 async def _register(client, packaged) -> str:
     config = packaged.config
-    body = {key: config[key] for key in ("name", "version", "function_name", "model_format", "model_content_hash_value", "model_config") if key in config}
+    body = {
+        key: config[key]
+        for key in ("name", "version", "function_name", "model_format", "model_content_hash_value", "model_config")
+        if key in config
+    }
     body["url"] = packaged.zip_path.resolve().as_uri()
     resp = await client.post(f"{ML}/models/_register", json=body)
     task = await api_wait_task(client, (await resp.json())["task_id"])
@@ -29,8 +34,11 @@ async def _register(client, packaged) -> str:
 async def test_long_sparse_request_is_split_by_the_memory_budget(tmp_path, model_zips, model_runtimes):
     budget_tokens = 1100  # two 512-token passages fit, three do not
     settings = MLSettings.load(
-        data_dir=tmp_path / "data", allow_registering_model_via_url=True, native_memory_threshold=100,
-        batch_memory_budget=budget_tokens * VOCAB * 4, worker_threads=1,
+        data_dir=tmp_path / "data",
+        allow_registering_model_via_url=True,
+        native_memory_threshold=100,
+        batch_memory_budget=budget_tokens * VOCAB * 4,
+        worker_threads=1,
     )
     async with api_client(settings, Backends()) as client:
         model_id = await _register(client, model_zips["splade-onnx"])
@@ -51,9 +59,6 @@ async def test_long_sparse_request_is_split_by_the_memory_budget(tmp_path, model
 
 
 async def test_dense_models_keep_the_plain_token_budget(tmp_path):
-    from mlnode.batching import model_token_budget
-    from tests.fixtures.mlnode import FakeRuntime
-
     assert model_token_budget(FakeRuntime(), 16384, 256 * 1024**2) == 16384
     assert model_token_budget(FakeRuntime(token_output_size=VOCAB), 16384, 256 * 1024**2) == 2198
     assert model_token_budget(FakeRuntime(token_output_size=VOCAB), 1000, 256 * 1024**2) == 1000

@@ -9,7 +9,7 @@ import pytest
 from mlnode import keys
 from mlnode.errors import ParsingError
 from mlnode.settings import MLSettings
-from mlnode.store import Store
+from mlnode.store import Store, new_id
 from tests.fixtures.mlnode import FakeRuntime, api_client, api_fake_model, fake_backends
 
 pytestmark = [pytest.mark.integration]
@@ -17,7 +17,9 @@ ML = "/_plugins/_ml"
 
 
 def _settings(tmp_path):
-    return MLSettings.load(data_dir=tmp_path / "data", allow_registering_model_via_url=True, native_memory_threshold=100)
+    return MLSettings.load(
+        data_dir=tmp_path / "data", allow_registering_model_via_url=True, native_memory_threshold=100
+    )
 
 
 async def test_restart_keeps_everything_and_redeploys(tmp_path):
@@ -33,11 +35,14 @@ async def test_restart_keeps_everything_and_redeploys(tmp_path):
         assert client.app[keys.DEPLOYMENTS].ids() == [deployed]  # redeployed before the node answered
         assert len(runtimes) == 1
         after = (await (await client.post(f"{ML}/models/_search", json={"size": 10})).json())["hits"]["hits"]
-        assert {h["_id"]: h["_source"]["model_state"] for h in after} == {deployed: "DEPLOYED", registered: "REGISTERED"}
+        assert {h["_id"]: h["_source"]["model_state"] for h in after} == {
+            deployed: "DEPLOYED",
+            registered: "REGISTERED",
+        }
         assert {h["_id"]: h["_source"]["name"] for h in after} == {h["_id"]: h["_source"]["name"] for h in before}
         assert (await (await client.get(f"{ML}/tasks/_search")).json())["hits"]["total"]["value"] == tasks_before
         settings = await (await client.get("/_cluster/settings?flat_settings=true")).json()
-        assert settings["persistent"] == {"plugins.ml_commons.max_model_on_node": 4}
+        assert settings["persistent"] == {"plugins.ml_commons.max_model_on_node": "4"}
         assert settings["transient"] == {}  # transient settings do not survive a restart, as on a cluster
         assert client.app[keys.SETTINGS].get("max_model_on_node") == 4
         resp = await client.post(f"{ML}/_predict/text_embedding/{deployed}", json={"text_docs": ["after restart"]})
@@ -49,7 +54,9 @@ async def test_restart_fails_unfinished_tasks_and_drops_half_registered_models(t
     store = Store(data)
     store.load()
     await store.put("models", "half", {"name": "half", "model_state": "REGISTERING", "model_format": "ONNX"})
-    await store.put("models", "chunks", {"name": "chunks", "model_state": "REGISTERING", "model_format": "ONNX", "total_chunks": 3})
+    await store.put(
+        "models", "chunks", {"name": "chunks", "model_state": "REGISTERING", "model_format": "ONNX", "total_chunks": 3}
+    )
     await store.put("tasks", "t1", {"task_type": "REGISTER_MODEL", "state": "RUNNING", "model_id": "half"})
     (store.model_dir("half")).mkdir(parents=True)
     (store.tmp_dir / "leftover").mkdir()
@@ -102,8 +109,19 @@ async def test_documents_are_whole_json_files(tmp_path):
         ({"term": {"name.keyword": {"value": "bert-small"}}}, ["b"]),
         ({"terms": {"_id": ["a", "c"]}}, ["a", "c"]),
         ({"match": {"name": "minilm"}}, ["a"]),
-        ({"bool": {"must": [{"term": {"algorithm": "TEXT_EMBEDDING"}}], "must_not": [{"term": {"model_state": "DEPLOYED"}}]}}, ["b"]),
-        ({"bool": {"should": [{"term": {"model_state": "DEPLOYED"}}, {"term": {"algorithm": "SPARSE_ENCODING"}}]}}, ["a", "c"]),
+        (
+            {
+                "bool": {
+                    "must": [{"term": {"algorithm": "TEXT_EMBEDDING"}}],
+                    "must_not": [{"term": {"model_state": "DEPLOYED"}}],
+                }
+            },
+            ["b"],
+        ),
+        (
+            {"bool": {"should": [{"term": {"model_state": "DEPLOYED"}}, {"term": {"algorithm": "SPARSE_ENCODING"}}]}},
+            ["a", "c"],
+        ),
         ({"exists": {"field": "model_config.embedding_dimension"}}, ["a", "b"]),
         ({"range": {"created_time": {"gte": 2}}}, ["b", "c"]),
         ({"ids": {"values": ["b"]}}, ["b"]),
@@ -112,9 +130,33 @@ async def test_documents_are_whole_json_files(tmp_path):
 async def test_search_query_subset(tmp_path, query, expected):
     store = Store(tmp_path)
     store.load()
-    await store.put("models", "a", {"name": "all-MiniLM-L6-v2", "algorithm": "TEXT_EMBEDDING", "model_state": "DEPLOYED", "created_time": 1, "model_config": {"embedding_dimension": 384}})
-    await store.put("models", "b", {"name": "bert-small", "algorithm": "TEXT_EMBEDDING", "model_state": "REGISTERED", "created_time": 2, "model_config": {"embedding_dimension": 768}})
-    await store.put("models", "c", {"name": "splade", "algorithm": "SPARSE_ENCODING", "model_state": "REGISTERED", "created_time": 3})
+    await store.put(
+        "models",
+        "a",
+        {
+            "name": "all-MiniLM-L6-v2",
+            "algorithm": "TEXT_EMBEDDING",
+            "model_state": "DEPLOYED",
+            "created_time": 1,
+            "model_config": {"embedding_dimension": 384},
+        },
+    )
+    await store.put(
+        "models",
+        "b",
+        {
+            "name": "bert-small",
+            "algorithm": "TEXT_EMBEDDING",
+            "model_state": "REGISTERED",
+            "created_time": 2,
+            "model_config": {"embedding_dimension": 768},
+        },
+    )
+    await store.put(
+        "models",
+        "c",
+        {"name": "splade", "algorithm": "SPARSE_ENCODING", "model_state": "REGISTERED", "created_time": 3},
+    )
     result = store.search("models", {"query": query, "sort": [{"created_time": {"order": "asc"}}]})
     assert [h["_id"] for h in result["hits"]["hits"]] == expected
     assert result["hits"]["total"] == {"value": len(expected), "relation": "eq"}
@@ -135,8 +177,6 @@ async def test_search_paging_source_filter_and_bad_queries(tmp_path):
 
 @pytest.mark.unit
 def test_new_ids_never_start_with_a_dash() -> None:
-    from mlnode.store import new_id
-
     ids = [new_id() for _ in range(5000)]
     assert all(len(i) == 20 and not i.startswith("-") for i in ids)
     assert len(set(ids)) == len(ids)

@@ -16,7 +16,15 @@ from mlnode.errors import IllegalArgument, ParsingError
 
 ALGORITHMS = ("text_embedding", "sparse_encoding", "sparse_tokenize", "text_similarity", "question_answering")
 BATCHABLE = ("TEXT_EMBEDDING", "SPARSE_ENCODING", "SPARSE_TOKENIZE")
-_NUMPY_TYPES = {"FLOAT32": "<f4", "FLOAT64": "<f8", "FLOAT16": "<f2", "INT32": "<i4", "INT64": "<i8", "INT8": "i1", "UINT8": "u1"}
+_NUMPY_TYPES = {
+    "FLOAT32": "<f4",
+    "FLOAT64": "<f8",
+    "FLOAT16": "<f2",
+    "INT32": "<i4",
+    "INT64": "<i8",
+    "INT8": "i1",
+    "UINT8": "u1",
+}
 
 
 @dataclass
