@@ -31,7 +31,8 @@ def add_parser(subparsers: Any) -> None:
     export.add_argument("file", metavar="FILE")
     export.add_argument("--ml-url", help="replace model names by their ids on this ML node")
     export.add_argument("--mapping", action="store_true",
-                        help="print the index body (settings + mappings) for an ingest pipeline instead (needs --ml-url)")
+                        help="print the index body (settings + mappings) for an ingest pipeline instead "
+                             "(needs --ml-url)")
     export.add_argument("--indent", type=int, default=2)
 
 

@@ -8,7 +8,8 @@ import math
 import pytest
 
 from neuralpipe.cli import main
-from neuralpipe.evaluation import METHODS, beir_passage, evaluate, exact_top_k, load_beir
+from neuralpipe.eval.methods import METHODS
+from neuralpipe.eval.metrics import beir_passage, evaluate, exact_top_k, load_beir
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
