@@ -22,7 +22,7 @@ from typing import Any
 
 from neuralpipe.ingest.checkpoint import Checkpoint, CheckpointMismatch
 from neuralpipe.ingest.deadletter import DeadLetter
-from neuralpipe.ingest.readers import FORMATS, InputError, count_lines, iter_input, resolve_input
+from neuralpipe.ingest.readers import FORMATS, InputError, count_lines, open_input, resolve_input
 from neuralpipe.ingest.runner import IngestOptions, IngestRunner, IngestStats
 from neuralpipe.local import (add_connection_arguments, client_options, describe_error, is_reportable, make_client,
                               make_ml_client, open_endpoints, quiet_client_logs)
@@ -42,8 +42,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                                                       "without it documents are written as they are")
     p.add_argument("--format", choices=FORMATS, default="auto", help="input format (default: from the path)")
     p.add_argument("--limit", type=int, metavar="N", help="read only the first N records (to try a pipeline on a sample)")
-    p.add_argument("--id-field", default="_id",
-                   help="field holding the document id (default: %(default)s); without it: a hash of the content")
+    p.add_argument("--id-field", help="field (JSONL) or column (CSV) holding the document id (default: _id; CSV: an "
+                                      "_id or id column); '' for a hash of the content")
     add_connection_arguments(p)
     g = p.add_argument_group("throughput and retries")
     g.add_argument("--batch-size", type=int, default=32, help="documents per pipeline batch (default: %(default)s)")
@@ -123,6 +123,7 @@ async def _ingest(args: argparse.Namespace, fmt: str, input_name: str, checkpoin
     from neuralpipe.ingest.setup import ensure_index, load_ingest_pipeline, read_pipeline_body
 
     body = read_pipeline_body(Path(args.pipeline)) if args.pipeline else None
+    source = open_input(args.input, fmt, id_field=args.id_field)
     options = client_options(args)
     async with open_endpoints(opensearch=args.opensearch, ml_url=args.ml_url, data_dir=Path(args.data_dir),
                               need_ml=body is not None) as endpoints:
@@ -134,12 +135,12 @@ async def _ingest(args: argparse.Namespace, fmt: str, input_name: str, checkpoin
                 ml = make_ml_client(endpoints.ml_url, options)
                 pipeline = await load_ingest_pipeline(Path(args.pipeline).stem, body, ml)
             created = await ensure_index(client, args.index, body, ml)
-            # a new index holds nothing: an old checkpoint for it would skip documents it never got
-            restart = args.restart or created
-            input_path = None if input_name == "stdin" else Path(input_name)
-            checkpoint = Checkpoint.open(checkpoint_path, input_name=input_name, index=args.index, restart=restart,
-                                         input_path=input_path)
-            if restart and dead_path.exists():  # a fresh start: the old failures belong to the old run
+            # a new index holds nothing: an old checkpoint for it would skip documents it never got; stdin has
+            # no file to fingerprint, so its checkpoint knows records by their id and content
+            checkpoint = Checkpoint.open(checkpoint_path, input_name=input_name, index=args.index,
+                                         restart=args.restart, new_index=created, input_path=source.path,
+                                         ids=source.ids, keyed_by="line" if source.path else "record")
+            if (args.restart or created) and dead_path.exists():  # a fresh start: old failures belong to the old run
                 dead_path.unlink()
             total = await asyncio.to_thread(count_lines, args.input, fmt)
             runner = IngestRunner(
@@ -148,7 +149,7 @@ async def _ingest(args: argparse.Namespace, fmt: str, input_name: str, checkpoin
                                       bulk_size=args.bulk_size, max_retries=args.max_retries,
                                       initial_backoff=args.initial_backoff, max_backoff=args.max_backoff,
                                       progress=not args.no_progress))
-            items = iter_input(args.input, fmt, id_field=args.id_field)
+            items = checkpoint.track(source.items)
             if args.limit is not None:
                 items = itertools.islice(items, args.limit)
                 total = min(total, args.limit) if total is not None else args.limit
