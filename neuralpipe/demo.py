@@ -89,8 +89,9 @@ async def _ingest(client: Any, ml: MLClient, corpus: Path, work: Path, *, n_docs
     corpus_name = f"{corpus.resolve()}#sha256:{hashlib.sha256(corpus.read_bytes()).hexdigest()[:16]}"
     job = IngestJob(options=IngestOptions(index=DEMO_INDEX, batch_size=32, concurrency=2, bulk_size=100,
                                           progress=progress),
-                    input_name=corpus_name, checkpoint=work / "ingest" / f"{DEMO_INDEX}.checkpoint.json",
-                    dead_letter=work / "ingest" / f"{DEMO_INDEX}.dead-letter.jsonl", restart=created)
+                    input_name=corpus_name, input_path=corpus, new_index=created,
+                    checkpoint=work / "ingest" / f"{DEMO_INDEX}.checkpoint.json",
+                    dead_letter=work / "ingest" / f"{DEMO_INDEX}.dead-letter.jsonl")
     try:
         stats = await run_ingest(client, job, iter_input(str(corpus), "jsonl"), pipeline=pipeline, total=n_docs)
     except CheckpointMismatch:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from neuralpipe.ingest.checkpoint import CheckpointMismatch
-from neuralpipe.ingest.job import IngestJob, Source, ingest_source
+from neuralpipe.ingest.job import STDIN, IngestJob, Source, ingest_source
 from neuralpipe.ingest.readers import FORMATS, InputError, resolve_input
 from neuralpipe.ingest.runner import IngestOptions, IngestStats
 from neuralpipe.ingest.setup import PipelineFileError
@@ -42,8 +42,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--format", choices=FORMATS, default="auto", help="input format (default: from the path)")
     p.add_argument("--limit", type=int, metavar="N", 
                    help="read only the first N records (to try a pipeline on a sample)")
-    p.add_argument("--id-field", default="_id",
-                   help="field holding the document id (default: %(default)s); without it: a hash of the content")
+    p.add_argument("--id-field", help="field (JSONL) or column (CSV) holding the document id (default: _id; CSV: an "
+                                      "_id or id column); '' for a hash of the content")
     add_connection_arguments(p)
     g = p.add_argument_group("throughput and retries")
     g.add_argument("--batch-size", type=int, default=32, help="documents per pipeline batch (default: %(default)s)")
@@ -94,14 +94,13 @@ def run(args: argparse.Namespace) -> int:
     except InputError as exc:
         print(f"neuralpipe ingest: {exc}", file=sys.stderr)
         return 2
-    input_name = "stdin" if file == "-" else str(Path(file).resolve())
+    input_name = STDIN if file == "-" else str(Path(file).resolve())
     checkpoint_path, dead_path = _state_paths(args, input_name)
     job = IngestJob(options=IngestOptions(index=args.index, batch_size=args.batch_size, concurrency=args.concurrency,
                                           bulk_size=args.bulk_size, max_retries=args.max_retries,
                                           initial_backoff=args.initial_backoff, max_backoff=args.max_backoff,
                                           progress=not args.no_progress),
-                    input_name=input_name, input_path=None if file == "-" else Path(file).resolve(),
-                    checkpoint=checkpoint_path, dead_letter=dead_path, restart=args.restart)
+                    input_name=input_name, checkpoint=checkpoint_path, dead_letter=dead_path, restart=args.restart)
     source = Source(args.input, fmt, args.id_field, args.limit)
     try:
         stats = asyncio.run(ingest_source(connection(args), source, job, pipeline_file=args.pipeline,

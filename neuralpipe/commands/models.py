@@ -76,7 +76,8 @@ def add_parser(subparsers: Any) -> None:
     idf.add_argument("--text-field", default="text")
 
     catalog = sub.add_parser("catalog", help="list the pretrained names this ML node serves")
-    catalog.add_argument("--catalog", type=Path, metavar="FILE", help="catalog YAML (default: the shipped catalog.yaml)")
+    catalog.add_argument("--catalog", type=Path, metavar="FILE",
+                         help="catalog YAML (default: the shipped catalog.yaml)")
     catalog.add_argument("--json", action="store_true", help="print JSON")
 
 

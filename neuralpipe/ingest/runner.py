@@ -150,13 +150,16 @@ class IngestRunner:
         if not failure.retryable:
             self.checkpoint.mark(failure.line)  # permanent: a re-run would fail the same way
         if self._progress:
-            self._progress.advance(failed=1)
+            if failure.stage == "bulk":
+                self._progress.acknowledged(failed=1)
+            else:
+                self._progress.failed_early()
 
     def _ack(self, offset: int) -> None:
         self.stats.indexed += 1
         self.checkpoint.mark(offset)
         if self._progress:
-            self._progress.advance(ok=1)
+            self._progress.acknowledged(ok=1)
 
     def _save(self, force: bool = False) -> None:
         self.dead_letter.flush()  # failures are on disk before the checkpoint names their offsets
@@ -227,6 +230,8 @@ class IngestRunner:
         if self.pipeline is None:
             for r in records:
                 await queue.put((r, r.source))
+            if self._progress:
+                self._progress.prepared(len(records))
             return
         from processors.errors import OpenSearchError
 
@@ -238,6 +243,8 @@ class IngestRunner:
                                    document=record.source))
             else:
                 await queue.put((record, res.source))
+                if self._progress:
+                    self._progress.prepared(1)
 
     async def _produce(self, items: Iterable[Item], queue: asyncio.Queue) -> None:
         sem = asyncio.Semaphore(self.options.concurrency)
