@@ -143,7 +143,7 @@ def make_ml_client(url: str, options: ClientOptions | None = None) -> MLClient:
 def add_data_dir_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
     """``--data-dir``, with the one default every command shares."""
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR,
-                        help="data dir of the embedded node(s): models and indices (default: %(default)s)")
+                        help="where models (ml/) and indices (data/) live (default: %(default)s)")
 
 
 def add_connection_arguments(parser: argparse.ArgumentParser) -> None:

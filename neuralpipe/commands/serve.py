@@ -14,7 +14,7 @@ import os
 import sys
 from pathlib import Path
 
-from neuralpipe.local import DEFAULT_DATA_DIR
+from neuralpipe.local import add_data_dir_argument
 from neuralpipe.node import NodeStartError, parse_roles, serve_forever
 
 __all__ = ["add_parser", "run", "parse_roles"]
@@ -30,8 +30,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--roles", default="ml", help="comma-separated node roles: ml, data, or ml,data (default: ml)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
     parser.add_argument("--port", type=int, default=9200, help="port to listen on (default: %(default)s)")
-    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR,
-                        help="where models and indices live (default: %(default)s)")
+    add_data_dir_argument(parser)
     parser.add_argument("--config", type=Path, default=None,
                         help="ML node settings file (layout of the shipped mlnode.yaml)")
     parser.add_argument("--ml-url", default=None, help="ML node the data role calls when this process has no ml role")
