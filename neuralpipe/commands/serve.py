@@ -44,6 +44,9 @@ def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # faiss' loader tells at INFO, with a ModuleNotFoundError, that it has no AVX2 build before it loads the generic
+    # one: not an error, and the first thing a user would read
+    logging.getLogger("faiss.loader").setLevel(logging.WARNING)
     try:
         roles = parse_roles(args.roles)
         if args.config is not None and not args.config.is_file():
