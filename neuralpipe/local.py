@@ -37,7 +37,6 @@ class Endpoints:
     opensearch_url: str
     ml_url: str | None
     embedded: bool  # True when this process serves the data node
-    data_dir: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -109,8 +108,7 @@ async def open_endpoints(*, opensearch: str | None, ml_url: str | None, data_dir
     await node.start()
     log.info("embedded node (%s) on %s, data dir %s", ",".join(roles), node.url, data_dir)
     try:
-        yield Endpoints(opensearch_url=opensearch or node.url, ml_url=node.ml_url,
-                        embedded=not opensearch, data_dir=data_dir)
+        yield Endpoints(opensearch_url=opensearch or node.url, ml_url=node.ml_url, embedded=not opensearch)
     finally:
         await node.stop()
 

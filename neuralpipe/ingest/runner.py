@@ -32,6 +32,8 @@ from neuralpipe.ingest.checkpoint import Checkpoint
 from neuralpipe.ingest.deadletter import DeadLetter, Failure, is_retryable
 from neuralpipe.ingest.progress import Progress
 from neuralpipe.ingest.readers import Item, ParseFailure, Record
+from opensearch_contract.errors import OpenSearchError
+from processors.document import IngestDocument
 
 log = logging.getLogger(__name__)
 
@@ -196,9 +198,6 @@ class IngestRunner:
         return {d["_id"]: d.get("_source", {}) for d in resp.get("docs", []) if d.get("found")}
 
     async def _run_pipeline(self, records: list[Record]) -> list[Any]:
-        from processors.document import IngestDocument
-        from processors.errors import OpenSearchError
-
         results: list[Any] = [None] * len(records)
         todo = list(range(len(records)))
         for attempt in range(self.options.max_retries + 1):
@@ -233,8 +232,6 @@ class IngestRunner:
             if self._progress:
                 self._progress.prepared(len(records))
             return
-        from processors.errors import OpenSearchError
-
         results = await self._run_pipeline(records)
         for record, res in zip(records, results, strict=False):
             if isinstance(res, OpenSearchError):
