@@ -12,6 +12,7 @@ import sys
 import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable, Iterable
 
@@ -175,7 +176,7 @@ class ModelAdmin:
                 self.say(f"model [{ref}] is not registered on the ML node: registering and deploying it from the "
                          "offline catalog")
                 body = catalog_register_body(ref, catalog)
-                await self.ensure(ref, ref, lambda b=body: b)
+                await self.ensure(ref, ref, partial(dict, body))
 
     def _tick(self, desc: str) -> None:
         """An elapsed-time line on stderr while a long step (packaging, deploying) runs, on a terminal only:
@@ -230,7 +231,7 @@ async def register_by_name(conn: Connection, name: str, *, version: str | None, 
     try:
         async with model_admin(ml_url, conn.options, say=say) as admin:
             existed = await admin.find(name) is not None
-            model_id = await admin.ensure(name, name, lambda: body, deploy=deploy)
+            model_id = await admin.ensure(name, name, partial(dict, body), deploy=deploy)
     finally:
         if node is not None:
             await node.stop()

@@ -13,7 +13,8 @@ import sys
 from processors.errors import OpenSearchError, ProcessorConfigError, describe_error
 from processors.mapping import mapping_for_pipeline
 from processors.mlclient import MLClient
-from processors.pipeline import PipelineFile, build_pipeline, load_pipeline_file, resolve_model_names
+from processors.pipeline import (IngestPipeline, PipelineFile, build_pipeline, load_pipeline_file,
+                                 resolve_model_names)
 
 
 def _report(path: str, exc: OpenSearchError) -> None:
@@ -39,7 +40,7 @@ async def validate(files: list[str], ml_url: str | None) -> int:
                 bad += 1
                 _report(path, exc)
                 continue
-            n = len(pipeline.processors) if pf.kind == "ingest" else (
+            n = len(pipeline.processors) if isinstance(pipeline, IngestPipeline) else (
                 len(pipeline.request_processors) + len(pipeline.response_processors)
                 + len(pipeline.phase_results_processors))
             models = f", models: {', '.join(dict.fromkeys(refs))}" if refs else ""
