@@ -37,7 +37,7 @@ CACHE = Path(os.environ.get("NEURALPIPE_BENCH_CACHE", Path(tempfile.gettempdir()
 
 def passages(n: int | None = None, corpus: Path | None = None) -> list[str]:
     """BEIR passages (``title + " " + text``) of the first ``n`` documents of a corpus.jsonl (SciFact's by default)."""
-    from neuralpipe.evaluation import beir_passage
+    from neuralpipe.eval.metrics import beir_passage
 
     path = corpus or SCIFACT / "corpus.jsonl"
     out: list[str] = []

@@ -13,7 +13,7 @@ import json
 import sys
 from pathlib import Path
 
-from neuralpipe.evaluation import evaluate, load_beir, ranked
+from neuralpipe.eval.metrics import evaluate, load_beir, ranked
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -70,7 +70,7 @@ def vectors_from_eval_index(data_dir: Path, index: str, n_docs: int | None, corp
     read back with ``_mget`` from a data node opened on the eval's data dir: the same vectors, no model work."""
     from opensearchpy import OpenSearch
 
-    from neuralpipe.evaluation import read_corpus
+    from neuralpipe.eval.metrics import read_corpus
 
     ids = list(read_corpus(corpus))[:n_docs]
     dense, sparse = [], []

@@ -40,14 +40,15 @@ def subset(n: int) -> Path:
 
 def prepare_node(data_dir: Path) -> None:
     """Register + deploy the offline models in ``data_dir`` once (the demo's step)."""
-    from neuralpipe.demo import deploy_offline_models
-    from neuralpipe.local import LocalNode
+    from neuralpipe.admin.models import deploy_offline_models, model_admin
+    from neuralpipe.local import embedded_node
 
     async def go() -> None:
-        node = LocalNode(data_dir, roles=("ml", "data"))
+        node = embedded_node(data_dir)
         url = await node.start()
         try:
-            await deploy_offline_models(url, idf_corpus=subset(2000), package_dir=data_dir.parent / "packages")
+            async with model_admin(url) as admin:
+                await deploy_offline_models(admin, idf_corpus=subset(2000), package_dir=data_dir.parent / "packages")
         finally:
             await node.stop()
 

@@ -21,7 +21,7 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from neuralpipe.evaluation import BeirDataset, Run, evaluate, exact_top_k, load_beir  # noqa: E402
+from neuralpipe.eval.metrics import BeirDataset, Run, evaluate, exact_top_k, load_beir  # noqa: E402
 
 
 def minilm_path() -> Path:

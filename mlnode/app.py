@@ -1,7 +1,9 @@
-"""The ML node application: ``create_app(settings)`` and ``add_routes(app, settings, root=...)``.
+"""The ML node application: ``create_app(settings)`` and ``mount(node, settings, root=...)``.
 
-``add_routes`` lets one process host several roles: ``neuralpipe serve --roles ml,data`` builds one application,
-adds the ML routes with ``root=False`` and lets the data node answer ``GET /``.
+The ML role is a sub-application under ``/_plugins/_ml`` with its own error handling; ``mount`` adds it to a node's
+application, which may host other roles too (``neuralpipe serve --roles ml,data`` lets the data node answer
+``GET /``), and puts the node-level routes (``/_cluster/settings``; with ``root``: ``/``, ``/health``, ``/metrics``)
+on the node itself.
 Resources (store, thread pool, deployed models, background tasks) open and close in ``app.cleanup_ctx``; models
 deployed before a restart are deployed again before the node starts answering.
 """
@@ -31,23 +33,17 @@ ML_PREFIX = "/_plugins/_ml"
 CLIENT_MAX_SIZE = 11 * 1024 * 1024  # model chunks are up to 10 MB
 
 
-ROOT_PATHS = ("/", "/health", "/metrics")
-
-
-def _is_ml_path(request: web.Request) -> bool:
-    path = request.path
-    if path.startswith(ML_PREFIX) or path == "/_cluster/settings":
-        return True
-    return path in ROOT_PATHS and request.app.get(keys.OWNS_ROOT, False)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# the state views read from request.app: the ML sub-application's, shared with the node for its node-level routes
+SHARED_STATE = (keys.SETTINGS, keys.STORE, keys.METRICS, keys.DEPLOYMENTS, keys.TASKS, keys.READY)
 
 
 @web.middleware
-async def error_middleware(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """One place that turns domain errors into OpenSearch's error body; never leaks a 500's exception text.
 
-    Only the ML node's paths are handled here: in a shared application the data node keeps its own error handling."""
-    if not _is_ml_path(request):
-        return await handler(request)
+    It is the ML sub-application's middleware, so it sees the ML node's requests only; the node-level routes get
+    the same treatment through ``_with_errors``."""
     try:
         return await handler(request)
     except OpenSearchError as exc:
@@ -65,7 +61,8 @@ async def error_middleware(request: web.Request, handler: Callable[[web.Request]
             return web.json_response(error_body(400, "illegal_argument_exception", reason), status=400)
         if exc.status == 405:
             allowed = ", ".join(sorted(getattr(exc, "allowed_methods", ()) or ()))
-            reason = f"Incorrect HTTP method for uri [{request.path}] and method [{request.method}], allowed: [{allowed}]"
+            reason = (f"Incorrect HTTP method for uri [{request.path}] and method [{request.method}], "
+                      f"allowed: [{allowed}]")
             return web.json_response(error_body(405, "exception", reason), status=405)
         return web.json_response(error_body(exc.status, "exception", exc.reason or "request failed"), status=exc.status)
     except asyncio.CancelledError:
@@ -118,18 +115,43 @@ def _resources(settings: MLSettings, backends: Backends) -> Callable[[web.Applic
     return ctx
 
 
-def add_routes(app: web.Application, settings: MLSettings, *, root: bool = True, backends: Backends | None = None) -> None:
-    """Add the ML node's routes, state and resources to ``app`` (its own or one shared with the data role)."""
-    app[keys.SETTINGS] = settings
-    app[keys.OWNS_ROOT] = root
-    app.middlewares.append(error_middleware)
-    app.cleanup_ctx.append(_resources(settings, backends or Backends()))
-    app.router.add_routes(ml_routes())
-    if root:
-        app.router.add_routes(root_routes())
+def _with_errors(handler: Handler) -> Handler:
+    async def view(request: web.Request) -> web.StreamResponse:
+        return await error_middleware(request, handler)
+
+    return view
+
+
+def mount(node: web.Application, settings: MLSettings, *, root: bool = True,
+          backends: Backends | None = None) -> web.Application:
+    """Add the ML role to a node's application and return the role's sub-application.
+
+    ML Commons' routes (``ml_routes`` lists them with their full path) go to a sub-application under
+    ``/_plugins/_ml`` that holds the role's state and resources; the others (``/_cluster/settings``, and with
+    ``root`` the node's ``/``, ``/health``, ``/metrics``) go to ``node``, which shares the role's state."""
+    ml_app = web.Application(middlewares=[error_middleware])
+    ml_app[keys.SETTINGS] = settings
+    ml_app.cleanup_ctx.append(_resources(settings, backends or Backends()))
+    node_level = list(root_routes()) if root else []
+    for route in ml_routes():
+        if route.path.startswith(ML_PREFIX + "/"):
+            ml_app.router.add_routes([web.RouteDef(route.method, route.path[len(ML_PREFIX):], route.handler,
+                                                   route.kwargs)])
+        else:
+            node_level.append(route)
+    node.add_subapp(ML_PREFIX, ml_app)
+
+    async def share_state(node: web.Application) -> None:  # runs after the sub-application's startup
+        for key in SHARED_STATE:
+            node[key] = ml_app[key]
+
+    node.on_startup.append(share_state)
+    node.router.add_routes([web.RouteDef(r.method, r.path, _with_errors(r.handler), r.kwargs) for r in node_level])
+    return ml_app
 
 
 def create_app(settings: MLSettings, *, backends: Backends | None = None) -> web.Application:
+    """A node with the ML role only."""
     app = web.Application(client_max_size=CLIENT_MAX_SIZE)
-    add_routes(app, settings, root=True, backends=backends)
+    mount(app, settings, root=True, backends=backends)
     return app

@@ -1,49 +1,48 @@
-"""The ``neuralpipe`` command line: one sub-command per module in ``neuralpipe.commands``."""
+"""The ``neuralpipe`` command line: one sub-command per module in ``neuralpipe.commands``.
+
+Each command module defines ``add_parser(subparsers)`` and ``run(args) -> int`` and only parses arguments; the work
+is done by the packages named for the use case (``ingest``, ``search``, ``eval``, ``admin``) and ``node``.
+"""
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
+from importlib.metadata import version
+from types import ModuleType
 
-# name -> module under neuralpipe.commands; each module defines add_parser(subparsers) and run(args) -> int
-COMMANDS = {
-    "serve": "serve",
-    "models": "models",
-    "pipelines": "pipelines",
-    "ingest": "ingest",
-    "search": "search",
-    "demo": "demo",
-    "eval": "eval",
+from neuralpipe.commands import demo, eval, ingest, models, pipelines, search, serve
+
+COMMANDS: dict[str, ModuleType] = {
+    "serve": serve,
+    "models": models,
+    "pipelines": pipelines,
+    "ingest": ingest,
+    "search": search,
+    "demo": demo,
+    "eval": eval,
 }
 
 
-def build_parser() -> tuple[argparse.ArgumentParser, dict]:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="neuralpipe",
         description="OpenSearch neural search with local models: ML node, pipelines, ingest, embedded data node.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version('neuralpipe')}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    loaded = {}
-    for name, module_name in COMMANDS.items():
-        try:
-            module = importlib.import_module(f"neuralpipe.commands.{module_name}")
-        except ModuleNotFoundError as exc:  # a command whose module is not written yet
-            if exc.name == f"neuralpipe.commands.{module_name}":
-                continue
-            raise
+    for module in COMMANDS.values():
         module.add_parser(sub)
-        loaded[name] = module
-    return parser, loaded
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser, loaded = build_parser()
+    parser = build_parser()
     args = parser.parse_args(argv)
     if not args.command:
         parser.print_help()
         return 2
-    return int(loaded[args.command].run(args) or 0)
+    return int(COMMANDS[args.command].run(args) or 0)
 
 
 if __name__ == "__main__":

@@ -54,7 +54,8 @@ def _members(module: Any) -> Iterator[tuple[str, str, Any]]:
             kind = "function"
         else:
             continue
-        if getattr(obj, "__module__", None) not in (module.__name__, module.__name__.lstrip("_"), "_" + module.__name__):
+        own_names = (module.__name__, module.__name__.lstrip("_"), "_" + module.__name__)
+        if getattr(obj, "__module__", None) not in own_names:
             continue
         yield f"{module.__name__}.{name}", kind, obj
 

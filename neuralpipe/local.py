@@ -1,27 +1,33 @@
 """The embedded default: an ML node and/or a data node in this process, on loopback.
 
 When a command is given no ``--opensearch`` URL (and no ``--ml-url``), it starts what is missing
-here, exactly as ``neuralpipe serve --roles ml,data`` would: ``mlnode.app.add_routes`` and
-``datanode.app.add_routes`` on one aiohttp application, bound to ``127.0.0.1`` on a free port, with
-the data dir laid out like ``serve`` lays it out, so a later ``serve --data-dir`` sees the same
-models and indices. Everything then talks to it over HTTP with the same clients it would use
-against a real cluster (opensearch-py, the ML client).
+here, exactly as ``neuralpipe serve --roles ml,data`` would (the same ``neuralpipe.node`` builder),
+bound to ``127.0.0.1`` on a free port, with the data dir laid out like ``serve`` lays it out, so a
+later ``serve --data-dir`` sees the same models and indices. Everything then talks to it over HTTP
+with the same clients it would use against a real cluster (opensearch-py, the ML client).
 """
 
 from __future__ import annotations
 
+import argparse
 import logging
-import socket
+import os
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, AsyncIterator
 
-from aiohttp import web
+import aiohttp
+from opensearchpy import AsyncOpenSearch
+from opensearchpy.exceptions import ConnectionError as OSConnectionError
+from opensearchpy.exceptions import TransportError
+
+from mlnode.settings import MLSettings
+from opensearch_contract.errors import OpenSearchError
+from processors.mlclient import MLClient
+from neuralpipe.node import DEFAULT_DATA_DIR, NodeServer, NodeSpec, NodeStartError, layout
 
 log = logging.getLogger(__name__)
-
-DEFAULT_DATA_DIR = Path("data")
 
 
 @dataclass(frozen=True)
@@ -31,7 +37,6 @@ class Endpoints:
     opensearch_url: str
     ml_url: str | None
     embedded: bool  # True when this process serves the data node
-    data_dir: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -48,99 +53,69 @@ class ClientOptions:
         return (self.user, self.password or "")
 
 
-def ml_settings(data_dir: Path, config: Path | None = None) -> Any:
+@dataclass(frozen=True)
+class Connection:
+    """Where a command connects: ``--opensearch`` / ``--ml-url`` (None: an embedded node in ``data_dir``)."""
+
+    opensearch: str | None
+    ml_url: str | None
+    data_dir: Path
+    options: ClientOptions
+
+
+def connection(args: argparse.Namespace) -> Connection:
+    return Connection(args.opensearch, args.ml_url, args.data_dir, client_options(args))
+
+
+def ml_settings(data_dir: Path) -> MLSettings:
     """MLSettings for an embedded ML node storing its models under ``data_dir``.
 
     Registering the zips the demo packages locally is allowed (``allow_registering_model_via_local_file``
     and ``file://`` URLs), as on a developer's own single-node cluster: the node listens on loopback only."""
-    from mlnode.settings import MLSettings
-
-    return MLSettings.load(config, data_dir=data_dir, allow_registering_model_via_local_file=True,
+    return MLSettings.load(None, data_dir=data_dir, allow_registering_model_via_local_file=True,
                            allow_registering_model_via_url=True)
 
 
-def layout(data_dir: Path) -> tuple[Path, Path]:
-    """(ML node dir, data node dir) inside a data dir, as ``neuralpipe serve --roles ml,data`` lays it out."""
-    return data_dir / "ml", data_dir / "data"
-
-
-class LocalNode:
-    """One aiohttp app on loopback with the requested roles (``ml``, ``data``)."""
-
-    def __init__(self, data_dir: Path, *, roles: tuple[str, ...] = ("ml", "data"),
-                 ml_url: str | None = None, host: str = "127.0.0.1", port: int = 0) -> None:
-        self.data_dir = Path(data_dir)
-        self.roles = roles
-        self._ml_url = ml_url
-        self.host = host
-        self.port = port
-        self._runner: web.AppRunner | None = None
-        self.url = ""
-
-    @property
-    def ml_url(self) -> str | None:
-        return self.url if "ml" in self.roles else self._ml_url
-
-    async def start(self) -> str:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.host, self.port))
-        self.port = sock.getsockname()[1]
-        self.url = f"http://{self.host}:{self.port}"
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        app = web.Application(client_max_size=1024 ** 3)
-        if "ml" in self.roles:
-            from mlnode.app import add_routes as add_ml_routes
-
-            add_ml_routes(app, ml_settings(layout(self.data_dir)[0]), root="data" not in self.roles)
-        if "data" in self.roles:
-            from datanode.app import add_routes as add_data_routes
-
-            add_data_routes(app, data_dir=layout(self.data_dir)[1], ml_url=self.ml_url)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.SockSite(self._runner, sock).start()
-        log.info("embedded node (%s) on %s, data dir %s", ",".join(self.roles), self.url, self.data_dir)
-        return self.url
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+def embedded_node(data_dir: Path, roles: tuple[str, ...] = ("ml", "data"), *, ml_url: str | None = None) -> NodeServer:
+    """The node ``neuralpipe serve --roles ...`` would run on this data dir, on a free loopback port."""
+    settings = ml_settings(layout(data_dir)[0]) if "ml" in roles else None
+    return NodeServer(NodeSpec(roles, Path(data_dir), settings, ml_url))
 
 
 @asynccontextmanager
-async def open_endpoints(*, opensearch: str | None, ml_url: str | None, data_dir: Path | None,
-                         need_ml: bool = True) -> AsyncIterator[Endpoints]:
+async def open_endpoints(*, opensearch: str | None, ml_url: str | None, data_dir: Path,
+                         need_ml: bool = True, existing_data: bool = False) -> AsyncIterator[Endpoints]:
     """Yield the endpoints to use, starting an embedded node for whatever is not given.
 
     - ``--opensearch`` given: use it; the ML node is ``--ml-url`` or, if none and ``need_ml``, an
       embedded ML-only node.
     - no ``--opensearch``: an embedded data node in ``data_dir``, plus an embedded ML node unless
-      ``--ml-url`` names one.
+      ``--ml-url`` names one; with ``existing_data`` the data dir must exist already (a search never
+      creates an empty one).
     """
-    data_dir = Path(data_dir) if data_dir else DEFAULT_DATA_DIR
     roles: list[str] = []
     if not opensearch:
         roles.append("data")
+        if existing_data and not layout(data_dir)[1].is_dir():
+            raise NodeStartError(f"no data node in [{data_dir}]: ingest into it first, or pass --data-dir DIR "
+                                 "or --opensearch URL")
     if not ml_url and need_ml:
         roles.insert(0, "ml")
     if not roles:
         yield Endpoints(opensearch_url=opensearch or "", ml_url=ml_url, embedded=False)
         return
-    node = LocalNode(data_dir, roles=tuple(roles), ml_url=ml_url)
+    node = embedded_node(data_dir, tuple(roles), ml_url=ml_url)
     await node.start()
+    log.info("embedded node (%s) on %s, data dir %s", ",".join(roles), node.url, data_dir)
     try:
-        yield Endpoints(opensearch_url=opensearch or node.url, ml_url=node.ml_url,
-                        embedded=not opensearch, data_dir=data_dir)
+        yield Endpoints(opensearch_url=opensearch or node.url, ml_url=node.ml_url, embedded=not opensearch)
     finally:
         await node.stop()
 
 
-def make_client(url: str, options: ClientOptions | None = None, *, timeout: float = 120.0) -> Any:
-    """An AsyncOpenSearch client for ``url`` (retries are done by the callers, with backoff)."""
-    from opensearchpy import AsyncOpenSearch
-
+def make_client(url: str, options: ClientOptions | None = None, *, timeout: float = 120.0) -> AsyncOpenSearch:
+    """An AsyncOpenSearch client for ``url`` (retries are done by the callers, with backoff): a cluster, the data
+    node, or an ML node (``client.plugins.ml``)."""
     options = options or ClientOptions()
     kwargs: dict[str, Any] = {"hosts": [url], "timeout": timeout, "max_retries": 0, "retry_on_timeout": False,
                               "http_compress": False}
@@ -156,15 +131,20 @@ def make_client(url: str, options: ClientOptions | None = None, *, timeout: floa
     return AsyncOpenSearch(**kwargs)
 
 
-def make_ml_client(url: str, options: ClientOptions | None = None) -> Any:
-    from processors.mlclient import MLClient
-
+def make_ml_client(url: str, options: ClientOptions | None = None) -> MLClient:
+    """The processors' inference client (predict, model lookup by id or name)."""
     options = options or ClientOptions()
     return MLClient(url, http_auth=options.http_auth, verify_certs=options.verify_certs,
                     ca_certs=options.ca_certs)
 
 
-def add_connection_arguments(parser: Any, *, data_dir_default: str = str(DEFAULT_DATA_DIR)) -> None:
+def add_data_dir_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """``--data-dir``, with the one default every command shares."""
+    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR,
+                        help="where models (ml/) and indices (data/) live (default: %(default)s)")
+
+
+def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
     """The options every command that talks to a cluster shares."""
     g = parser.add_argument_group("where to connect (default: an embedded node in --data-dir)")
     g.add_argument("--opensearch", metavar="URL",
@@ -172,28 +152,21 @@ def add_connection_arguments(parser: Any, *, data_dir_default: str = str(DEFAULT
     g.add_argument("--ml-url", metavar="URL",
                    help="the ML node for inference (`neuralpipe serve --roles ml` or a cluster with ML Commons); "
                         "default: an embedded ML node in --data-dir")
-    g.add_argument("--data-dir", default=data_dir_default,
-                   help="data dir of the embedded node(s) (default: %(default)s)")
+    add_data_dir_argument(g)
     g.add_argument("--user", help="basic auth user for --opensearch / --ml-url")
     g.add_argument("--password", help="basic auth password (or set OPENSEARCH_PASSWORD)")
     g.add_argument("--no-verify-certs", action="store_true", help="do not verify the cluster's TLS certificate")
     g.add_argument("--ca-certs", metavar="FILE", help="CA bundle to verify the cluster's TLS certificate")
 
 
-def client_options(args: Any) -> ClientOptions:
-    import os
-
+def client_options(args: argparse.Namespace) -> ClientOptions:
     password = args.password if args.password is not None else os.environ.get("OPENSEARCH_PASSWORD")
     return ClientOptions(user=args.user, password=password, verify_certs=not args.no_verify_certs,
                          ca_certs=args.ca_certs)
 
 
-
 def describe_error(exc: BaseException) -> str:
     """One line for the user: OpenSearch's error type and reason, or what could not be reached."""
-    from opensearchpy.exceptions import ConnectionError as OSConnectionError
-    from opensearchpy.exceptions import TransportError
-
     if isinstance(exc, OSConnectionError):
         return f"cannot connect: {exc.error if isinstance(exc.error, str) and exc.error != 'N/A' else exc.info}"
     if isinstance(exc, TransportError):
@@ -212,14 +185,9 @@ def describe_error(exc: BaseException) -> str:
 
 def is_reportable(exc: BaseException) -> bool:
     """Errors a command reports in one line instead of a traceback."""
-    import aiohttp
-    from opensearchpy.exceptions import TransportError
-
-    return isinstance(exc, (TransportError, aiohttp.ClientError, OSError)) or hasattr(exc, "to_body")
+    return isinstance(exc, (TransportError, aiohttp.ClientError, OSError, OpenSearchError))
 
 
 def quiet_client_logs() -> None:
     """opensearch-py logs every failed request with a traceback; the commands report errors themselves."""
-    import logging
-
     logging.getLogger("opensearch").setLevel(logging.CRITICAL)

@@ -1,4 +1,4 @@
-"""``neuralpipe ingest``: bulk-load documents through an ingest pipeline into an index.
+"""neuralpipe ingest: bulk-load documents through an ingest pipeline into an index.
 
     neuralpipe ingest corpus.jsonl --index docs --pipeline pipelines/ingest/dense-sparse.yaml
     neuralpipe ingest data.csv --index docs --opensearch https://localhost:9200 --user admin --no-verify-certs
@@ -13,21 +13,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
-import itertools
 import json
 import logging
 import sys
 from pathlib import Path
 from typing import Any
 
-from neuralpipe.ingest.checkpoint import Checkpoint, CheckpointMismatch
-from neuralpipe.ingest.deadletter import DeadLetter
-from neuralpipe.ingest.readers import FORMATS, InputError, count_lines, iter_input, resolve_input
-from neuralpipe.ingest.runner import IngestOptions, IngestRunner, IngestStats
-from neuralpipe.local import (add_connection_arguments, client_options, describe_error, is_reportable, make_client,
-                              make_ml_client, open_endpoints, quiet_client_logs)
-
-log = logging.getLogger(__name__)
+from neuralpipe.ingest.checkpoint import CheckpointMismatch
+from neuralpipe.ingest.job import STDIN, IngestJob, Source, ingest_source
+from neuralpipe.ingest.readers import FORMATS, InputError, resolve_input
+from neuralpipe.ingest.runner import IngestOptions, IngestStats
+from neuralpipe.ingest.setup import PipelineFileError
+from neuralpipe.local import add_connection_arguments, connection, describe_error, is_reportable, quiet_client_logs
+from neuralpipe.node import NodeStartError
 
 DEFAULT_STATE_DIR = Path(".neuralpipe") / "ingest"
 
@@ -36,14 +34,16 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "ingest", help="bulk-load JSONL / CSV / BEIR / stdin through an ingest pipeline into an index",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("input", help="a .jsonl or .csv file, a BEIR folder (corpus.jsonl), or - for stdin (JSONL)")
+    p.add_argument("input", help="a .jsonl, .csv or .tsv file, a BEIR folder (corpus.jsonl), or - for stdin (JSONL)")
     p.add_argument("--index", required=True, help="target index (created from the pipeline's mapping if missing)")
-    p.add_argument("--pipeline", metavar="FILE", help="ingest pipeline YAML/JSON (the body of PUT _ingest/pipeline/<id>); "
-                                                      "without it documents are written as they are")
+    p.add_argument("--pipeline", metavar="FILE", type=Path,
+                   help="ingest pipeline YAML/JSON (the body of PUT _ingest/pipeline/<id>); "
+                        "without it documents are written as they are")
     p.add_argument("--format", choices=FORMATS, default="auto", help="input format (default: from the path)")
-    p.add_argument("--limit", type=int, metavar="N", help="read only the first N records (to try a pipeline on a sample)")
-    p.add_argument("--id-field", default="_id",
-                   help="field holding the document id (default: %(default)s); without it: a hash of the content")
+    p.add_argument("--limit", type=int, metavar="N", 
+                   help="read only the first N records (to try a pipeline on a sample)")
+    p.add_argument("--id-field", help="field (JSONL) or column (CSV) holding the document id (default: _id; CSV: an "
+                                      "_id or id column); '' for a hash of the content")
     add_connection_arguments(p)
     g = p.add_argument_group("throughput and retries")
     g.add_argument("--batch-size", type=int, default=32, help="documents per pipeline batch (default: %(default)s)")
@@ -52,12 +52,15 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     g.add_argument("--max-retries", type=int, default=5, help="retries of 429 / 5xx answers (default: %(default)s)")
     g.add_argument("--initial-backoff", type=float, default=1.0,
                    help="seconds before the first retry, doubled each time (default: %(default)s)")
-    g.add_argument("--max-backoff", type=float, default=30.0, help="longest wait between retries (default: %(default)s)")
+    g.add_argument("--max-backoff", type=float, default=30.0, 
+                   help="longest wait between retries (default: %(default)s)")
     s = p.add_argument_group("resume and reporting")
     s.add_argument("--state-dir", default=str(DEFAULT_STATE_DIR),
                    help="where checkpoint and dead-letter files go (default: %(default)s)")
-    s.add_argument("--checkpoint", metavar="FILE", help="checkpoint file (default: in --state-dir, per input and index)")
-    s.add_argument("--dead-letter", metavar="FILE", help="JSONL of failed documents with reasons (default: in --state-dir)")
+    s.add_argument("--checkpoint", metavar="FILE", 
+                   help="checkpoint file (default: in --state-dir, per input and index)")
+    s.add_argument("--dead-letter", metavar="FILE", 
+                   help="JSONL of failed documents with reasons (default: in --state-dir)")
     s.add_argument("--restart", action="store_true", help="ignore the checkpoint and start from the first line")
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -91,11 +94,18 @@ def run(args: argparse.Namespace) -> int:
     except InputError as exc:
         print(f"neuralpipe ingest: {exc}", file=sys.stderr)
         return 2
-    input_name = "stdin" if file == "-" else str(Path(file).resolve())
+    input_name = STDIN if file == "-" else str(Path(file).resolve())
     checkpoint_path, dead_path = _state_paths(args, input_name)
+    job = IngestJob(options=IngestOptions(index=args.index, batch_size=args.batch_size, concurrency=args.concurrency,
+                                          bulk_size=args.bulk_size, max_retries=args.max_retries,
+                                          initial_backoff=args.initial_backoff, max_backoff=args.max_backoff,
+                                          progress=not args.no_progress),
+                    input_name=input_name, checkpoint=checkpoint_path, dead_letter=dead_path, restart=args.restart)
+    source = Source(args.input, fmt, args.id_field, args.limit)
     try:
-        stats = asyncio.run(_ingest(args, fmt, input_name, checkpoint_path, dead_path))
-    except (InputError, CheckpointMismatch) as exc:
+        stats = asyncio.run(ingest_source(connection(args), source, job, pipeline_file=args.pipeline,
+                                          say=lambda msg: print(msg, file=sys.stderr)))
+    except (InputError, CheckpointMismatch, PipelineFileError, NodeStartError) as exc:
         print(f"neuralpipe ingest: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -108,61 +118,14 @@ def run(args: argparse.Namespace) -> int:
         for sub in getattr(exc, "errors", [])[1:]:
             print(f"  also: {describe_error(sub)}", file=sys.stderr)
         if getattr(exc, "status", None) == 404 and not args.ml_url and args.pipeline:
-            print(f"  the embedded ML node in [{args.data_dir}] does not have this model: register it there first "
-                  "(`neuralpipe demo --data-dir DIR` registers the offline models, or use `neuralpipe models`), "
+            print(f"  the embedded ML node in [{args.data_dir}] does not have this model and it is not in the "
+                  "offline catalog: register it with `neuralpipe models register NAME --deploy`, "
                   "or pass --ml-url of an ML node that has it", file=sys.stderr)
         return 2
     _print_summary(args, stats, checkpoint_path, dead_path)
     if stats.aborted:
         return 2
     return 1 if stats.failed_total else 0
-
-
-async def _ingest(args: argparse.Namespace, fmt: str, input_name: str, checkpoint_path: Path,
-                  dead_path: Path) -> IngestStats:
-    from neuralpipe.ingest.setup import ensure_index, load_ingest_pipeline, read_pipeline_body
-
-    body = read_pipeline_body(Path(args.pipeline)) if args.pipeline else None
-    options = client_options(args)
-    async with open_endpoints(opensearch=args.opensearch, ml_url=args.ml_url, data_dir=Path(args.data_dir),
-                              need_ml=body is not None) as endpoints:
-        client = make_client(endpoints.opensearch_url, options)
-        ml = None
-        try:
-            pipeline = None
-            if body is not None:
-                ml = make_ml_client(endpoints.ml_url, options)
-                pipeline = await load_ingest_pipeline(Path(args.pipeline).stem, body, ml)
-            created = await ensure_index(client, args.index, body, ml)
-            # a new index holds nothing: an old checkpoint for it would skip documents it never got
-            restart = args.restart or created
-            input_path = None if input_name == "stdin" else Path(input_name)
-            checkpoint = Checkpoint.open(checkpoint_path, input_name=input_name, index=args.index, restart=restart,
-                                         input_path=input_path)
-            if restart and dead_path.exists():  # a fresh start: the old failures belong to the old run
-                dead_path.unlink()
-            total = await asyncio.to_thread(count_lines, args.input, fmt)
-            runner = IngestRunner(
-                client, pipeline=pipeline, checkpoint=checkpoint, dead_letter=DeadLetter(dead_path),
-                options=IngestOptions(index=args.index, batch_size=args.batch_size, concurrency=args.concurrency,
-                                      bulk_size=args.bulk_size, max_retries=args.max_retries,
-                                      initial_backoff=args.initial_backoff, max_backoff=args.max_backoff,
-                                      progress=not args.no_progress))
-            items = iter_input(args.input, fmt, id_field=args.id_field)
-            if args.limit is not None:
-                items = itertools.islice(items, args.limit)
-                total = min(total, args.limit) if total is not None else args.limit
-            stats = await runner.run(items, total=total)
-            if not stats.aborted:
-                try:
-                    await client.indices.refresh(index=args.index)
-                except Exception:  # noqa: BLE001 - a refresh is a courtesy; the data is acknowledged
-                    log.debug("refresh failed", exc_info=True)
-            return stats
-        finally:
-            await client.close()
-            if ml is not None:
-                await ml.close()
 
 
 def _print_summary(args: argparse.Namespace, stats: IngestStats, checkpoint: Path, dead: Path) -> None:

@@ -1,5 +1,7 @@
-"""``neuralpipe models``: package local models as ML Commons zips, build IDF files, list the catalog.
+"""neuralpipe models: register catalog models, package local models as ML Commons zips, build IDF files, list the
+catalog.
 
+    neuralpipe models register NAME [--deploy] [--ml-url URL | --data-dir DIR]
     neuralpipe models package SRC --function-name TEXT_EMBEDDING --model-format ONNX --out DIR [--name ...]
     neuralpipe models build-idf CORPUS --tokenizer tokenizer.json --out idf.json
     neuralpipe models catalog [--catalog FILE] [--json]
@@ -8,10 +10,18 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
 from pathlib import Path
 from typing import Any
+
+from mlnode.catalog import Catalog, CatalogError
+from mlnode.offline import OfflineModelMissing
+from mlnode.packaging import CorpusError, PackagingError, build_idf, package_model
+from neuralpipe.admin.models import ModelSetupError, register_by_name
+from neuralpipe.local import ClientOptions, Connection, add_data_dir_argument
+from neuralpipe.node import NodeStartError
 
 FUNCTION_NAMES = ("TEXT_EMBEDDING", "SPARSE_ENCODING", "SPARSE_TOKENIZE", "TEXT_SIMILARITY", "QUESTION_ANSWERING")
 FORMATS = ("TORCH_SCRIPT", "ONNX")
@@ -30,8 +40,17 @@ def _bool(value: str) -> bool:
 
 
 def add_parser(subparsers: Any) -> None:
-    parser = subparsers.add_parser("models", help="package models as ML Commons zips, build IDF files, list the catalog")
+    parser = subparsers.add_parser(
+        "models", help="register catalog models, package models as ML Commons zips, build IDF files, list the catalog")
     sub = parser.add_subparsers(dest="models_command", metavar="ACTION", required=True)
+
+    register = sub.add_parser("register", help="register a pretrained model by name (see `catalog`) on an ML node")
+    register.add_argument("name", metavar="NAME", help="e.g. neuralpipe/splade-tiny")
+    register.add_argument("--deploy", action="store_true", help="deploy it too, and wait until it is deployed")
+    register.add_argument("--version", help="model version (default: the catalog's first)")
+    register.add_argument("--model-format", type=_upper, choices=FORMATS, help="default: the catalog's first")
+    register.add_argument("--ml-url", metavar="URL", help="the ML node (default: an embedded one in --data-dir)")
+    add_data_dir_argument(register)
 
     package = sub.add_parser("package", help="turn a Hugging Face model folder into a model zip + config.json")
     package.add_argument("source", type=Path, metavar="SRC", help="model folder, or a ready .onnx/.pt file")
@@ -46,7 +65,8 @@ def add_parser(subparsers: Any) -> None:
                          help="SPARSE_TOKENIZE: JSONL (text field, title prepended) or text lines to compute IDF from")
     package.add_argument("--tokenizer-dir", type=Path, metavar="DIR", help="where tokenizer.json lives, if not in SRC")
     package.add_argument("--framework-type", choices=("sentence_transformers", "huggingface_transformers"))
-    package.add_argument("--pooling-mode", choices=("mean", "mean_sqrt_len", "max", "cls", "weightedmean", "lasttoken", "none"))
+    package.add_argument("--pooling-mode",
+                         choices=("mean", "mean_sqrt_len", "max", "cls", "weightedmean", "lasttoken", "none"))
     package.add_argument("--normalize-result", type=_bool, metavar="true|false")
 
     idf = sub.add_parser("build-idf", help="compute a SPARSE_TOKENIZE idf.json (BM25 idf) from a corpus")
@@ -56,26 +76,34 @@ def add_parser(subparsers: Any) -> None:
     idf.add_argument("--text-field", default="text")
 
     catalog = sub.add_parser("catalog", help="list the pretrained names this ML node serves")
-    catalog.add_argument("--catalog", type=Path, metavar="FILE", help="catalog YAML (default: configs/catalog.yaml)")
+    catalog.add_argument("--catalog", type=Path, metavar="FILE",
+                         help="catalog YAML (default: the shipped catalog.yaml)")
     catalog.add_argument("--json", action="store_true", help="print JSON")
 
 
 def run(args: argparse.Namespace) -> int:
-    from mlnode.catalog import CatalogError
-    from mlnode.offline import OfflineModelMissing
-    from mlnode.packaging import CorpusError, PackagingError
-
-    handlers = {"package": _package, "build-idf": _build_idf, "catalog": _catalog}
+    handlers = {"register": _register, "package": _package, "build-idf": _build_idf, "catalog": _catalog}
     try:
         return handlers[args.models_command](args)
+    except (ModelSetupError, NodeStartError) as exc:
+        print(f"neuralpipe models: {exc}", file=sys.stderr)
+        return 2
     except (PackagingError, CorpusError, CatalogError, OfflineModelMissing, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"neuralpipe models: {exc}", file=sys.stderr)
         return 1
 
 
-def _package(args: argparse.Namespace) -> int:
-    from mlnode.packaging import package_model
+def _register(args: argparse.Namespace) -> int:
+    conn = Connection(None, args.ml_url, args.data_dir, ClientOptions())
+    model_id, new = asyncio.run(register_by_name(conn, args.name, version=args.version,
+                                                 model_format=args.model_format,
+                                                 deploy=args.deploy, say=lambda msg: print(msg, file=sys.stderr)))
+    state = "deployed" if args.deploy else "registered"
+    print(f"{args.name}: {'registered as' if new else 'already registered as'} {model_id} ({state})")
+    return 0
 
+
+def _package(args: argparse.Namespace) -> int:
     overrides = {
         key: value
         for key, value in (("framework_type", args.framework_type), ("pooling_mode", args.pooling_mode),
@@ -95,8 +123,6 @@ def _package(args: argparse.Namespace) -> int:
 
 
 def _build_idf(args: argparse.Namespace) -> int:
-    from mlnode.packaging import build_idf
-
     tokenizer = args.tokenizer / "tokenizer.json" if args.tokenizer.is_dir() else args.tokenizer
     idf = build_idf(args.corpus, tokenizer, text_field=args.text_field)
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -106,8 +132,6 @@ def _build_idf(args: argparse.Namespace) -> int:
 
 
 def _catalog(args: argparse.Namespace) -> int:
-    from mlnode.catalog import Catalog
-
     catalog = Catalog.load(args.catalog)
     if args.json:
         rows = [

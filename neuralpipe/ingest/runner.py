@@ -32,6 +32,8 @@ from neuralpipe.ingest.checkpoint import Checkpoint
 from neuralpipe.ingest.deadletter import DeadLetter, Failure, is_retryable
 from neuralpipe.ingest.progress import Progress
 from neuralpipe.ingest.readers import Item, ParseFailure, Record
+from opensearch_contract.errors import OpenSearchError
+from processors.document import IngestDocument
 
 log = logging.getLogger(__name__)
 
@@ -150,13 +152,16 @@ class IngestRunner:
         if not failure.retryable:
             self.checkpoint.mark(failure.line)  # permanent: a re-run would fail the same way
         if self._progress:
-            self._progress.advance(failed=1)
+            if failure.stage == "bulk":
+                self._progress.acknowledged(failed=1)
+            else:
+                self._progress.failed_early()
 
     def _ack(self, offset: int) -> None:
         self.stats.indexed += 1
         self.checkpoint.mark(offset)
         if self._progress:
-            self._progress.advance(ok=1)
+            self._progress.acknowledged(ok=1)
 
     def _save(self, force: bool = False) -> None:
         self.dead_letter.flush()  # failures are on disk before the checkpoint names their offsets
@@ -193,9 +198,6 @@ class IngestRunner:
         return {d["_id"]: d.get("_source", {}) for d in resp.get("docs", []) if d.get("found")}
 
     async def _run_pipeline(self, records: list[Record]) -> list[Any]:
-        from processors.document import IngestDocument
-        from processors.errors import OpenSearchError
-
         results: list[Any] = [None] * len(records)
         todo = list(range(len(records)))
         for attempt in range(self.options.max_retries + 1):
@@ -227,9 +229,9 @@ class IngestRunner:
         if self.pipeline is None:
             for r in records:
                 await queue.put((r, r.source))
+            if self._progress:
+                self._progress.prepared(len(records))
             return
-        from processors.errors import OpenSearchError
-
         results = await self._run_pipeline(records)
         for record, res in zip(records, results, strict=False):
             if isinstance(res, OpenSearchError):
@@ -238,6 +240,8 @@ class IngestRunner:
                                    document=record.source))
             else:
                 await queue.put((record, res.source))
+                if self._progress:
+                    self._progress.prepared(1)
 
     async def _produce(self, items: Iterable[Item], queue: asyncio.Queue) -> None:
         sem = asyncio.Semaphore(self.options.concurrency)

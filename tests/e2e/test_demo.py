@@ -70,6 +70,13 @@ def test_demo_ranks_all_three_query_kinds_and_reuses_its_work(tmp_path: Path) ->
     top = re.findall(r"^\s+1\s+\d+\.\d+\s+(\S+)\s", search.stdout, re.M)
     assert top and top[0].startswith("csv"), search.stdout
 
+    # the demo's closing hint runs as printed, from the directory the demo ran in
+    hint = re.search(r"Try: (.+)$", again, re.M).group(1)
+    printed = subprocess.run(hint, shell=True, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert printed.returncode == 0, printed.stderr
+    top = re.findall(r"^\s+1\s+\d+\.\d+\s+(\S+)\s", printed.stdout, re.M)
+    assert top and top[0].startswith("csv"), printed.stdout
+
     # and `neuralpipe ingest` of the user's own documents into the same data dir, models named in the
     # shipped pipeline file and resolved on the embedded ML node
     mine = tmp_path / "mine.jsonl"

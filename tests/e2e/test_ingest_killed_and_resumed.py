@@ -21,6 +21,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from neuralpipe.local import embedded_node, make_client
+
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,9 +45,7 @@ def _done_count(checkpoint: Path) -> int:
 
 
 async def _count_and_sample(data_dir: Path) -> tuple[int, dict]:
-    from neuralpipe.local import LocalNode, make_client
-
-    node = LocalNode(data_dir, roles=("data",))
+    node = embedded_node(data_dir, ("data",))
     await node.start()
     client = make_client(node.url)
     try:

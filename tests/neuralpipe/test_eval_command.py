@@ -8,7 +8,8 @@ import math
 import pytest
 
 from neuralpipe.cli import main
-from neuralpipe.evaluation import METHODS, beir_passage, evaluate, exact_top_k, load_beir
+from neuralpipe.eval.methods import METHODS
+from neuralpipe.eval.metrics import beir_passage, evaluate, exact_top_k, load_beir
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -147,3 +148,26 @@ def test_bad_arguments_are_reported_not_raised(tiny_beir, tmp_path, capsys):
     assert "qrels/dev.tsv not found" in err and "splits present: ['test']" in err
     assert main(["eval", str(tiny_beir), "--methods", "dense,colbert", "--data-dir", str(tmp_path)]) == 2
     assert "unknown method(s) ['colbert']" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("extra", [[], ["--reingest"]])
+def test_eval_never_deletes_or_overwrites_an_index_it_did_not_create(tiny_beir, ml_node, tmp_path, capsys, extra):
+    data_dir = tmp_path / "data"
+    faq = tmp_path / "faq.jsonl"
+    faq.write_text("".join(json.dumps({"_id": f"faq-{n}", "text": f"answer number {n}"}) + "\n" for n in range(5)))
+    assert main(["ingest", str(faq), "--index", "faq", "--data-dir", str(data_dir), "--no-progress",
+                 "--state-dir", str(tmp_path / "state")]) == 0
+    capsys.readouterr()
+    code = main(["eval", str(tiny_beir), "--index", "faq", "--data-dir", str(data_dir), "--ml-url", ml_node.url,
+                 "--dense-model", ml_node.model_ids["dense"], "--sparse-model", ml_node.model_ids["sparse"],
+                 "--tokenizer-model", ml_node.model_ids["tokenizer"], *extra])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert err == ["neuralpipe eval: index [faq] exists and was not created by neuralpipe eval, which never deletes "
+                   "or overwrites an index it did not create: pass another --index"]
+    body = tmp_path / "all.json"
+    body.write_text(json.dumps({"query": {"match_all": {}}, "size": 20}))
+    assert main(["search", "--index", "faq", "--body", str(body), "--json", "--data-dir", str(data_dir)]) == 0
+    hits = json.loads(capsys.readouterr().out)["hits"]["hits"]
+    assert sorted(h["_id"] for h in hits) == [f"faq-{n}" for n in range(5)]
+    assert hits[0]["_source"]["text"].startswith("answer number")

@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from neuralpipe.evaluation import (
+from neuralpipe.eval.metrics import (
     BeirFormatError,
     beir_passage,
     evaluate,

@@ -186,7 +186,7 @@ def test_cli_export_resolves_model_names_and_derives_mapping(ml_node, capsys):
 
     from neuralpipe.commands import pipelines as cli
 
-    path = str(Path(__file__).resolve().parents[2] / "pipelines" / "ingest" / "dense.yaml")
+    path = str(Path(__file__).resolve().parents[2] / "neuralpipe" / "pipelines" / "ingest" / "dense.yaml")
     args = argparse.Namespace(pipelines_command="export", file=path, ml_url=ml_node.url, mapping=False, indent=2)
     assert cli.run(args) == 0
     body = json.loads(capsys.readouterr().out)

@@ -12,6 +12,7 @@ from processors import IngestDocument, IngestPipeline
 pytestmark = pytest.mark.unit
 
 REPO = Path(__file__).resolve().parents[2]
+SHIPPED = REPO / "neuralpipe" / "pipelines"
 CHUNK = {"field_map": {"body": "chunks"}, "algorithm": {"delimiter": {"delimiter": "|"}}}
 
 
@@ -50,8 +51,14 @@ async def test_ignore_failure_and_on_failure():
     assert doc.source["chunks"] == ["t"] and "again" not in doc.source  # the rest of the pipeline is skipped
 
 
+def test_repo_root_pipelines_is_the_packaged_folder():
+    # README commands say `--pipeline pipelines/...`; the files live in the package so a wheel ships them
+    assert (REPO / "pipelines").is_symlink()
+    assert (REPO / "pipelines").resolve() == SHIPPED
+
+
 def test_cli_validates_every_shipped_example(capsys):
-    files = sorted(str(p) for p in (REPO / "pipelines").glob("*/*.yaml"))
+    files = sorted(str(p) for p in SHIPPED.glob("*/*.yaml"))
     kinds = {Path(f).parent.name for f in files}
     assert kinds == {"ingest", "search"} and len(files) >= 8
     assert cli.run(_args("validate", files=files, ml_url=None)) == 0
@@ -69,7 +76,7 @@ def test_cli_validate_reports_all_errors(tmp_path, capsys):
 
 
 def test_cli_export_prints_the_opensearch_body(capsys):
-    path = REPO / "pipelines" / "search" / "hybrid.yaml"
+    path = SHIPPED / "search" / "hybrid.yaml"
     assert cli.run(_args("export", file=str(path), ml_url=None, mapping=False, indent=2)) == 0
     body = json.loads(capsys.readouterr().out)
     assert body["phase_results_processors"][0]["normalization-processor"]["normalization"] == {"technique": "min_max"}

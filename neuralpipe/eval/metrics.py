@@ -24,10 +24,8 @@ import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    import numpy as np
+import numpy as np
 
 Qrels = dict[str, dict[str, int]]
 Run = dict[str, dict[str, float]]
@@ -116,14 +114,16 @@ def _is_int(value: str) -> bool:
 def load_beir(folder: Path | str, split: str = "test") -> BeirDataset:
     """Read ``corpus.jsonl``, ``queries.jsonl`` and ``qrels/<split>.tsv``; keep the queries judged in the split."""
     folder = Path(folder)
-    paths = {"corpus": folder / "corpus.jsonl", "queries": folder / "queries.jsonl", "qrels": folder / "qrels" / f"{split}.tsv"}
+    paths = {"corpus": folder / "corpus.jsonl", "queries": folder / "queries.jsonl",
+             "qrels": folder / "qrels" / f"{split}.tsv"}
     for name, path in paths.items():
         if not path.is_file():
             hint = ""
             if name == "qrels" and (folder / "qrels").is_dir():
                 splits = sorted(p.stem for p in (folder / "qrels").glob("*.tsv"))
                 hint = f"; splits present: {splits}"
-            raise BeirFormatError(f"{path} not found (a BEIR folder has corpus.jsonl, queries.jsonl, qrels/<split>.tsv){hint}")
+            raise BeirFormatError(f"{path} not found (a BEIR folder has corpus.jsonl, queries.jsonl, "
+                                  f"qrels/<split>.tsv){hint}")
     corpus = read_corpus(paths["corpus"])
     all_queries = read_queries(paths["queries"])
     qrels = read_qrels(paths["qrels"])
@@ -207,8 +207,6 @@ def exact_top_k(
     query_vectors: "np.ndarray", doc_vectors: "np.ndarray", query_ids: list[str], doc_ids: list[str], k: int = 100
 ) -> Run:
     """Exact inner-product ranking (cosine for unit vectors): the top ``k`` docs of every query, as a run."""
-    import numpy as np
-
     q = np.asarray(query_vectors, dtype=np.float32)
     d = np.asarray(doc_vectors, dtype=np.float32)
     k = min(k, d.shape[0])
@@ -219,99 +217,3 @@ def exact_top_k(
         for row, qid in enumerate(query_ids[start : start + 256]):
             run[qid] = {doc_ids[j]: float(scores[row, j]) for j in top[row]}
     return run
-
-
-# ------------------------------------------------------------------------------------------ methods
-# What `neuralpipe eval` runs: one ingest pipeline (dense + sparse over BEIR's passage) and, per method,
-# a search body in OpenSearch's query DSL plus the search pipeline body that combines hybrid results.
-
-PASSAGE_FIELD = "passage"
-DENSE_FIELD = "passage_embedding"
-SPARSE_FIELD = "passage_sparse"
-
-METHODS = ("dense", "sparse", "bm25", "hybrid_minmax", "hybrid_rrf")
-METHOD_TITLES = {
-    "dense": "dense (neural, knn)",
-    "sparse": "sparse (neural_sparse, doc encoder + tokenizer)",
-    "bm25": "BM25 (match)",
-    "hybrid_minmax": "hybrid bm25+dense, min_max + arithmetic_mean",
-    "hybrid_rrf": "hybrid bm25+dense, rrf (rank_constant 60)",
-}
-
-
-@dataclass(frozen=True)
-class EvalModels:
-    """Model ids (or registered names) used at ingest and at query time."""
-
-    dense: str
-    sparse: str
-    tokenizer: str
-
-
-def ingest_pipeline_body(models: EvalModels, *, batch_size: int = 32) -> dict:
-    """The ``PUT _ingest/pipeline`` body: MiniLM over ``passage`` and the SPLADE doc encoder over ``passage``."""
-    return {
-        "description": "neuralpipe eval: BEIR passage (title + text) -> dense vector + sparse token weights",
-        "processors": [
-            {"text_embedding": {"model_id": models.dense, "field_map": {PASSAGE_FIELD: DENSE_FIELD}, "batch_size": batch_size}},
-            {"sparse_encoding": {"model_id": models.sparse, "field_map": {PASSAGE_FIELD: SPARSE_FIELD}, "batch_size": batch_size}},
-        ],
-    }
-
-
-def adapt_ingest_pipeline(body: Mapping[str, object], models: EvalModels) -> dict:
-    """A user's dense + sparse ingest pipeline body, re-pointed at eval's fields: every ``text_embedding`` reads
-    ``passage`` into ``passage_embedding`` with the dense model, every ``sparse_encoding`` reads ``passage`` into
-    ``passage_sparse`` with the sparse model; their other settings (batch_size, prune_type, ...) are kept.
-    Raises ``ValueError`` if the pipeline lacks one of the two or holds another processor type."""
-    import copy
-
-    out = copy.deepcopy(dict(body))
-    seen: set[str] = set()
-    for item in out.get("processors") or []:
-        for ptype, config in item.items():
-            if ptype == "text_embedding":
-                config.update(model_id=models.dense, field_map={PASSAGE_FIELD: DENSE_FIELD})
-            elif ptype == "sparse_encoding":
-                config.update(model_id=models.sparse, field_map={PASSAGE_FIELD: SPARSE_FIELD})
-            else:
-                raise ValueError(f"eval runs text_embedding and sparse_encoding processors only, not [{ptype}]")
-            config.pop("skip_existing", None)
-            seen.add(ptype)
-    missing = {"text_embedding", "sparse_encoding"} - seen
-    if missing:
-        raise ValueError(f"the ingest pipeline needs a text_embedding and a sparse_encoding processor; missing {sorted(missing)}")
-    return out
-
-
-def eval_document(doc_id: str, doc: Mapping[str, object]) -> dict:
-    """What eval indexes for a BEIR document: its id and the passage BEIR scores (``title + " " + text``)."""
-    return {"_id": doc_id, PASSAGE_FIELD: beir_passage(doc)}
-
-
-def search_pipeline_body(method: str) -> dict | None:
-    """The ``PUT _search/pipeline`` body a method needs (hybrid only)."""
-    if method == "hybrid_minmax":
-        processor = {"normalization-processor": {"normalization": {"technique": "min_max"}, "combination": {"technique": "arithmetic_mean"}}}
-    elif method == "hybrid_rrf":
-        processor = {"score-ranker-processor": {"combination": {"technique": "rrf", "rank_constant": 60}}}
-    else:
-        return None
-    return {"description": f"neuralpipe eval {method}", "phase_results_processors": [processor]}
-
-
-def search_body(method: str, query: str, models: EvalModels, *, k: int = 100) -> dict:
-    """The search body for one query: ``neural`` / ``neural_sparse`` / ``match`` / ``hybrid`` of match + neural."""
-    neural = {"neural": {DENSE_FIELD: {"query_text": query, "model_id": models.dense, "k": k}}}
-    match = {"match": {PASSAGE_FIELD: {"query": query}}}
-    if method == "dense":
-        clause = neural
-    elif method == "sparse":
-        clause = {"neural_sparse": {SPARSE_FIELD: {"query_text": query, "model_id": models.tokenizer}}}
-    elif method == "bm25":
-        clause = match
-    elif method in ("hybrid_minmax", "hybrid_rrf"):
-        clause = {"hybrid": {"queries": [match, neural]}}
-    else:
-        raise ValueError(f"unknown method [{method}], valid: {', '.join(METHODS)}")
-    return {"size": k, "_source": False, "query": clause}

@@ -1,0 +1,7 @@
+"""``python -m neuralpipe``: the same command line as the ``neuralpipe`` script."""
+
+import sys
+
+from neuralpipe.cli import main
+
+sys.exit(main())

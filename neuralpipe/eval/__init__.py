@@ -1,0 +1,1 @@
+"""Retrieval evaluation of every search method on a BEIR collection (``neuralpipe eval``)."""
