@@ -20,8 +20,7 @@ from processors import registry
 from processors.condition import compile_condition
 from processors.config import ConfigReader
 from processors.document import IngestDocument
-from processors.errors import (ConfigurationError, IllegalArgument, OpenSearchError, ProcessorConfigError,
-                               processor_config_error)
+from processors.errors import ConfigurationError, IllegalArgument, OpenSearchError, processor_config_error
 from processors.ingest.base import CommonOptions, IngestProcessor, Lookup, RunContext
 from processors.mlclient import MLClient
 from processors.search_processors import HybridCombiner, NeuralQueryEnricher, SearchProcessor
