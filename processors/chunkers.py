@@ -20,7 +20,9 @@ MAX_TOKEN_COUNT = 10000  # index.analyze.max_token_count default
 # word runs joined by inner
 # "." "'" ":" (and "," ";" between digits: 1,000)
 _IDEOGRAPH = r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]"
-_WORD = r"[\u30a0-\u30ff]+|" + _IDEOGRAPH + r"|(?:(?!" + _IDEOGRAPH + r")\w)+(?:(?:[.'\u2019:]|(?<=\d)[,;](?=\d))(?:(?!" + _IDEOGRAPH + r")\w)+)*"
+_NOT_IDEOGRAPH_WORD_CHAR = r"(?:(?!" + _IDEOGRAPH + r")\w)"
+_WORD = (r"[\u30a0-\u30ff]+|" + _IDEOGRAPH + "|" + _NOT_IDEOGRAPH_WORD_CHAR + r"+(?:(?:[.'\u2019:]|(?<=\d)[,;](?=\d))"
+         + _NOT_IDEOGRAPH_WORD_CHAR + "+)*")
 TOKENIZERS: dict[str, re.Pattern[str]] = {
     "standard": re.compile(_WORD),
     "classic": re.compile(_WORD),

@@ -16,7 +16,8 @@ from processors.document import IngestDocument
 SUPPORTED = "ctx.<path> == null | != null | == '<string>' | != '<string>' | == <number> | == true|false, " \
             "joined by && or ||"
 
-_TERM = re.compile(r"""^\s*ctx((?:\??\.[A-Za-z_][A-Za-z0-9_]*)+)\s*(==|!=)\s*(null|true|false|-?\d+(?:\.\d+)?|'[^']*'|"[^"]*")\s*$""")
+_TERM = re.compile(r"""^\s*ctx((?:\??\.[A-Za-z_][A-Za-z0-9_]*)+)\s*(==|!=)\s*"""
+                   r"""(null|true|false|-?\d+(?:\.\d+)?|'[^']*'|"[^"]*")\s*$""")
 
 Condition = Callable[[IngestDocument], bool]
 

@@ -1,13 +1,18 @@
 """Configuration readers in the manner of OpenSearch's ``ConfigurationUtils``: each pops its key from the config map,
-so whatever is left afterwards is an unsupported parameter. Errors name the processor type, tag and property."""
+so whatever is left afterwards is an unsupported parameter. Errors name the processor type, tag and property.
+
+Beyond OpenSearch: an unsupported parameter that looks like a misspelt one gets a hint (``[field_mapp]; did you mean
+[field_map]?``), and when a factory fails while such a key is left (the misspelling left ``field_map`` missing),
+:meth:`ConfigReader.misspelt` names the misspelt key instead of the symptom."""
 
 from __future__ import annotations
 
+import difflib
 from typing import Any
 
 from processors.errors import ConfigurationError
 
-_MISSING = object()
+_HINT_CUTOFF = 0.7  # difflib ratio: field_mapp/field_map 0.95, model/model_id 0.77, batch/batch_size 0.67
 
 
 def _type_name(value: Any) -> str:
@@ -23,6 +28,7 @@ class ConfigReader:
         self.type = processor_type
         self.tag = tag
         self.config = config
+        self.asked: list[str] = []  # every property read so far (the known names, for did-you-mean hints)
 
     def error(self, prop: str | None, reason: str, *, error_type: str | None = None) -> ConfigurationError:
         return ConfigurationError(self.type, self.tag, prop, reason, error_type=error_type)
@@ -36,7 +42,35 @@ class ConfigReader:
         return err
 
     def _pop(self, prop: str) -> Any:
+        self.asked.append(prop)
         return self.config.pop(prop, None)
+
+    def value(self, prop: str) -> Any:
+        """The property as it is (any type), or None."""
+        return self._pop(prop)
+
+    def misspelt(self) -> ConfigurationError | None:
+        """After a factory failed: the leftover keys that look like misspellings of properties it read, as the
+        unsupported-parameters error (the likely cause: a misspelt ``field_map`` leaves ``field_map`` missing)."""
+        hints = self._hints([str(k) for k in self.config])
+        return self._unsupported(list(hints), hints) if hints else None
+
+    def _hints(self, keys: list[str]) -> dict[str, str]:
+        hints = {}
+        for key in keys:
+            close = difflib.get_close_matches(key, self.asked, n=1, cutoff=_HINT_CUTOFF)
+            if close:
+                hints[key] = close[0]
+        return hints
+
+    def _unsupported(self, keys: list[str], hints: dict[str, str]) -> ConfigurationError:
+        reason = (f"processor [{self.type}] doesn't support one or more provided configuration parameters "
+                  f"[{', '.join(keys)}]")
+        if len(hints) == 1 and len(keys) == 1:
+            reason += f"; did you mean [{next(iter(hints.values()))}]?"
+        elif hints:
+            reason += "; did you mean " + ", ".join(f"[{right}] for [{wrong}]" for wrong, right in hints.items()) + "?"
+        return self.error(None, reason)
 
     def string(self, prop: str, default: str | None = None) -> str:
         value = self._pop(prop)
@@ -112,6 +146,5 @@ class ConfigReader:
 
     def reject_leftovers(self) -> None:
         if self.config:
-            keys = ", ".join(self.config)
-            raise self.error(None, f"processor [{self.type}] doesn't support one or more provided configuration "
-                                   f"parameters [{keys}]")
+            keys = [str(k) for k in self.config]
+            raise self._unsupported(keys, self._hints(keys))

@@ -5,8 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-_ABSENT = object()
-
 
 @dataclass
 class IngestDocument:
@@ -23,24 +21,3 @@ class IngestDocument:
                 return default
             node = node[part]
         return node
-
-    def has(self, path: str) -> bool:
-        return self.get(path, _ABSENT) is not _ABSENT
-
-    def set(self, path: str, value: Any) -> None:
-        parts = path.split(".")
-        node = self.source
-        for part in parts[:-1]:
-            child = node.get(part)
-            if not isinstance(child, dict):
-                child = {}
-                node[part] = child
-            node = child
-        node[parts[-1]] = value
-
-    def remove(self, path: str) -> Any:
-        parts = path.split(".")
-        parent = self.get(".".join(parts[:-1])) if len(parts) > 1 else self.source
-        if isinstance(parent, dict):
-            return parent.pop(parts[-1], None)
-        return None

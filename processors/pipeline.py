@@ -20,8 +20,7 @@ from processors import registry
 from processors.condition import compile_condition
 from processors.config import ConfigReader
 from processors.document import IngestDocument
-from processors.errors import (ConfigurationError, IllegalArgument, OpenSearchError, ProcessorConfigError,
-                               processor_config_error)
+from processors.errors import ConfigurationError, IllegalArgument, OpenSearchError, processor_config_error
 from processors.ingest.base import CommonOptions, IngestProcessor, Lookup, RunContext
 from processors.mlclient import MLClient
 from processors.search_processors import HybridCombiner, NeuralQueryEnricher, SearchProcessor
@@ -38,6 +37,20 @@ def _as_error(exc: Exception, processor_type: str | None, tag: str | None) -> Op
         err = ConfigurationError(processor_type, tag, None, exc.reason, error_type=exc.error_type)
         return err
     return ConfigurationError(processor_type, tag, None, str(exc), error_type="illegal_argument_exception")
+
+
+def _build(r: ConfigReader, factory: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Run a processor's factory, then reject leftover keys. If the factory fails while a leftover key looks like a
+    misspelling of a property it read (``field_mapp``: ``field_map`` is missing), that key is the error."""
+    try:
+        processor = factory(r, *args, **kwargs)
+    except Exception:
+        misspelt = r.misspelt()
+        if misspelt is not None:
+            raise misspelt from None
+        raise
+    r.reject_leftovers()
+    return processor
 
 
 def _processor_entries(items: Any, where: str, errors: list[OpenSearchError]) -> list[tuple[str, Any]]:
@@ -81,7 +94,7 @@ def _read_ingest_processor(ptype: str, config: Any, errors: list[OpenSearchError
         r = ConfigReader(ptype, tag, config)
         options = CommonOptions(tag=tag, description=r.optional_string("description"),
                                 ignore_failure=r.boolean("ignore_failure", False))
-        raw_if = config.pop("if", None)
+        raw_if = r.value("if")
         if raw_if is not None:
             try:
                 options.condition = compile_condition(raw_if)
@@ -98,9 +111,7 @@ def _read_ingest_processor(ptype: str, config: Any, errors: list[OpenSearchError
             errors.extend(nested_errors)
             if not on_failure_items:
                 raise r.error("on_failure", "processors list cannot be empty")
-        processor = factory(r, options)
-        r.reject_leftovers()
-        return processor
+        return _build(r, factory, options)
     except Exception as exc:  # collected: every processor's error is reported together
         errors.append(_as_error(exc, ptype, tag))
         return None
@@ -220,9 +231,7 @@ def _read_search_processors(items: Any, where: str, table: dict[str, Callable[..
             factory = table.get(ptype)
             if factory is None:
                 raise ConfigurationError(ptype, tag, None, f"No processor type exists with name [{ptype}]")
-            proc = factory(r, **common)
-            r.reject_leftovers()
-            out.append(proc)
+            out.append(_build(r, factory, **common))
         except Exception as exc:
             errors.append(_as_error(exc, ptype, tag))
     return out

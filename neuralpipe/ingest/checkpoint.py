@@ -107,6 +107,7 @@ class Checkpoint:
         With ``input_path``, the file's fingerprint guards against resuming over a replaced input."""
         cp = cls(path, input_name=input_name, index=index, input_path=input_path, ids=ids, keyed_by=keyed_by)
         if path is None or not path.exists():
+            cp._truncate_seen = True  # digests left without their checkpoint file name nothing this index holds
             return cp
         data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
         same = data.get("index") == index and data.get("input") == input_name

@@ -66,6 +66,6 @@ class Progress:
             if complete and self._bar.total is not None and self._bar.n < self._bar.total:
                 # the total was an upper bound (blank lines, a CSV header): end the bar where we are
                 self._bar.total = self._bar.n
-            self._bar.refresh()
+                self._bar.refresh()
             self._bar.close()
             self._bar = None

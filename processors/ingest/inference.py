@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 
 from processors.config import ConfigReader
 from processors.document import IngestDocument
-from processors.errors import ConfigurationError, IllegalArgument
+from processors.errors import IllegalArgument
 from processors.ingest.base import CommonOptions, IngestProcessor, RunContext
 from processors.mlclient import MLClient
 
@@ -245,9 +245,3 @@ class InferenceProcessor(IngestProcessor):
                         continue
                 keep.append(slot)
             per_doc[d] = keep
-
-
-def config_errors_from(exc: Exception, r: ConfigReader) -> ConfigurationError:
-    if isinstance(exc, ConfigurationError):
-        return exc
-    return r.illegal(str(exc))

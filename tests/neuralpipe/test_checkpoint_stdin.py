@@ -76,3 +76,21 @@ def test_a_record_checkpoint_ignores_a_line_torn_by_a_kill(tmp_path: Path) -> No
     # the same ids with other content are other records: not skipped
     changed = [Record(1, "id1", {"text": "edited"}), *records[1:]]
     assert [again.is_done(item.offset) for item in again.track(changed)] == [False, True, False]
+
+
+@pytest.mark.unit
+def test_digests_left_without_their_checkpoint_file_are_not_trusted(tmp_path: Path) -> None:
+    path = tmp_path / "cp.json"
+    record = Record(1, "id1", {"text": "t1"})
+    cp = Checkpoint.open(path, input_name="stdin", index="docs", keyed_by="record")
+    for item in cp.track([record]):
+        cp.mark(item.offset)
+    cp.flush()
+    path.unlink()  # the user removed the checkpoint (say, with the index): its .seen file stays behind
+    fresh = Checkpoint.open(path, input_name="stdin", index="docs", keyed_by="record")
+    for item in fresh.track([Record(2, "id2", {"text": "t2"})]):
+        fresh.mark(item.offset)
+    fresh.flush()
+    again = Checkpoint.open(path, input_name="stdin", index="docs", keyed_by="record")
+    assert [again.is_done(item.offset) for item in again.track([record])] == [False]
+    assert again.done_count == 1

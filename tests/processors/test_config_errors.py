@@ -63,6 +63,48 @@ BAD_INGEST = [
      "text_embedding", "t6", "field_map", "Unable to create the processor as field_map has invalid key or value"),
 ]
 
+# A misspelt parameter: named as unsupported, with the expected one (also when the typo left a required one missing).
+TYPOS = [
+    ("field_mapp", {"text_embedding": {"tag": "y1", "model_id": "m", "field_mapp": {"text": "vec"}}},
+     "processor [text_embedding] doesn't support one or more provided configuration parameters [field_mapp]; "
+     "did you mean [field_map]?"),
+    ("fieldmap in sparse_encoding", {"sparse_encoding": {"tag": "y2", "model_id": "m", "fieldmap": {"a": "b"},
+                                                         "prune_type": "top_k", "prune_ratio": 10}},
+     "processor [sparse_encoding] doesn't support one or more provided configuration parameters [fieldmap]; "
+     "did you mean [field_map]?"),
+    ("model instead of model_id", {"text_embedding": {"tag": "y3", "model": "m", "field_map": {"a": "b"}}},
+     "processor [text_embedding] doesn't support one or more provided configuration parameters [model]; "
+     "did you mean [model_id]?"),
+    ("optional batch_sise", {"text_embedding": {**TE, "tag": "y4", "batch_sise": 8}},
+     "processor [text_embedding] doesn't support one or more provided configuration parameters [batch_sise]; "
+     "did you mean [batch_size]?"),
+    ("two typos, one unknown", {"text_chunking": {"tag": "y5", "field_map": {"a": "b"}, "algorithm": {"delimiter": {}},
+                                                  "ignore_mising": True, "colour": "red", "descriptoin": "x"}},
+     "processor [text_chunking] doesn't support one or more provided configuration parameters "
+     "[ignore_mising, colour, descriptoin]; did you mean [ignore_missing] for [ignore_mising], "
+     "[description] for [descriptoin]?"),
+    ("nothing close", {"text_embedding": {**TE, "tag": "y6", "foo": 1}},
+     "processor [text_embedding] doesn't support one or more provided configuration parameters [foo]"),
+]
+
+
+@pytest.mark.parametrize("processor,message", [c[1:] for c in TYPOS], ids=[c[0] for c in TYPOS])
+def test_misspelt_parameter_is_named_with_the_expected_one(processor, message):
+    with pytest.raises(ProcessorConfigError) as info:
+        IngestPipeline.from_body("p", ingest(processor), ml=ML)
+    (error,) = info.value.errors
+    assert error.reason == message
+    (ptype,) = processor
+    assert error.extra["processor_type"] == ptype and error.extra["processor_tag"] == processor[ptype]["tag"]
+    assert "property_name" not in error.extra  # as OpenSearch sends it: the unsupported keys are in the reason
+
+
+def test_misspelt_search_parameter_gets_a_hint():
+    body = {"request_processors": [{"neural_query_enricher": {"tag": "e", "default_modelid": "m"}}]}
+    with pytest.raises(ProcessorConfigError) as info:
+        SearchPipeline.from_body("s", body, ml=ML)
+    assert info.value.errors[0].reason.endswith("parameters [default_modelid]; did you mean [default_model_id]?")
+
 
 @pytest.mark.parametrize("body,ptype,tag,prop,message", [c[1:] for c in BAD_INGEST], ids=[c[0] for c in BAD_INGEST])
 def test_bad_ingest_pipeline_names_type_tag_and_property(body, ptype, tag, prop, message):

@@ -86,7 +86,8 @@ async def test_hybrid_ranks_like_exact_scores_combined_by_hand(ml_node, index, p
         resp = await run_search("docs", body, search_fn=index.search_fn, ml=ml, pipeline=pipe)
 
     # by hand: exact sub-query scores over the filtered corpus
-    qvec = np.array((await raw(ml_node.url, "text_embedding", ml_node.model_ids["dense"], [QUERY]))[0]["output"][0]["data"])
+    dense = await raw(ml_node.url, "text_embedding", ml_node.model_ids["dense"], [QUERY])
+    qvec = np.array(dense[0]["output"][0]["data"])
     qtok = (await raw(ml_node.url, "sparse_encoding", ml_node.model_ids["sparse"], [QUERY]))[0]
     qtok = qtok["output"][0]["dataAsMap"]["response"][0]
     ids = [i for i in CORPUS if i != "d4"]
