@@ -12,30 +12,21 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from _pytest.outcomes import OutcomeException
 from opensearchpy import OpenSearch
 from osmem_server import OsmemServer
 
 from mlnode.settings import MLSettings
-from tests.conformance.harness import KNN, Backend, Fact, real_cluster_from_env, write_corpus
+from tests.conformance.harness import KNN, Backend, ConformanceML, Suite, real_cluster_from_env, write_corpus
 from tests.fixtures.datanode import DataNodeThread
 from tests.fixtures.mlnode import MINILM_NAME, MINILM_VERSION, NodeThread, catalog_cache_dir, deploy, \
     register_file_model, wait_task
 
 SPLADE_NAME = "neuralpipe/splade-tiny"  # the catalog name (configs/catalog.yaml)
 TOKENIZER_NAME = "neuralpipe/splade-tiny-tokenizer"
-
-
-@dataclass
-class ConformanceML:
-    url: str
-    model_ids: dict[str, str]  # dense, sparse, tokenizer
 
 
 @pytest.fixture(scope="session")
@@ -98,36 +89,6 @@ def backend_opensearch() -> Iterator[Backend]:
 @pytest.fixture
 def backend(request: pytest.FixtureRequest) -> Backend:
     return request.getfixturevalue(f"backend_{request.param}")
-
-
-# ---- scenario outcomes -----------------------------------------------------------------------------------------
-
-
-@dataclass
-class Suite:
-    ml: ConformanceML
-    tmp: Path
-    corpus: Path
-    _outcomes: dict[tuple[str, str], tuple[bool, Any]] = field(default_factory=dict)
-
-    def outcome(self, backend: Backend, key: str, run: Callable[[], dict[str, Fact]]) -> dict[str, Fact]:
-        """The facts of scenario ``key`` on ``backend``, run once; a skip or failure is raised again to every
-        caller (an agreement test cannot pass where a scenario did not)."""
-        slot = (backend.name, key)
-        if slot not in self._outcomes:
-            try:
-                self._outcomes[slot] = (True, run())
-            except (Exception, OutcomeException) as exc:
-                self._outcomes[slot] = (False, exc)
-        ok, value = self._outcomes[slot]
-        if not ok:
-            raise value
-        return value
-
-    def state_dir(self, backend: Backend, key: str) -> Path:
-        path = self.tmp / "state" / backend.name / key.replace(":", "-").replace("/", "-")
-        path.mkdir(parents=True, exist_ok=True)
-        return path
 
 
 @pytest.fixture(scope="session")

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _pytest.outcomes import OutcomeException
 from opensearchpy import OpenSearch
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -157,6 +158,42 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 600)
     cmd = [sys.executable, "-c", "import sys; from neuralpipe.cli import main; sys.exit(main())", *args]
     proc = subprocess.run(cmd, cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=timeout)
     return CliResult(proc.returncode, proc.stdout, proc.stderr)
+
+
+# ---- the session: ML node, corpus, outcomes --------------------------------------------------------------------
+
+
+@dataclass
+class ConformanceML:
+    url: str
+    model_ids: dict[str, str]  # dense, sparse, tokenizer
+
+
+@dataclass
+class Suite:
+    ml: ConformanceML
+    tmp: Path
+    corpus: Path
+    _outcomes: dict[tuple[str, str], tuple[bool, Any]] = field(default_factory=dict)
+
+    def outcome(self, backend: Backend, key: str, run: Callable[[], dict[str, Fact]]) -> dict[str, Fact]:
+        """The facts of scenario ``key`` on ``backend``, run once; a skip or failure is raised again to every
+        caller (an agreement test cannot pass where a scenario did not)."""
+        slot = (backend.name, key)
+        if slot not in self._outcomes:
+            try:
+                self._outcomes[slot] = (True, run())
+            except (Exception, OutcomeException) as exc:
+                self._outcomes[slot] = (False, exc)
+        ok, value = self._outcomes[slot]
+        if not ok:
+            raise value
+        return value
+
+    def state_dir(self, backend: Backend, key: str) -> Path:
+        path = self.tmp / "state" / backend.name / key.replace(":", "-").replace("/", "-")
+        path.mkdir(parents=True, exist_ok=True)
+        return path
 
 
 # ---- facts -----------------------------------------------------------------------------------------------------
