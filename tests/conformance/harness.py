@@ -46,7 +46,7 @@ PRINTING = " ".join([
     "Printers set type by hand, letter by letter, in a composing stick, then locked the lines into a forme.",
     "The forme was inked with leather balls, a sheet of damp paper was laid on it, and the press was pulled.",
     "A skilled crew could print several hundred sheets in an hour, far more than any scribe could copy.",
-] * 4)  # about 600 words: text_chunking's 256-token passages split it into several
+] * 3)  # about 400 words: text_chunking's 256-token passages split it in two
 
 DOCS: list[tuple[str, str]] = [
     ("cat", "Cats are small pets that purr when they are content and sleep most of the day."),

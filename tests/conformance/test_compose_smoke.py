@@ -91,6 +91,7 @@ def test_registers_catalog_models_the_pipeline_names(tmp_path: Path) -> None:
     assert named <= {body["name"] for body in bodies}, "the pipeline names a model the script does not register"
 
 
+@pytest.mark.slow
 def test_printed_commands_run_against_the_embedded_stack(tmp_path: Path, suite: Suite,
                                                          backend_embedded: Backend) -> None:
     index = backend_embedded.index("compose-smoke")

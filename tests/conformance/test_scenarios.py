@@ -189,14 +189,6 @@ def _neural_sparse(suite: Suite, backend: Backend) -> dict[str, Fact]:
     return {"hits": ranking(response)}
 
 
-@scenario("search:neural_sparse-tokenizer")
-def _neural_sparse_tokenizer(suite: Suite, backend: Backend) -> dict[str, Fact]:
-    response = search(suite, backend, ingested(suite, backend, "dense-sparse"), "--sparse", "molten rock and ash",
-                      "--sparse-model-id", "neuralpipe/splade-tiny-tokenizer")
-    assert ids(response)[0] == "volcano"
-    return {"hits": ranking(response)}
-
-
 @scenario("search:match")
 def _match(suite: Suite, backend: Backend) -> dict[str, Fact]:
     response = search(suite, backend, ingested(suite, backend, "dense-sparse"), "--match", "pets that sleep in the day",
@@ -277,10 +269,9 @@ def _search_dense_sparse(suite: Suite, backend: Backend) -> dict[str, Fact]:
 
 @scenario("pipeline:search/dense-sparse.yaml:neural")
 def _search_dense_sparse_neural(suite: Suite, backend: Backend) -> dict[str, Fact]:
+    backend.require(KNN)  # (this file runs on every backend in the scenario above)
     index = ingested(suite, backend, "dense-sparse")
     body = {"query": neural_body("a game of kings and strategy")}
-    knn_refused(suite, backend, index, "--body", body_file(suite, f"{backend.name}-ds-neural", body),
-                "--search-pipeline", str(PIPELINES / "search" / "dense-sparse.yaml"))
     response = with_pipeline(suite, backend, index, "dense-sparse.yaml", body)
     assert ids(response)[0] == "chess"
     return {"hits": ranking(response)}
@@ -300,10 +291,9 @@ def _search_hybrid(suite: Suite, backend: Backend) -> dict[str, Fact]:
 
 @scenario("pipeline:search/hybrid.yaml:neural")
 def _search_hybrid_neural(suite: Suite, backend: Backend) -> dict[str, Fact]:
+    backend.require(KNN)  # (this file runs on every backend in the scenario above)
     index = ingested(suite, backend, "dense-sparse")
     body = {"query": {"hybrid": {"queries": [neural_body(HYBRID_TEXT), sparse_body(HYBRID_TEXT)]}}}
-    knn_refused(suite, backend, index, "--body", body_file(suite, f"{backend.name}-hybrid-neural", body),
-                "--search-pipeline", str(PIPELINES / "search" / "hybrid.yaml"))
     response = with_pipeline(suite, backend, index, "hybrid.yaml", body)
     assert ids(response)[0] == "cat"
     return {"hits": ranking(response)}  # knn + rank_feature only: scores compared
