@@ -97,13 +97,19 @@ def test_printed_commands_run_against_the_embedded_stack(tmp_path: Path, suite: 
     index = backend_embedded.index("compose-smoke")
     result = dry_run(tmp_path, OPENSEARCH_URL=backend_embedded.url, ML_URL=suite.ml.url, INDEX=index)
     assert result.returncode == 0, result.stderr
-    outputs = []
+    tables = []
     for step in commands(result.stdout):
         if step[0] == "neuralpipe":
             ran = run_cli(*step[1:], env={"OPENSEARCH_PASSWORD": PASSWORD})
             assert ran.returncode == 0, ran.stderr
-            outputs.append(ran.stdout)
-    ingest_out, *tables = outputs
-    assert "indexed             8" in ingest_out
-    tops = [next(line.split()[2] for line in table.splitlines() if line.strip().startswith("1 ")) for table in tables]
-    assert tops == ["cat", "volcano", "rust"]  # neural, neural_sparse, hybrid
+            if step[1] == "search":
+                tables.append(ran.stdout)
+    with backend_embedded.client() as client:
+        assert client.count(index=index)["count"] == len((tmp_path / "corpus.jsonl").read_text().splitlines()) == 8
+    assert [top_hit(table) for table in tables] == ["cat", "volcano", "rust"]  # neural, neural_sparse, hybrid
+
+
+def top_hit(table: str) -> str:
+    """The id on the rank-1 line of `neuralpipe search`'s table (rank, score, id, snippet)."""
+    first = next(line.split() for line in table.splitlines() if line.split()[:1] == ["1"])
+    return first[2]
