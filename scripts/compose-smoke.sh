@@ -133,7 +133,7 @@ cat > "$CORPUS" <<'EOF'
 {"_id": "pasta", "text": "Boil the pasta in salted water for ten minutes, then toss it with tomato sauce."}
 {"_id": "bread", "text": "Knead the dough, let it rise for an hour, then bake the bread in a hot oven."}
 {"_id": "python", "text": "Python is a programming language; its standard library parses JSON and CSV files."}
-{"_id": "rust", "text": "Rust is a systems programming language that guarantees memory safety without a garbage collector."}
+{"_id": "rust", "text": "Rust is a systems programming language that guarantees memory safety without a GC."}
 {"_id": "volcano", "text": "A volcano erupts when molten rock, ash and gases escape from the magma chamber below."}
 {"_id": "ocean", "text": "Ocean tides rise and fall twice a day, pulled by the gravity of the moon."}
 EOF
