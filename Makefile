@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-fast clean
+.PHONY: install demo test test-fast test-opensearch clean
 
 install: $(STAMP)
 
@@ -24,6 +24,14 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"
+
+# The conformance suite against a real OpenSearch as well (plus the data node and osmem-server):
+#   NEURALPIPE_TEST_OPENSEARCH_URL=https://localhost:9200 NEURALPIPE_TEST_OPENSEARCH_USER=admin \
+#   NEURALPIPE_TEST_OPENSEARCH_PASSWORD=... NEURALPIPE_TEST_OPENSEARCH_VERIFY_CERTS=false make test-opensearch
+test-opensearch: $(STAMP)
+	@test -n "$$NEURALPIPE_TEST_OPENSEARCH_URL" || { \
+	  echo "set NEURALPIPE_TEST_OPENSEARCH_URL (and _USER, _PASSWORD; _VERIFY_CERTS=false if self-signed)" >&2; exit 2; }
+	$(BIN)/python -m pytest -q tests/conformance
 
 clean:
 	rm -rf $(VENV) .pytest_cache
