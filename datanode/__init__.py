@@ -9,8 +9,8 @@ for numeric/date/boolean fields, a faiss HNSW graph per ``knn_vector`` field (``
 inverted index per ``rank_features`` field; all rebuilt from SQLite at start. Blocking work runs in a thread
 pool, never on the event loop; a plain ``_search`` is one thread-pool job (parse, search, encode), reads stored
 sources only when the response shows them, and skips decoding the vectors a ``_source`` filter drops.
-``GET /metrics``: Prometheus metrics (``datanode_*``). Ingest and search pipelines, ``neural``, ``neural_sparse`` and ``hybrid`` run
-through the ``processors`` package against the ML node at ``ml_url``.
+``GET /metrics``: Prometheus metrics (``datanode_*``). Ingest and search pipelines, ``neural``, ``neural_sparse``
+and ``hybrid`` run through the ``processors`` package against the ML node at ``ml_url``.
 
 Compatibility choices (what a user may notice):
 - ``GET /`` reports OpenSearch ``3.1.0`` (Lucene 10): scores follow Lucene's ``BM25Similarity`` (OpenSearch

@@ -83,17 +83,8 @@ class TermField:
         self.doc_count -= 1
         self.sum_ttf -= self.slot_length.pop(slot)
 
-    def has(self, slot: int) -> bool:
-        return slot in self.slot_terms
-
     def slots_with_field(self) -> np.ndarray:
         return np.fromiter(self.slot_terms.keys(), dtype=np.int64, count=len(self.slot_terms))
-
-    def matching(self, term: str) -> np.ndarray:
-        posting = self.postings.get(term)
-        if not posting:
-            return np.empty(0, dtype=np.int64)
-        return np.fromiter(posting.keys(), dtype=np.int64, count=len(posting))
 
     def score(self, term: str, boost: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
         """Slots containing ``term`` and their BM25 scores (Lucene BM25Similarity)."""
@@ -105,7 +96,6 @@ class TermField:
         weight = float(np.float32(boost) * np.float32(similarity.idf(len(posting), self.doc_count)))
         avgdl = similarity.avg_length(self.sum_ttf, self.doc_count)
         return slots, similarity.bm25(freqs, self.norm_bytes.data[slots], weight=weight, avgdl=avgdl)
-
 
     def score_phrase(self, terms: list[str], boost: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
         """Slots holding ``terms`` consecutively (in one value) and their BM25 phrase scores: Lucene's

@@ -31,9 +31,6 @@ class Scope:
     def size(self) -> int:
         return self.alive.n
 
-    def live_mask(self) -> np.ndarray:
-        return self.alive.view().copy()
-
     def add(self, entry: Entry, parent: int = -1) -> int:
         slot = self.alive.append(True)
         self.parent.append(parent)
@@ -109,9 +106,6 @@ class Index:
         if path not in self.nested:
             self.nested[path] = Scope(self, path)
         return self.nested[path]
-
-    def scope_of(self, path: str | None) -> Scope:
-        return self.root if path is None else self.nested_scope(path)
 
     # --- memory updates (after the write is durable) ----------------------------------------
     def put(self, doc_id: str, parsed: ParsedDoc) -> None:

@@ -15,9 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from opensearchpy import ConnectionError as OSConnectionError, NotFoundError, OpenSearch
+from opensearchpy import ConnectionError as OSConnectionError
+from opensearchpy import NotFoundError, OpenSearch
 
 from datanode.keys import DATANODE
+from datanode.node import DataNode
+from datanode.storage import DataDirInUse
 from tests.fixtures.datanode import DataNodeThread, os_client
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -216,9 +219,6 @@ def test_neuralpipe_serve_data_role_survives_kill9(tmp_path: Path) -> None:
 
 
 def test_one_data_node_per_data_dir(tmp_path: Path) -> None:
-    from datanode.node import DataNode
-    from datanode.storage import DataDirInUse
-
     first = DataNode(tmp_path)
     try:
         with pytest.raises(DataDirInUse, match=r"is in use by another data node \(pid \d+\)"):
