@@ -11,7 +11,6 @@ import base64
 import copy
 import fnmatch
 import json
-import logging
 import shutil
 import time
 import uuid as uuidlib
@@ -26,7 +25,6 @@ from opensearch_contract.settings import flatten_settings as flatten_any
 from opensearch_contract.settings import nest_settings as nest_any
 from opensearch_contract.settings import setting_string
 
-from . import snapshot
 from .errors import ActionRequestValidation as ActionValidation
 from .errors import (
     DocumentMissing,
@@ -46,10 +44,10 @@ from .hits import SortSpec, inner_hits_of, parse_sort, sort_hits
 from .index import Index
 from .mapping import Mapping, ParsedDoc
 from .query import Executor
+from .segment import SegmentLoader
 from .source import SourceDecoder, droppable_vectors, filter_source, parse_source_param
 from .storage import Storage, dumps
 
-log = logging.getLogger("neuralpipe.datanode")
 VERSION = "3.1.0"
 LUCENE_VERSION = "10.2.1"
 CLUSTER_NAME = "neuralpipe"
@@ -106,34 +104,22 @@ class WriteOp:
 
 class DataNode:
     def __init__(self, data_dir: Path) -> None:
+        """Opens the data dir: its pipelines and its indices' metadata; each index opens on first use."""
         self.data_dir = Path(data_dir)
         self.storage = Storage(self.data_dir)
+        self.segments = SegmentLoader(self.storage, self.data_dir / "indices")
         self.indices: dict[str, Index] = {}
         self.pipelines = {"ingest": self.storage.pipelines("ingest"), "search": self.storage.pipelines("search")}
         for row in self.storage.indices():
-            index = Index(row["name"], row["uuid"], row["settings"], row["mappings"], row["created_ms"], row["seq_no"])
-            for doc_id, _version, _seq, source in self.storage.docs(index.name):
-                try:
-                    index.put(doc_id, index.mapping.parse(source, doc_id))
-                except OpenSearchError as exc:  # stored before a mapping change; keep it, but unsearchable
-                    log.warning("index [%s] doc [%s] could not be re-indexed at start: %s", index.name, doc_id, exc)
-            snapshot.restore(self.graph_dir, index)
-            index.refresh()
-            self.indices[index.name] = index
-        shutil.rmtree(self.graph_dir, ignore_errors=True)  # used or stale: a later crash must not see it
-
-    @property
-    def graph_dir(self) -> Path:
-        return self.data_dir / "graphs"
+            self.indices[row["name"]] = Index(row["name"], row["uuid"], row["settings"], row["mappings"],
+                                              row["created_ms"], row["seq_no"], loader=self.segments)
+        self.segments.keep_only({index.uuid for index in self.indices.values()})
+        shutil.rmtree(self.data_dir / "graphs", ignore_errors=True)  # graph snapshots of earlier versions
 
     def close(self) -> None:
-        """Clean shutdown: snapshot the HNSW graphs so the next start skips rebuilding them."""
+        """Clean shutdown: save the segments of the indices used since the start, so the next start reads them."""
         with self.storage.write_lock:
-            for index in list(self.indices.values()):
-                try:
-                    snapshot.save(self.graph_dir, index)
-                except Exception:  # noqa: BLE001  (only an accelerator)
-                    log.warning("could not snapshot the graphs of index [%s]", index.name, exc_info=True)
+            self.segments.save_open(list(self.indices.values()))
         self.storage.close()
 
     # --- indices ---------------------------------------------------------------------------
@@ -204,6 +190,7 @@ class DataNode:
                 db.execute("DELETE FROM indices WHERE name=?", (index.name,))
         for index in targets:
             self.indices.pop(index.name, None)
+        self.segments.forget({index.uuid for index in targets})
         return {"acknowledged": True}
 
     def describe(self, index: Index) -> dict[str, Any]:
@@ -277,6 +264,9 @@ class DataNode:
         pending: list[tuple[Index, str, ParsedDoc | None]] = []
         created: dict[str, Index] = {}
         before = {name: (ix.seq_no, ix.mapping) for name, ix in self.indices.items()}
+        for name in {op.index for op in ops} & set(self.indices):
+            # open before the commit: an index first opened after it would find its segment one write behind
+            self.indices[name].ensure_open()
         try:
             with self.storage.transaction() as db:
                 for op in ops:

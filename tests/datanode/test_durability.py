@@ -184,14 +184,15 @@ def test_restart_reloads_indices_documents_and_pipelines(tmp_path: Path) -> None
     mapping = client.indices.get_mapping(index="d")
     client.close()
     node.stop()
-    assert (data_dir / "graphs").is_dir()  # a clean stop snapshots the HNSW graphs
+    assert list((data_dir / "indices").glob("*/vec-0.faiss"))  # a clean stop saves the HNSW graph
     node = DataNodeThread(data_dir).start()
     client = os_client(node.url)
     try:
-        restored = node.app[DATANODE].node.indices["d"].root.vectors["v"]
-        assert restored.graph is not None and restored.graph.ntotal == 120  # the graph was reused, with its dead
-        assert not (data_dir / "graphs").exists()  # ... and the snapshot consumed
+        index = node.app[DATANODE].node.indices["d"]
+        assert not index.is_open  # opened on first use
         after = client.search(index="d", body=query)["hits"]
+        restored = index.root.vectors["v"]
+        assert restored.graph is not None and restored.graph.ntotal == 120  # the graph was read, with its dead
         assert after == before
         assert client.indices.get_mapping(index="d") == mapping
         assert "p" in client.ingest.get_pipeline(id="p")
