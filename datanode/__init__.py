@@ -9,8 +9,9 @@ for numeric/date/boolean fields, a faiss HNSW graph per ``knn_vector`` field (``
 inverted index per ``rank_features`` field. An index opens on first use, not at start: its slots and vector
 graphs from the segment a clean stop saved (``segment``; checked against SQLite's generation and document count,
 rebuilt from SQLite when stale or damaged), its other fields from SQLite when a query first reads them. Blocking
-work runs in a thread pool, never on the event loop; a plain ``_search`` is one thread-pool job (parse, search, encode), reads stored
-sources only when the response shows them, and skips decoding the vectors a ``_source`` filter drops.
+work runs in a thread pool, never on the event loop; a plain ``_search`` is one thread-pool job (parse, search,
+encode), reads stored sources only when the response shows them, and skips decoding the vectors a ``_source``
+filter drops.
 ``GET /metrics``: Prometheus metrics (``datanode_*``). Ingest and search pipelines, ``neural``, ``neural_sparse``
 and ``hybrid`` run through the ``processors`` package against the ML node at ``ml_url``.
 
