@@ -216,7 +216,7 @@ class VectorField:
         and the HNSW graph over every entry (None for exact search)."""
         field = cls(spec)
         field.vectors, field.owner, field.live = Grow.of(vectors), Grow.of(owner, fill=-1), Grow.of(live, fill=False)
-        field.slot_entry = {int(owner[e]): int(e) for e in np.flatnonzero(live).tolist()}
+        field.slot_entry = dict(zip(owner[live].tolist(), np.flatnonzero(live).tolist()))
         field.dead = int(live.size - len(field.slot_entry))
         if graph is not None:
             field.graph, field.in_graph, field.mapped = graph, graph.ntotal, graph

@@ -133,11 +133,11 @@ class Index:
             self.install(Scope(self, None), {}, [], fields_below=0)
 
     def install(self, root: Scope, nested: dict[str, Scope], slot_id: list[str], *, fields_below: int) -> None:
-        """Open the index on these slots; root slots below ``fields_below`` (and their nested objects) still lack
-        their non-vector fields, which ``ensure_fields`` loads when a query first reads them."""
+        """Open the index on these slots (all live); root slots below ``fields_below`` (and their nested objects)
+        still lack their non-vector fields, which ``ensure_fields`` loads when a query first reads them."""
         self._nested = nested
         self._slot_id = slot_id
-        self._id_slot = {doc_id: slot for slot, doc_id in enumerate(slot_id) if root.alive.data[slot]}
+        self._id_slot = dict(zip(slot_id, range(len(slot_id))))
         self.fields_below = fields_below
         self.fields_loaded = fields_below == 0
         self._root = root

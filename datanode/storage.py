@@ -65,8 +65,9 @@ class Storage:
             if version > SCHEMA_VERSION:
                 raise RuntimeError(f"data dir [{data_dir}] was written by a newer data node (schema {version}, "
                                    f"this one reads {SCHEMA_VERSION})")
-            db.executescript(_SCHEMA)
-            db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            if version < SCHEMA_VERSION:  # a new data dir (a write, so an fsync: not paid at every start)
+                db.executescript(_SCHEMA)
+                db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def conn(self) -> sqlite3.Connection:
         db = getattr(self._local, "db", None)
