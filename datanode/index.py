@@ -128,6 +128,7 @@ class Index:
         self._slot_id: list[str] = []
         self._id_slot: dict[str, int] = {}
         self.fields_loaded = True
+        self._stored_count: int | None = None  # while not open: no write can change it (a write opens the index)
         self.fields_below = 0   # root slots below this one get their non-vector fields from ``loader.load_fields``
         if loader is None:
             self.install(Scope(self, None), {}, [], fields_below=0)
@@ -197,7 +198,9 @@ class Index:
     def doc_count(self) -> int:
         if self._root is None:
             assert self.loader is not None
-            return self.loader.count(self)
+            if self._stored_count is None:
+                self._stored_count = self.loader.count(self)
+            return self._stored_count
         return len(self._id_slot)
 
     def nested_scope(self, path: str) -> Scope:

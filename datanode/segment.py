@@ -108,17 +108,20 @@ class SegmentLoader:
                 log.warning("could not save the segment of index [%s]", index.name, exc_info=True)
 
     def forget(self, uuids: set[str]) -> None:
-        """Remove the segments of deleted indices, and any directory no index owns (a save a crash cut short)."""
-        if not self.root.is_dir():
-            return
-        for path in self.root.iterdir():
-            if path.name in uuids or path.name.lstrip(".").split(".")[0] in uuids:
+        """Remove the segments of deleted indices (with what an interrupted save of theirs left)."""
+        for path in self._dirs():
+            if path.name.lstrip(".").split(".")[0] in uuids:
                 self._current.pop(path.name, None)
                 shutil.rmtree(path, ignore_errors=True)
 
     def keep_only(self, uuids: set[str]) -> None:
-        if self.root.is_dir():
-            self.forget({path.name for path in self.root.iterdir() if path.name not in uuids})
+        """At start: remove every directory that is not the segment of an index (deleted ones, interrupted saves)."""
+        for path in self._dirs():
+            if path.name not in uuids:
+                shutil.rmtree(path, ignore_errors=True)
+
+    def _dirs(self) -> list[Path]:
+        return list(self.root.iterdir()) if self.root.is_dir() else []
 
 
 # --- saving ---------------------------------------------------------------------------------------------------------
@@ -244,6 +247,10 @@ def _load_field(target: Path, n: int, index: Index, meta: dict[str, Any], scope_
     if not (owner.shape == live.shape == (meta["entries"],) and vectors.shape == (meta["entries"], spec.dimension)):
         raise ValueError(f"field [{meta['path']}]: files disagree on its entries")
     slots = owner[live]
-    if slots.size and not (0 <= slots.min() and slots.max() < scope_size and np.unique(slots).size == slots.size):
-        raise ValueError(f"field [{meta['path']}]: entry slots out of range or repeated")
+    if slots.size and not (0 <= slots.min() and slots.max() < scope_size):
+        raise ValueError(f"field [{meta['path']}]: entry slots out of range")
+    seen = np.zeros(scope_size, dtype=np.bool_)
+    seen[slots] = True
+    if int(np.count_nonzero(seen)) != slots.size:
+        raise ValueError(f"field [{meta['path']}]: two live entries for one slot")
     return VectorField.restored(spec, vectors, owner, live, graph)
