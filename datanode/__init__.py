@@ -6,11 +6,14 @@ Design: SQLite (WAL, ``synchronous=FULL``) holds indices, documents and pipeline
 state: a write is acknowledged after its transaction is fsynced, and memory is updated after the commit. In
 memory, per index and per nested path ("scope"): BM25 postings for ``text`` and ``keyword`` fields, values
 for numeric/date/boolean fields, a faiss HNSW graph per ``knn_vector`` field (``flat`` = exact search) and an
-inverted index per ``rank_features`` field; all rebuilt from SQLite at start. Blocking work runs in a thread
-pool, never on the event loop; a plain ``_search`` is one thread-pool job (parse, search, encode), reads stored
-sources only when the response shows them, and skips decoding the vectors a ``_source`` filter drops.
-``GET /metrics``: Prometheus metrics (``datanode_*``). Ingest and search pipelines, ``neural``, ``neural_sparse`` and ``hybrid`` run
-through the ``processors`` package against the ML node at ``ml_url``.
+inverted index per ``rank_features`` field. An index opens on first use, not at start: its slots and vector
+graphs from the segment a clean stop saved (``segment``; checked against SQLite's generation and document count,
+rebuilt from SQLite when stale or damaged), its other fields from SQLite when a query first reads them. Blocking
+work runs in a thread pool, never on the event loop; a plain ``_search`` is one thread-pool job (parse, search,
+encode), reads stored sources only when the response shows them, and skips decoding the vectors a ``_source``
+filter drops.
+``GET /metrics``: Prometheus metrics (``datanode_*``). Ingest and search pipelines, ``neural``, ``neural_sparse``
+and ``hybrid`` run through the ``processors`` package against the ML node at ``ml_url``.
 
 Compatibility choices (what a user may notice):
 - ``GET /`` reports OpenSearch ``3.1.0`` (Lucene 10): scores follow Lucene's ``BM25Similarity`` (OpenSearch

@@ -1,7 +1,8 @@
 """In-memory per-field indexes of one scope (the root documents, or the objects of one nested path).
 
-Slots are positions in the scope, assigned in write order; a removed slot stays dead. Every
-structure here is rebuilt from SQLite at start, so none of it needs to be durable.
+Slots are positions in the scope, assigned in write order; a removed slot stays dead. None of these
+structures needs to be durable: SQLite holds the documents, and ``segment`` saves vector fields only to open
+them faster, checked against SQLite.
 """
 
 from __future__ import annotations
@@ -28,9 +29,16 @@ class Grow:
         self.data = np.full(shape, fill, dtype=dtype)
         self.n = 0
 
+    @classmethod
+    def of(cls, data: np.ndarray, fill: Any = 0) -> "Grow":
+        """A Grow holding ``data`` (which may be read-only, e.g. mapped from a file: it is copied before it grows)."""
+        grow = cls(data.dtype, data.shape[1] if data.ndim == 2 else None, fill)
+        grow.data, grow.n = data, data.shape[0]
+        return grow
+
     def append(self, value: Any) -> int:
         if self.n == self.data.shape[0]:
-            extra = np.full_like(self.data, self.fill)
+            extra = np.full((max(16, self.n), *self.data.shape[1:]), self.fill, dtype=self.data.dtype)
             self.data = np.concatenate([self.data, extra])
         self.data[self.n] = value
         self.n += 1
@@ -83,17 +91,8 @@ class TermField:
         self.doc_count -= 1
         self.sum_ttf -= self.slot_length.pop(slot)
 
-    def has(self, slot: int) -> bool:
-        return slot in self.slot_terms
-
     def slots_with_field(self) -> np.ndarray:
         return np.fromiter(self.slot_terms.keys(), dtype=np.int64, count=len(self.slot_terms))
-
-    def matching(self, term: str) -> np.ndarray:
-        posting = self.postings.get(term)
-        if not posting:
-            return np.empty(0, dtype=np.int64)
-        return np.fromiter(posting.keys(), dtype=np.int64, count=len(posting))
 
     def score(self, term: str, boost: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
         """Slots containing ``term`` and their BM25 scores (Lucene BM25Similarity)."""
@@ -105,7 +104,6 @@ class TermField:
         weight = float(np.float32(boost) * np.float32(similarity.idf(len(posting), self.doc_count)))
         avgdl = similarity.avg_length(self.sum_ttf, self.doc_count)
         return slots, similarity.bm25(freqs, self.norm_bytes.data[slots], weight=weight, avgdl=avgdl)
-
 
     def score_phrase(self, terms: list[str], boost: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
         """Slots holding ``terms`` consecutively (in one value) and their BM25 phrase scores: Lucene's
@@ -209,6 +207,20 @@ class VectorField:
         self.in_graph = 0
         self.dead = 0
         self._plain_params: dict[int, faiss.SearchParametersHNSW] = {}
+        self.mapped: faiss.Index | None = None  # a graph read with its vectors mapped from a file (read-only)
+
+    @classmethod
+    def restored(cls, spec: VectorSpec, vectors: np.ndarray, owner: np.ndarray, live: np.ndarray,
+                 graph: faiss.Index | None) -> "VectorField":
+        """A field as ``segment`` saved it: ``vectors`` (read-only, maybe mapped), each entry's slot and liveness,
+        and the HNSW graph over every entry (None for exact search)."""
+        field = cls(spec)
+        field.vectors, field.owner, field.live = Grow.of(vectors), Grow.of(owner, fill=-1), Grow.of(live, fill=False)
+        field.slot_entry = dict(zip(owner[live].tolist(), np.flatnonzero(live).tolist()))
+        field.dead = int(live.size - len(field.slot_entry))
+        if graph is not None:
+            field.graph, field.in_graph, field.mapped = graph, graph.ntotal, graph
+        return field
 
     @property
     def metric_l2(self) -> bool:
@@ -250,7 +262,7 @@ class VectorField:
             self.slot_entry[slot] = self.vectors.append(vec)
             self.owner.append(slot)
             self.live.append(True)
-        self.graph, self.in_graph, self.dead = None, 0, 0
+        self.graph, self.in_graph, self.dead, self.mapped = None, 0, 0, None
 
     def refresh(self) -> None:
         """Bring the HNSW graph up to date with every written vector (blocking; call off the loop)."""
@@ -263,6 +275,8 @@ class VectorField:
             self.graph.hnsw.efConstruction = self.spec.ef_construction
             self.in_graph = 0
         if self.in_graph < self.vectors.n:
+            if self.graph is self.mapped:  # faiss aborts on adding to a mapped graph: add to an owned copy
+                self.graph = faiss.deserialize_index(faiss.serialize_index(self.graph))
             self.graph.add(np.ascontiguousarray(self.vectors.data[self.in_graph:self.vectors.n]))
             self.in_graph = self.vectors.n
 

@@ -1,16 +1,34 @@
 """One index in memory: its mapping and settings, and the field indexes of its root documents and
-of each nested path. Documents themselves live in SQLite (see ``storage``)."""
+of each nested path. Documents themselves live in SQLite (see ``storage``).
+
+An index opens in steps, each on first use, so a request pays for what it touches (see ``segment``):
+its metadata is read when the data node starts; its slots (document ids, nested objects) and vector fields when a
+request first reaches it; its text, keyword, value and feature fields when a query or a sort first reads them.
+"""
 
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from .analysis import analyze
 from .fields import FeatureField, Grow, TermField, ValueField, VectorField
 from .mapping import Entry, Mapping, ParsedDoc
+
+
+class Loader(Protocol):
+    """Where an index's slots and fields come from when it is first used (``segment.SegmentLoader``)."""
+
+    def open(self, index: "Index") -> None:
+        """Give ``index`` its slots and vector fields (``Index.install``), and maybe every other field."""
+
+    def load_fields(self, index: "Index") -> None:
+        """Index the text, keyword, value and feature fields of the slots ``open`` left without them."""
+
+    def count(self, index: "Index") -> int:
+        """How many documents the index holds, without opening it."""
 
 
 class Scope:
@@ -21,24 +39,49 @@ class Scope:
         self.nested_path = nested_path
         self.alive = Grow(np.bool_, fill=False)
         self.parent = Grow(np.int64, fill=-1)
-        self.terms: dict[str, TermField] = {}
-        self.values: dict[str, ValueField] = {}
+        self._terms: dict[str, TermField] = {}
+        self._values: dict[str, ValueField] = {}
         self.vectors: dict[str, VectorField] = {}
-        self.features: dict[str, FeatureField] = {}
+        self._features: dict[str, FeatureField] = {}
         self.children: dict[int, list[int]] = {}
+
+    # the fields a query reads; reading them loads them (``Index.ensure_fields``)
+    @property
+    def terms(self) -> dict[str, TermField]:
+        self.index.ensure_fields()
+        return self._terms
+
+    @property
+    def values(self) -> dict[str, ValueField]:
+        self.index.ensure_fields()
+        return self._values
+
+    @property
+    def features(self) -> dict[str, FeatureField]:
+        self.index.ensure_fields()
+        return self._features
 
     @property
     def size(self) -> int:
         return self.alive.n
-
-    def live_mask(self) -> np.ndarray:
-        return self.alive.view().copy()
 
     def add(self, entry: Entry, parent: int = -1) -> int:
         slot = self.alive.append(True)
         self.parent.append(parent)
         if parent >= 0:
             self.children.setdefault(parent, []).append(slot)
+        self.index_fields(slot, entry)
+        fields = self.index.mapping.fields
+        for path, vec in entry.vectors.items():
+            spec = fields[path].vector
+            assert spec is not None
+            if path not in self.vectors:
+                self.vectors[path] = VectorField(spec)
+            self.vectors[path].add(slot, vec)
+        return slot
+
+    def index_fields(self, slot: int, entry: Entry) -> None:
+        """Index the text, keyword, value and feature values of ``entry`` at ``slot`` (not its vectors)."""
         fields = self.index.mapping.fields
         for path, texts in entry.texts.items():
             per_value = [analyze(text) for text in texts]
@@ -48,25 +91,18 @@ class Scope:
                 if sequence:
                     sequence.append(None)
                 sequence.extend(value)
-            self.terms.setdefault(path, TermField(norms=True)).add(slot, tokens, sequence)
+            self._terms.setdefault(path, TermField(norms=True)).add(slot, tokens, sequence)
         for path, vals in entry.values.items():
             if fields[path].type == "keyword":
-                self.terms.setdefault(path, TermField(norms=False)).add(slot, [str(v) for v in vals])
+                self._terms.setdefault(path, TermField(norms=False)).add(slot, [str(v) for v in vals])
             else:
-                self.values.setdefault(path, ValueField()).add(slot, vals)
-        for path, vec in entry.vectors.items():
-            spec = fields[path].vector
-            assert spec is not None
-            if path not in self.vectors:
-                self.vectors[path] = VectorField(spec)
-            self.vectors[path].add(slot, vec)
+                self._values.setdefault(path, ValueField()).add(slot, vals)
         for path, feats in entry.features.items():
-            self.features.setdefault(path, FeatureField()).add(slot, feats)
-        return slot
+            self._features.setdefault(path, FeatureField()).add(slot, feats)
 
     def remove(self, slot: int) -> None:
         self.alive.data[slot] = False
-        for group in (self.terms, self.values, self.vectors, self.features):
+        for group in (self._terms, self._values, self.vectors, self._features):
             for fld in group.values():
                 fld.remove(slot)
 
@@ -77,7 +113,8 @@ class Scope:
 
 class Index:
     def __init__(self, name: str, uuid: str, settings: dict[str, Any], mappings: dict[str, Any],
-                 created_ms: int, seq_no: int = -1) -> None:
+                 created_ms: int, seq_no: int = -1, loader: Loader | None = None) -> None:
+        """A new, empty index; with a ``loader``, a stored one that opens on first use."""
         self.name = name
         self.uuid = uuid
         self.settings = settings          # flat "index.*" keys
@@ -85,10 +122,66 @@ class Index:
         self.seq_no = seq_no
         self.mapping = Mapping(mappings, knn_enabled=self.knn_enabled)
         self.lock = threading.RLock()
-        self.root = Scope(self, None)
-        self.nested: dict[str, Scope] = {}
-        self.slot_id: list[str] = []
-        self.id_slot: dict[str, int] = {}
+        self.loader = loader
+        self._root: Scope | None = None
+        self._nested: dict[str, Scope] = {}
+        self._slot_id: list[str] = []
+        self._id_slot: dict[str, int] = {}
+        self.fields_loaded = True
+        self._stored_count: int | None = None  # while not open: no write can change it (a write opens the index)
+        self.fields_below = 0   # root slots below this one get their non-vector fields from ``loader.load_fields``
+        if loader is None:
+            self.install(Scope(self, None), {}, [], fields_below=0)
+
+    def install(self, root: Scope, nested: dict[str, Scope], slot_id: list[str], *, fields_below: int) -> None:
+        """Open the index on these slots (all live); root slots below ``fields_below`` (and their nested objects)
+        still lack their non-vector fields, which ``ensure_fields`` loads when a query first reads them."""
+        self._nested = nested
+        self._slot_id = slot_id
+        self._id_slot = dict(zip(slot_id, range(len(slot_id))))
+        self.fields_below = fields_below
+        self.fields_loaded = fields_below == 0
+        self._root = root
+
+    @property
+    def is_open(self) -> bool:
+        return self._root is not None
+
+    def ensure_open(self) -> None:
+        if self._root is None:
+            with self.lock:
+                if self._root is None:
+                    assert self.loader is not None
+                    self.loader.open(self)
+
+    def ensure_fields(self) -> None:
+        if not self.fields_loaded:
+            with self.lock:
+                if not self.fields_loaded:
+                    assert self.loader is not None
+                    self.loader.load_fields(self)
+                    self.fields_loaded = True
+
+    @property
+    def root(self) -> Scope:
+        self.ensure_open()
+        assert self._root is not None
+        return self._root
+
+    @property
+    def nested(self) -> dict[str, Scope]:
+        self.ensure_open()
+        return self._nested
+
+    @property
+    def slot_id(self) -> list[str]:
+        self.ensure_open()
+        return self._slot_id
+
+    @property
+    def id_slot(self) -> dict[str, int]:
+        self.ensure_open()
+        return self._id_slot
 
     @property
     def knn_enabled(self) -> bool:
@@ -103,15 +196,18 @@ class Index:
 
     @property
     def doc_count(self) -> int:
-        return len(self.id_slot)
+        if self._root is None:
+            assert self.loader is not None
+            if self._stored_count is None:
+                self._stored_count = self.loader.count(self)
+            return self._stored_count
+        return len(self._id_slot)
 
     def nested_scope(self, path: str) -> Scope:
-        if path not in self.nested:
-            self.nested[path] = Scope(self, path)
-        return self.nested[path]
-
-    def scope_of(self, path: str | None) -> Scope:
-        return self.root if path is None else self.nested_scope(path)
+        nested = self.nested
+        if path not in nested:
+            nested[path] = Scope(self, path)
+        return nested[path]
 
     # --- memory updates (after the write is durable) ----------------------------------------
     def put(self, doc_id: str, parsed: ParsedDoc) -> None:
@@ -133,7 +229,10 @@ class Index:
             scope.remove_children(slot)
 
     def refresh(self) -> None:
-        """Bring every HNSW graph up to date (what a refresh makes searchable)."""
+        """Bring every HNSW graph up to date (what a refresh makes searchable); an index not yet open has nothing
+        to bring up to date."""
+        if self._root is None:
+            return
         with self.lock:
             for scope in (self.root, *self.nested.values()):
                 for fld in scope.vectors.values():

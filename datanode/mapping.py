@@ -170,8 +170,8 @@ class Mapping:
             return FieldSpec(path, ftype, nested, positive_score_impact=bool(spec.get("positive_score_impact", True)))
         for key in ("analyzer", "search_analyzer"):
             if key in spec and spec[key] not in SUPPORTED_ANALYZERS:
-                raise MapperParsingError(f"analyzer [{spec[key]}] for field [{path}] is not available on this data node: "
-                                         f"it analyses text with [{', '.join(SUPPORTED_ANALYZERS)}]")
+                raise MapperParsingError(f"analyzer [{spec[key]}] for field [{path}] is not available on this data "
+                                         f"node: it analyses text with [{', '.join(SUPPORTED_ANALYZERS)}]")
         if ftype in ("match_only_text",):
             ftype = "text"
         if ftype in ("wildcard", "constant_keyword"):

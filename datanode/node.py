@@ -11,7 +11,6 @@ import base64
 import copy
 import fnmatch
 import json
-import logging
 import shutil
 import time
 import uuid as uuidlib
@@ -26,19 +25,29 @@ from opensearch_contract.settings import flatten_settings as flatten_any
 from opensearch_contract.settings import nest_settings as nest_any
 from opensearch_contract.settings import setting_string
 
-from . import snapshot
 from .errors import ActionRequestValidation as ActionValidation
-from .errors import (DocumentMissing, IllegalArgument, IndexNotFound, InvalidIndexName, MapperParsingError,
-                     OpenSearchError, ParsingError, ResourceAlreadyExists, ResourceNotFound, SearchPhaseError,
-                     VersionConflict, item_error)
-from .hits import inner_hits_of, parse_sort, sort_hits
+from .errors import (
+    DocumentMissing,
+    IllegalArgument,
+    IndexNotFound,
+    InvalidIndexName,
+    MapperParsingError,
+    OpenSearchError,
+    ParsingError,
+    ResourceAlreadyExists,
+    ResourceNotFound,
+    SearchPhaseError,
+    VersionConflict,
+    item_error,
+)
+from .hits import SortSpec, inner_hits_of, parse_sort, sort_hits
 from .index import Index
 from .mapping import Mapping, ParsedDoc
 from .query import Executor
+from .segment import SegmentLoader
 from .source import SourceDecoder, droppable_vectors, filter_source, parse_source_param
 from .storage import Storage, dumps
 
-log = logging.getLogger("neuralpipe.datanode")
 VERSION = "3.1.0"
 LUCENE_VERSION = "10.2.1"
 CLUSTER_NAME = "neuralpipe"
@@ -95,34 +104,22 @@ class WriteOp:
 
 class DataNode:
     def __init__(self, data_dir: Path) -> None:
+        """Opens the data dir: its pipelines and its indices' metadata; each index opens on first use."""
         self.data_dir = Path(data_dir)
         self.storage = Storage(self.data_dir)
+        self.segments = SegmentLoader(self.storage, self.data_dir / "indices")
         self.indices: dict[str, Index] = {}
         self.pipelines = {"ingest": self.storage.pipelines("ingest"), "search": self.storage.pipelines("search")}
         for row in self.storage.indices():
-            index = Index(row["name"], row["uuid"], row["settings"], row["mappings"], row["created_ms"], row["seq_no"])
-            for doc_id, _version, _seq, source in self.storage.docs(index.name):
-                try:
-                    index.put(doc_id, index.mapping.parse(source, doc_id))
-                except OpenSearchError as exc:  # stored before a mapping change; keep it, but unsearchable
-                    log.warning("index [%s] doc [%s] could not be re-indexed at start: %s", index.name, doc_id, exc)
-            snapshot.restore(self.graph_dir, index)
-            index.refresh()
-            self.indices[index.name] = index
-        shutil.rmtree(self.graph_dir, ignore_errors=True)  # used or stale: a later crash must not see it
-
-    @property
-    def graph_dir(self) -> Path:
-        return self.data_dir / "graphs"
+            self.indices[row["name"]] = Index(row["name"], row["uuid"], row["settings"], row["mappings"],
+                                              row["created_ms"], row["seq_no"], loader=self.segments)
+        self.segments.keep_only({index.uuid for index in self.indices.values()})
+        shutil.rmtree(self.data_dir / "graphs", ignore_errors=True)  # graph snapshots of earlier versions
 
     def close(self) -> None:
-        """Clean shutdown: snapshot the HNSW graphs so the next start skips rebuilding them."""
+        """Clean shutdown: save the segments of the indices used since the start, so the next start reads them."""
         with self.storage.write_lock:
-            for index in list(self.indices.values()):
-                try:
-                    snapshot.save(self.graph_dir, index)
-                except Exception:  # noqa: BLE001  (only an accelerator)
-                    log.warning("could not snapshot the graphs of index [%s]", index.name, exc_info=True)
+            self.segments.save_open(list(self.indices.values()))
         self.storage.close()
 
     # --- indices ---------------------------------------------------------------------------
@@ -193,6 +190,7 @@ class DataNode:
                 db.execute("DELETE FROM indices WHERE name=?", (index.name,))
         for index in targets:
             self.indices.pop(index.name, None)
+        self.segments.forget({index.uuid for index in targets})
         return {"acknowledged": True}
 
     def describe(self, index: Index) -> dict[str, Any]:
@@ -266,6 +264,9 @@ class DataNode:
         pending: list[tuple[Index, str, ParsedDoc | None]] = []
         created: dict[str, Index] = {}
         before = {name: (ix.seq_no, ix.mapping) for name, ix in self.indices.items()}
+        for name in {op.index for op in ops} & set(self.indices):
+            # open before the commit: an index first opened after it would find its segment one write behind
+            self.indices[name].ensure_open()
         try:
             with self.storage.transaction() as db:
                 for op in ops:
@@ -494,112 +495,74 @@ class DataNode:
     def search(self, expression: str | None, body: dict[str, Any] | None,
                params: dict[str, str] | None = None) -> dict[str, Any]:
         started = time.perf_counter()
-        body = dict(body or {})
-        params = params or {}
-        allowed = {"query", "size", "from", "_source", "track_total_hits", "min_score", "version",
-                   "seq_no_primary_term", "explain", "timeout", "ext", "sort", "track_scores", "stored_fields",
-                   "search_pipeline", "profile"}
-        unknown = set(body) - allowed
-        if unknown & {"aggs", "aggregations", "suggest", "highlight", "collapse", "search_after", "rescore"}:
-            raise IllegalArgument(f"[{sorted(unknown)[0]}] is not supported by this data node: it answers queries, "
-                                  f"paging, _source filtering and total hits")
-        if unknown:
-            raise ParsingError(f"Unknown key for a START_OBJECT in [{sorted(unknown)[0]}].")
-        size = _int_param(params.get("size", body.get("size", 10)), "size")
-        start = _int_param(params.get("from", body.get("from", 0)), "from")
-        if size < 0 or start < 0:
-            raise IllegalArgument(f"[{'size' if size < 0 else 'from'}] parameter cannot be negative")
-        if size + start > MAX_RESULT_WINDOW:
-            raise IllegalArgument(f"Result window is too large, from + size must be less than or equal to: "
-                                  f"[{MAX_RESULT_WINDOW}] but was [{size + start}]. See the scroll api for a more "
-                                  f"efficient way to request large data sets.")
-        sort = parse_sort(body.get("sort"), params.get("sort"))
-        min_score = _float_param(body["min_score"], "min_score") if body.get("min_score") is not None else None
-        tth = params.get("track_total_hits", body.get("track_total_hits", DEFAULT_TRACK_TOTAL_HITS))
-        if isinstance(tth, str):
-            lowered = tth.lower()
-            tth = True if lowered == "true" else False if lowered == "false" else _int_param(tth, "track_total_hits")
-        elif not isinstance(tth, (bool, int)):
-            raise IllegalArgument(f"[track_total_hits] must be a boolean or an integer, got [{tth}]")
-        if not isinstance(body.get("_source", True), (bool, str, list, dict)):
-            raise ParsingError(f"[_source] must be a boolean, a string, an array or an object, got [{body['_source']}]")
-        query = body.get("query", {"match_all": {}})
+        request = parse_search(body, params or {})
         targets = self.resolve(expression)
-        inner_hits: dict[str, Any] = {}
-        hits_idx: list[np.ndarray] = []
-        hits_slot: list[np.ndarray] = []
-        hits_score: list[np.ndarray] = []
-        for n, index in enumerate(targets):
-            mask, scores = self._run_query(index, query, inner_hits)
-            slots = np.flatnonzero(mask)
-            sc = scores[slots].astype(np.float32)
-            if min_score is not None:
-                keep = sc >= np.float32(min_score)
-                slots, sc = slots[keep], sc[keep]
-            hits_idx.append(np.full(slots.size, n))
-            hits_slot.append(slots)
-            hits_score.append(sc)
-        if len(targets) == 1:
-            all_idx, all_slot, all_score = hits_idx[0], hits_slot[0], hits_score[0]
-        else:
-            all_idx = np.concatenate(hits_idx) if hits_idx else np.empty(0, dtype=np.int64)
-            all_slot = np.concatenate(hits_slot) if hits_slot else np.empty(0, dtype=np.int64)
-            all_score = np.concatenate(hits_score) if hits_score else np.empty(0, dtype=np.float32)
-        sort_values: list[list[Any]] | None = None
-        if sort is None:
-            order = np.lexsort((all_slot, all_idx, -all_score.astype(np.float64)))
-        else:
-            order, sort_values = sort_hits(sort, targets, all_idx, all_slot, all_score)
-        page = order[start:start + size]
-        total = int(all_score.size)
-        fetch, inc, exc = parse_source_param(params.get("_source", body.get("_source")),
-                                             params.get("_source_includes"), params.get("_source_excludes"))
-        with_version = bool(body.get("version")) or str(params.get("version", "")).lower() == "true"
-        with_seq = bool(body.get("seq_no_primary_term"))
-        by_index: dict[int, list[str]] = {}
-        for i in page.tolist():
-            by_index.setdefault(int(all_idx[i]), []).append(targets[int(all_idx[i])].slot_id[int(all_slot[i])])
-        need_rows = fetch or with_version or with_seq or bool(inner_hits)
-        prefiltered = fetch and bool(inc or exc) and not inner_hits
-        stored = {n: self.storage.sources(targets[n].name, ids, self._source_decoder(targets[n], fetch, inc, exc,
-                                                                                       bool(inner_hits)))
-                  if need_rows else {} for n, ids in by_index.items()}
-        hits = []
-        scored = sort is None or any(field == "_score" for field, _, _ in sort) or bool(body.get("track_scores"))
-        for i in page.tolist():
-            n = int(all_idx[i])
-            index = targets[n]
-            doc_id = index.slot_id[int(all_slot[i])]
-            hit: dict[str, Any] = {"_index": index.name, "_id": doc_id,
-                                   "_score": float(all_score[i]) if scored else None}
-            row = stored[n].get(doc_id)
-            if row is not None:
-                if with_version:
-                    hit["_version"] = row[0]
-                if with_seq:
-                    hit["_seq_no"], hit["_primary_term"] = row[1], 1
-                if fetch:
-                    hit["_source"] = row[2] if prefiltered else filter_source(row[2], inc, exc)
-            if sort_values is not None:
-                hit["sort"] = sort_values[i]
-            if index.name in inner_hits and row is not None:
-                hit["inner_hits"] = inner_hits_of(index, inner_hits[index.name], int(all_slot[i]), doc_id, row[2])
-            hits.append(hit)
-        hits_body: dict[str, Any] = {}
-        if tth is True:
-            hits_body["total"] = {"value": total, "relation": "eq"}
-        elif tth is not False:
-            limit = int(tth)
-            hits_body["total"] = ({"value": total, "relation": "eq"} if total <= limit
-                                  else {"value": limit, "relation": "gte"})
-        if total and scored and size > 0:  # score order puts the best first
-            hits_body["max_score"] = float(all_score[order[0]] if sort is None else all_score.max())
-        else:
-            hits_body["max_score"] = None
-        hits_body["hits"] = hits
+        matches = self._execute(targets, request)
+        hits_body = {**_hits_header(request, matches), "hits": self._render_hits(targets, request, matches)}
         n = len(targets)
         return {"took": int((time.perf_counter() - started) * 1000), "timed_out": False,
                 "_shards": {"total": n, "successful": n, "skipped": 0, "failed": 0}, "hits": hits_body}
+
+    def _execute(self, targets: list[Index], request: SearchRequest) -> Matches:
+        """Every matching (index, slot, score) of the targets, above ``min_score``, and the hit order."""
+        inner_hits: dict[str, Any] = {}
+        per_index: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        for n, index in enumerate(targets):
+            mask, scores = self._run_query(index, request.query, inner_hits)
+            slots = np.flatnonzero(mask)
+            sc = scores[slots].astype(np.float32)
+            if request.min_score is not None:
+                keep = sc >= np.float32(request.min_score)
+                slots, sc = slots[keep], sc[keep]
+            per_index.append((np.full(slots.size, n), slots, sc))
+        if len(per_index) == 1:
+            all_idx, all_slot, all_score = per_index[0]
+        else:
+            all_idx = np.concatenate([p[0] for p in per_index]) if per_index else np.empty(0, dtype=np.int64)
+            all_slot = np.concatenate([p[1] for p in per_index]) if per_index else np.empty(0, dtype=np.int64)
+            all_score = np.concatenate([p[2] for p in per_index]) if per_index else np.empty(0, dtype=np.float32)
+        sort_values: list[list[Any]] | None = None
+        if request.sort is None:
+            order = np.lexsort((all_slot, all_idx, -all_score.astype(np.float64)))
+        else:
+            order, sort_values = sort_hits(request.sort, targets, all_idx, all_slot, all_score)
+        return Matches(all_idx, all_slot, all_score, order, sort_values, inner_hits)
+
+    def _render_hits(self, targets: list[Index], request: SearchRequest, matches: Matches) -> list[dict[str, Any]]:
+        """The page's hits, with what the request asked to see of each (source, version, sort values, ...)."""
+        page = matches.order[request.start:request.start + request.size].tolist()
+        inner_hits = matches.inner_hits
+        fetch, inc, exc = request.fetch, request.includes, request.excludes
+        by_index: dict[int, list[str]] = {}
+        for i in page:
+            n = int(matches.idx[i])
+            by_index.setdefault(n, []).append(targets[n].slot_id[int(matches.slot[i])])
+        need_rows = fetch or request.with_version or request.with_seq or bool(inner_hits)
+        prefiltered = fetch and bool(inc or exc) and not inner_hits
+        stored = {n: self.storage.sources(targets[n].name, ids,
+                                          self._source_decoder(targets[n], fetch, inc, exc, bool(inner_hits)))
+                  if need_rows else {} for n, ids in by_index.items()}
+        hits = []
+        for i in page:
+            n, slot = int(matches.idx[i]), int(matches.slot[i])
+            index = targets[n]
+            doc_id = index.slot_id[slot]
+            hit: dict[str, Any] = {"_index": index.name, "_id": doc_id,
+                                   "_score": float(matches.score[i]) if request.scored else None}
+            row = stored[n].get(doc_id)
+            if row is not None:
+                if request.with_version:
+                    hit["_version"] = row[0]
+                if request.with_seq:
+                    hit["_seq_no"], hit["_primary_term"] = row[1], 1
+                if fetch:
+                    hit["_source"] = row[2] if prefiltered else filter_source(row[2], inc, exc)
+            if matches.sort_values is not None:
+                hit["sort"] = matches.sort_values[i]
+            if index.name in inner_hits and row is not None:
+                hit["inner_hits"] = inner_hits_of(index, inner_hits[index.name], slot, doc_id, row[2])
+            hits.append(hit)
+        return hits
 
     @staticmethod
     def _source_decoder(index: Index, fetch: bool, inc: list[str], exc: list[str], whole: bool
@@ -635,6 +598,98 @@ class DataNode:
         self.storage.delete_pipeline(kind, pipeline_id)
         del self.pipelines[kind][pipeline_id]
         return {"acknowledged": True}
+
+
+SEARCH_KEYS = {"query", "size", "from", "_source", "track_total_hits", "min_score", "version", "seq_no_primary_term",
+               "explain", "timeout", "ext", "sort", "track_scores", "stored_fields", "search_pipeline", "profile"}
+UNSUPPORTED_SEARCH_KEYS = {"aggs", "aggregations", "suggest", "highlight", "collapse", "search_after", "rescore"}
+
+
+@dataclass
+class SearchRequest:
+    """A ``_search`` body and its URL parameters, validated."""
+
+    query: Any
+    size: int
+    start: int
+    sort: SortSpec | None
+    min_score: float | None
+    track_total_hits: bool | int
+    fetch: bool
+    includes: list[str]
+    excludes: list[str]
+    with_version: bool
+    with_seq: bool
+    scored: bool  # hits carry their score (score order, a _score sort, or track_scores)
+
+
+@dataclass
+class Matches:
+    """Every hit of a search over its target indices: parallel arrays, and the order they are shown in."""
+
+    idx: np.ndarray     # position of the hit's index among the targets
+    slot: np.ndarray
+    score: np.ndarray   # float32
+    order: np.ndarray
+    sort_values: list[list[Any]] | None
+    inner_hits: dict[str, Any]
+
+
+def parse_search(body: dict[str, Any] | None, params: dict[str, str]) -> SearchRequest:
+    body = body or {}
+    unknown = set(body) - SEARCH_KEYS
+    if unknown & UNSUPPORTED_SEARCH_KEYS:
+        raise IllegalArgument(f"[{sorted(unknown)[0]}] is not supported by this data node: it answers queries, "
+                              f"paging, _source filtering and total hits")
+    if unknown:
+        raise ParsingError(f"Unknown key for a START_OBJECT in [{sorted(unknown)[0]}].")
+    size = _int_param(params.get("size", body.get("size", 10)), "size")
+    start = _int_param(params.get("from", body.get("from", 0)), "from")
+    if size < 0 or start < 0:
+        raise IllegalArgument(f"[{'size' if size < 0 else 'from'}] parameter cannot be negative")
+    if size + start > MAX_RESULT_WINDOW:
+        raise IllegalArgument(f"Result window is too large, from + size must be less than or equal to: "
+                              f"[{MAX_RESULT_WINDOW}] but was [{size + start}]. See the scroll api for a more "
+                              f"efficient way to request large data sets.")
+    sort = parse_sort(body.get("sort"), params.get("sort"))
+    min_score = _float_param(body["min_score"], "min_score") if body.get("min_score") is not None else None
+    tth = _track_total_hits(params.get("track_total_hits", body.get("track_total_hits", DEFAULT_TRACK_TOTAL_HITS)))
+    if not isinstance(body.get("_source", True), (bool, str, list, dict)):
+        raise ParsingError(f"[_source] must be a boolean, a string, an array or an object, got [{body['_source']}]")
+    fetch, inc, exc = parse_source_param(params.get("_source", body.get("_source")),
+                                         params.get("_source_includes"), params.get("_source_excludes"))
+    scored = sort is None or any(fld == "_score" for fld, _, _ in sort) or bool(body.get("track_scores"))
+    return SearchRequest(
+        query=body.get("query", {"match_all": {}}), size=size, start=start, sort=sort, min_score=min_score,
+        track_total_hits=tth, fetch=fetch, includes=inc, excludes=exc,
+        with_version=bool(body.get("version")) or str(params.get("version", "")).lower() == "true",
+        with_seq=bool(body.get("seq_no_primary_term")), scored=scored)
+
+
+def _track_total_hits(value: Any) -> bool | int:
+    if isinstance(value, str):
+        lowered = value.lower()
+        return True if lowered == "true" else False if lowered == "false" else _int_param(value, "track_total_hits")
+    if not isinstance(value, (bool, int)):
+        raise IllegalArgument(f"[track_total_hits] must be a boolean or an integer, got [{value}]")
+    return value
+
+
+def _hits_header(request: SearchRequest, matches: Matches) -> dict[str, Any]:
+    """``hits.total`` (as ``track_total_hits`` asks) and ``hits.max_score``."""
+    out: dict[str, Any] = {}
+    total = int(matches.score.size)
+    tth = request.track_total_hits
+    if tth is True:
+        out["total"] = {"value": total, "relation": "eq"}
+    elif tth is not False:
+        limit = int(tth)
+        out["total"] = {"value": total, "relation": "eq"} if total <= limit else {"value": limit, "relation": "gte"}
+    if total and request.scored and request.size > 0:  # score order puts the best first
+        out["max_score"] = float(matches.score[matches.order[0]] if request.sort is None else matches.score.max())
+    else:
+        out["max_score"] = None
+    return out
 
 
 def _float_param(value: Any, name: str) -> float:

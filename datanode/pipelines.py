@@ -40,7 +40,7 @@ class PipelineRunner:
     @property
     def ml(self) -> Any:
         if self._ml is None and self.ml_url:
-            from processors.mlclient import MLClient
+            from processors.mlclient import MLClient  # here: a plain search never pays for importing processors
             self._ml = MLClient(self.ml_url)
         return self._ml
 
@@ -65,7 +65,7 @@ class PipelineRunner:
         stores a pipeline that needs an ML node on a node without one (it fails clearly when used)."""
         if check_ml:
             self._check_ml(kind, pipeline_id, body)
-        from processors.pipeline import IngestPipeline, SearchPipeline
+        from processors.pipeline import IngestPipeline, SearchPipeline  # here: see ``ml`` (start-up cost)
         cls = IngestPipeline if kind == "ingest" else SearchPipeline
         return cls.from_body(pipeline_id, body, ml=self.ml)
 
@@ -87,7 +87,7 @@ class PipelineRunner:
     async def ingest(self, pipeline: Any, docs: list[tuple[str, str | None, dict[str, Any]]],
                      lookup: Any) -> list[dict[str, Any] | OpenSearchError]:
         """Run ``pipeline`` over (index, id, source) docs: the new source, or the doc's error."""
-        from processors.document import IngestDocument
+        from processors.document import IngestDocument  # here: see ``ml`` (start-up cost)
         ingest_docs = [IngestDocument(index, doc_id, source) for index, doc_id, source in docs]
         results = await pipeline.run(ingest_docs, lookup=lookup)
         out: list[dict[str, Any] | OpenSearchError] = []
@@ -105,5 +105,5 @@ class PipelineRunner:
         used = find_keys(query, ML_QUERIES)
         if used and self.ml is None:
             raise _no_ml(f"query [{sorted(used)[0]}]")
-        from processors.search import run_search
+        from processors.search import run_search  # here: see ``ml`` (start-up cost)
         return await run_search(index, body, search_fn=search_fn, ml=self.ml, pipeline=pipeline)

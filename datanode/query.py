@@ -15,7 +15,7 @@ from .analysis import analyze
 from .errors import IllegalArgument, OpenSearchError, ParsingError
 from .fields import FeatureField
 from .index import Index, Scope
-from .mapping import coerce, parse_date
+from .mapping import VectorSpec, coerce, parse_date
 
 Result = tuple[np.ndarray, np.ndarray]  # (match mask: bool[N], scores: float64[N])
 
@@ -76,7 +76,8 @@ class Executor:
         self.inner_hits: dict[str, tuple[str, dict[str, Any], np.ndarray, np.ndarray]] = {}
         self.handlers: dict[str, Callable[[Any, Scope], Result]] = {
             "bool": self._bool, "match_all": self._match_all, "match_none": self._match_none,
-            "match": self._match, "match_phrase": self._match_phrase, "multi_match": self._multi_match, "term": self._term, "terms": self._terms,
+            "match": self._match, "match_phrase": self._match_phrase, "multi_match": self._multi_match,
+            "term": self._term, "terms": self._terms,
             "range": self._range, "exists": self._exists, "ids": self._ids, "constant_score": self._constant,
             "dis_max": self._dis_max, "knn": self._knn, "rank_feature": self._rank_feature,
             "nested": self._nested,
@@ -325,7 +326,8 @@ class Executor:
         return self._term_value(fld, params["value"], float(params.get("boost", 1.0)), scope,
                                 case_insensitive=bool(params.get("case_insensitive", False)))
 
-    def _term_value(self, fld: str, value: Any, boost: float, scope: Scope, *, case_insensitive: bool = False) -> Result:
+    def _term_value(self, fld: str, value: Any, boost: float, scope: Scope, *,
+                    case_insensitive: bool = False) -> Result:
         if fld == "_id":
             return self._ids({"values": [value], "boost": boost}, scope)
         ftype = self._field(fld, scope)
@@ -453,14 +455,41 @@ class Executor:
             inner = self.index.nested_scope(spec.nested_path)
             cmask, cscores = self._knn(body, inner)
             return self._join(inner, cmask, cscores, "max", scope, 1.0)
+        assert spec.vector is not None
+        query, ef_search = self._knn_vector_and_ef(fld, params, spec.vector)
+        allowed = None  # the vector field itself never returns removed entries
+        if params.get("filter") is not None:
+            if scope.nested_path is not None:  # filters on a nested knn apply to the parent documents
+                parent_mask = self.run(params["filter"], self.index.root)[0]
+                parents = scope.parent.view()
+                allowed = parent_mask[np.clip(parents, 0, None)] & (parents >= 0)
+            else:
+                allowed = self.run(params["filter"], scope)[0]
+        field_index = scope.vectors.get(fld)
+        if field_index is None:
+            return self._empty(scope)
+        group = scope.parent.view() if scope.nested_path is not None else None
+        if params.get("k") is not None:
+            k = params["k"]
+            if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= 10000:
+                raise IllegalArgument(f"[knn] requires 0 < k <= 10000, got [{k}]")
+            slots, scores = field_index.search(query, k, allowed, ef_search, group)
+        else:
+            if params.get("min_score") is not None:
+                threshold = float(params["min_score"])
+            else:
+                threshold = score_from_distance(spec.vector.space_type, float(params["max_distance"]))
+            slots, scores = _best_per_group(*field_index.radial(query, threshold, allowed), group)
+        return self._dense(scope, slots, scores.astype(np.float64) * float(params.get("boost", 1.0)))
+
+    def _knn_vector_and_ef(self, fld: str, params: dict[str, Any], vs: VectorSpec) -> tuple[np.ndarray, int | None]:
+        """The query vector and ``ef_search`` of a knn clause, after checking its parameters."""
         allowed_keys = {"vector", "k", "filter", "min_score", "max_distance", "method_parameters", "boost",
                         "_name", "rescore", "expand_nested_docs"}
         unknown = set(params) - allowed_keys
         if unknown:
             raise ParsingError(f"[knn] unknown token [{sorted(unknown)[0]}] after [{fld}]")
         vector = params.get("vector")
-        vs = spec.vector
-        assert vs is not None
         if not isinstance(vector, list) or not vector:
             raise IllegalArgument("[knn] requires query vector")
         if len(vector) != vs.dimension:
@@ -482,37 +511,7 @@ class Executor:
                                       f"[{ef_search}]")
         if ef_search is None and "index.knn.algo_param.ef_search" in self.index.settings:
             ef_search = int(self.index.settings["index.knn.algo_param.ef_search"])
-        allowed = None  # the vector field itself never returns removed entries
-        if params.get("filter") is not None:
-            if scope.nested_path is not None:  # filters on a nested knn apply to the parent documents
-                parent_mask = self.run(params["filter"], self.index.root)[0]
-                parents = scope.parent.view()
-                allowed = parent_mask[np.clip(parents, 0, None)] & (parents >= 0)
-            else:
-                allowed = self.run(params["filter"], scope)[0]
-        field_index = scope.vectors.get(fld)
-        if field_index is None:
-            return self._empty(scope)
-        boost = float(params.get("boost", 1.0))
-        group = scope.parent.view() if scope.nested_path is not None else None
-        if "k" in modes:
-            k = params["k"]
-            if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= 10000:
-                raise IllegalArgument(f"[knn] requires 0 < k <= 10000, got [{k}]")
-            slots, scores = field_index.search(query, k, allowed, ef_search, group)
-        else:
-            if "min_score" in modes:
-                threshold = float(params["min_score"])
-            else:
-                distance = float(params["max_distance"])
-                threshold = score_from_distance(vs.space_type, distance)
-            slots, scores = field_index.radial(query, threshold, allowed)
-            if group is not None:
-                order = np.argsort(-scores, kind="stable")
-                slots, scores = slots[order], scores[order]
-                _, first = np.unique(group[slots], return_index=True)
-                slots, scores = slots[first], scores[first]
-        return self._dense(scope, slots, scores.astype(np.float64) * boost)
+        return query, ef_search
 
     def _rank_feature(self, body: Any, scope: Scope) -> Result:
         if not isinstance(body, dict) or "field" not in body:
@@ -564,6 +563,17 @@ class Executor:
                 return scope.features.get(prefix), ".".join(parts[cut:])
         raise IllegalArgument(f"[rank_feature] query only works on [rank_feature] fields and features of "
                               f"[rank_features] fields, not [{fld}]")
+
+
+def _best_per_group(slots: np.ndarray, scores: np.ndarray, group: np.ndarray | None
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Radial hits as they are (root scope), or only each parent's best nested hit (``group`` = parent slots)."""
+    if group is None:
+        return slots, scores
+    order = np.argsort(-scores, kind="stable")
+    slots, scores = slots[order], scores[order]
+    _, first = np.unique(group[slots], return_index=True)
+    return slots[first], scores[first]
 
 
 def _default_pivot(values: np.ndarray) -> float:

@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from opensearch_contract.body import encode, parse_object
+
 from .errors import IllegalArgument, OpenSearchError, item_error
 from .metrics import DataNodeMetrics
 from .node import DataNode, WriteOp

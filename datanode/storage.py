@@ -65,8 +65,9 @@ class Storage:
             if version > SCHEMA_VERSION:
                 raise RuntimeError(f"data dir [{data_dir}] was written by a newer data node (schema {version}, "
                                    f"this one reads {SCHEMA_VERSION})")
-            db.executescript(_SCHEMA)
-            db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            if version < SCHEMA_VERSION:  # a new data dir (a write, so an fsync: not paid at every start)
+                db.executescript(_SCHEMA)
+                db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def conn(self) -> sqlite3.Connection:
         db = getattr(self._local, "db", None)
@@ -96,11 +97,18 @@ class Storage:
         return [{"name": r[0], "uuid": r[1], "settings": json.loads(r[2]), "mappings": json.loads(r[3]),
                  "created_ms": r[4], "seq_no": r[5]} for r in rows]
 
-    def docs(self, index: str) -> Iterator[tuple[str, int, int, dict[str, Any]]]:
-        rows = self.conn().execute("SELECT id, version, seq_no, source FROM docs WHERE idx=? ORDER BY seq_no",
-                                   (index,))
-        for doc_id, version, seq_no, source in rows:
-            yield doc_id, version, seq_no, json.loads(source)
+    def generation(self, index: str) -> tuple[int, int]:
+        """(seq_no, document count) of ``index`` as committed: any committed document write changes its seq_no."""
+        db = self.conn()
+        row = db.execute("SELECT seq_no FROM indices WHERE name=?", (index,)).fetchone()
+        count = db.execute("SELECT COUNT(*) FROM docs WHERE idx=?", (index,)).fetchone()[0]
+        return (row[0] if row else -1), count
+
+    def docs(self, index: str, decode: Callable[[str], Any] = json.loads) -> Iterator[tuple[str, Any]]:
+        """(id, decoded source) of every document of ``index``, in write order."""
+        rows = self.conn().execute("SELECT id, source FROM docs WHERE idx=? ORDER BY seq_no", (index,))
+        for doc_id, source in rows:
+            yield doc_id, decode(source)
 
     def sources(self, index: str, ids: Iterable[str], decode: Callable[[str], Any] | None = json.loads
                 ) -> dict[str, tuple[int, int, Any]]:

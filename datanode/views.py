@@ -10,9 +10,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from opensearch_contract.body import encode, parse_object
 
 from .analysis import analyze_tokens
-from opensearch_contract.body import encode, parse_object
 from .bulk import parse_bulk
 from .errors import IllegalArgument, OpenSearchError
 from .keys import DATANODE, METRICS
@@ -333,8 +335,6 @@ async def simulate(request: web.Request, svc: DataNodeService) -> web.StreamResp
 
 
 async def prometheus_metrics(request: web.Request) -> web.StreamResponse:
-    from prometheus_client import CONTENT_TYPE_LATEST
-
     return web.Response(body=request.app[METRICS].render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -41,8 +42,6 @@ async def test_async_client_bulk_helpers_and_search(data_node: Any) -> None:
 
 
 async def test_concurrent_writers_of_one_document_end_in_commit_order(data_node: Any) -> None:
-    import asyncio
-
     client = async_os_client(data_node.url)
     try:
         await client.indices.create(index="c", body={"mappings": {"properties": {"n": {"type": "integer"}}}})

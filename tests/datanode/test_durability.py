@@ -15,9 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from opensearchpy import ConnectionError as OSConnectionError, NotFoundError, OpenSearch
+from opensearchpy import ConnectionError as OSConnectionError
+from opensearchpy import NotFoundError, OpenSearch
 
 from datanode.keys import DATANODE
+from datanode.node import DataNode
+from datanode.storage import DataDirInUse
 from tests.fixtures.datanode import DataNodeThread, os_client
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -181,14 +184,15 @@ def test_restart_reloads_indices_documents_and_pipelines(tmp_path: Path) -> None
     mapping = client.indices.get_mapping(index="d")
     client.close()
     node.stop()
-    assert (data_dir / "graphs").is_dir()  # a clean stop snapshots the HNSW graphs
+    assert list((data_dir / "indices").glob("*/vec-0.faiss"))  # a clean stop saves the HNSW graph
     node = DataNodeThread(data_dir).start()
     client = os_client(node.url)
     try:
-        restored = node.app[DATANODE].node.indices["d"].root.vectors["v"]
-        assert restored.graph is not None and restored.graph.ntotal == 120  # the graph was reused, with its dead
-        assert not (data_dir / "graphs").exists()  # ... and the snapshot consumed
+        index = node.app[DATANODE].node.indices["d"]
+        assert not index.is_open  # opened on first use
         after = client.search(index="d", body=query)["hits"]
+        restored = index.root.vectors["v"]
+        assert restored.graph is not None and restored.graph.ntotal == 120  # the graph was read, with its dead
         assert after == before
         assert client.indices.get_mapping(index="d") == mapping
         assert "p" in client.ingest.get_pipeline(id="p")
@@ -216,9 +220,6 @@ def test_neuralpipe_serve_data_role_survives_kill9(tmp_path: Path) -> None:
 
 
 def test_one_data_node_per_data_dir(tmp_path: Path) -> None:
-    from datanode.node import DataNode
-    from datanode.storage import DataDirInUse
-
     first = DataNode(tmp_path)
     try:
         with pytest.raises(DataDirInUse, match=r"is in use by another data node \(pid \d+\)"):

@@ -10,7 +10,9 @@ import pytest
 import requests
 from opensearchpy import helpers
 
-from tests.fixtures.datanode import os_client
+from processors.mapping import mapping_for_pipeline
+from processors.mlclient import MLClient
+from tests.fixtures.datanode import async_os_client, os_client
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -80,11 +82,6 @@ def test_neural_pipeline_queries(neural_data_node: Any) -> None:
 async def test_chunked_pipeline_into_nested_vectors(neural_data_node: Any) -> None:
     """text_chunking + text_embedding on the chunk list -> a nested field of {knn: vector}; a nested neural query
     scores each document by its best passage (score_mode max), with the mapping derived by processors."""
-    from processors.mapping import mapping_for_pipeline
-    from processors.mlclient import MLClient
-
-    from tests.fixtures.datanode import async_os_client
-
     ml = neural_data_node.ml
     dense = ml.model_ids["dense"]
     pipeline = {"processors": [

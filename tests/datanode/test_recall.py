@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from opensearchpy import helpers
 
+from mlnode.offline import minilm_dir
 from tests.fixtures.datanode import os_client
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
@@ -49,10 +50,6 @@ def stdlib_sentences() -> list[str]:
 
 @pytest.fixture(scope="module")
 def embeddings() -> tuple[np.ndarray, np.ndarray]:
-    from sentence_transformers import SentenceTransformer
-
-    from mlnode.offline import minilm_dir
-
     sentences = stdlib_sentences()
     assert len(sentences) >= N_DOCS + N_QUERIES
     rng = np.random.default_rng(0)
@@ -64,6 +61,8 @@ def embeddings() -> tuple[np.ndarray, np.ndarray]:
     if cached.exists():
         vectors = np.load(cached)
     else:
+        from sentence_transformers import SentenceTransformer  # here: only a cache miss needs torch and the model
+
         model = SentenceTransformer(str(minilm_dir()), device="cpu")
         vectors = np.asarray(model.encode(picked, batch_size=64, normalize_embeddings=True), dtype=np.float32)
         cached.parent.mkdir(parents=True, exist_ok=True)

@@ -86,7 +86,8 @@ def test_nested_knn_scores_parent_by_best_chunk(client: Any) -> None:
             "text": {"type": "text"},
             "knn": {"type": "knn_vector", "dimension": 2, "space_type": "l2"}}}}}})
     helpers.bulk(client, [
-        {"_index": "chunks", "_id": "d1", "passages": [{"text": "far", "knn": [5, 5]}, {"text": "near", "knn": [1, 0]}]},
+        {"_index": "chunks", "_id": "d1",
+         "passages": [{"text": "far", "knn": [5, 5]}, {"text": "near", "knn": [1, 0]}]},
         {"_index": "chunks", "_id": "d2", "passages": [{"text": "mid", "knn": [2, 0]}]},
         {"_index": "chunks", "_id": "d3", "passages": [{"text": "x", "knn": [9, 9]}, {"text": "y", "knn": [8, 8]}]},
     ], refresh=True)

@@ -6,6 +6,7 @@ vector's name, a string holding vector-like JSON, vectors inside nested objects)
 
 from __future__ import annotations
 
+import urllib.request
 from typing import Any
 
 import pytest
@@ -118,7 +119,8 @@ def test_knn_scores_and_max_score_across_ef_search_and_filters(data_node: Any) -
         assert hits["max_score"] == hits["hits"][0]["_score"]
     filtered = c.search(index="cos", body={"size": 2, "query": {"knn": {"v": {
         "vector": [3, 0], "k": 2, "filter": {"term": {"tag": "a"}}}}}})["hits"]
-    assert [h["_id"] for h in filtered["hits"]] == ["28", "26"] and filtered["max_score"] == filtered["hits"][0]["_score"]
+    assert [h["_id"] for h in filtered["hits"]] == ["28", "26"]
+    assert filtered["max_score"] == filtered["hits"][0]["_score"]
     by_field = c.search(index="cos", body={"size": 2, "sort": [{"tag": "asc"}], "query": {"knn": {"v": {
         "vector": [3, 0], "k": 4}}}})["hits"]
     assert by_field["max_score"] is None and all(h["_score"] is None for h in by_field["hits"])
@@ -126,8 +128,6 @@ def test_knn_scores_and_max_score_across_ef_search_and_filters(data_node: Any) -
 
 
 def test_a_data_node_alone_serves_its_metrics(data_node: Any) -> None:
-    import urllib.request
-
     c = os_client(data_node.url)
     c.indices.create(index="solo", body={})
     c.index(index="solo", id="1", body={"x": 1}, refresh=True)
