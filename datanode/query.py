@@ -561,8 +561,10 @@ class Executor:
             pspec = fields.get(prefix)
             if pspec is not None and pspec.type == "rank_features":
                 return scope.features.get(prefix), ".".join(parts[cut:])
+        if spec is None:  # unmapped, as OpenSearch's RankFeatureQueryBuilder: no hits, not an error
+            return None, ""
         raise IllegalArgument(f"[rank_feature] query only works on [rank_feature] fields and features of "
-                              f"[rank_features] fields, not [{fld}]")
+                              f"[rank_features] fields, not [{spec.type}]")
 
 
 def _best_per_group(slots: np.ndarray, scores: np.ndarray, group: np.ndarray | None

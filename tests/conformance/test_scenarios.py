@@ -39,11 +39,7 @@ DENSE_DIM = 384  # all-MiniLM-L6-v2, the dense model of every shipped pipeline
 ALL = N_DOCS + 5  # --size for BM25 scenarios: every matching document, compared as a set
 
 # (backend, scenario) -> a difference from OpenSearch that a fix elsewhere will remove; strict, so the fix shows
-KNOWN_DIFFERENCES = {
-    ("embedded", "sparse-query-on-a-text-field"): (
-        "data node: rank_feature on an unmapped path whose parent is not rank_features raises "
-        "illegal_argument_exception instead of matching nothing (datanode/query.py _feature)"),
-}
+KNOWN_DIFFERENCES: dict[tuple[str, str], str] = {}
 
 Scenario = Callable[[Suite, Backend], dict[str, Fact]]
 SCENARIOS: dict[str, Scenario] = {}

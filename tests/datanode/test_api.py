@@ -241,7 +241,8 @@ SHARD = "search_phase_execution_exception"  # a query that parses but fails on t
     ({"knn": {"vec": {"vector": [1, 2, 3]}}}, SHARD, "exactly one of k, distance or score"),
     ({"neural": {"vec": {"query_text": "hi", "model_id": "m", "k": 3}}}, "illegal_argument_exception",
      "needs an ML node"),
-    ({"rank_feature": {"field": "title.x"}}, SHARD, "only works on [rank_feature] fields"),
+    ({"rank_feature": {"field": "title"}}, SHARD,
+     "only works on [rank_feature] fields and features of [rank_features] fields, not [text]"),
 ])
 def test_search_errors(loaded: Any, query: dict[str, Any], error: str, needle: str) -> None:
     with pytest.raises(RequestError) as err:
@@ -252,6 +253,13 @@ def test_search_errors(loaded: Any, query: dict[str, Any], error: str, needle: s
         assert err.value.info["error"]["reason"] == "all shards failed"
         assert err.value.info["error"]["root_cause"][0]["type"] == "query_shard_exception"
         assert err.value.info["error"]["caused_by"]["type"] == "illegal_argument_exception"
+
+
+def test_rank_feature_on_an_unmapped_path_matches_nothing(loaded: Any) -> None:
+    """OpenSearch's RankFeatureQueryBuilder answers an unmapped field (here a token under a text field, as a sparse
+    query aimed at the wrong field becomes) with no hits, not an error."""
+    res = loaded.search(index="books", body={"query": {"rank_feature": {"field": "title.x", "linear": {}}}})
+    assert res["hits"]["total"]["value"] == 0 and res["hits"]["hits"] == []
 
 
 def test_missing_index_errors(client: Any) -> None:
