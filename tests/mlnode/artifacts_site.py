@@ -22,8 +22,9 @@ import tempfile
 import threading
 from pathlib import Path
 
+import numpy as np
 import torch
-from tokenizers import BertWordPieceTokenizer
+from tokenizers import BertWordPieceTokenizer, Tokenizer
 from transformers import BertConfig, BertForMaskedLM, BertForSequenceClassification, BertModel
 
 from mlnode.catalog import Catalog, CatalogEntry
@@ -122,8 +123,8 @@ def _build(out: Path) -> None:
         )
 
 
-def tiny_zips() -> dict[str, PackagedModel]:
-    """key of ``TINY`` -> the packaged tiny model (built once, cached across sessions)."""
+def _tiny_root() -> Path:
+    """The cached folder of the tiny models (``sources/<kind>``) and their zips (``<key>/``), built on first use."""
     digest = hashlib.sha256((packaging_code_hash() + Path(__file__).read_text()).encode()).hexdigest()[:16]
     final = cache_root() / f"tiny-artifacts-{digest}"
     if not (final / "done").exists():
@@ -137,11 +138,44 @@ def tiny_zips() -> dict[str, PackagedModel]:
                 staging.rename(final)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+    return final
+
+
+def tiny_zips() -> dict[str, PackagedModel]:
+    """key of ``TINY`` -> the packaged tiny model (built once, cached across sessions)."""
+    root = _tiny_root()
     zips = {}
     for key in TINY:
-        config = json.loads((final / key / "config.json").read_text())
-        zips[key] = PackagedModel(zip_path=next((final / key).glob("*.zip")), config=config)
+        config = json.loads((root / key / "config.json").read_text())
+        zips[key] = PackagedModel(zip_path=next((root / key).glob("*.zip")), config=config)
     return zips
+
+
+def reference(kind: str, text: str, pair: str | None = None) -> np.ndarray:
+    """What a tiny model computes, straight from its Hugging Face weights (transformers), independent of our
+    packaging and runtimes: the pooled (mean: and L2-normalised) vector of ``text``, or a cross-encoder's logit for
+    (``text``, ``pair``)."""
+    folder = _tiny_root() / "sources" / kind
+    encoding = Tokenizer.from_file(str(folder / "tokenizer.json")).encode(text, pair)
+    feed = {
+        "input_ids": torch.tensor([encoding.ids]),
+        "attention_mask": torch.tensor([encoding.attention_mask]),
+        "token_type_ids": torch.tensor([encoding.type_ids]),
+    }
+    with torch.no_grad():
+        if kind == "cross-encoder":
+            return BertForSequenceClassification.from_pretrained(str(folder))(**feed).logits[0].numpy()
+        hidden = BertModel.from_pretrained(str(folder))(**feed).last_hidden_state[0].numpy()
+    if kind == "cls":
+        return hidden[0]
+    pooled = hidden.mean(axis=0)
+    return pooled / np.linalg.norm(pooled)
+
+
+def tiny_tokens(text: str) -> list[str]:
+    """The word pieces the tiny vocabulary splits ``text`` into (no special tokens)."""
+    tokenizer = Tokenizer.from_file(str(_tiny_root() / "sources" / "sparse" / "tokenizer.json"))
+    return tokenizer.encode(text, add_special_tokens=False).tokens
 
 
 def tiny_key(entry: CatalogEntry, model_format: str) -> str:
