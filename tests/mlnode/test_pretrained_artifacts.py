@@ -27,6 +27,7 @@ from mlnode.offline import OfflineModelMissing
 from mlnode.packaging import PackagedModel
 from mlnode.predict_body import CONTENT_TYPE_REQUIRED, PREFIX_REQUIRED
 from mlnode.settings import MLSettings
+from processors import IngestDocument, IngestPipeline, MLClient
 from tests.fixtures.mlnode import NodeThread, catalog_cache_dir, url_register_body, wait_task
 from tests.mlnode.artifacts_site import ArtifactServer, build_site, reference, tiny_key, tiny_tokens, tiny_zips
 
@@ -349,19 +350,20 @@ def _error_of(status: int, body: dict[str, Any]) -> tuple[int, str, str]:
     return status, body["error"]["root_cause"][0]["type"], body["error"]["reason"]
 
 
-def test_asymmetric_predict_requires_content_type_and_symmetric_refuses_it(node, site):
+def _asymmetric_model(node: Node, site: Site) -> str:
+    """An E5-style model: the tiny mean-pooled zip registered with a query_prefix and a passage_prefix."""
     tiny = site.zips["mean-onnx"]
-    config = {
-        **tiny.config,
-        "name": "tiny-e5-like",
-        "model_config": {**tiny.config["model_config"], "query_prefix": "query: ", "passage_prefix": "passage: "},
-    }
-    task = _register(node.client, url_register_body(tiny.zip_path, config))
+    model_config = {**tiny.config["model_config"], "query_prefix": "query: ", "passage_prefix": "passage: "}
+    task = _register(node.client, url_register_body(tiny.zip_path, {**tiny.config, "model_config": model_config}))
     assert task["state"] == "COMPLETED", task
-    path = f"/_plugins/_ml/_predict/text_embedding/{task['model_id']}"
-    _deploy_predict(
-        node.client, task["model_id"], "text_embedding", {"text_docs": [TEXT], "parameters": {"content_type": "QUERY"}}
-    )
+    deployed = wait_task(node.client, node.client.plugins.ml.deploy_model(model_id=task["model_id"])["task_id"])
+    assert deployed["state"] == "COMPLETED", deployed
+    return task["model_id"]
+
+
+def test_asymmetric_predict_requires_content_type_and_symmetric_refuses_it(node, site):
+    model_id = _asymmetric_model(node, site)
+    path = f"/_plugins/_ml/_predict/text_embedding/{model_id}"
 
     def vector(parameters: dict | None) -> np.ndarray:
         status, body = _call(node.client, "POST", path, {"text_docs": [TEXT], "parameters": parameters})
@@ -426,3 +428,14 @@ def test_an_offline_name_whose_package_is_missing_comes_from_the_artifacts(site,
         "url": site.catalog.artifact_urls(name, "1.0.2", "ONNX")[1],
     }
     assert packaged.hash == site.zips["mean-onnx"].hash
+
+
+async def test_ingest_embeds_documents_as_passages_of_an_asymmetric_model(node, site):
+    """The text_embedding ingest processor sends content_type PASSAGE, as neural-search 3.5 does, so a document's
+    vector is the passage-prefixed text's."""
+    model_id = _asymmetric_model(node, site)
+    body = {"processors": [{"text_embedding": {"model_id": model_id, "field_map": {"text": "text_vec"}}}]}
+    docs = [IngestDocument("docs", "1", {"text": TEXT})]
+    async with MLClient(node.thread.url) as ml:
+        (doc,) = await IngestPipeline.from_body("asymmetric", body, ml=ml).run(docs)
+    assert np.abs(np.asarray(doc.source["text_vec"]) - reference("mean", "passage: " + TEXT)).max() < 1e-4
