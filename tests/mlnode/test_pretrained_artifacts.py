@@ -287,7 +287,7 @@ def test_a_bad_artifact_fails_the_task_leaves_nothing_and_other_models_keep_pred
     status, _ = _call(node.client, "GET", f"/_plugins/_ml/models/{task['model_id']}")
     assert status == 404
     assert sorted(p for p in node.data_dir.rglob("*") if "meta" not in p.parts) == files_before  # no file, no chunk
-    assert not [p for p in (node.cache_dir / name).rglob("*") if p.is_file()]  # nothing cached, no staging left
+    assert not [p for p in (node.cache_dir / name / version).rglob("*") if p.is_file()]  # nothing cached or staged
     assert _groups_named(node, name) == groups_before  # a group created for it went with it
     status, after = _call(
         node.client, "POST", f"/_plugins/_ml/_predict/text_embedding/{kept['model_id']}", {"text_docs": [TEXT]}
