@@ -29,7 +29,7 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import yaml
 
@@ -155,14 +155,27 @@ def base_url(location: str) -> str:
 
 
 class Catalog:
-    def __init__(self, entries: list[CatalogEntry], *, artifact_base_url: str = DEFAULT_ARTIFACT_BASE_URL) -> None:
+    def __init__(
+        self,
+        entries: list[CatalogEntry],
+        *,
+        artifact_base_url: str = DEFAULT_ARTIFACT_BASE_URL,
+        max_zip_bytes: int | None = None,
+    ) -> None:
         self.entries = {entry.name: entry for entry in entries}
         self.artifact_base_url = base_url(artifact_base_url)
+        self.max_zip_bytes = max_zip_bytes  # a download stops past it (None: no limit)
         self._locks: dict[Path, threading.Lock] = {}
         self._locks_guard = threading.Lock()
 
     @classmethod
-    def load(cls, path: Path | None = None, *, artifact_base_url: str = DEFAULT_ARTIFACT_BASE_URL) -> Catalog:
+    def load(
+        cls,
+        path: Path | None = None,
+        *,
+        artifact_base_url: str = DEFAULT_ARTIFACT_BASE_URL,
+        max_zip_bytes: int | None = None,
+    ) -> Catalog:
         """Read a catalog YAML (default ``mlnode/configs/catalog.yaml``)."""
         source = Path(path) if path else DEFAULT_CATALOG
         try:
@@ -170,12 +183,17 @@ class Catalog:
         except (OSError, yaml.YAMLError) as exc:
             raise CatalogError(f"cannot read the pretrained catalog [{source}]: {exc}") from exc
         entries = [_entry(raw, i) for i, raw in enumerate(data.get("models") or [])]
-        return cls(entries, artifact_base_url=artifact_base_url)
+        return cls(entries, artifact_base_url=artifact_base_url, max_zip_bytes=max_zip_bytes)
 
     @classmethod
     def for_settings(cls, settings: MLSettings) -> Catalog:
-        """The catalog an ML node serves: its ``catalog`` file over its ``artifacts_base_url``."""
-        return cls.load(settings.catalog, artifact_base_url=settings.artifacts_base_url or DEFAULT_ARTIFACT_BASE_URL)
+        """The catalog an ML node serves: its ``catalog`` file over its ``artifacts_base_url``, downloads capped at
+        its ``max_zip_bytes``."""
+        return cls.load(
+            settings.catalog,
+            artifact_base_url=settings.artifacts_base_url or DEFAULT_ARTIFACT_BASE_URL,
+            max_zip_bytes=settings.max_zip_bytes,
+        )
 
     def names(self) -> list[str]:
         return sorted(self.entries)
@@ -246,9 +264,9 @@ class Catalog:
         """Download ``config.json`` and the zip of a catalog entry into ``out`` as the site holds them, checking, as
         ML Commons does, that the zip opens and that its SHA-256 is the config's ``model_content_hash_value``."""
         config_url, zip_url = self.artifact_urls(name, version, model_format)
-        config = _read_config(config_url, out / "config.json")
+        config = _read_config(config_url, out / "config.json", self.max_zip_bytes)
         zip_path = out / zip_url.rsplit("/", 1)[1]
-        _fetch(zip_url, zip_path)
+        _fetch(zip_url, zip_path, self.max_zip_bytes)
         try:
             zipfile.ZipFile(zip_path).close()
         except zipfile.BadZipFile:
@@ -269,8 +287,8 @@ class Catalog:
         _write_config(out, config)
 
 
-def _read_config(url: str, target: Path) -> dict[str, Any]:
-    _fetch(url, target)
+def _read_config(url: str, target: Path, max_bytes: int | None) -> dict[str, Any]:
+    _fetch(url, target, max_bytes)
     try:
         config = json.loads(target.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError):
@@ -280,12 +298,12 @@ def _read_config(url: str, target: Path) -> dict[str, Any]:
     return config
 
 
-def _fetch(url: str, target: Path) -> None:
-    """Download ``url`` (http, https or file) to ``target``. A missing file fails with its URL as the message, as ML
-    Commons' download does (java.io.FileNotFoundException)."""
+def _fetch(url: str, target: Path, max_bytes: int | None) -> None:
+    """Download ``url`` (http, https or file) to ``target``, at most ``max_bytes``. A missing file fails with its URL
+    as the message, as ML Commons' download does (java.io.FileNotFoundException)."""
     try:
         with urllib.request.urlopen(url, timeout=60) as response, target.open("wb") as out:
-            shutil.copyfileobj(response, out, 1 << 20)
+            _copy(response, out, max_bytes, url)
     except urllib.error.HTTPError as exc:
         if exc.code in (404, 410):
             raise CatalogError(url) from None
@@ -296,6 +314,15 @@ def _fetch(url: str, target: Path) -> None:
         raise CatalogError(f"{exc.reason} for URL: {url}") from None
     except OSError as exc:
         raise CatalogError(f"{exc} for URL: {url}") from None
+
+
+def _copy(source: BinaryIO, out: BinaryIO, max_bytes: int | None, url: str) -> None:
+    written = 0
+    for block in iter(lambda: source.read(1 << 20), b""):
+        written += len(block)
+        if max_bytes is not None and written > max_bytes:
+            raise CatalogError(f"Model file size exceeds the limit of {max_bytes} bytes: [{url}]")
+        out.write(block)
 
 
 def _write_config(folder: Path, config: dict[str, Any]) -> None:

@@ -15,6 +15,7 @@ import mlnode.catalog
 from mlnode.catalog import Catalog, CatalogError, UnknownPretrainedModel
 from mlnode.offline import splade_dir
 from mlnode.packaging import sha256_file
+from mlnode.settings import MLSettings
 from tests.mlnode.artifacts_site import ArtifactServer
 
 MINILM = "huggingface/sentence-transformers/all-MiniLM-L6-v2"
@@ -94,6 +95,16 @@ def test_artifacts_base_may_be_a_folder_or_a_file_url(tmp_path):
     from_folder = Catalog.load(artifact_base_url=str(tmp_path / "mirror"))
     from_url = Catalog.load(artifact_base_url=(tmp_path / "mirror").as_uri() + "/")
     assert from_folder.artifact_base_url == from_url.artifact_base_url == (tmp_path / "mirror").as_uri()
+
+
+@pytest.mark.unit
+def test_an_ml_node_catalog_downloads_from_its_settings(tmp_path):
+    settings = MLSettings.load(data_dir=tmp_path, artifacts_base_url=str(tmp_path / "mirror"), max_zip_bytes=1000)
+    catalog = Catalog.for_settings(settings)
+    assert (catalog.artifact_base_url, catalog.max_zip_bytes) == ((tmp_path / "mirror").as_uri(), 1000)
+    default = Catalog.for_settings(MLSettings.load(data_dir=tmp_path))
+    assert default.artifact_base_url == "https://artifacts.opensearch.org/models/ml-models"
+    assert default.max_zip_bytes == 4 * 1024**3
 
 
 @pytest.mark.integration

@@ -21,7 +21,7 @@ from opensearchpy import OpenSearch, TransportError
 
 import mlnode.catalog
 from mlnode import keys
-from mlnode.catalog import Catalog, UnknownPretrainedModel
+from mlnode.catalog import Catalog, CatalogError, UnknownPretrainedModel
 from mlnode.mirror import mirror
 from mlnode.offline import OfflineModelMissing
 from mlnode.packaging import PackagedModel
@@ -438,3 +438,13 @@ async def test_ingest_embeds_documents_as_passages_of_an_asymmetric_model(node, 
     async with MLClient(node.thread.url) as ml:
         (doc,) = await IngestPipeline.from_body("asymmetric", body, ml=ml).run(docs)
     assert np.abs(np.asarray(doc.source["text_vec"]) - reference("mean", "passage: " + TEXT)).max() < 1e-4
+
+
+def test_a_download_past_max_zip_bytes_stops_and_leaves_nothing(site, tmp_path):
+    catalog = Catalog.load(artifact_base_url=site.server.base, max_zip_bytes=10_000)  # the zips are ~120 KB
+    name = "huggingface/cross-encoders/ms-marco-MiniLM-L-12-v2"
+    zip_url = catalog.artifact_urls(name, "1.0.0", "ONNX")[1]
+    with pytest.raises(CatalogError) as info:
+        catalog.resolve(name, "1.0.0", "ONNX", tmp_path)
+    assert str(info.value) == f"Model file size exceeds the limit of 10000 bytes: [{zip_url}]"
+    assert not [p for p in tmp_path.rglob("*") if p.is_file()]
