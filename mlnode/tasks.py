@@ -54,12 +54,12 @@ class Backends:
 
     load_runtime: Callable[[Path, dict], Runtime] = load_runtime
     validate_and_extract: Callable[..., Path] = validate_and_extract
-    load_catalog: Callable[[Path | None], Any] = Catalog.load
+    load_catalog: Callable[[MLSettings], Any] = Catalog.for_settings
     _catalog: Any = field(default=None, repr=False)
 
-    def catalog(self, path: Path | None) -> Any:
+    def catalog(self, settings: MLSettings) -> Any:
         if self._catalog is None:
-            self._catalog = self.load_catalog(path)
+            self._catalog = self.load_catalog(settings)
         return self._catalog
 
 
@@ -211,7 +211,7 @@ class TaskRunner:
             try:
                 if source == "pretrained":
                     packaged = await asyncio.to_thread(
-                        self.backends.catalog(self.settings.catalog).resolve,
+                        self.backends.catalog(self.settings).resolve,
                         body["name"],
                         body["version"],
                         body["model_format"],
@@ -418,7 +418,7 @@ def _fields_from_config(config: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if "function_name" in config:
         out["algorithm"] = str(config["function_name"]).upper()
-    for key in ("description", "model_format", "model_config", "model_content_hash_value"):
+    for key in ("description", "model_format", "model_config", "model_content_hash_value", "weights_source"):
         if config.get(key) is not None:
             out[key] = config[key]
     return out

@@ -5,7 +5,8 @@
 * TorchScript + huggingface_transformers, and every ONNX model: the first output (the second when
   ``pooling_mode`` is ``none``) is pooled by ``pooling_mode`` (default mean), then L2-normalised when
   ``normalize_result`` is true, and returned as ``sentence_embedding``.
-* ``parameters.content_type`` ``query``/``passage`` prepends ``query_prefix``/``passage_prefix``.
+* Given ``parameters`` (an asymmetric model: mlnode.predict_body checks), ``content_type`` ``PASSAGE`` prepends
+  ``passage_prefix`` and anything else (``QUERY``, or none: ML Commons' default) ``query_prefix``.
 """
 
 from __future__ import annotations
@@ -37,8 +38,10 @@ class TextEmbeddingRuntime(BaseRuntime):
         self.pooled_in_graph = self.model_format == "TORCH_SCRIPT" and self.framework_type == "sentence_transformers"
 
     def _prefixed(self, texts: list[str], parameters: dict | None) -> list[str]:
-        content_type = str((parameters or {}).get("content_type") or "").lower()
-        prefix = self.model_config.get(f"{content_type}_prefix") if content_type in {"query", "passage"} else None
+        if parameters is None:
+            return texts
+        passage = str(parameters.get("content_type") or "").upper() == "PASSAGE"
+        prefix = self.model_config.get("passage_prefix" if passage else "query_prefix")
         return [f"{prefix}{t}" for t in texts] if prefix else texts
 
     def tokenize(self, texts: list[str], parameters: dict | None = None) -> list[Encoding]:

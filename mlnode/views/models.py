@@ -154,7 +154,7 @@ async def register(request: web.Request) -> web.Response:
         if not isinstance(version, (str, int, float)) or str(version).strip() == "":
             raise IllegalArgument("[version] is required to register a pretrained model")
         body = {**body, "version": str(version)}
-        catalog = await asyncio.to_thread(app[keys.TASKS].backends.catalog, settings.catalog)
+        catalog = await asyncio.to_thread(app[keys.TASKS].backends.catalog, settings)
         known = list(catalog.names())
         if name not in known:
             raise IllegalArgument(

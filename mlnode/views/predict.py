@@ -45,7 +45,7 @@ async def _predict(request: web.Request, model_id: str) -> web.Response:
     function_name = str(doc.get("algorithm") or worker.runtime.function_name).upper()
     try:
         body = await read_json(request)
-        req = parse_predict(function_name, body)
+        req = parse_predict(function_name, body, doc.get("model_config"))
     except OpenSearchError:
         metrics.failures.labels(model_id, "bad_request").inc()
         raise

@@ -615,14 +615,14 @@ async def test_update_model_and_group(node):
 
 async def test_runtime_input_errors_are_400(node):
     def refuse(encodings, parameters=None):
-        raise PredictInputError("unknown content_type [BOTH]; valid: query, passage")
+        raise PredictInputError("the runtime refuses this input")
 
     node.runtimes[0].forward = refuse
     resp = await node.post(
         f"{ML}/_predict/text_embedding/{node.model_id}",
-        json={"text_docs": ["a"], "parameters": {"content_type": "BOTH"}},
+        json={"text_docs": ["a"]},
     )
-    await _error(resp, 400, "unknown content_type [BOTH]; valid: query, passage", "illegal_argument_exception")
+    await _error(resp, 400, "the runtime refuses this input", "illegal_argument_exception")
 
 
 async def test_pretrained_registration_shows_its_function_name_while_running(tmp_path):

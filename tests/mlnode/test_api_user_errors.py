@@ -112,8 +112,9 @@ async def test_unknown_pretrained_version_and_query_prefix_parameter(tmp_path, m
             return np.asarray(result["inference_results"][0]["output"][0]["data"])
 
         as_query = await vector("what is paris", content_type="query")
-        assert np.abs(as_query - await vector("query: what is paris")).max() < 1e-6
-        assert np.abs(as_query - await vector("what is paris")).max() > 1e-3
+        # no passage_prefix: a PASSAGE is embedded as given
+        assert np.abs(as_query - await vector("query: what is paris", content_type="passage")).max() < 1e-6
+        assert np.abs(as_query - await vector("what is paris", content_type="passage")).max() > 1e-3
 
 
 @pytest.mark.parametrize("key", ["sparse", "tokenizer"])

@@ -94,13 +94,14 @@ async def test_batches_respect_size_token_budget_and_parameters(tmp_path):
     # fake tokens = words + 2 -> each "a b" text is 4 tokens; a budget of 12 fits 3 texts
     settings = _settings(tmp_path, worker_threads=1, batch_max_size=4, batch_token_budget=12)
     async with api_client(settings, fake_backends(tmp_path, runtimes, gate=gate)) as client:
-        model_id = await api_fake_model(client, tmp_path)
+        model_id = await api_fake_model(client, tmp_path, function_name="SPARSE_ENCODING")
         worker = client.app[keys.DEPLOYMENTS].get(model_id)
         first = asyncio.create_task(_predict(client, model_id, ["warm"]))
         await _wait(runtimes[0].entered.is_set)
         same = [asyncio.create_task(_predict(client, model_id, [f"a{i} b"])) for i in range(4)]
         await _wait(lambda: len(worker._queue) == 4)
-        other = asyncio.create_task(_predict(client, model_id, ["x y"], parameters={"content_type": "query"}))
+        token_ids = {"sparse_embedding_format": "TOKEN_ID"}
+        other = asyncio.create_task(_predict(client, model_id, ["x y"], parameters=token_ids))
         await _wait(lambda: len(worker._queue) == 5)
         gate.set()
         assert all(r.status == 200 for r in await asyncio.gather(first, *same, other))

@@ -3,11 +3,8 @@ unknown names listing what is servable."""
 
 from __future__ import annotations
 
-import functools
-import http.server
 import json
 import shutil
-import threading
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,25 +15,68 @@ import mlnode.catalog
 from mlnode.catalog import Catalog, CatalogError, UnknownPretrainedModel
 from mlnode.offline import splade_dir
 from mlnode.packaging import sha256_file
+from mlnode.settings import MLSettings
+from tests.mlnode.artifacts_site import ArtifactServer
 
 MINILM = "huggingface/sentence-transformers/all-MiniLM-L6-v2"
 
 
+# The page's artifact links, verbatim: the 2.11 edition's sparse uploads break ML Commons' zip name pattern.
+PAGE_LINKS = [
+    "amazon/neural-sparse/opensearch-neural-sparse-encoding-v1/1.0.0/torch_script/"
+    "opensearch-neural-sparse-encoding-v1-1.0.0-torch_script.zip",
+    "amazon/neural-sparse/opensearch-neural-sparse-encoding-doc-v1/1.0.0/torch_script/"
+    "opensearch-neural-sparse-encoding-doc-v1-1.0.0-torch_script.zip",
+    "amazon/neural-sparse/opensearch-neural-sparse-tokenizer-v1/1.0.0/torch_script/"
+    "opensearch-neural-sparse-tokenizer-v1-1.0.0.zip",
+    "amazon/neural-sparse/opensearch-neural-sparse-tokenizer-v1/1.0.1/torch_script/"
+    "neural-sparse_opensearch-neural-sparse-tokenizer-v1-1.0.1-torch_script.zip",
+    "amazon/neural-sparse/opensearch-neural-sparse-encoding-doc-v3-gte/1.0.0/torch_script/"
+    "neural-sparse_opensearch-neural-sparse-encoding-doc-v3-gte-1.0.0-torch_script.zip",
+    "huggingface/sentence-transformers/msmarco-distilbert-base-tas-b/1.0.3/onnx/"
+    "sentence-transformers_msmarco-distilbert-base-tas-b-1.0.3-onnx.zip",
+    "huggingface/cross-encoders/ms-marco-MiniLM-L-12-v2/1.0.2/torch_script/"
+    "cross-encoders_ms-marco-MiniLM-L-12-v2-1.0.2-torch_script.zip",
+]
+PAGE = "https://artifacts.opensearch.org/models/ml-models/"
+
+
 @pytest.mark.unit
-def test_default_catalog_names_only_models_served_offline():
+def test_default_catalog_knows_every_name_the_page_lists():
     catalog = Catalog.load()
-    assert catalog.names() == [MINILM, "neuralpipe/all-MiniLM-L6-v2-int8", "neuralpipe/splade-tiny"]
-    assert catalog.entries[MINILM].versions == ("1.0.1", "1.0.2")
-    assert not any(name.startswith("amazon/") for name in catalog.names())
+    names = catalog.names()
+    assert len(names) == 25
+    assert sum(1 for n in names if n.startswith("huggingface/sentence-transformers/")) == 11
+    assert sum(1 for n in names if n.startswith("amazon/neural-sparse/")) == 10
+    assert sum(1 for n in names if n.startswith("huggingface/cross-encoders/")) == 2
+    tas_b = catalog.entries["huggingface/sentence-transformers/msmarco-distilbert-base-tas-b"]
+    assert tas_b.versions == ("1.0.1", "1.0.2", "1.0.3") and tas_b.model_formats == ("TORCH_SCRIPT", "ONNX")
+    assert catalog.entries["huggingface/sentence-transformers/distiluse-base-multilingual-cased-v1"].model_formats == (
+        "TORCH_SCRIPT",
+    )
+    tokenizer = catalog.entries["amazon/neural-sparse/opensearch-neural-sparse-tokenizer-v1"]
+    assert tokenizer.function_name == "SPARSE_TOKENIZE" and tokenizer.versions == ("1.0.0", "1.0.1")
+    assert catalog.entries[MINILM].source == {"offline": "all-MiniLM-L6-v2", "artifacts": True}  # offline first
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("link", PAGE_LINKS)
+def test_artifact_urls_are_the_pages_links(link):
+    parts = link.split("/")
+    name, version, fmt = "/".join(parts[:-3]), parts[-3], parts[-2]
+    config_url, zip_url = Catalog.load().artifact_urls(name, version, fmt.upper())
+    assert zip_url == PAGE + link
+    assert config_url == PAGE + link.rsplit("/", 1)[0] + "/config.json"
 
 
 @pytest.mark.unit
 @pytest.mark.parametrize(
     ("name", "version", "fmt"),
     [
-        ("amazon/neural-sparse/opensearch-neural-sparse-encoding-doc-v1", "1.0.0", "TORCH_SCRIPT"),
+        ("amazon/neural-sparse/opensearch-neural-sparse-encoding-doc-v9", "1.0.0", "TORCH_SCRIPT"),
         (MINILM, "9.9.9", "TORCH_SCRIPT"),
         ("neuralpipe/all-MiniLM-L6-v2-int8", "1.0.0", "TORCH_SCRIPT"),
+        ("huggingface/sentence-transformers/distiluse-base-multilingual-cased-v1", "1.0.2", "ONNX"),
     ],
 )
 def test_unknown_model_lists_servable_names(tmp_path, name, version, fmt):
@@ -44,9 +84,27 @@ def test_unknown_model_lists_servable_names(tmp_path, name, version, fmt):
         Catalog.load().resolve(name, version, fmt, tmp_path)
     message = str(info.value)
     assert message.startswith("This model is not in the pre-trained model list, please check your parameters.")
-    assert f"[{name}]" in message and MINILM in message and "neuralpipe/splade-tiny" in message
+    assert f"[{name}] version [{version}] model_format [{fmt}]" in message
+    assert f"{MINILM} (versions 1.0.1, 1.0.2; formats TORCH_SCRIPT, ONNX)" in message
     assert info.value.names == Catalog.load().names()
     assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.unit
+def test_artifacts_base_may_be_a_folder_or_a_file_url(tmp_path):
+    from_folder = Catalog.load(artifact_base_url=str(tmp_path / "mirror"))
+    from_url = Catalog.load(artifact_base_url=(tmp_path / "mirror").as_uri() + "/")
+    assert from_folder.artifact_base_url == from_url.artifact_base_url == (tmp_path / "mirror").as_uri()
+
+
+@pytest.mark.unit
+def test_an_ml_node_catalog_downloads_from_its_settings(tmp_path):
+    settings = MLSettings.load(data_dir=tmp_path, artifacts_base_url=str(tmp_path / "mirror"), max_zip_bytes=1000)
+    catalog = Catalog.for_settings(settings)
+    assert (catalog.artifact_base_url, catalog.max_zip_bytes) == ((tmp_path / "mirror").as_uri(), 1000)
+    default = Catalog.for_settings(MLSettings.load(data_dir=tmp_path))
+    assert default.artifact_base_url == "https://artifacts.opensearch.org/models/ml-models"
+    assert default.max_zip_bytes == 4 * 1024**3
 
 
 @pytest.mark.integration
@@ -85,27 +143,8 @@ def test_minilm_pretrained_name_resolves_to_opensearch_layout(tmp_path):
     assert config["model_config"]["model_max_length"] == 256
 
 
-class _Server:
-    def __init__(self, root: Path) -> None:
-        self.requests: list[str] = []
-        outer = self
-
-        class Handler(http.server.SimpleHTTPRequestHandler):
-            def log_message(self, *args: object) -> None:
-                outer.requests.append(self.path)
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=str(root)))
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-        self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}/models/ml-models"
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 @pytest.fixture
-def artifact_server(tmp_path: Path, model_zips) -> Iterator[_Server]:
+def artifact_server(tmp_path: Path, model_zips) -> Iterator[ArtifactServer]:
     """OpenSearch's artifact layout on loopback, holding one zip we packaged (the tiny cross-encoder)."""
     model = model_zips["tiny-cross-encoder-onnx"]
     name = "huggingface/cross-encoders/tiny-test-model"
@@ -114,7 +153,7 @@ def artifact_server(tmp_path: Path, model_zips) -> Iterator[_Server]:
     shutil.copy(model.zip_path, folder / "cross-encoders_tiny-test-model-1.0.1-onnx.zip")
     config = {k: v for k, v in model.config.items() if k != "function_name"}  # artifacts carry model_task_type
     (folder / "config.json").write_text(json.dumps({**config, "name": name, "version": "1.0.1"}))
-    server = _Server(tmp_path / "site")
+    server = ArtifactServer(tmp_path / "site")
     yield server
     server.close()
 
@@ -122,7 +161,6 @@ def artifact_server(tmp_path: Path, model_zips) -> Iterator[_Server]:
 def _artifact_catalog(tmp_path: Path, base: str) -> Catalog:
     path = tmp_path / "catalog.yaml"
     path.write_text(
-        f"artifact_base_url: {base}\n"
         "models:\n"
         "  - name: huggingface/cross-encoders/tiny-test-model\n"
         "    function_name: TEXT_SIMILARITY\n"
@@ -130,7 +168,7 @@ def _artifact_catalog(tmp_path: Path, base: str) -> Catalog:
         "    model_formats: [ONNX]\n"
         "    source: {artifacts: true}\n"
     )
-    return Catalog.load(path)
+    return Catalog.load(path, artifact_base_url=base)
 
 
 @pytest.mark.integration

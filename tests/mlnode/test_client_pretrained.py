@@ -45,7 +45,7 @@ def test_pretrained_sequence_and_restart(tmp_path, model_zips):
         with pytest.raises(RequestError) as err:
             ml.register_model(
                 body={
-                    "name": "huggingface/sentence-transformers/all-mpnet-base-v2",
+                    "name": "huggingface/sentence-transformers/all-mpnet-base-v9",  # no such pretrained model
                     "version": "1.0.1",
                     "model_group_id": group["model_group_id"],
                     "model_format": "TORCH_SCRIPT",
