@@ -35,7 +35,7 @@ def _java_string(value: Any) -> str:
 
 
 def _java_type(value: Any) -> str:
-    return {str: "String", bool: "Boolean", list: "ArrayList", dict: "HashMap", type(None): "null"}.get(
+    return {str: "String", bool: "Boolean", list: "ArrayList", dict: "HashMap"}.get(
         type(value), type(value).__name__)
 
 
