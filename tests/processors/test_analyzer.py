@@ -26,7 +26,7 @@ def fresh_analyzers(monkeypatch):
 
 
 def _wordpieces(text):
-    from transformers import BertTokenizerFast
+    from transformers import BertTokenizerFast  # the independent reference, loaded only by these tests
 
     folder = analyzers._offline_bert_dir()
     return BertTokenizerFast.from_pretrained(str(folder)).tokenize(text)

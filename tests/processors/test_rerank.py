@@ -4,11 +4,15 @@ cross-encoder served by the ML node, after hybrid + normalization."""
 import copy
 
 import pytest
+from opensearchpy import OpenSearch
 
-from processors import MLClient, SearchPipeline, run_search
+from processors import MLClient, SearchPipeline, resolve_model_names, run_search
 from processors.errors import IllegalArgument, ProcessorConfigError
 from processors.rerank import query_text
+from tests.fixtures.mlnode import deploy, register_file_model
+from tests.fixtures.models import tiny_model_dir
 
+from .fakes import RecordingML
 from .memsearch import MemIndex
 
 pytestmark = pytest.mark.unit
@@ -148,10 +152,6 @@ class CountingML(MLClient):
 
 @pytest.fixture(scope="module")
 def cross_encoder_id(ml_node, model_zips):
-    from opensearchpy import OpenSearch
-
-    from tests.fixtures.mlnode import deploy, register_file_model
-
     client = OpenSearch(hosts=[ml_node.url], timeout=600)
     try:
         model_id = register_file_model(client, model_zips["tiny-cross-encoder-onnx"])
@@ -162,10 +162,9 @@ def cross_encoder_id(ml_node, model_zips):
 
 
 def _transformers_logits(pairs):
+    # torch and transformers load only for the integration test that needs them (seconds of import time)
     import torch
     from transformers import AutoTokenizer, BertForSequenceClassification
-
-    from tests.fixtures.models import tiny_model_dir
 
     folder = tiny_model_dir("cross-encoder")
     model = BertForSequenceClassification.from_pretrained(str(folder)).eval()
@@ -201,3 +200,11 @@ async def test_ml_opensearch_rerank_after_hybrid_equals_transformers_logits(ml_n
         assert hit["_score"] == pytest.approx(logits[hit["_id"]], abs=1e-4)
     assert resp["hits"]["max_score"] == resp["hits"]["hits"][0]["_score"]
     assert all("ext" not in r for r in index.requests)  # ext.rerank is the processor's, never sent to the index
+
+
+async def test_export_resolves_the_rerank_model_name():
+    body = {"response_processors": [{"rerank": {"ml_opensearch": {"model_id": "dense-name"},
+                                                "context": {"document_fields": ["text"]}}}]}
+    out = await resolve_model_names("search", body, ml=RecordingML())
+    assert out["response_processors"][0]["rerank"]["ml_opensearch"]["model_id"] == "dense-id"
+    assert SearchPipeline.from_body("p", body, ml=None).model_refs() == ["dense-name"]
