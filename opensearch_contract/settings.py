@@ -66,3 +66,6 @@ def setting_string(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
+
+
+MAX_RESULT_WINDOW = 10_000  # index.max_result_window's default: from + size, and hybrid's pagination_depth, stay within

@@ -126,6 +126,20 @@ class MLClient:
         _check_count(model_id, texts, maps)
         return maps
 
+    async def text_similarity(self, model_id: str, query: str, texts: list[str]) -> list[float]:
+        """A cross-encoder's score of each (query, text) pair: one TEXT_SIMILARITY predict for all texts."""
+        if not texts:
+            return []
+        payload = await self.predict(model_id, "text_similarity", {"query_text": query, "text_docs": list(texts)})
+        scores = []
+        for result in payload.get("inference_results", []):
+            tensor = next((t for t in result.get("output", []) if "data" in t), None)
+            if tensor is None or not tensor["data"]:
+                raise ModelInferenceError(f"model [{model_id}]: predict output holds no similarity score")
+            scores.append(float(tensor["data"][0]))
+        _check_count(model_id, texts, scores)
+        return scores
+
     async def _is_asymmetric(self, model_id: str) -> bool:
         try:
             config = (await self.get_model(model_id)).get("model_config") or {}

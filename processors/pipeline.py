@@ -23,7 +23,9 @@ from processors.document import IngestDocument
 from processors.errors import ConfigurationError, IllegalArgument, OpenSearchError, processor_config_error
 from processors.ingest.base import CommonOptions, IngestProcessor, Lookup, RunContext
 from processors.mlclient import MLClient
+from processors.rerank import MLOpenSearchRerank
 from processors.search_processors import HybridCombiner, NeuralQueryEnricher, SearchProcessor
+from processors.two_phase import NeuralSparseTwoPhaseProcessor
 
 INGEST_KEYS = {"description", "processors", "on_failure", "version", "_meta"}
 SEARCH_KEYS = {"description", "request_processors", "response_processors", "phase_results_processors", "version",
@@ -280,8 +282,15 @@ class SearchPipeline:
     def combiner(self) -> HybridCombiner | None:
         return next((p for p in self.phase_results_processors if isinstance(p, HybridCombiner)), None)
 
+    @property
+    def two_phase(self) -> NeuralSparseTwoPhaseProcessor | None:
+        """The last ``neural_sparse_two_phase_processor`` (each one rewrites the request anew in OpenSearch)."""
+        found = [p for p in self.request_processors if isinstance(p, NeuralSparseTwoPhaseProcessor)]
+        return found[-1] if found else None
+
     def model_refs(self) -> list[str]:
-        return [m for e in self.enrichers for m in e.model_refs()]
+        rerankers = [p.model_id for p in self.response_processors if isinstance(p, MLOpenSearchRerank)]
+        return [m for e in self.enrichers for m in e.model_refs()] + rerankers
 
     async def prepare(self) -> None:
         """Resolve the enrichers' model names to ids through the ML node."""
@@ -350,6 +359,11 @@ async def resolve_model_names(kind: str, body: dict[str, Any], *, ml: MLClient) 
                     cfg["default_model_id"] = await ml.resolve_model_id(cfg["default_model_id"])
                 for field_name, ref in (cfg.get("neural_field_default_id") or {}).items():
                     cfg["neural_field_default_id"][field_name] = await ml.resolve_model_id(str(ref))
+        for item in out.get("response_processors") or []:
+            rerank = item.get("rerank") if isinstance(item, dict) else None
+            cfg = rerank.get("ml_opensearch") if isinstance(rerank, dict) else None
+            if isinstance(cfg, dict) and isinstance(cfg.get("model_id"), str):
+                cfg["model_id"] = await ml.resolve_model_id(cfg["model_id"])
     return out
 
 

@@ -60,6 +60,12 @@ def prune(prune_type: str, ratio: float, vector: dict[str, float]) -> dict[str, 
     return dict(vector) if pruner is None else pruner(vector, ratio)
 
 
+def split(prune_type: str, ratio: float, vector: dict[str, float]) -> tuple[dict[str, float], dict[str, float]]:
+    """(kept, pruned): the entries ``prune`` keeps, and the rest (neural-search's splitSparseVector)."""
+    kept = prune(prune_type, ratio, vector)
+    return kept, {t: w for t, w in vector.items() if t not in kept}
+
+
 def is_valid_ratio(prune_type: str, ratio: float) -> bool:
     if prune_type == "top_k":
         return ratio > 0 and ratio == math.floor(ratio)

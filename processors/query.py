@@ -4,7 +4,9 @@ Two steps, as neural-search does: collect every clause and infer (one predict ca
 then replace each clause:
 - ``neural`` -> ``knn`` with the query vector and the clause's k (default 10) or min_score or max_distance, filter
   (itself rewritten), method_parameters, rescore, expand_nested_docs, boost, _name;
-- ``neural_sparse`` -> ``bool.should`` of ``rank_feature`` clauses ``{field: "<f>.<token>", linear: {}, boost: w}``
+- ``neural_sparse`` (tokens from ``query_tokens``, the clause's model, or a named ``analyzer``: ``bert-uncased`` when
+  it names neither model nor analyzer, see ``processors.analyzers``) -> ``bool.should`` of ``rank_feature``
+  clauses ``{field: "<f>.<token>", linear: {}, boost: w}``
   (Lucene's FeatureField linear query: score = sum of w x stored weight, the same as neural-search's). Tokens that
   contain "." cannot be addressed as a field path: they are dropped and a warning names them. With
   ``sparse_mode="neural_sparse"`` the clause is kept as ``neural_sparse`` + ``query_tokens`` instead, for clusters that
@@ -19,6 +21,7 @@ import copy
 from dataclasses import dataclass, field
 from typing import Any
 
+from processors.analyzers import DEFAULT_ANALYZER, get_analyzer
 from processors.errors import IllegalArgument, ParsingError
 from processors.mlclient import MLClient
 from processors.search_processors import NeuralQueryEnricher
@@ -130,9 +133,6 @@ def _validate_sparse(c: _Clause) -> None:
     unknown = sorted(set(c.params) - SPARSE_PARAMS)
     if unknown:
         raise ParsingError(f"[neural_sparse] query does not support [{unknown[0]}] field")
-    if c.params.get("analyzer") is not None:
-        raise IllegalArgument("[neural_sparse] analyzer is not supported by neuralpipe (no Lucene analyzers); use "
-                              "model_id with a SPARSE_TOKENIZE model, or query_tokens")
     tokens = c.params.get("query_tokens")
     if tokens is not None:
         if not isinstance(tokens, dict) or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
@@ -143,12 +143,14 @@ def _validate_sparse(c: _Clause) -> None:
     if text is None:
         raise IllegalArgument("either query_text field or query_tokens field must be provided for [neural_sparse] "
                               "query")
-    if text == "":
-        raise IllegalArgument("query_text field can not be empty")
-    if c.params.get("model_id") == "":
-        raise IllegalArgument("model_id field can not be empty")
-    if c.model_id is None:
-        raise IllegalArgument("using query_text, model_id field must be provided for [neural_sparse] query")
+    for key in ("query_text", "model_id", "analyzer"):
+        if c.params.get(key) == "":
+            raise IllegalArgument(f"{key} field can not be empty")
+    analyzer = c.params.get("analyzer")
+    if c.model_id is not None and analyzer is not None:
+        raise IllegalArgument(f"Cannot use both [model_id: {c.model_id}] and [analyzer: {analyzer}] for neural sparse "
+                              f"query tokenization. Specify only one tokenization method. These parameters can be set "
+                              f"either in the query or through the neural_query_enricher search processor.")
 
 
 def _model_for(c: _Clause, enrichers: list[NeuralQueryEnricher]) -> str | None:
@@ -232,12 +234,23 @@ def _assert_rewritten(node: Any, where: str) -> None:
             _assert_rewritten(item, where)
 
 
+def _local_tokens(c: _Clause) -> dict[str, float] | None:
+    """Tokens that need no model: ``query_tokens`` as given, or ``query_text`` through a named analyzer (the
+    ``bert-uncased`` default when the clause has neither a model nor an analyzer)."""
+    if c.params.get("query_tokens") is not None:
+        return {str(k): float(v) for k, v in c.params["query_tokens"].items()}
+    if c.model_id is None:
+        return get_analyzer(c.params.get("analyzer") or DEFAULT_ANALYZER).tokens(c.params["query_text"])
+    return None
+
+
 async def _infer(clauses: list[_Clause], ml: MLClient) -> None:
     groups: dict[tuple[str, str], list[_Clause]] = {}
     for c in clauses:
-        if c.kind == "neural_sparse" and c.params.get("query_tokens") is not None:
-            c.result = {str(k): float(v) for k, v in c.params["query_tokens"].items()}
-            continue
+        if c.kind == "neural_sparse":
+            c.result = _local_tokens(c)
+            if c.result is not None:
+                continue
         groups.setdefault((c.kind, str(c.model_id)), []).append(c)
 
     if groups and ml is None:
@@ -255,3 +268,14 @@ async def _infer(clauses: list[_Clause], ml: MLClient) -> None:
             m.result = r
 
     await asyncio.gather(*(run(kind, ref, members) for (kind, ref), members in groups.items()))
+
+
+async def sparse_tokens(holders: list[dict[str, Any]], *, ml: MLClient | None,
+                        enrichers: list[NeuralQueryEnricher] | None = None) -> list[dict[str, float]]:
+    """The query tokens of each ``{"neural_sparse": {...}}`` clause (validated, inferred as ``rewrite`` would)."""
+    clauses = [_Clause("neural_sparse", h, *_single_field("neural_sparse", h["neural_sparse"])) for h in holders]
+    for c in clauses:
+        c.model_id = _model_for(c, enrichers or [])
+        _validate_sparse(c)
+    await _infer(clauses, ml)
+    return [c.result for c in clauses]

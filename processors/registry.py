@@ -7,7 +7,9 @@ from typing import Any, Callable
 from processors.ingest.sparse_encoding import SparseEncodingProcessor
 from processors.ingest.text_chunking import TextChunkingProcessor
 from processors.ingest.text_embedding import TextEmbeddingProcessor
+from processors.rerank import RerankProcessor
 from processors.search_processors import NeuralQueryEnricher, NormalizationProcessor, ScoreRankerProcessor
+from processors.two_phase import NeuralSparseTwoPhaseProcessor
 
 INGEST_PROCESSORS: dict[str, Callable[..., Any]] = {
     TextEmbeddingProcessor.TYPE: TextEmbeddingProcessor.from_config,
@@ -17,9 +19,12 @@ INGEST_PROCESSORS: dict[str, Callable[..., Any]] = {
 
 SEARCH_REQUEST_PROCESSORS: dict[str, Callable[..., Any]] = {
     NeuralQueryEnricher.TYPE: NeuralQueryEnricher.from_config,
+    NeuralSparseTwoPhaseProcessor.TYPE: NeuralSparseTwoPhaseProcessor.from_config,
 }
 
-SEARCH_RESPONSE_PROCESSORS: dict[str, Callable[..., Any]] = {}
+SEARCH_RESPONSE_PROCESSORS: dict[str, Callable[..., Any]] = {
+    RerankProcessor.TYPE: RerankProcessor.from_config,
+}
 
 SEARCH_PHASE_RESULTS_PROCESSORS: dict[str, Callable[..., Any]] = {
     NormalizationProcessor.TYPE: NormalizationProcessor.from_config,

@@ -2,7 +2,7 @@
 answers plain OpenSearch search bodies (``search_fn``): OpenSearch with only the k-NN plugin, or our data node.
 
 ``hybrid`` runs each sub-query (with the hybrid ``filter`` added as a bool filter) as its own search of depth
-``pagination_depth`` (default from + size), then normalizes and combines scores with the pipeline's
+``pagination_depth`` (default size; ``from`` > 0 requires it), then normalizes and combines scores with the pipeline's
 ``normalization-processor`` or ``score-ranker-processor`` (min_max + arithmetic_mean when the pipeline has
 neither), so a cluster without neural-search ranks like one with it.
 """
@@ -11,13 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import copy
+from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
+from opensearch_contract.settings import MAX_RESULT_WINDOW
 from processors.errors import IllegalArgument, ParsingError
 from processors.mlclient import MLClient
 from processors.pipeline import SearchPipeline
-from processors.query import rewrite
-from processors.search_processors import HybridCombiner, NormalizationProcessor
+from processors.query import RewriteResult, rewrite, sparse_tokens
+from processors.rerank import pop_rerank_ext
+from processors.search_processors import HybridCombiner, NeuralQueryEnricher, NormalizationProcessor
+from processors.two_phase import NeuralSparseTwoPhaseProcessor, collect_clauses, rescore, with_tokens
 
 SearchFn = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]
 MAX_SUB_QUERIES = 5
@@ -27,24 +31,79 @@ DEFAULT_SIZE = 10
 
 async def run_search(index: str, body: dict[str, Any] | None, *, search_fn: SearchFn, ml: MLClient,
                      pipeline: SearchPipeline | None = None, sparse_mode: str = "rank_feature") -> dict[str, Any]:
-    body = copy.deepcopy(body or {})
-    enrichers = pipeline.enrichers if pipeline else []
+    """Rewrite and run ``body``, then run the pipeline's response processors (``rerank``) over the response; they
+    see the request as the user wrote it (``ext.rerank``, ``query_text_path``)."""
+    request = copy.deepcopy(body or {})
+    body = copy.deepcopy(request)
+    pop_rerank_ext(body)
+    ctx = _Context(index, search_fn, ml, pipeline.enrichers if pipeline else [], sparse_mode)
     query = body.get("query")
+    two_phase = pipeline.two_phase if pipeline else None
     if isinstance(query, dict) and "hybrid" in query:
         if len(query) > 1:
             raise ParsingError(f"[hybrid] query malformed, found unexpected keys {sorted(set(query) - {'hybrid'})}")
         combiner = (pipeline.combiner if pipeline else None) or NormalizationProcessor()
-        return await _hybrid(index, body, query["hybrid"], combiner, search_fn=search_fn, ml=ml,
-                             enrichers=enrichers, sparse_mode=sparse_mode)
-    warnings: list[str] = []
-    if query is not None:
-        result = await rewrite(query, ml=ml, enrichers=enrichers, sparse_mode=sparse_mode, top_level_hybrid_ok=False)
-        body["query"] = result.query
-        warnings = result.warnings
-    response = await search_fn(index, body)
-    if warnings:
-        response = {**response, "warnings": warnings}
+        response = await _hybrid(body, query["hybrid"], combiner, ctx)
+    elif two_phase is not None and two_phase.applies(body) and collect_clauses(query):
+        response = await _two_phase(body, two_phase, ctx)
+    else:
+        response = await _plain(body, ctx)
+    for processor in pipeline.response_processors if pipeline else []:
+        response = await processor.process(request, response, ml)
     return response
+
+
+@dataclass
+class _Context:
+    index: str
+    search_fn: SearchFn
+    ml: MLClient
+    enrichers: list[NeuralQueryEnricher]
+    sparse_mode: str
+
+    async def rewrite(self, query: Any) -> RewriteResult:
+        return await rewrite(query, ml=self.ml, enrichers=self.enrichers, sparse_mode=self.sparse_mode,
+                             top_level_hybrid_ok=False)
+
+    async def search(self, body: dict[str, Any]) -> dict[str, Any]:
+        return await self.search_fn(self.index, body)
+
+
+def _with_warnings(response: dict[str, Any], warnings: list[str]) -> dict[str, Any]:
+    return {**response, "warnings": warnings} if warnings else response
+
+
+async def _plain(body: dict[str, Any], ctx: _Context) -> dict[str, Any]:
+    if body.get("query") is None:
+        return await ctx.search(body)
+    result = await ctx.rewrite(body["query"])
+    return _with_warnings(await ctx.search({**body, "query": result.query}), result.warnings)
+
+
+async def _two_phase(body: dict[str, Any], proc: NeuralSparseTwoPhaseProcessor, ctx: _Context) -> dict[str, Any]:
+    """Phase 1 with each clause's high tokens to the window, phase 2 adds the low tokens' scores in the window."""
+    window = proc.window(body)
+    found = collect_clauses(body["query"])
+    tokens = await sparse_tokens([holder for holder, _ in found], ml=ctx.ml, enrichers=ctx.enrichers)
+    low_clauses = []
+    for (holder, boost), clause_tokens in zip(found, tokens):
+        high, low = proc.split(clause_tokens)
+        if low:
+            low_clauses.append(with_tokens(holder, low, boost=boost))
+        replacement = with_tokens(holder, high)
+        holder.clear()
+        holder.update(replacement)
+    start, size = int(body.get("from", 0)), int(body.get("size", DEFAULT_SIZE))
+    first = await ctx.rewrite(body["query"])
+    response = await ctx.search({**body, "query": first.query, "from": 0, "size": max(window, start + size)})
+    warnings = list(first.warnings)
+    low_query: dict[str, Any] = {"match_none": {}}
+    if low_clauses:
+        second = await ctx.rewrite({"bool": {"should": low_clauses}})
+        low_query = second.query
+        warnings += [w for w in second.warnings if w not in warnings]
+    return _with_warnings(await rescore(response, low_query, window, start=start, size=size, search=ctx.search),
+                          warnings)
 
 
 def _parse_hybrid(spec: Any) -> tuple[list[dict[str, Any]], Any, int | None]:
@@ -62,23 +121,32 @@ def _parse_hybrid(spec: Any) -> tuple[list[dict[str, Any]], Any, int | None]:
     if filt is not None and not isinstance(filt, dict):
         raise ParsingError("[hybrid] query's [filter] field must be a query object")
     depth = spec.get("pagination_depth")
-    if depth is not None and (not isinstance(depth, int) or isinstance(depth, bool) or depth < 1):
-        raise IllegalArgument("pagination_depth should be greater than 0")
+    if depth is not None:
+        if not isinstance(depth, int) or isinstance(depth, bool):
+            raise ParsingError("[hybrid] query's [pagination_depth] must be an integer")
+        if depth < 0:
+            raise IllegalArgument("pagination_depth should be greater than 0")
+        if depth == 0:
+            raise IllegalArgument("pagination_depth must not be zero")
+        if depth > MAX_RESULT_WINDOW:
+            raise IllegalArgument("pagination_depth should be less than or equal to index.max_result_window setting")
     return queries, filt, depth
 
 
-async def _hybrid(index: str, body: dict[str, Any], spec: Any, combiner: HybridCombiner, *, search_fn: SearchFn,
-                  ml: MLClient, enrichers: list[Any], sparse_mode: str) -> dict[str, Any]:
+async def _hybrid(body: dict[str, Any], spec: Any, combiner: HybridCombiner, ctx: _Context) -> dict[str, Any]:
+    """Each sub-query runs to ``pagination_depth`` hits (``size`` without it; ``from`` needs it), as neural-search's
+    hybrid collector does; the combined ranking is then paged with from / size."""
     queries, filt, depth = _parse_hybrid(spec)
     size = int(body.get("size", DEFAULT_SIZE))
     start = int(body.get("from", 0))
-    depth = depth or max(start + size, 1)
+    if depth is None and start > 0:
+        raise IllegalArgument("pagination_depth param is missing in the search request")
+    depth = depth or max(size, 1)
     if combiner.weights and len(combiner.weights) != len(queries):
         raise IllegalArgument(f"number of weights [{len(combiner.weights)}] must match number of sub-queries "
                               f"[{len(queries)}] in hybrid query")
     # one rewrite over all sub-queries and the filter: one predict call per model
-    bundle = {"dis_max": {"queries": list(queries) + ([filt] if filt is not None else [])}}
-    rewritten = await rewrite(bundle, ml=ml, enrichers=enrichers, sparse_mode=sparse_mode, top_level_hybrid_ok=False)
+    rewritten = await ctx.rewrite({"dis_max": {"queries": list(queries) + ([filt] if filt is not None else [])}})
     subs = rewritten.query["dis_max"]["queries"]
     sub_queries, sub_filter = (subs[:-1], subs[-1]) if filt is not None else (subs, None)
     base = {k: v for k, v in body.items() if k not in ("query", "from", "size", "search_pipeline")}
@@ -86,13 +154,13 @@ async def _hybrid(index: str, body: dict[str, Any], spec: Any, combiner: HybridC
     async def one(q: dict[str, Any]) -> dict[str, Any]:
         if sub_filter is not None:
             q = {"bool": {"must": [q], "filter": [sub_filter]}}
-        return await search_fn(index, {**copy.deepcopy(base), "query": q, "from": 0, "size": depth})
+        return await ctx.search({**copy.deepcopy(base), "query": q, "from": 0, "size": depth})
 
     responses = await asyncio.gather(*(one(q) for q in sub_queries))
     response = combine_responses(responses, combiner, start=start, size=size)
-    if rewritten.warnings:
-        response["warnings"] = rewritten.warnings
-    return response
+    if start > response["hits"]["total"]["value"]:
+        raise IllegalArgument("Reached end of search result, increase pagination_depth value to see more results")
+    return _with_warnings(response, rewritten.warnings)
 
 
 def combine_responses(responses: list[dict[str, Any]], combiner: HybridCombiner, *, start: int = 0,

@@ -2,7 +2,7 @@
 
 It scores the plain query types our rewrites emit, by OpenSearch's formulas, computed by hand:
 ``knn`` (cosinesimil: (1 + cos) / 2, exact top k), ``rank_feature`` (linear: boost x stored weight),
-``bool`` (should/must summed; filter/must_not restrict), ``term``, ``match_all``, ``match_none``."""
+``bool`` (should/must summed; filter/must_not restrict), ``term``, ``ids``, ``match_all``, ``match_none``."""
 
 import math
 
@@ -37,6 +37,8 @@ class MemIndex:
             (field, value), = spec.items()
             value = value["value"] if isinstance(value, dict) else value
             return {i: 1.0 for i, s in self.docs.items() if self._get(s, field) == value}
+        if qtype == "ids":
+            return {i: 1.0 for i in spec["values"] if i in self.docs}
         if qtype == "rank_feature":
             field, token = spec["field"].split(".", 1)
             assert spec["linear"] == {}

@@ -132,8 +132,8 @@ BAD_SEARCH = [
     ("rank constant too small", {"phase_results_processors": [{"score-ranker-processor": {
         "tag": "r1", "combination": {"technique": "rrf", "rank_constant": 0}}}]},
      "score-ranker-processor", "r1", "rank constant must be in the interval between 1 and 10000"),
-    ("unknown search processor", {"response_processors": [{"rerank": {"tag": "x1"}}]},
-     "rerank", "x1", "No processor type exists with name [rerank]"),
+    ("unknown search processor", {"response_processors": [{"personalize_search_ranking": {"tag": "x1"}}]},
+     "personalize_search_ranking", "x1", "No processor type exists with name [personalize_search_ranking]"),
     ("leftover", {"request_processors": [{"neural_query_enricher": {"tag": "e2", "default_model_id": "m",
                                                                     "k": 5}}]},
      "neural_query_enricher", "e2",
