@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from mlnode.errors import IllegalArgument, ParsingError
+from opensearch_contract.models import is_asymmetric
 
 # ML Commons' AsymmetricTextEmbeddingParameters (the ``parameters`` of TEXT_EMBEDDING, SPARSE_ENCODING, SPARSE_TOKENIZE)
 # and TextEmbeddingModel.isAsymmetricModel's errors
@@ -85,12 +86,6 @@ def _str_list(body: dict[str, Any], key: str, *, required: bool, empty_message: 
         if not isinstance(item, str):
             raise IllegalArgument(f"[{key}] must be an array of strings; item [{i}] is [{item!r}]")
     return list(value)
-
-
-def is_asymmetric(model_config: dict[str, Any] | None) -> bool:
-    """A model registered with a ``query_prefix`` or a ``passage_prefix`` (ML Commons checks for null, not empty)."""
-    config = model_config or {}
-    return config.get("query_prefix") is not None or config.get("passage_prefix") is not None
 
 
 def _check_content_type(function_name: str, parameters: dict[str, Any] | None, model_config: dict | None) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 
 import aiohttp
 
+from opensearch_contract.models import is_asymmetric
 from processors.errors import ModelInferenceError, ResourceNotFound
 
 ML_BASE = "/_plugins/_ml"
@@ -34,7 +35,7 @@ class MLClient:
         self._names: dict[str, str] = {}
 
     # -- lifecycle -------------------------------------------------------------------------------------------------
-    async def __aenter__(self) -> "MLClient":
+    async def __aenter__(self) -> MLClient:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -69,7 +70,7 @@ class MLClient:
                 if resp.status >= 400:
                     raise _error_from(payload, resp.status, model_id, url)
                 return payload if isinstance(payload, dict) else {"result": payload}
-        except asyncio.TimeoutError as exc:
+        except TimeoutError as exc:
             what = f"model [{model_id}]" if model_id else "request"
             raise ModelInferenceError(f"{what}: ML node at [{self.base_url}] did not answer within "
                                       f"{self._timeout.total}s", status=504, error_type="timeout_exception") from exc
@@ -145,7 +146,7 @@ class MLClient:
             config = (await self.get_model(model_id)).get("model_config") or {}
         except ModelInferenceError:
             return False
-        return bool(config.get("query_prefix") or config.get("passage_prefix"))
+        return is_asymmetric(config)
 
     async def _algorithm(self, model_id: str, *, default: str) -> str:
         try:
