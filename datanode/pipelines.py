@@ -17,6 +17,27 @@ def _no_ml(what: str) -> IllegalArgument:
                            f"`neuralpipe serve --roles ml,data` or pass --ml-url")
 
 
+def clauses_needing_a_model(query: Any) -> set[str]:
+    """The ``neural`` / ``neural_sparse`` clauses in ``query`` that need a predict call: every ``neural``; a
+    ``neural_sparse`` only with a ``model_id`` and no ``query_tokens`` (an ``analyzer`` runs without a model)."""
+    found: set[str] = set()
+    if isinstance(query, dict):
+        for key, value in query.items():
+            if key == "neural" or key == "neural_sparse" and _sparse_needs_model(value):
+                found.add(key)
+            else:
+                found |= clauses_needing_a_model(value)
+    elif isinstance(query, list):
+        for value in query:
+            found |= clauses_needing_a_model(value)
+    return found
+
+
+def _sparse_needs_model(clause: Any) -> bool:
+    fields = clause.values() if isinstance(clause, dict) else ()
+    return any(isinstance(p, dict) and "model_id" in p and p.get("query_tokens") is None for p in fields)
+
+
 def find_keys(obj: Any, keys: set[str]) -> set[str]:
     """Which of ``keys`` appear as object keys anywhere in ``obj``."""
     found: set[str] = set()
@@ -102,7 +123,7 @@ class PipelineRunner:
 
     async def search(self, index: str, body: dict[str, Any], pipeline: Any, search_fn: SearchFn) -> dict[str, Any]:
         query = body.get("query")
-        used = find_keys(query, ML_QUERIES)
+        used = clauses_needing_a_model(query)
         if used and self.ml is None:
             raise _no_ml(f"query [{sorted(used)[0]}]")
         from processors.search import run_search  # here: see ``ml`` (start-up cost)

@@ -255,6 +255,17 @@ def test_search_errors(loaded: Any, query: dict[str, Any], error: str, needle: s
         assert err.value.info["error"]["caused_by"]["type"] == "illegal_argument_exception"
 
 
+def test_neural_sparse_with_query_tokens_needs_no_ml_node(loaded: Any) -> None:
+    """query_tokens carry the weights already: a data node without an ML node answers, with the sparse dot product
+    (fox 1.5 x 2.0 + quick 0.5 x 1.0 for doc 1, quick 1.0 x 1.0 for doc 3)."""
+    body = {"query": {"neural_sparse": {"tokens": {"query_tokens": {"fox": 2.0, "quick": 1.0}}}}}
+    res = loaded.search(index="books", body=body)
+    assert [(h["_id"], round(h["_score"], 4)) for h in res["hits"]["hits"]] == [("1", 3.5), ("3", 1.0)]
+    with pytest.raises(RequestError, match="needs an ML node"):
+        loaded.search(index="books", body={"query": {"neural_sparse": {"tokens": {"query_text": "fox",
+                                                                                  "model_id": "m"}}}})
+
+
 def test_rank_feature_on_an_unmapped_path_matches_nothing(loaded: Any) -> None:
     """OpenSearch's RankFeatureQueryBuilder answers an unmapped field (here a token under a text field, as a sparse
     query aimed at the wrong field becomes) with no hits, not an error."""
