@@ -19,9 +19,10 @@ import time
 import urllib.error
 import urllib.request
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -72,7 +73,6 @@ def package(kind: str, model_format: str, *, idf_corpus: Path | None = None) -> 
     """Package an offline model once (cached under CACHE): kind = dense | sparse | tokenizer."""
     from mlnode import offline
     from mlnode.packaging import package_model
-
     from mlnode.packaging.core import packaging_code_hash
 
     # keyed by the packaging code too: a zip packaged by older code (another graph) is never reused
@@ -170,7 +170,7 @@ class MLNodeServer:
     url: str = ""
     log_path: Path | None = None
 
-    def __enter__(self) -> "MLNodeServer":
+    def __enter__(self) -> MLNodeServer:
         self.start()
         return self
 

@@ -50,7 +50,7 @@ class InfinityServer:
         self.proc: subprocess.Popen | None = None
         self.url = ""
 
-    def __enter__(self) -> "InfinityServer":
+    def __enter__(self) -> InfinityServer:
         exe = INFINITY_VENV / "bin" / "infinity_emb"
         if not exe.exists():
             raise SystemExit(f"{exe} not found: run `bash bench/infinity_venv.sh` first")

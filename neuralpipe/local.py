@@ -12,10 +12,11 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 
 import aiohttp
 from opensearchpy import AsyncOpenSearch
@@ -23,9 +24,9 @@ from opensearchpy.exceptions import ConnectionError as OSConnectionError
 from opensearchpy.exceptions import TransportError
 
 from mlnode.settings import MLSettings
+from neuralpipe.node import DEFAULT_DATA_DIR, NodeServer, NodeSpec, NodeStartError, layout
 from opensearch_contract.errors import OpenSearchError
 from processors.mlclient import MLClient
-from neuralpipe.node import DEFAULT_DATA_DIR, NodeServer, NodeSpec, NodeStartError, layout
 
 log = logging.getLogger(__name__)
 

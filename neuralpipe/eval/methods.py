@@ -9,7 +9,6 @@ from dataclasses import dataclass
 
 from neuralpipe.eval.metrics import beir_passage
 
-
 PASSAGE_FIELD = "passage"
 DENSE_FIELD = "passage_embedding"
 SPARSE_FIELD = "passage_sparse"

@@ -204,7 +204,7 @@ def run_from_hits(hits: list[dict]) -> dict[str, float]:
 
 
 def exact_top_k(
-    query_vectors: "np.ndarray", doc_vectors: "np.ndarray", query_ids: list[str], doc_ids: list[str], k: int = 100
+    query_vectors: np.ndarray, doc_vectors: np.ndarray, query_ids: list[str], doc_ids: list[str], k: int = 100
 ) -> Run:
     """Exact inner-product ranking (cosine for unit vectors): the top ``k`` docs of every query, as a run."""
     q = np.asarray(query_vectors, dtype=np.float32)

@@ -26,9 +26,17 @@ from opensearchpy.helpers import async_bulk
 from tqdm import tqdm
 
 from neuralpipe.admin.models import TOKENIZER_NAME, deploy_offline_models, model_admin
+from neuralpipe.eval.methods import (
+    METHOD_TITLES,
+    METHODS,
+    PASSAGE_FIELD,
+    EvalModels,
+    adapt_ingest_pipeline,
+    eval_document,
+    search_body,
+    search_pipeline_body,
+)
 from neuralpipe.eval.metrics import BeirDataset, Run, evaluate, load_beir, run_from_hits
-from neuralpipe.eval.methods import (METHOD_TITLES, METHODS, PASSAGE_FIELD, EvalModels, adapt_ingest_pipeline,
-                                     eval_document, search_body, search_pipeline_body)
 from neuralpipe.ingest.job import IngestJob, run_ingest
 from neuralpipe.ingest.readers import Record
 from neuralpipe.ingest.runner import IngestOptions

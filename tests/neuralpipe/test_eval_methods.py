@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from neuralpipe.eval.methods import METHODS, EvalModels, adapt_ingest_pipeline, search_body, search_pipeline_body
 from neuralpipe.eval.run import default_index_name, format_table
 from neuralpipe.ingest.setup import use_exact_knn
-from neuralpipe.eval.methods import METHODS, EvalModels, adapt_ingest_pipeline, search_body, search_pipeline_body
 
 pytestmark = pytest.mark.unit
 MODELS = EvalModels(dense="dense-id", sparse="sparse-id", tokenizer="tok-id")

@@ -9,11 +9,25 @@ from pathlib import Path
 import pytest
 
 from neuralpipe.ingest.checkpoint import Checkpoint, CheckpointMismatch
-from neuralpipe.ingest.readers import (InputError, ParseFailure, Record, content_id, count_lines, iter_input,
-                                       read_csv, read_jsonl, resolve_input)
+from neuralpipe.ingest.readers import (
+    InputError,
+    ParseFailure,
+    Record,
+    content_id,
+    count_lines,
+    iter_input,
+    read_csv,
+    read_jsonl,
+    resolve_input,
+)
 from neuralpipe.ingest.runner import backoff_delay
-from neuralpipe.search.query import (QueryConfigError, QueryFields, build_query, fields_from_ingest_pipeline,
-                                     fields_from_mapping)
+from neuralpipe.search.query import (
+    QueryConfigError,
+    QueryFields,
+    build_query,
+    fields_from_ingest_pipeline,
+    fields_from_mapping,
+)
 from neuralpipe.search.table import format_table
 
 pytestmark = pytest.mark.unit
