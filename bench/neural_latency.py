@@ -85,18 +85,24 @@ def main(argv: list[str] | None = None) -> int:
             pred, ms1 = conn.post(predict_path("text_embedding", model_id), {"text_docs": [q], "target_response": ["sentence_embedding"]})
             vec = pred["inference_results"][0]["output"][0]["data"]
             resp, ms2 = conn.post(search, {"size": 10, "_source": False, "query": {"knn": {"vec": {"vector": vec, "k": 10}}}})
-            embed.append(ms1); knn.append(ms2); parts.append(ms1 + ms2)
+            embed.append(ms1)
+            knn.append(ms2)
+            parts.append(ms1 + ms2)
             return [h["_id"] for h in resp["hits"]["hits"]]
 
         for q in qs[:10]:  # warm-up
-            run_whole(q); run_parts(q)
-        whole.clear(); parts.clear(); embed.clear(); knn.clear()
+            run_whole(q)
+            run_parts(q)
+        for samples in (whole, parts, embed, knn):
+            samples.clear()
         same = 0
         for i, q in enumerate(qs):
             if i % 2 == 0:
-                a = run_whole(q); b = run_parts(q)
+                a = run_whole(q)
+                b = run_parts(q)
             else:
-                b = run_parts(q); a = run_whole(q)
+                b = run_parts(q)
+                a = run_whole(q)
             same += a == b
     out = {"bench": "neural_latency", "queries": len(qs), "format": args.format.upper(),
            "neural_p50_ms": round(percentile(whole, 50), 2), "neural_p99_ms": round(percentile(whole, 99), 2),

@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         for fmt in formats:
             model_id = node.register_and_deploy(package("dense", fmt), name=f"all-MiniLM-L6-v2-{fmt.lower()}")
             targets[fmt] = node.url + predict_path("text_embedding", model_id)
-        for name, w in workloads.items():  # warm-up
+        for w in workloads.values():  # warm-up
             drive(targets["infinity"], w["theirs"][:8], concurrency=2)
             for fmt in formats:
                 drive(targets[fmt], w["ours"][:8], concurrency=2)
