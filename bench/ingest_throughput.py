@@ -57,7 +57,8 @@ def prepare_node(data_dir: Path) -> None:
 
 def run_ingest(corpus: Path, data_dir: Path, index: str) -> dict:
     cmd = [sys.executable, "-m", "neuralpipe.cli", "ingest", str(corpus), "--index", index, "--pipeline", str(PIPELINE),
-           "--data-dir", str(data_dir), "--json", "--no-progress", "--restart", "--state-dir", str(data_dir.parent / "state")]
+           "--data-dir", str(data_dir), "--json", "--no-progress", "--restart",
+           "--state-dir", str(data_dir.parent / "state")]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=str(REPO))
     wall = time.perf_counter() - t0
@@ -121,8 +122,8 @@ def main(argv: list[str] | None = None) -> int:
            "ratio_to_sorted_bound_median": round(median(sratios), 3),
            "ingest_wall_seconds_incl_startup": [round(w, 1) for w in walls]}
     print(json.dumps(out), flush=True)
-    report(f"neuralpipe ingest (dense + sparse, embedded node) vs the two models in-process, first {len(texts)} SciFact "
-           f"docs, median of {args.rounds} alternating rounds (goal >= 0.8)",
+    report(f"neuralpipe ingest (dense + sparse, embedded node) vs the two models in-process, "
+           f"first {len(texts)} SciFact docs, median of {args.rounds} alternating rounds (goal >= 0.8)",
            [(k, v) for k, v in out.items() if k != "bench"])
     return 0
 
