@@ -58,7 +58,8 @@ def test_csv_rows_with_multiline_fields_and_bad_rows() -> None:
 
 
 def test_beir_folder(tmp_path: Path) -> None:
-    (tmp_path / "corpus.jsonl").write_text('{"_id": "d1", "title": "T", "text": "body"}\n{"_id": "d2", "title": "no text"}\n')
+    (tmp_path / "corpus.jsonl").write_text('{"_id": "d1", "title": "T", "text": "body"}\n'
+                                           '{"_id": "d2", "title": "no text"}\n')
     assert resolve_input(str(tmp_path), "auto") == ("beir", str(tmp_path / "corpus.jsonl"))
     items = list(iter_input(str(tmp_path), "auto"))
     assert items[0] == Record(1, "d1", {"title": "T", "text": "body"})
