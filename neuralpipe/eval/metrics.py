@@ -21,7 +21,7 @@ from __future__ import annotations
 import csv
 import json
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -143,7 +143,7 @@ def ranked(doc_scores: Mapping[str, float]) -> list[str]:
     return sorted(by_id_desc, key=lambda d: doc_scores[d], reverse=True)  # stable sort keeps the tie order
 
 
-def dcg(gains: list[float]) -> float:
+def dcg(gains: Sequence[float]) -> float:
     return sum(g / math.log2(i + 2) for i, g in enumerate(gains) if g > 0)
 
 
