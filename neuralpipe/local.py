@@ -172,7 +172,8 @@ def describe_error(exc: BaseException) -> str:
         return f"cannot connect: {exc.error if isinstance(exc.error, str) and exc.error != 'N/A' else exc.info}"
     if isinstance(exc, TransportError):
         info = exc.info if isinstance(exc.info, dict) else {}
-        err = info.get("error") if isinstance(info.get("error"), dict) else {}
+        error = info.get("error")
+        err: dict[str, Any] = error if isinstance(error, dict) else {}
         causes = err.get("root_cause") or []
         if err.get("type") == "search_phase_execution_exception" and causes and isinstance(causes[0], dict):
             err = causes[0]  # "all shards failed" says nothing: the root cause does
