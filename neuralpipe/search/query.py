@@ -203,5 +203,9 @@ def opensearch_search_fn(client: AsyncOpenSearch) -> SearchFn:
 
 async def execute(index: str, body: dict[str, Any], *, client: AsyncOpenSearch, ml: MLClient | None,
                   pipeline: SearchPipeline | None = None) -> dict[str, Any]:
-    """Run one search body through the processors' search runner over opensearch-py."""
-    return await run_search(index, body, search_fn=opensearch_search_fn(client), ml=ml, pipeline=pipeline)
+    """Run one search body through the processors' search runner over opensearch-py. ``ml`` is None for a match
+    search without an ML node: processors.query answers a clause that needs a model with an illegal_argument
+    error naming it."""
+    # run_search's ``ml: MLClient`` is narrower than what it handles (processors.query._infer checks for None)
+    return await run_search(index, body, search_fn=opensearch_search_fn(client), ml=ml,  # type: ignore[arg-type]
+                            pipeline=pipeline)
