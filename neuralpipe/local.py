@@ -132,11 +132,13 @@ def make_client(url: str, options: ClientOptions | None = None, *, timeout: floa
     return AsyncOpenSearch(**kwargs)
 
 
-def make_ml_client(url: str, options: ClientOptions | None = None) -> MLClient:
-    """The processors' inference client (predict, model lookup by id or name)."""
+def make_ml_client(url: str, options: ClientOptions | None = None, *,
+                   client_class: type[MLClient] = MLClient) -> MLClient:
+    """The processors' inference client (predict, model lookup by id or name); ``client_class``: a subclass
+    that adds to it (eval's query-time cache)."""
     options = options or ClientOptions()
-    return MLClient(url, http_auth=options.http_auth, verify_certs=options.verify_certs,
-                    ca_certs=options.ca_certs)
+    return client_class(url, http_auth=options.http_auth, verify_certs=options.verify_certs,
+                        ca_certs=options.ca_certs)
 
 
 def add_data_dir_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
