@@ -19,9 +19,10 @@ import time
 import urllib.error
 import urllib.request
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -72,7 +73,6 @@ def package(kind: str, model_format: str, *, idf_corpus: Path | None = None) -> 
     """Package an offline model once (cached under CACHE): kind = dense | sparse | tokenizer."""
     from mlnode import offline
     from mlnode.packaging import package_model
-
     from mlnode.packaging.core import packaging_code_hash
 
     # keyed by the packaging code too: a zip packaged by older code (another graph) is never reused
@@ -170,7 +170,7 @@ class MLNodeServer:
     url: str = ""
     log_path: Path | None = None
 
-    def __enter__(self) -> "MLNodeServer":
+    def __enter__(self) -> MLNodeServer:
         self.start()
         return self
 
@@ -184,7 +184,8 @@ class MLNodeServer:
         self.data_dir = self.data_dir or work / "data"
         config = work / "mlnode.yaml"
         config.write_text(yaml.safe_dump({
-            "plugins.ml_commons": {"allow_registering_model_via_url": True, "allow_registering_model_via_local_file": True,
+            "plugins.ml_commons": {"allow_registering_model_via_url": True,
+                                   "allow_registering_model_via_local_file": True,
                                    "native_memory_threshold": 100},
             "neuralpipe": {"cache_dir": str(CACHE / "catalog-cache"), **self.neuralpipe_settings},
         }))
@@ -220,7 +221,8 @@ class MLNodeServer:
         raise TimeoutError(f"task {task_id} not done within {timeout:.0f}s")
 
     def register_and_deploy(self, packaged: Any, name: str | None = None) -> str:
-        """Register a packaged zip by file:// URL (ML Commons' custom-model flow) and deploy it; returns the model id."""
+        """Register a packaged zip by file:// URL (ML Commons' custom-model flow) and deploy it;
+        returns the model id."""
         body = dict(packaged.config)
         body["url"] = packaged.zip_path.resolve().as_uri()
         if name:
@@ -277,7 +279,8 @@ def machine() -> str:
     except OSError:
         pass
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1024**3
-    return f"{os.cpu_count()} cores ({cpu}), {mem:.0f} GiB, {platform.system()} {platform.release()}, Python {platform.python_version()}"
+    return (f"{os.cpu_count()} cores ({cpu}), {mem:.0f} GiB, {platform.system()} {platform.release()}, "
+            f"Python {platform.python_version()}")
 
 
 def report(title: str, rows: list[tuple[str, Any]]) -> None:
@@ -290,7 +293,8 @@ def report(title: str, rows: list[tuple[str, Any]]) -> None:
 # ------------------------------------------------------------------------------------------- load driver
 
 
-def drive(url: str, bodies: list[Any], *, concurrency: int, timeout: float = 600.0, method: str = "POST") -> dict[str, Any]:
+def drive(url: str, bodies: list[Any], *, concurrency: int, timeout: float = 600.0,
+          method: str = "POST") -> dict[str, Any]:
     """POST every body to ``url`` with ``concurrency`` requests in flight (aiohttp, keep-alive); bounded by the
     number of bodies. Returns elapsed seconds, per-request latencies (ms) and the non-200 answers."""
     import asyncio

@@ -1,4 +1,5 @@
-"""Compare two runs of the same queries (e.g. ``neuralpipe eval --save-runs`` dense vs ``reference_dense.py --save-run``).
+"""\
+Compare two runs of the same queries (e.g. ``neuralpipe eval --save-runs`` dense vs ``reference_dense.py --save-run``).
 
 Prints both runs' nDCG@10 / recall@100, their difference, how many queries' top-10 lists are identical, and the
 queries whose nDCG@10 differs.

@@ -28,7 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--format", default="ONNX")
-    parser.add_argument("--intra-op-threads", type=int, help="NEURALPIPE_INTRA_OP_THREADS for the ML node (default: library's)")
+    parser.add_argument("--intra-op-threads", type=int,
+                        help="NEURALPIPE_INTRA_OP_THREADS for the ML node (default: library's)")
     args = parser.parse_args(argv)
     if args.intra_op_threads is not None:
         os.environ["NEURALPIPE_INTRA_OP_THREADS"] = str(args.intra_op_threads)  # inherited by the server processes
@@ -50,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
             for label in order:
                 res = drive(urls[label], bodies, concurrency=args.concurrency)
                 if res["errors"]:
-                    raise RuntimeError(f"batching {label}: {len(res['errors'])} failed requests, e.g. {res['errors'][:2]}")
+                    raise RuntimeError(f"batching {label}: {len(res['errors'])} failed requests, "
+                                       f"e.g. {res['errors'][:2]}")
                 results[label].append(res)
 
     def summary(label: str) -> dict:
@@ -60,8 +62,9 @@ def main(argv: list[str] | None = None) -> int:
                 "p50_ms": round(percentile(lat, 50), 1), "p99_ms": round(percentile(lat, 99), 1)}
 
     ratios = [a["elapsed"] and b["elapsed"] / a["elapsed"] for a, b in zip(results["on"], results["off"])]
-    out = {"bench": "mlnode_batching", "format": args.format.upper(), "requests": len(bodies), "concurrency": args.concurrency,
-           "on": summary("on"), "off": summary("off"), "ratio_median": round(median(ratios), 2), "ratios": [round(x, 2) for x in ratios]}
+    out = {"bench": "mlnode_batching", "format": args.format.upper(), "requests": len(bodies),
+           "concurrency": args.concurrency, "on": summary("on"), "off": summary("off"),
+           "ratio_median": round(median(ratios), 2), "ratios": [round(x, 2) for x in ratios]}
     print(json.dumps(out), flush=True)
     report(f"cross-request batching on vs off, {len(bodies)} one-text requests, {args.concurrency} in flight, MiniLM "
            f"{args.format.upper()}, median of {args.rounds} alternating rounds (goal >= 3x)",

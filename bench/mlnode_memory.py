@@ -40,7 +40,8 @@ def main(argv: list[str] | None = None) -> int:
         files = model_file_bytes(dense.zip_path) + model_file_bytes(sparse.zip_path)
         with MLNodeServer() as node:
             idle = node.rss_bytes()
-            ids = {"text_embedding": node.register_and_deploy(dense), "sparse_encoding": node.register_and_deploy(sparse)}
+            ids = {"text_embedding": node.register_and_deploy(dense),
+                   "sparse_encoding": node.register_and_deploy(sparse)}
             deployed = node.rss_bytes()
             for algorithm, model_id in ids.items():
                 for chunk in texts:
@@ -48,9 +49,10 @@ def main(argv: list[str] | None = None) -> int:
                     if status != 200:
                         raise RuntimeError(f"{algorithm}: {status} {resp}")
             peak = node.peak_rss_bytes()
-        out = {"bench": "mlnode_memory", "format": fmt, "model_files_mb": round(files / MB, 1), "idle_rss_mb": round(idle / MB, 1),
-               "deployed_rss_mb": round(deployed / MB, 1), "peak_rss_mb": round(peak / MB, 1),
-               "peak_over_idle_mb": round((peak - idle) / MB, 1), "peak_over_idle_per_model_mb": round((peak - idle) / files, 2)}
+        out = {"bench": "mlnode_memory", "format": fmt, "model_files_mb": round(files / MB, 1),
+               "idle_rss_mb": round(idle / MB, 1), "deployed_rss_mb": round(deployed / MB, 1),
+               "peak_rss_mb": round(peak / MB, 1), "peak_over_idle_mb": round((peak - idle) / MB, 1),
+               "peak_over_idle_per_model_mb": round((peak - idle) / files, 2)}
         print(json.dumps(out), flush=True)
         rows.append((fmt, out))
     report("ML node memory with MiniLM + SPLADE-tiny deployed and predicting (32-text batches)", rows)

@@ -77,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--formats", default="ONNX,TORCH_SCRIPT")
-    parser.add_argument("--intra-op-threads", type=int, help="NEURALPIPE_INTRA_OP_THREADS for the ML node (default: library's)")
+    parser.add_argument("--intra-op-threads", type=int,
+                        help="NEURALPIPE_INTRA_OP_THREADS for the ML node (default: library's)")
     args = parser.parse_args(argv)
     if args.intra_op_threads is not None:
         os.environ["NEURALPIPE_INTRA_OP_THREADS"] = str(args.intra_op_threads)  # inherited by the server processes
@@ -86,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     for fmt in [f.strip().upper() for f in args.formats.split(",") if f.strip()]:
         result = measure(fmt, texts, args.batch, args.rounds)
         rows.append((f"MiniLM {fmt}", result))
-        print(json.dumps({"bench": "mlnode_throughput", "format": fmt, "texts": len(texts), "batch": args.batch, **result}), flush=True)
+        line = {"bench": "mlnode_throughput", "format": fmt, "texts": len(texts), "batch": args.batch, **result}
+        print(json.dumps(line), flush=True)
     report(f"ML node vs in-process runtime, {len(texts)} SciFact passages in {args.batch}-text requests, "
            f"median of {args.rounds} alternating rounds (goal ratio >= 0.9)", rows)
     return 0

@@ -69,34 +69,43 @@ def main(argv: list[str] | None = None) -> int:
         client.indices.create(index=INDEX, body={"settings": {"index.knn": True}, "mappings": {"properties": {"vec": {
             "type": "knn_vector", "dimension": int(docs.shape[1]),
             "method": {"name": "hnsw", "engine": "faiss", "space_type": "cosinesimil"}}}}})
-        helpers.bulk(client, ({"_index": INDEX, "_id": str(i), "_source": {"vec": v.tolist()}} for i, v in enumerate(docs)),
-                     chunk_size=200, request_timeout=600)
+        actions = ({"_index": INDEX, "_id": str(i), "_source": {"vec": v.tolist()}} for i, v in enumerate(docs))
+        helpers.bulk(client, actions, chunk_size=200, request_timeout=600)
         client.indices.refresh(index=INDEX)
         client.close()
         conn = Conn(node.url)
         search = f"/{INDEX}/_search"
 
         def run_whole(q: str) -> list[str]:
-            resp, ms = conn.post(search, {"size": 10, "_source": False, "query": {"neural": {"vec": {"query_text": q, "model_id": model_id, "k": 10}}}})
+            neural = {"neural": {"vec": {"query_text": q, "model_id": model_id, "k": 10}}}
+            resp, ms = conn.post(search, {"size": 10, "_source": False, "query": neural})
             whole.append(ms)
             return [h["_id"] for h in resp["hits"]["hits"]]
 
         def run_parts(q: str) -> list[str]:
-            pred, ms1 = conn.post(predict_path("text_embedding", model_id), {"text_docs": [q], "target_response": ["sentence_embedding"]})
+            pred, ms1 = conn.post(predict_path("text_embedding", model_id),
+                                  {"text_docs": [q], "target_response": ["sentence_embedding"]})
             vec = pred["inference_results"][0]["output"][0]["data"]
-            resp, ms2 = conn.post(search, {"size": 10, "_source": False, "query": {"knn": {"vec": {"vector": vec, "k": 10}}}})
-            embed.append(ms1); knn.append(ms2); parts.append(ms1 + ms2)
+            knn_query = {"knn": {"vec": {"vector": vec, "k": 10}}}
+            resp, ms2 = conn.post(search, {"size": 10, "_source": False, "query": knn_query})
+            embed.append(ms1)
+            knn.append(ms2)
+            parts.append(ms1 + ms2)
             return [h["_id"] for h in resp["hits"]["hits"]]
 
         for q in qs[:10]:  # warm-up
-            run_whole(q); run_parts(q)
-        whole.clear(); parts.clear(); embed.clear(); knn.clear()
+            run_whole(q)
+            run_parts(q)
+        for samples in (whole, parts, embed, knn):
+            samples.clear()
         same = 0
         for i, q in enumerate(qs):
             if i % 2 == 0:
-                a = run_whole(q); b = run_parts(q)
+                a = run_whole(q)
+                b = run_parts(q)
             else:
-                b = run_parts(q); a = run_whole(q)
+                b = run_parts(q)
+                a = run_whole(q)
             same += a == b
     out = {"bench": "neural_latency", "queries": len(qs), "format": args.format.upper(),
            "neural_p50_ms": round(percentile(whole, 50), 2), "neural_p99_ms": round(percentile(whole, 99), 2),

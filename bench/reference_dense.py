@@ -31,8 +31,8 @@ def minilm_path() -> Path:
 
 
 def reference_run(
-    dataset: BeirDataset, *, max_seq_length: int | None = None, batch_size: int = 32, k: int = 100, progress: bool = False,
-    vectors_dir: Path | None = None,
+    dataset: BeirDataset, *, max_seq_length: int | None = None, batch_size: int = 32, k: int = 100,
+    progress: bool = False, vectors_dir: Path | None = None,
 ) -> tuple[Run, dict]:
     """Encode corpus and queries with sentence-transformers, rank by exact cosine; return the run and facts."""
     from sentence_transformers import SentenceTransformer
@@ -44,10 +44,12 @@ def reference_run(
     query_ids = list(dataset.queries)
     started = time.perf_counter()
     doc_vecs = model.encode(
-        [dataset.passage(d) for d in doc_ids], batch_size=batch_size, normalize_embeddings=True, show_progress_bar=progress
+        [dataset.passage(d) for d in doc_ids], batch_size=batch_size, normalize_embeddings=True,
+        show_progress_bar=progress,
     )
     query_vecs = model.encode(
-        [dataset.queries[q] for q in query_ids], batch_size=batch_size, normalize_embeddings=True, show_progress_bar=False
+        [dataset.queries[q] for q in query_ids], batch_size=batch_size, normalize_embeddings=True,
+        show_progress_bar=False,
     )
     elapsed = time.perf_counter() - started
     if vectors_dir is not None:
@@ -57,7 +59,8 @@ def reference_run(
         np.save(vectors_dir / "doc_vectors.npy", doc_vecs)
         np.save(vectors_dir / "query_vectors.npy", query_vecs)
         (vectors_dir / "ids.json").write_text(json.dumps({"docs": doc_ids, "queries": query_ids}))
-    facts = {"max_seq_length": model.max_seq_length, "docs": len(doc_ids), "queries": len(query_ids), "encode_seconds": round(elapsed, 1)}
+    facts = {"max_seq_length": model.max_seq_length, "docs": len(doc_ids), "queries": len(query_ids),
+             "encode_seconds": round(elapsed, 1)}
     return exact_top_k(query_vecs, doc_vecs, query_ids, doc_ids, k=k), facts
 
 
@@ -70,12 +73,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--save-run", type=Path, help="write the run {query_id: {doc_id: cosine}} as JSON")
     parser.add_argument("--save-vectors", type=Path, metavar="DIR",
-                        help="keep the embeddings (doc_vectors.npy, query_vectors.npy, ids.json) for bench/datanode_search.py")
+                        help="keep the embeddings (doc_vectors.npy, query_vectors.npy, ids.json) "
+                             "for bench/datanode_search.py")
     args = parser.parse_args(argv)
 
     dataset = load_beir(args.dataset, args.split)
-    run, facts = reference_run(dataset, max_seq_length=args.max_seq_length, batch_size=args.batch_size, progress=not args.json,
-                                 vectors_dir=args.save_vectors)
+    run, facts = reference_run(dataset, max_seq_length=args.max_seq_length, batch_size=args.batch_size,
+                               progress=not args.json, vectors_dir=args.save_vectors)
     result = evaluate(dataset.qrels, run)
     if args.save_run:
         args.save_run.write_text(json.dumps(run))

@@ -50,7 +50,7 @@ class InfinityServer:
         self.proc: subprocess.Popen | None = None
         self.url = ""
 
-    def __enter__(self) -> "InfinityServer":
+    def __enter__(self) -> InfinityServer:
         exe = INFINITY_VENV / "bin" / "infinity_emb"
         if not exe.exists():
             raise SystemExit(f"{exe} not found: run `bash bench/infinity_venv.sh` first")
@@ -60,9 +60,10 @@ class InfinityServer:
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "DO_NOT_TRACK": "1",
                "INFINITY_ANONYMOUS_USAGE_STATS": "0"}
         self.proc = subprocess.Popen(
-            [str(exe), "v2", "--model-id", str(self.model_dir), "--served-model-name", "minilm", "--engine", self.engine,
-             "--device", "cpu", "--batch-size", str(self.batch_size), "--host", "127.0.0.1", "--port", str(port),
-             "--log-level", "warning"], stdout=log, stderr=subprocess.STDOUT, env=env)
+            [str(exe), "v2", "--model-id", str(self.model_dir), "--served-model-name", "minilm",
+             "--engine", self.engine, "--device", "cpu", "--batch-size", str(self.batch_size),
+             "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
+            stdout=log, stderr=subprocess.STDOUT, env=env)
         wait_http(self.url + "/health", proc=self.proc, timeout=300)
         return self
 
@@ -81,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--passages", type=int, default=512)
     parser.add_argument("--queries", type=int, default=512)
     parser.add_argument("--formats", default="ONNX,TORCH_SCRIPT")
-    parser.add_argument("--intra-op-threads", type=int, help="NEURALPIPE_INTRA_OP_THREADS for the ML node (default: library's)")
+    parser.add_argument("--intra-op-threads", type=int,
+                        help="NEURALPIPE_INTRA_OP_THREADS for the ML node (default: library's)")
     args = parser.parse_args(argv)
     if args.intra_op_threads is not None:
         os.environ["NEURALPIPE_INTRA_OP_THREADS"] = str(args.intra_op_threads)  # inherited by the server processes
@@ -90,9 +92,11 @@ def main(argv: list[str] | None = None) -> int:
     docs = passages(args.passages)
     qs = queries(args.queries)
     workloads = {
-        "batch32": {"texts": len(docs), "concurrency": 2, "ours": [{"text_docs": b, "target_response": ["sentence_embedding"]} for b in batches(docs, 32)],
+        "batch32": {"texts": len(docs), "concurrency": 2,
+                    "ours": [{"text_docs": b, "target_response": ["sentence_embedding"]} for b in batches(docs, 32)],
                     "theirs": [{"model": "minilm", "input": b} for b in batches(docs, 32)]},
-        "single": {"texts": len(qs), "concurrency": 64, "ours": [{"text_docs": [q], "target_response": ["sentence_embedding"]} for q in qs],
+        "single": {"texts": len(qs), "concurrency": 64,
+                   "ours": [{"text_docs": [q], "target_response": ["sentence_embedding"]} for q in qs],
                    "theirs": [{"model": "minilm", "input": [q]} for q in qs]},
     }
     formats = [f.strip().upper() for f in args.formats.split(",") if f.strip()]
@@ -102,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         for fmt in formats:
             model_id = node.register_and_deploy(package("dense", fmt), name=f"all-MiniLM-L6-v2-{fmt.lower()}")
             targets[fmt] = node.url + predict_path("text_embedding", model_id)
-        for name, w in workloads.items():  # warm-up
+        for w in workloads.values():  # warm-up
             drive(targets["infinity"], w["theirs"][:8], concurrency=2)
             for fmt in formats:
                 drive(targets[fmt], w["ours"][:8], concurrency=2)
@@ -111,18 +115,21 @@ def main(argv: list[str] | None = None) -> int:
             for r in range(args.rounds):
                 order = list(targets) if r % 2 == 0 else list(reversed(list(targets)))
                 for key in order:
-                    res = drive(targets[key], w["theirs"] if key == "infinity" else w["ours"], concurrency=w["concurrency"])
+                    bodies = w["theirs"] if key == "infinity" else w["ours"]
+                    res = drive(targets[key], bodies, concurrency=w["concurrency"])
                     if res["errors"]:
                         raise RuntimeError(f"{key} {wname}: {res['errors'][:2]}")
                     rates[key].append(w["texts"] / res["elapsed"])
             for fmt in formats:
                 ratios = [a / b for a, b in zip(rates[fmt], rates["infinity"])]
-                out = {"bench": "vs_infinity", "workload": wname, "format": fmt, "ml_node_texts_per_s": round(median(rates[fmt]), 1),
-                       "infinity_texts_per_s": round(median(rates["infinity"]), 1), "ratio_median": round(median(ratios), 3),
-                       "ratios": [round(x, 3) for x in ratios]}
+                out = {"bench": "vs_infinity", "workload": wname, "format": fmt,
+                       "ml_node_texts_per_s": round(median(rates[fmt]), 1),
+                       "infinity_texts_per_s": round(median(rates["infinity"]), 1),
+                       "ratio_median": round(median(ratios), 3), "ratios": [round(x, 3) for x in ratios]}
                 outputs.append(out)
                 print(json.dumps(out), flush=True)
-                rows.append((f"{wname} {fmt}", {k: out[k] for k in ("ml_node_texts_per_s", "infinity_texts_per_s", "ratio_median")}))
+                headline = ("ml_node_texts_per_s", "infinity_texts_per_s", "ratio_median")
+                rows.append((f"{wname} {fmt}", {k: out[k] for k in headline}))
     report(f"ML node vs infinity-emb (torch engine, batch 32), MiniLM, median of {args.rounds} alternating rounds "
            "(goal ratio >= 1.0)", rows)
     return 0

@@ -15,8 +15,9 @@ from __future__ import annotations
 import importlib
 import inspect
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 MODULES = (
     "json", "csv", "sqlite3", "pathlib", "os", "os.path", "shutil", "glob", "fnmatch", "tempfile",

@@ -12,10 +12,11 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 
 import aiohttp
 from opensearchpy import AsyncOpenSearch
@@ -23,9 +24,9 @@ from opensearchpy.exceptions import ConnectionError as OSConnectionError
 from opensearchpy.exceptions import TransportError
 
 from mlnode.settings import MLSettings
+from neuralpipe.node import DEFAULT_DATA_DIR, NodeServer, NodeSpec, NodeStartError, layout
 from opensearch_contract.errors import OpenSearchError
 from processors.mlclient import MLClient
-from neuralpipe.node import DEFAULT_DATA_DIR, NodeServer, NodeSpec, NodeStartError, layout
 
 log = logging.getLogger(__name__)
 
@@ -131,11 +132,13 @@ def make_client(url: str, options: ClientOptions | None = None, *, timeout: floa
     return AsyncOpenSearch(**kwargs)
 
 
-def make_ml_client(url: str, options: ClientOptions | None = None) -> MLClient:
-    """The processors' inference client (predict, model lookup by id or name)."""
+def make_ml_client(url: str, options: ClientOptions | None = None, *,
+                   client_class: type[MLClient] = MLClient) -> MLClient:
+    """The processors' inference client (predict, model lookup by id or name); ``client_class``: a subclass
+    that adds to it (eval's query-time cache)."""
     options = options or ClientOptions()
-    return MLClient(url, http_auth=options.http_auth, verify_certs=options.verify_certs,
-                    ca_certs=options.ca_certs)
+    return client_class(url, http_auth=options.http_auth, verify_certs=options.verify_certs,
+                        ca_certs=options.ca_certs)
 
 
 def add_data_dir_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
@@ -171,7 +174,8 @@ def describe_error(exc: BaseException) -> str:
         return f"cannot connect: {exc.error if isinstance(exc.error, str) and exc.error != 'N/A' else exc.info}"
     if isinstance(exc, TransportError):
         info = exc.info if isinstance(exc.info, dict) else {}
-        err = info.get("error") if isinstance(info.get("error"), dict) else {}
+        error = info.get("error")
+        err: dict[str, Any] = error if isinstance(error, dict) else {}
         causes = err.get("root_cause") or []
         if err.get("type") == "search_phase_execution_exception" and causes and isinstance(causes[0], dict):
             err = causes[0]  # "all shards failed" says nothing: the root cause does

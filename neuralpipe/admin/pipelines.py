@@ -13,8 +13,7 @@ import sys
 from processors.errors import OpenSearchError, ProcessorConfigError, describe_error
 from processors.mapping import mapping_for_pipeline
 from processors.mlclient import MLClient
-from processors.pipeline import (IngestPipeline, PipelineFile, build_pipeline, load_pipeline_file,
-                                 resolve_model_names)
+from processors.pipeline import IngestPipeline, PipelineFile, build_pipeline, load_pipeline_file, resolve_model_names
 
 
 def _report(path: str, exc: OpenSearchError) -> None:

@@ -40,7 +40,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="ingest pipeline YAML/JSON (the body of PUT _ingest/pipeline/<id>); "
                         "without it documents are written as they are")
     p.add_argument("--format", choices=FORMATS, default="auto", help="input format (default: from the path)")
-    p.add_argument("--limit", type=int, metavar="N", 
+    p.add_argument("--limit", type=int, metavar="N",
                    help="read only the first N records (to try a pipeline on a sample)")
     p.add_argument("--id-field", help="field (JSONL) or column (CSV) holding the document id (default: _id; CSV: an "
                                       "_id or id column); '' for a hash of the content")
@@ -52,14 +52,14 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     g.add_argument("--max-retries", type=int, default=5, help="retries of 429 / 5xx answers (default: %(default)s)")
     g.add_argument("--initial-backoff", type=float, default=1.0,
                    help="seconds before the first retry, doubled each time (default: %(default)s)")
-    g.add_argument("--max-backoff", type=float, default=30.0, 
+    g.add_argument("--max-backoff", type=float, default=30.0,
                    help="longest wait between retries (default: %(default)s)")
     s = p.add_argument_group("resume and reporting")
     s.add_argument("--state-dir", default=str(DEFAULT_STATE_DIR),
                    help="where checkpoint and dead-letter files go (default: %(default)s)")
-    s.add_argument("--checkpoint", metavar="FILE", 
+    s.add_argument("--checkpoint", metavar="FILE",
                    help="checkpoint file (default: in --state-dir, per input and index)")
-    s.add_argument("--dead-letter", metavar="FILE", 
+    s.add_argument("--dead-letter", metavar="FILE",
                    help="JSONL of failed documents with reasons (default: in --state-dir)")
     s.add_argument("--restart", action="store_true", help="ignore the checkpoint and start from the first line")
     s.add_argument("--no-progress", action="store_true", help="no progress bar")

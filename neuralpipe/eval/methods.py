@@ -6,9 +6,9 @@ from __future__ import annotations
 import copy
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from neuralpipe.eval.metrics import beir_passage
-
 
 PASSAGE_FIELD = "passage"
 DENSE_FIELD = "passage_embedding"
@@ -33,12 +33,12 @@ class EvalModels:
     tokenizer: str
 
 
-def adapt_ingest_pipeline(body: Mapping[str, object], models: EvalModels) -> dict:
+def adapt_ingest_pipeline(body: Mapping[str, Any], models: EvalModels) -> dict[str, Any]:
     """A user's dense + sparse ingest pipeline body, re-pointed at eval's fields: every ``text_embedding`` reads
     ``passage`` into ``passage_embedding`` with the dense model, every ``sparse_encoding`` reads ``passage`` into
     ``passage_sparse`` with the sparse model; their other settings (batch_size, prune_type, ...) are kept.
     Raises ``ValueError`` if the pipeline lacks one of the two or holds another processor type."""
-    out = copy.deepcopy(dict(body))
+    out: dict[str, Any] = copy.deepcopy(dict(body))  # a JSON pipeline body
     seen: set[str] = set()
     for item in out.get("processors") or []:
         for ptype, config in item.items():
@@ -62,8 +62,9 @@ def eval_document(doc_id: str, doc: Mapping[str, object]) -> dict:
     return {"_id": doc_id, PASSAGE_FIELD: beir_passage(doc)}
 
 
-def search_pipeline_body(method: str) -> dict | None:
+def search_pipeline_body(method: str) -> dict[str, Any] | None:
     """The ``PUT _search/pipeline`` body a method needs (hybrid only)."""
+    processor: dict[str, Any]
     if method == "hybrid_minmax":
         processor = {"normalization-processor": {"normalization": {"technique": "min_max"},
                                                  "combination": {"technique": "arithmetic_mean"}}}
@@ -74,10 +75,11 @@ def search_pipeline_body(method: str) -> dict | None:
     return {"description": f"neuralpipe eval {method}", "phase_results_processors": [processor]}
 
 
-def search_body(method: str, query: str, models: EvalModels, *, k: int = 100) -> dict:
+def search_body(method: str, query: str, models: EvalModels, *, k: int = 100) -> dict[str, Any]:
     """The search body for one query: ``neural`` / ``neural_sparse`` / ``match`` / ``hybrid`` of match + neural."""
-    neural = {"neural": {DENSE_FIELD: {"query_text": query, "model_id": models.dense, "k": k}}}
-    match = {"match": {PASSAGE_FIELD: {"query": query}}}
+    neural: dict[str, Any] = {"neural": {DENSE_FIELD: {"query_text": query, "model_id": models.dense, "k": k}}}
+    match: dict[str, Any] = {"match": {PASSAGE_FIELD: {"query": query}}}
+    clause: dict[str, Any]
     if method == "dense":
         clause = neural
     elif method == "sparse":

@@ -21,7 +21,7 @@ from __future__ import annotations
 import csv
 import json
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -143,7 +143,7 @@ def ranked(doc_scores: Mapping[str, float]) -> list[str]:
     return sorted(by_id_desc, key=lambda d: doc_scores[d], reverse=True)  # stable sort keeps the tie order
 
 
-def dcg(gains: list[float]) -> float:
+def dcg(gains: Sequence[float]) -> float:
     return sum(g / math.log2(i + 2) for i, g in enumerate(gains) if g > 0)
 
 
@@ -204,7 +204,7 @@ def run_from_hits(hits: list[dict]) -> dict[str, float]:
 
 
 def exact_top_k(
-    query_vectors: "np.ndarray", doc_vectors: "np.ndarray", query_ids: list[str], doc_ids: list[str], k: int = 100
+    query_vectors: np.ndarray, doc_vectors: np.ndarray, query_ids: list[str], doc_ids: list[str], k: int = 100
 ) -> Run:
     """Exact inner-product ranking (cosine for unit vectors): the top ``k`` docs of every query, as a run."""
     q = np.asarray(query_vectors, dtype=np.float32)

@@ -15,10 +15,11 @@ import re
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
 from opensearchpy import AsyncOpenSearch
@@ -26,9 +27,17 @@ from opensearchpy.helpers import async_bulk
 from tqdm import tqdm
 
 from neuralpipe.admin.models import TOKENIZER_NAME, deploy_offline_models, model_admin
+from neuralpipe.eval.methods import (
+    METHOD_TITLES,
+    METHODS,
+    PASSAGE_FIELD,
+    EvalModels,
+    adapt_ingest_pipeline,
+    eval_document,
+    search_body,
+    search_pipeline_body,
+)
 from neuralpipe.eval.metrics import BeirDataset, Run, evaluate, load_beir, run_from_hits
-from neuralpipe.eval.methods import (METHOD_TITLES, METHODS, PASSAGE_FIELD, EvalModels, adapt_ingest_pipeline,
-                                     eval_document, search_body, search_pipeline_body)
 from neuralpipe.ingest.job import IngestJob, run_ingest
 from neuralpipe.ingest.readers import Record
 from neuralpipe.ingest.runner import IngestOptions
@@ -75,8 +84,8 @@ class EvalReport:
 
     def headline(self) -> str:
         f = self.facts
-        ingest = f.get("ingest")
-        how = ingest if isinstance(ingest, str) else f"ingested at {ingest.get('docs_per_second')} docs/s"
+        ingest = f.get("ingest")  # "reused", "copied from ...", or the ingest summary
+        how = ingest if isinstance(ingest, str) else f"ingested at {(ingest or {}).get('docs_per_second')} docs/s"
         return (f"{f['dataset']} (split {f['split']}): {f['docs']} docs ({how}), {f['queries']} queries; "
                 f"index {f['index']} ({f['knn']}); searches took {f.get('search_seconds')} s")
 
@@ -100,7 +109,7 @@ class EvalContext:
     models: EvalModels
     client: AsyncOpenSearch
     ml: MLClient  # ingest (batched predict calls)
-    query_ml: CachingML  # query-time inference, once per (model, text)
+    query_ml: MLClient  # a CachingML: query-time inference, once per (model, text)
     k: int
     concurrency: int
     pipeline_body: dict[str, Any] = field(default_factory=dict)
@@ -152,12 +161,15 @@ async def run_eval(req: EvalRequest, conn: Connection) -> EvalReport:
         try:
             if req.exact and not ends.embedded:
                 await _check_exact_supported(client, ends.opensearch_url)
-            async with make_ml_client(ends.ml_url, conn.options) as ml:
+            ml_url = ends.ml_url
+            assert ml_url is not None, "open_endpoints starts an ML node when none is given (need_ml)"
+            async with (make_ml_client(ml_url, conn.options) as ml,
+                        make_ml_client(ml_url, conn.options, client_class=CachingML) as query_ml):
                 if req.models is not None:
                     models = EvalModels(*[await ml.resolve_model_id(m) for m in req.models])
                 else:
-                    models = await _deploy_offline_models(ends.ml_url, conn, dataset)
-                ctx = EvalContext(dataset, index, models, client, ml, CachingML(ml), req.k, max(1, req.concurrency),
+                    models = await _deploy_offline_models(ml_url, conn, dataset)
+                ctx = EvalContext(dataset, index, models, client, ml, query_ml, req.k, max(1, req.concurrency),
                                   pipeline_body=eval_pipeline_body(req.pipeline, models),
                                   state_dir=conn.data_dir / "eval")
                 await ensure_eval_index(ctx, exact=req.exact, reingest=req.reingest, batch_size=req.batch_size)
@@ -195,35 +207,37 @@ async def _deploy_offline_models(ml_url: str, conn: Connection, dataset: BeirDat
     return EvalModels(dense=ids["dense"], sparse=ids["sparse"], tokenizer=ids["tokenizer"])
 
 
-class CachingML:
-    """The ML client with query inference memoised per (model, text): each query text is embedded once even
-    though dense and both hybrid methods ask for it. Everything else goes to the real client."""
+class CachingML(MLClient):
+    """An ML client with query inference memoised per (model, text): each query text is embedded once even
+    though dense and both hybrid methods ask for it. Queries only: ingest keeps a plain client, whose batches
+    must stay whole."""
 
-    def __init__(self, ml: MLClient) -> None:
-        self._ml = ml
+    def __init__(self, *args: Any, **kwargs: Any) -> None:  # MLClient's arguments
+        super().__init__(*args, **kwargs)
         self._cache: dict[tuple[str, str, str, str], Any] = {}
         self._locks: dict[tuple[str, str, str, str], asyncio.Lock] = {}
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._ml, name)
-
-    async def _cached(self, kind: str, model_id: str, texts: list[str], kwargs: dict[str, Any]) -> list[Any]:
+    async def _cached(self, kind: str, model_id: str, texts: list[str], options: str,
+                      infer: Callable[[list[str]], Awaitable[list[Any]]]) -> list[Any]:
         out: list[Any] = []
-        extra = json.dumps(kwargs, sort_keys=True, default=str)
         for text in texts:
-            key = (kind, model_id, text, extra)
+            key = (kind, model_id, text, options)
             lock = self._locks.setdefault(key, asyncio.Lock())
             async with lock:
                 if key not in self._cache:
-                    self._cache[key] = (await getattr(self._ml, kind)(model_id, [text], **kwargs))[0]
+                    self._cache[key] = (await infer([text]))[0]
             out.append(self._cache[key])
         return out
 
-    async def text_embedding(self, model_id: str, texts: list[str], **kwargs: Any) -> list[list[float]]:
-        return await self._cached("text_embedding", model_id, texts, kwargs)
+    async def text_embedding(self, model_id: str, texts: list[str], *, content_type: str | None = None
+                             ) -> list[list[float]]:
+        embed = super().text_embedding
+        return await self._cached("text_embedding", model_id, texts, str(content_type),
+                                  lambda one: embed(model_id, one, content_type=content_type))
 
-    async def sparse_encoding(self, model_id: str, texts: list[str], **kwargs: Any) -> list[dict[str, float]]:
-        return await self._cached("sparse_encoding", model_id, texts, kwargs)
+    async def sparse_encoding(self, model_id: str, texts: list[str]) -> list[dict[str, float]]:
+        encode = super().sparse_encoding
+        return await self._cached("sparse_encoding", model_id, texts, "", lambda one: encode(model_id, one))
 
 
 # --------------------------------------------------------------------------------------------- the index
@@ -316,7 +330,8 @@ async def copy_documents(client: AsyncOpenSearch, source: str, target: str, ids:
     for start in range(0, len(ids), chunk):
         resp = await client.mget(index=source, body={"ids": ids[start : start + chunk]})
         actions = [{"_index": target, "_id": d["_id"], "_source": d["_source"]} for d in resp["docs"] if d.get("found")]
-        _, errors = await async_bulk(client, actions, raise_on_error=False, max_retries=3)
+        _, result = await async_bulk(client, actions, raise_on_error=False, max_retries=3)
+        errors = cast(list[dict[str, Any]], result)  # the failed items (a count only with stats_only=True)
         if errors:
             raise EvalError(f"copying documents from [{source}] to [{target}] failed: {errors[:2]}")
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Iterable
 
 from opensearchpy import AsyncOpenSearch
 from opensearchpy.exceptions import TransportError

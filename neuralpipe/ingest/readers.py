@@ -19,9 +19,10 @@ import hashlib
 import io
 import json
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, TextIO
+from typing import Any, TextIO
 
 FORMATS = ("auto", "jsonl", "csv", "beir")
 

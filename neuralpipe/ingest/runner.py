@@ -20,8 +20,9 @@ import itertools
 import logging
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Iterable, Iterator
+from typing import Any
 
 import aiohttp
 from opensearchpy.exceptions import ConnectionError as OSConnectionError
@@ -34,6 +35,7 @@ from neuralpipe.ingest.progress import Progress
 from neuralpipe.ingest.readers import Item, ParseFailure, Record
 from opensearch_contract.errors import OpenSearchError
 from processors.document import IngestDocument
+from processors.pipeline import IngestPipeline
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +134,7 @@ def _take(it: Iterator[Item], n: int) -> list[Item]:
 
 class IngestRunner:
     def __init__(self, client: Any, *, options: IngestOptions, checkpoint: Checkpoint,
-                 dead_letter: DeadLetter, pipeline: Any | None = None) -> None:
+                 dead_letter: DeadLetter, pipeline: IngestPipeline | None = None) -> None:
         self.client = client
         self.options = options
         self.checkpoint = checkpoint
@@ -197,8 +199,9 @@ class IngestRunner:
             return {}
         return {d["_id"]: d.get("_source", {}) for d in resp.get("docs", []) if d.get("found")}
 
-    async def _run_pipeline(self, records: list[Record]) -> list[Any]:
-        results: list[Any] = [None] * len(records)
+    async def _run_pipeline(self, pipeline: IngestPipeline, records: list[Record]
+                            ) -> list[IngestDocument | OpenSearchError]:
+        results: dict[int, IngestDocument | OpenSearchError] = {}  # every index gets its last attempt's result
         todo = list(range(len(records)))
         for attempt in range(self.options.max_retries + 1):
             if attempt:
@@ -206,8 +209,9 @@ class IngestRunner:
                 await asyncio.sleep(backoff_delay(attempt, self.options.initial_backoff, self.options.max_backoff))
             docs = [IngestDocument(self.options.index, records[i].id, copy.deepcopy(records[i].source))
                     for i in todo]
+            out: list[IngestDocument | OpenSearchError]
             try:
-                out = await self.pipeline.run(docs, lookup=self._lookup)
+                out = await pipeline.run(docs, lookup=self._lookup)
             except OpenSearchError as exc:
                 out = [exc] * len(docs)
             except (TimeoutError, OSError, aiohttp.ClientError) as exc:
@@ -223,7 +227,7 @@ class IngestRunner:
             if not retry:
                 break
             todo = retry
-        return results
+        return [results[i] for i in range(len(records))]
 
     async def _process(self, records: list[Record], queue: asyncio.Queue) -> None:
         if self.pipeline is None:
@@ -232,7 +236,7 @@ class IngestRunner:
             if self._progress:
                 self._progress.prepared(len(records))
             return
-        results = await self._run_pipeline(records)
+        results = await self._run_pipeline(self.pipeline, records)
         for record, res in zip(records, results, strict=False):
             if isinstance(res, OpenSearchError):
                 self._fail(Failure(line=record.offset, stage="pipeline", reason=res.reason,

@@ -12,8 +12,9 @@ mappings of the indices it creates.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from opensearchpy import AsyncOpenSearch
 
@@ -49,7 +50,7 @@ class QueryFields:
     vector_fields: tuple[str, ...] = field(default=())  # left out of displayed _source
     nested_fields: tuple[str, ...] = ()  # chunk lists: objects holding `knn` / `sparse_encoding`
 
-    def merged(self, other: "QueryFields") -> "QueryFields":
+    def merged(self, other: QueryFields) -> QueryFields:
         """Fill what this one leaves unset from ``other``."""
         return replace(self, **{k: getattr(other, k) for k in self.__dataclass_fields__
                                 if not getattr(self, k) and getattr(other, k)})
@@ -58,7 +59,7 @@ class QueryFields:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items() if v}
 
     @classmethod
-    def from_meta(cls, meta: dict[str, Any] | None) -> "QueryFields":
+    def from_meta(cls, meta: dict[str, Any] | None) -> QueryFields:
         meta = meta or {}
         known = {k: meta[k] for k in cls.__dataclass_fields__ if k in meta}
         for k in ("text_fields", "vector_fields", "nested_fields"):
@@ -202,5 +203,9 @@ def opensearch_search_fn(client: AsyncOpenSearch) -> SearchFn:
 
 async def execute(index: str, body: dict[str, Any], *, client: AsyncOpenSearch, ml: MLClient | None,
                   pipeline: SearchPipeline | None = None) -> dict[str, Any]:
-    """Run one search body through the processors' search runner over opensearch-py."""
-    return await run_search(index, body, search_fn=opensearch_search_fn(client), ml=ml, pipeline=pipeline)
+    """Run one search body through the processors' search runner over opensearch-py. ``ml`` is None for a match
+    search without an ML node: processors.query answers a clause that needs a model with an illegal_argument
+    error naming it."""
+    # run_search's ``ml: MLClient`` is narrower than what it handles (processors.query._infer checks for None)
+    return await run_search(index, body, search_fn=opensearch_search_fn(client), ml=ml,  # type: ignore[arg-type]
+                            pipeline=pipeline)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import yaml
 from opensearchpy import AsyncOpenSearch
@@ -12,8 +13,15 @@ from opensearchpy import AsyncOpenSearch
 from neuralpipe.admin.models import model_admin
 from neuralpipe.ingest.setup import read_pipeline_body
 from neuralpipe.local import Connection, make_client, make_ml_client, open_endpoints
-from neuralpipe.search.query import (DEFAULT_HYBRID_PIPELINE, QueryConfigError, QueryFields, build_query, execute,
-                                     fields_from_ingest_pipeline, fields_from_mapping)
+from neuralpipe.search.query import (
+    DEFAULT_HYBRID_PIPELINE,
+    QueryConfigError,
+    QueryFields,
+    build_query,
+    execute,
+    fields_from_ingest_pipeline,
+    fields_from_mapping,
+)
 from processors.pipeline import SearchPipeline
 
 

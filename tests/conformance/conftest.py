@@ -22,8 +22,15 @@ from osmem_server import OsmemServer
 from mlnode.settings import MLSettings
 from tests.conformance.harness import KNN, Backend, ConformanceML, Suite, real_cluster_from_env, write_corpus
 from tests.fixtures.datanode import DataNodeThread
-from tests.fixtures.mlnode import MINILM_NAME, MINILM_VERSION, NodeThread, catalog_cache_dir, deploy, \
-    register_file_model, wait_task
+from tests.fixtures.mlnode import (
+    MINILM_NAME,
+    MINILM_VERSION,
+    NodeThread,
+    catalog_cache_dir,
+    deploy,
+    register_file_model,
+    wait_task,
+)
 
 SPLADE_NAME = "neuralpipe/splade-tiny"  # the catalog name (configs/catalog.yaml)
 TOKENIZER_NAME = "neuralpipe/splade-tiny-tokenizer"

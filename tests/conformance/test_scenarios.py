@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +23,28 @@ import requests
 import yaml
 from opensearchpy.exceptions import NotFoundError, RequestError, TransportError
 
-from tests.conformance.harness import (DOCS, ENV_URL, INGEST_PIPELINES, KNN, N_DOCS, PIPELINES, ROOT,
-                                       SEARCH_PIPELINES, Backend, CliResult, ErrorFact, Fact, LexicalRanking, Same,
-                                       Suite, mapping_types, ranking, real_cluster_from_env, run_cli, write_corpus)
+from tests.conformance.harness import (
+    DOCS,
+    ENV_URL,
+    INGEST_PIPELINES,
+    KNN,
+    N_DOCS,
+    PIPELINES,
+    ROOT,
+    SEARCH_PIPELINES,
+    Backend,
+    CliResult,
+    ErrorFact,
+    Fact,
+    LexicalRanking,
+    Same,
+    Suite,
+    mapping_types,
+    ranking,
+    real_cluster_from_env,
+    run_cli,
+    write_corpus,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -522,7 +542,7 @@ def test_backends_agree(key: str, pair: tuple[str, str], suite: Suite, request: 
     for name in pair:
         backend = request.getfixturevalue(f"backend_{name}")
         try:  # a skip (a backend cannot serve the scenario) is raised as it is
-            facts.append(suite.outcome(backend, key, lambda: SCENARIOS[key](suite, backend)))
+            facts.append(suite.outcome(backend, key, partial(SCENARIOS[key], suite, backend)))
         except Exception as exc:  # noqa: BLE001 - any failure of the scenario: reported, not raised
             failures.append(f"[{key}] failed on {name}, so agreement cannot be shown: {exc}")
     if failures:

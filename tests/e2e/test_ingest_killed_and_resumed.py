@@ -57,7 +57,8 @@ async def _count_and_sample(data_dir: Path) -> tuple[int, dict]:
         await node.stop()
 
 
-@pytest.mark.skipif(not SCIFACT.is_file(), reason=f"SciFact corpus not found at {SCIFACT} (shared data beside the project)")
+@pytest.mark.skipif(not SCIFACT.is_file(),
+                    reason=f"SciFact corpus not found at {SCIFACT} (shared data beside the project)")
 def test_scifact_ingest_killed_halfway_and_resumed(tmp_path: Path, ml_node) -> None:
     pipeline = tmp_path / "scifact-titles.yaml"
     pipeline.write_text(yaml.safe_dump({"processors": [
@@ -82,7 +83,8 @@ def test_scifact_ingest_killed_halfway_and_resumed(tmp_path: Path, ml_node) -> N
             if _done_count(checkpoint) >= N_DOCS // 2:
                 break
         time.sleep(0.05)
-    assert first.poll() is None, "the first run ended before it could be killed: " + (tmp_path / "run1.err").read_text()[-2000:]
+    assert first.poll() is None, ("the first run ended before it could be killed: "
+                                  + (tmp_path / "run1.err").read_text()[-2000:])
     first.send_signal(signal.SIGKILL)
     first.wait(timeout=30)
     assert first.returncode == -signal.SIGKILL

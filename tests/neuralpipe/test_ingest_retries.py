@@ -200,8 +200,8 @@ async def test_a_crashing_pipeline_aborts_instead_of_dropping_documents(tmp_path
 
         client = make_client(cluster.url)
         try:
-            runner = IngestRunner(client, pipeline=Crashing(), checkpoint=Checkpoint(tmp_path / "cp.json", input_name="x",
-                                                                                     index="docs"),
+            checkpoint = Checkpoint(tmp_path / "cp.json", input_name="x", index="docs")
+            runner = IngestRunner(client, pipeline=Crashing(), checkpoint=checkpoint,
                                   dead_letter=DeadLetter(tmp_path / "dl.jsonl"),
                                   options=IngestOptions(index="docs", batch_size=4, progress=False))
             stats = await runner.run(iter_input(str(tmp_path / "in.jsonl"), "jsonl"), total=10)

@@ -9,11 +9,25 @@ from pathlib import Path
 import pytest
 
 from neuralpipe.ingest.checkpoint import Checkpoint, CheckpointMismatch
-from neuralpipe.ingest.readers import (InputError, ParseFailure, Record, content_id, count_lines, iter_input,
-                                       read_csv, read_jsonl, resolve_input)
+from neuralpipe.ingest.readers import (
+    InputError,
+    ParseFailure,
+    Record,
+    content_id,
+    count_lines,
+    iter_input,
+    read_csv,
+    read_jsonl,
+    resolve_input,
+)
 from neuralpipe.ingest.runner import backoff_delay
-from neuralpipe.search.query import (QueryConfigError, QueryFields, build_query, fields_from_ingest_pipeline,
-                                     fields_from_mapping)
+from neuralpipe.search.query import (
+    QueryConfigError,
+    QueryFields,
+    build_query,
+    fields_from_ingest_pipeline,
+    fields_from_mapping,
+)
 from neuralpipe.search.table import format_table
 
 pytestmark = pytest.mark.unit
@@ -44,7 +58,8 @@ def test_csv_rows_with_multiline_fields_and_bad_rows() -> None:
 
 
 def test_beir_folder(tmp_path: Path) -> None:
-    (tmp_path / "corpus.jsonl").write_text('{"_id": "d1", "title": "T", "text": "body"}\n{"_id": "d2", "title": "no text"}\n')
+    (tmp_path / "corpus.jsonl").write_text('{"_id": "d1", "title": "T", "text": "body"}\n'
+                                           '{"_id": "d2", "title": "no text"}\n')
     assert resolve_input(str(tmp_path), "auto") == ("beir", str(tmp_path / "corpus.jsonl"))
     items = list(iter_input(str(tmp_path), "auto"))
     assert items[0] == Record(1, "d1", {"title": "T", "text": "body"})
