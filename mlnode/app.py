@@ -12,20 +12,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
 from mlnode import keys
 from mlnode.batching import Deployments, QueueLimits
 from mlnode.errors import InternalError, OpenSearchError
-from opensearch_contract.errors import error_body
 from mlnode.metrics import Metrics
 from mlnode.routes import ml_routes, root_routes
 from mlnode.runtimes.backends import intra_op_threads, set_intra_op_threads
 from mlnode.settings import MLSettings, usable_cores
 from mlnode.store import Store
 from mlnode.tasks import INPUT_ERRORS, Backends, TaskRunner, input_error
+from opensearch_contract.errors import error_body
 
 log = logging.getLogger(__name__)
 
@@ -142,8 +142,8 @@ def mount(node: web.Application, settings: MLSettings, *, root: bool = True,
     node.add_subapp(ML_PREFIX, ml_app)
 
     async def share_state(node: web.Application) -> None:  # runs after the sub-application's startup
-        for key in SHARED_STATE:
-            node[key] = ml_app[key]
+        for key in SHARED_STATE:  # keys of several value types: mypy cannot type the loop's item
+            node[key] = ml_app[key]  # type: ignore[misc]
 
     node.on_startup.append(share_state)
     node.router.add_routes([web.RouteDef(r.method, r.path, _with_errors(r.handler), r.kwargs) for r in node_level])

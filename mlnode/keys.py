@@ -13,10 +13,10 @@ if TYPE_CHECKING:
     from mlnode.store import Store
     from mlnode.tasks import TaskRunner
 
-SETTINGS: web.AppKey["MLSettings"] = web.AppKey("mlnode_settings")
-STORE: web.AppKey["Store"] = web.AppKey("mlnode_store")
-METRICS: web.AppKey["Metrics"] = web.AppKey("mlnode_metrics")
-DEPLOYMENTS: web.AppKey["Deployments"] = web.AppKey("mlnode_deployments")
-TASKS: web.AppKey["TaskRunner"] = web.AppKey("mlnode_tasks")
+SETTINGS: web.AppKey[MLSettings] = web.AppKey("mlnode_settings")
+STORE: web.AppKey[Store] = web.AppKey("mlnode_store")
+METRICS: web.AppKey[Metrics] = web.AppKey("mlnode_metrics")
+DEPLOYMENTS: web.AppKey[Deployments] = web.AppKey("mlnode_deployments")
+TASKS: web.AppKey[TaskRunner] = web.AppKey("mlnode_tasks")
 READY: web.AppKey[dict] = web.AppKey("mlnode_ready")
 OWNS_ROOT: web.AppKey[bool] = web.AppKey("mlnode_owns_root")  # True when this node answers GET /, /health, /metrics

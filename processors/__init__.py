@@ -8,8 +8,14 @@ Public API (the seams other packages use):
 from processors.document import IngestDocument
 from processors.mapping import mapping_for_pipeline
 from processors.mlclient import MLClient
-from processors.pipeline import (IngestPipeline, PipelineFile, SearchPipeline, build_pipeline, load_pipeline_file,
-                                 resolve_model_names)
+from processors.pipeline import (
+                                 IngestPipeline,
+                                 PipelineFile,
+                                 SearchPipeline,
+                                 build_pipeline,
+                                 load_pipeline_file,
+                                 resolve_model_names,
+)
 from processors.search import run_search
 
 __all__ = ["IngestDocument", "MLClient", "IngestPipeline", "SearchPipeline", "PipelineFile", "build_pipeline",

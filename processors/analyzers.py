@@ -62,7 +62,7 @@ def _folder(name: str) -> Path | None:
     return _offline_bert_dir() if name == DEFAULT_ANALYZER else None
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def get_analyzer(name: str) -> ModelAnalyzer:
     if name not in ANALYZERS:
         raise IllegalArgument(f"Analyzer [{name}] not found in shard context. ")

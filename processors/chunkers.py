@@ -90,6 +90,10 @@ class Chunker:
     NAME: ClassVar[str] = ""
     PARAMS: ClassVar[frozenset[str]] = frozenset({"max_chunk_limit"})
 
+    def __init__(self, params: dict[str, Any]) -> None:
+        """``params``: the algorithm's parameters from the processor config; each algorithm reads and checks its own
+        (``PARAMS``), raising ChunkerError for a bad value."""
+
     def chunk(self, content: str, runtime_limit: int, strings_left: int) -> list[str]:
         raise NotImplementedError
 

@@ -9,7 +9,8 @@ Anything else is rejected at load time, naming the supported forms.
 from __future__ import annotations
 
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from processors.document import IngestDocument
 

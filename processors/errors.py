@@ -23,7 +23,7 @@ class ProcessorConfigError(OpenSearchError):
     status = 400
     error_type = "parse_exception"
 
-    def __init__(self, reason: str, errors: list["OpenSearchError"] | None = None) -> None:
+    def __init__(self, reason: str, errors: list[OpenSearchError] | None = None) -> None:
         super().__init__(reason)
         self.errors = errors or []
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import yaml
 
@@ -62,7 +63,7 @@ def _processor_entries(items: Any, where: str, errors: list[OpenSearchError]) ->
         errors.append(ConfigurationError(None, None, where, "property isn't a list, but of type "
                                                             f"[{type(items).__name__}]"))
         return []
-    entries = []
+    entries: list[tuple[str, Any]] = []
     for item in items:
         if not isinstance(item, dict) or not item:
             errors.append(ConfigurationError(None, None, where, f"each processor must be an object with one key, "
@@ -130,7 +131,7 @@ class IngestPipeline:
         self.ml = ml
 
     @classmethod
-    def from_body(cls, pipeline_id: str, body: dict[str, Any], *, ml: MLClient) -> "IngestPipeline":
+    def from_body(cls, pipeline_id: str, body: dict[str, Any], *, ml: MLClient) -> IngestPipeline:
         body = copy.deepcopy(body)
         errors: list[OpenSearchError] = []
         if not isinstance(body, dict):
@@ -250,7 +251,7 @@ class SearchPipeline:
         self.ml = ml
 
     @classmethod
-    def from_body(cls, pipeline_id: str, body: dict[str, Any], *, ml: MLClient) -> "SearchPipeline":
+    def from_body(cls, pipeline_id: str, body: dict[str, Any], *, ml: MLClient) -> SearchPipeline:
         body = copy.deepcopy(body)
         if not isinstance(body, dict):
             raise processor_config_error([ConfigurationError(None, None, None, "pipeline body must be an object")])

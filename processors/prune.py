@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from typing import Callable
+from collections.abc import Callable
 
 PRUNE_TYPES = ("none", "top_k", "alpha_mass", "max_ratio", "abs_value")
 

@@ -194,7 +194,7 @@ def _sparse(c: _Clause, mode: str, warnings: list[str]) -> dict[str, Any]:
     return {"bool": {"should": should, **extra}}
 
 
-async def rewrite(query: Any, *, ml: MLClient, enrichers: list[NeuralQueryEnricher] | None = None,
+async def rewrite(query: Any, *, ml: MLClient | None, enrichers: list[NeuralQueryEnricher] | None = None,
                   sparse_mode: str = "rank_feature", top_level_hybrid_ok: bool = True) -> RewriteResult:
     """Return a rewritten deep copy of ``query``."""
     if sparse_mode not in SPARSE_MODES:
@@ -244,7 +244,7 @@ def _local_tokens(c: _Clause) -> dict[str, float] | None:
     return None
 
 
-async def _infer(clauses: list[_Clause], ml: MLClient) -> None:
+async def _infer(clauses: list[_Clause], ml: MLClient | None) -> None:
     groups: dict[tuple[str, str], list[_Clause]] = {}
     for c in clauses:
         if c.kind == "neural_sparse":
@@ -253,17 +253,20 @@ async def _infer(clauses: list[_Clause], ml: MLClient) -> None:
                 continue
         groups.setdefault((c.kind, str(c.model_id)), []).append(c)
 
-    if groups and ml is None:
+    if not groups:
+        return
+    if ml is None:
         kind, ref = next(iter(groups))
         raise IllegalArgument(f"[{kind}] query needs an ML node to run model [{ref}], and none is configured")
+    client = ml
 
     async def run(kind: str, model_ref: str, members: list[_Clause]) -> None:
-        model_id = await ml.resolve_model_id(model_ref)
+        model_id = await client.resolve_model_id(model_ref)
         texts = [m.params["query_text"] for m in members]
         if kind == "neural":
-            results: list[Any] = await ml.text_embedding(model_id, texts, content_type="query")
+            results: list[Any] = await client.text_embedding(model_id, texts, content_type="query")
         else:
-            results = await ml.sparse_encoding(model_id, texts)
+            results = await client.sparse_encoding(model_id, texts)
         for m, r in zip(members, results):
             m.result = r
 

@@ -13,8 +13,9 @@ sorted by the new scores (stable) and ``max_score`` is the first hit's.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 
 from processors.config import ConfigReader
 from processors.errors import IllegalArgument
@@ -127,7 +128,7 @@ class RerankProcessor(SearchProcessor):
     RERANK_TYPE: ClassVar[str] = ""
 
     @classmethod
-    def from_config(cls, r: ConfigReader, **common: Any) -> "RerankProcessor":
+    def from_config(cls, r: ConfigReader, **common: Any) -> RerankProcessor:
         found = [name for name in r.config if name in RERANK_TYPES]
         if not found:
             raise r.illegal(f"No rerank type found. Possible rerank types are: [{', '.join(RERANK_TYPES)}]")
@@ -167,7 +168,7 @@ class MLOpenSearchRerank(RerankProcessor):
     document_fields: list[str] = field(default_factory=list)
 
     @classmethod
-    def from_config(cls, r: ConfigReader, **common: Any) -> "MLOpenSearchRerank":
+    def from_config(cls, r: ConfigReader, **common: Any) -> MLOpenSearchRerank:
         fields = _document_fields(r)
         inner = _reranker_config(r, cls.RERANK_TYPE)
         model_id = inner.string("model_id")
@@ -214,7 +215,7 @@ class ByFieldRerank(RerankProcessor):
     previous_score_field: str = "previous_score"
 
     @classmethod
-    def from_config(cls, r: ConfigReader, **common: Any) -> "ByFieldRerank":
+    def from_config(cls, r: ConfigReader, **common: Any) -> ByFieldRerank:
         inner = _reranker_config(r, cls.RERANK_TYPE)
         out = cls(target_field=inner.string("target_field"),
                   remove_target_field=inner.boolean("remove_target_field", False),

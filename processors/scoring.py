@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 MIN_SCORE = 0.001
 DEFAULT_RANK_CONSTANT = 60
@@ -56,7 +56,7 @@ BOUND_MODES = ("apply", "clip", "ignore")
 
 def min_max(scores: list[list[float]], lower: list[Bound] | None = None,
             upper: list[Bound] | None = None) -> list[list[float]]:
-    out = []
+    out: list[list[float]] = []
     for j, sub in enumerate(scores):
         if not sub:
             out.append([])
@@ -93,7 +93,7 @@ def l2(scores: list[list[float]]) -> list[list[float]]:
 
 
 def z_score(scores: list[list[float]]) -> list[list[float]]:
-    out = []
+    out: list[list[float]] = []
     for sub in scores:
         if not sub:
             out.append([])

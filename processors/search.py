@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import copy
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from opensearch_contract.settings import MAX_RESULT_WINDOW
 from processors.errors import IllegalArgument, ParsingError
@@ -29,7 +30,7 @@ HYBRID_PARAMS = {"queries", "filter", "pagination_depth"}
 DEFAULT_SIZE = 10
 
 
-async def run_search(index: str, body: dict[str, Any] | None, *, search_fn: SearchFn, ml: MLClient,
+async def run_search(index: str, body: dict[str, Any] | None, *, search_fn: SearchFn, ml: MLClient | None,
                      pipeline: SearchPipeline | None = None, sparse_mode: str = "rank_feature") -> dict[str, Any]:
     """Rewrite and run ``body``, then run the pipeline's response processors (``rerank``) over the response; they
     see the request as the user wrote it (``ext.rerank``, ``query_text_path``)."""
@@ -57,7 +58,7 @@ async def run_search(index: str, body: dict[str, Any] | None, *, search_fn: Sear
 class _Context:
     index: str
     search_fn: SearchFn
-    ml: MLClient
+    ml: MLClient | None
     enrichers: list[NeuralQueryEnricher]
     sparse_mode: str
 

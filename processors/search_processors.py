@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 
 from processors import scoring
 from processors.config import ConfigReader
+from processors.mlclient import MLClient
 
 
 @dataclass
@@ -16,6 +17,12 @@ class SearchProcessor:
     tag: str | None = None
     description: str | None = None
     ignore_failure: bool = False
+
+    async def process(self, request: dict[str, Any], response: dict[str, Any], ml: MLClient | None
+                      ) -> dict[str, Any]:
+        """A response processor's work on the search response (OpenSearch's SearchResponseProcessor); request and
+        phase-results processors do theirs where the search runner calls them."""
+        raise NotImplementedError(f"[{self.TYPE}] is not a response processor")
 
 
 @dataclass
@@ -27,7 +34,7 @@ class NeuralQueryEnricher(SearchProcessor):
     field_defaults: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def from_config(cls, r: ConfigReader, **common: Any) -> "NeuralQueryEnricher":
+    def from_config(cls, r: ConfigReader, **common: Any) -> NeuralQueryEnricher:
         model_id = r.optional_string("default_model_id")
         per_field = r.optional_map("neural_field_default_id")
         if model_id is None and per_field is None:
@@ -58,7 +65,7 @@ class HybridCombiner(SearchProcessor):
         if self.normalization == "rrf":
             return scoring.rrf(scores, self.rank_constant)
         if self.lower_bounds or self.upper_bounds:
-            for name, bounds in (("lower_bounds", self.lower_bounds), ("upper_bounds", self.upper_bounds)):
+            for bounds in (self.lower_bounds, self.upper_bounds):
                 if bounds and scores and len(bounds) != len(scores):
                     raise ValueError(f"expected bounds array to contain {len(scores)} elements matching the number "
                                      f"of sub-queries, but found a mismatch")
@@ -145,7 +152,7 @@ class NormalizationProcessor(HybridCombiner):
     TYPE: ClassVar[str] = "normalization-processor"
 
     @classmethod
-    def from_config(cls, r: ConfigReader, **common: Any) -> "NormalizationProcessor":
+    def from_config(cls, r: ConfigReader, **common: Any) -> NormalizationProcessor:
         norm, norm_params = _clause(r, "normalization")
         comb, comb_params = _clause(r, "combination")
         norm = norm or "min_max"
@@ -171,7 +178,7 @@ class ScoreRankerProcessor(HybridCombiner):
     TYPE: ClassVar[str] = "score-ranker-processor"
 
     @classmethod
-    def from_config(cls, r: ConfigReader, **common: Any) -> "ScoreRankerProcessor":
+    def from_config(cls, r: ConfigReader, **common: Any) -> ScoreRankerProcessor:
         clause = r.optional_map("combination")
         rank_constant = scoring.DEFAULT_RANK_CONSTANT
         weights: list[float] = []

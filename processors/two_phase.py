@@ -17,8 +17,9 @@ low tokens (``ids`` filter), so any engine that answers plain queries serves it,
 from __future__ import annotations
 
 import copy
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, ClassVar
+from typing import Any, ClassVar
 
 from processors import prune
 from processors.config import ConfigReader
@@ -46,7 +47,7 @@ class NeuralSparseTwoPhaseProcessor(SearchProcessor):
     max_window_size: int = 10000
 
     @classmethod
-    def from_config(cls, r: ConfigReader, **common: Any) -> "NeuralSparseTwoPhaseProcessor":
+    def from_config(cls, r: ConfigReader, **common: Any) -> NeuralSparseTwoPhaseProcessor:
         enabled = r.boolean("enabled", True)
         params = dict(r.optional_map("two_phase_parameter") or {})
         ratio = _number(r, params, "prune_ratio", cls.prune_ratio)

@@ -87,6 +87,8 @@ class SparseEncoder(_Encoder):
     against the unsplit model on ``example`` and dropped (plain path, masked in place) if they differ.
     """
 
+    keep: torch.Tensor  # a registered buffer: 1.0 per vocabulary id, 0.0 for special tokens
+
     def __init__(
         self,
         model: nn.Module,
@@ -100,7 +102,8 @@ class SparseEncoder(_Encoder):
         keep[list(special_ids)] = 0.0
         self.register_buffer("keep", keep)
         self.projection: nn.Linear | None = None
-        layer = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+        output_embeddings = getattr(model, "get_output_embeddings", None)
+        layer = output_embeddings() if callable(output_embeddings) else None
         if isinstance(layer, nn.Linear) and example is not None:
             self._split_output_layer(layer, tuple(example[name] for name in self.input_names))
 
@@ -154,7 +157,8 @@ def declared_inputs(model: nn.Module) -> list[str]:
     """input_ids, attention_mask, and token_type_ids when the model's forward takes it."""
     params = inspect.signature(model.forward).parameters
     names = ["input_ids", "attention_mask"]
-    if "token_type_ids" in params and getattr(model.config, "type_vocab_size", 0):
+    config = getattr(model, "config", None)
+    if "token_type_ids" in params and (getattr(config, "type_vocab_size", None) or 0):
         names.append("token_type_ids")
     return names
 

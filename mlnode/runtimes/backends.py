@@ -80,7 +80,7 @@ class OnnxBackend:
         return dict(zip(self.output_names, values, strict=True))
 
     def close(self) -> None:
-        self._session = None  # type: ignore[assignment]
+        self._session = None
 
 
 class TorchScriptBackend:

@@ -206,6 +206,4 @@ async def execute(index: str, body: dict[str, Any], *, client: AsyncOpenSearch, 
     """Run one search body through the processors' search runner over opensearch-py. ``ml`` is None for a match
     search without an ML node: processors.query answers a clause that needs a model with an illegal_argument
     error naming it."""
-    # run_search's ``ml: MLClient`` is narrower than what it handles (processors.query._infer checks for None)
-    return await run_search(index, body, search_fn=opensearch_search_fn(client), ml=ml,  # type: ignore[arg-type]
-                            pipeline=pipeline)
+    return await run_search(index, body, search_fn=opensearch_search_fn(client), ml=ml, pipeline=pipeline)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, ClassVar
+from typing import Any, ClassVar
 
 from processors.condition import Condition
 from processors.document import IngestDocument
@@ -18,7 +19,7 @@ class CommonOptions:
     tag: str | None = None
     description: str | None = None
     ignore_failure: bool = False
-    on_failure: list["IngestProcessor"] = field(default_factory=list)
+    on_failure: list[IngestProcessor] = field(default_factory=list)
     condition: Condition | None = None
     raw_if: Any = None
 

@@ -22,7 +22,7 @@ class SparseEncodingProcessor(InferenceProcessor):
         self.prune_ratio = prune_ratio
 
     @classmethod
-    def from_config(cls, r: ConfigReader, options: CommonOptions) -> "SparseEncodingProcessor":
+    def from_config(cls, r: ConfigReader, options: CommonOptions) -> SparseEncodingProcessor:
         common = cls.read_common(r)
         prune_type = r.optional_string("prune_type") or "none"
         if prune_type not in prune.PRUNE_TYPES:

@@ -26,7 +26,7 @@ class TextChunkingProcessor(IngestProcessor):
         self.ignore_missing = ignore_missing
 
     @classmethod
-    def from_config(cls, r: ConfigReader, options: CommonOptions) -> "TextChunkingProcessor":
+    def from_config(cls, r: ConfigReader, options: CommonOptions) -> TextChunkingProcessor:
         field_map = r.map("field_map")
         algorithm = r.map("algorithm")
         ignore_missing = r.boolean("ignore_missing", False)

@@ -15,7 +15,7 @@ class TextEmbeddingProcessor(InferenceProcessor):
     LIST_KEY = "knn"
 
     @classmethod
-    def from_config(cls, r: ConfigReader, options: CommonOptions) -> "TextEmbeddingProcessor":
+    def from_config(cls, r: ConfigReader, options: CommonOptions) -> TextEmbeddingProcessor:
         return cls(options, **cls.read_common(r))
 
     async def infer(self, ml: MLClient, texts: list[str]) -> list[Any]:

@@ -62,7 +62,7 @@ def _serve(tmp_path: Path, *args: str) -> tuple[subprocess.Popen, str]:
             if proc.poll() is not None or time.monotonic() > deadline:
                 out = proc.stdout.read().decode() if proc.stdout else ""
                 proc.kill()
-                raise AssertionError(f"serve did not come up: {out}")
+                raise AssertionError(f"serve did not come up: {out}") from None
             time.sleep(0.1)
 
 
