@@ -5,6 +5,7 @@ catalog.
     neuralpipe models package SRC --function-name TEXT_EMBEDDING --model-format ONNX --out DIR [--name ...]
     neuralpipe models build-idf CORPUS --tokenizer tokenizer.json --out idf.json
     neuralpipe models catalog [--catalog FILE] [--json]
+    neuralpipe models mirror DIR [NAME ...] [--from URL|DIR] [--catalog FILE]
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from mlnode.catalog import Catalog, CatalogError
+from mlnode.catalog import DEFAULT_ARTIFACT_BASE_URL, Catalog, CatalogError, UnknownPretrainedModel
+from mlnode.mirror import mirror
 from mlnode.offline import OfflineModelMissing
 from mlnode.packaging import CorpusError, PackagingError, build_idf, package_model
 from neuralpipe.admin.models import ModelSetupError, register_by_name
@@ -80,12 +82,24 @@ def add_parser(subparsers: Any) -> None:
                          help="catalog YAML (default: the shipped catalog.yaml)")
     catalog.add_argument("--json", action="store_true", help="print JSON")
 
+    mirror_cmd = sub.add_parser(
+        "mirror", help="copy pretrained models from OpenSearch's artifacts site (or another mirror) into a folder "
+                       "laid out like it, for an ML node without internet access (its artifacts_base_url setting)")
+    mirror_cmd.add_argument("dir", type=Path, metavar="DIR", help="the folder to fill (kept files are checked)")
+    mirror_cmd.add_argument("names", nargs="*", metavar="NAME",
+                            help="catalog names (default: every name with artifacts); all versions and formats")
+    mirror_cmd.add_argument("--from", dest="source", metavar="URL|DIR", default=DEFAULT_ARTIFACT_BASE_URL,
+                            help=f"where to copy from (default: {DEFAULT_ARTIFACT_BASE_URL})")
+    mirror_cmd.add_argument("--catalog", type=Path, metavar="FILE",
+                            help="catalog YAML (default: the shipped catalog.yaml)")
+
 
 def run(args: argparse.Namespace) -> int:
-    handlers = {"register": _register, "package": _package, "build-idf": _build_idf, "catalog": _catalog}
+    handlers = {"register": _register, "package": _package, "build-idf": _build_idf, "catalog": _catalog,
+                "mirror": _mirror}
     try:
         return handlers[args.models_command](args)
-    except (ModelSetupError, NodeStartError) as exc:
+    except (ModelSetupError, NodeStartError, UnknownPretrainedModel) as exc:
         print(f"neuralpipe models: {exc}", file=sys.stderr)
         return 2
     except (PackagingError, CorpusError, CatalogError, OfflineModelMissing, FileNotFoundError) as exc:
@@ -144,4 +158,15 @@ def _catalog(args: argparse.Namespace) -> int:
     for name in catalog.names():
         entry = catalog.entries[name]
         print(f"{name}\t{entry.function_name}\t{','.join(entry.versions)}\t{','.join(entry.model_formats)}")
+    return 0
+
+
+def _mirror(args: argparse.Namespace) -> int:
+    catalog = Catalog.load(args.catalog, artifact_base_url=args.source)
+    names = args.names or [n for n in catalog.names() if catalog.entries[n].artifacts]
+    for i, name in enumerate(names, 1):  # one name at a time, so a long copy shows where it is
+        for m in mirror(catalog, args.dir, [name]):
+            state = "downloaded" if m.downloaded else "present"
+            print(f"[{i}/{len(names)}] {state}\t{m.name}\t{m.version}\t{m.model_format}\t{m.zip_path}", flush=True)
+    print(f"mirrored {len(names)} name(s) into {args.dir}; point an ML node's artifacts_base_url at it")
     return 0

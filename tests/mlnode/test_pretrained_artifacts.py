@@ -27,6 +27,7 @@ from mlnode.offline import OfflineModelMissing
 from mlnode.packaging import PackagedModel
 from mlnode.predict_body import CONTENT_TYPE_REQUIRED, PREFIX_REQUIRED
 from mlnode.settings import MLSettings
+from neuralpipe.cli import main as cli_main
 from processors import IngestDocument, IngestPipeline, MLClient
 from tests.fixtures.mlnode import NodeThread, catalog_cache_dir, url_register_body, wait_task
 from tests.mlnode.artifacts_site import ArtifactServer, build_site, reference, tiny_key, tiny_tokens, tiny_zips
@@ -335,6 +336,26 @@ def test_mirror_then_register_from_the_folder_with_the_network_unused(tmp_path):
     finally:
         node.client.close()
         node.thread.stop()
+
+
+def test_models_mirror_command_copies_a_name_and_shows_each_file(tmp_path, capsys):
+    """`neuralpipe models mirror DIR NAME --from URL`: the CLI over mirror(), one line per file as it lands."""
+    source = _site(tmp_path / "site")
+    name = "huggingface/sentence-transformers/msmarco-distilbert-base-tas-b"
+    try:
+        code = cli_main(["models", "mirror", str(tmp_path / "mirror"), name, "--from", source.server.base])
+    finally:
+        source.server.close()
+    out = capsys.readouterr().out.splitlines()
+    entry = CATALOG.entries[name]
+    assert code == 0
+    assert len(out) == len(entry.versions) * len(entry.model_formats) + 1
+    assert all(line.startswith("[1/1] downloaded\t" + name) for line in out[:-1])
+    for line in out[:-1]:
+        assert Path(line.split("\t")[-1]).is_file()
+    assert out[-1].startswith("mirrored 1 name(s) into")
+    assert cli_main(["models", "mirror", str(tmp_path / "mirror"), "no/such-model"]) == 2  # a mistake: one line
+    assert "cannot mirror ['no/such-model']" in capsys.readouterr().err
 
 
 def test_mirror_names_only_what_has_artifacts(tmp_path):
