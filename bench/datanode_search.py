@@ -2,11 +2,12 @@
 
 Same vectors on both sides: the dense and sparse document vectors ``neuralpipe eval`` stored for SciFact
 (``--eval-data-dir``; otherwise computed here with the in-process runtimes and cached), MiniLM query vectors (from
-``bench/reference_dense.py --save-vectors DIR`` or the in-process runtime) and tokenizer-model query vectors. The data node (``neuralpipe serve
---roles data``, own process) gets an index with an HNSW ``knn_vector`` (faiss, cosinesimil, m 16,
+``bench/reference_dense.py --save-vectors DIR`` or the in-process runtime) and tokenizer-model query vectors.
+The data node (``neuralpipe serve --roles data``, own process) gets an index with an HNSW ``knn_vector`` (faiss, cosinesimil, m 16,
 ef_construction 100, ef_search 100) and a ``rank_features`` field; raw faiss gets an ``IndexHNSWFlat`` with the
 same parameters, and raw scipy a CSR matrix. Queries run one at a time (``--concurrency`` 1, the latency path)
-and with several in flight; ``GET /`` with the same client gives the floor any HTTP request pays here; knn recall@10 of each side is measured against exact inner-product search.
+and with several in flight; ``GET /`` with the same client gives the floor any HTTP request pays here; knn
+recall@10 of each side is measured against exact inner-product search.
 
     .venv/bin/python bench/datanode_search.py [--vectors DIR] [--rounds 3] [--concurrency 1,8]
 """
@@ -23,7 +24,19 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import CACHE, SCIFACT, MLNodeServer, batches, drive, in_process_runtime, median, package, passages, queries, report  # noqa: E402
+from _common import (  # noqa: E402
+    CACHE,
+    SCIFACT,
+    MLNodeServer,
+    batches,
+    drive,
+    in_process_runtime,
+    median,
+    package,
+    passages,
+    queries,
+    report,
+)
 
 INDEX = "bench-search"
 SCIFACT_CORPUS = SCIFACT / "corpus.jsonl"
@@ -38,11 +51,13 @@ def dense_vectors(vectors_dir: Path | None, n_queries: int, n_docs: int | None =
     cache = CACHE / "vectors" / f"dense-{n_docs or 'all'}"
     if not (cache / "doc_vectors.npy").exists():
         rt = in_process_runtime(package("dense", "ONNX"))
+
         def enc(texts):
             out = []
             for b in batches(texts, 32):
                 out += [r["output"][0]["data"] for r in rt.infer(b)]
             return np.asarray(out, dtype=np.float32)
+
         cache.mkdir(parents=True, exist_ok=True)
         np.save(cache / "doc_vectors.npy", enc(passages(n_docs)))
         np.save(cache / "query_vectors.npy", enc(queries()))
@@ -54,18 +69,22 @@ def sparse_vectors(n_queries: int, n_docs: int | None = None) -> tuple[list[dict
     if not cache.exists():
         docs_rt = in_process_runtime(package("sparse", "ONNX"))
         tok_rt = in_process_runtime(package("tokenizer", "TORCH_SCRIPT"))
+
         def enc(rt, texts):
             out = []
             for b in batches(texts, 32):
                 out += [r["output"][0]["dataAsMap"]["response"][0] for r in rt.infer(b)]
             return out
+
         cache.parent.mkdir(parents=True, exist_ok=True)
         cache.write_text(json.dumps({"docs": enc(docs_rt, passages(n_docs)), "queries": enc(tok_rt, queries())}))
     data = json.loads(cache.read_text())
     return data["docs"], data["queries"][:n_queries]
 
 
-def vectors_from_eval_index(data_dir: Path, index: str, n_docs: int | None, corpus: Path = SCIFACT_CORPUS) -> tuple[np.ndarray, list[dict]]:
+def vectors_from_eval_index(
+    data_dir: Path, index: str, n_docs: int | None, corpus: Path = SCIFACT_CORPUS
+) -> tuple[np.ndarray, list[dict]]:
     """The dense and sparse document vectors ``neuralpipe eval`` stored (``passage_embedding``, ``passage_sparse``),
     read back with ``_mget`` from a data node opened on the eval's data dir: the same vectors, no model work."""
     from opensearchpy import OpenSearch
@@ -79,7 +98,9 @@ def vectors_from_eval_index(data_dir: Path, index: str, n_docs: int | None, corp
         for start in range(0, len(ids), 500):
             for d in client.mget(index=index, body={"ids": ids[start : start + 500]})["docs"]:
                 if not d.get("found"):
-                    raise SystemExit(f"document {d['_id']} is not in [{index}] under {data_dir}: run `neuralpipe eval` first")
+                    raise SystemExit(
+                        f"document {d['_id']} is not in [{index}] under {data_dir}: run `neuralpipe eval` first"
+                    )
                 dense.append(d["_source"]["passage_embedding"])
                 sparse.append(d["_source"]["passage_sparse"])
         client.close()
@@ -91,7 +112,9 @@ def query_vectors(vectors_dir: Path | None, n_queries: int) -> tuple[np.ndarray,
         dense = np.load(vectors_dir / "query_vectors.npy")[:n_queries].astype(np.float32)
     else:
         rt = in_process_runtime(package("dense", "ONNX"))
-        dense = np.asarray([r["output"][0]["data"] for b in batches(queries(n_queries), 32) for r in rt.infer(b)], dtype=np.float32)
+        dense = np.asarray(
+            [r["output"][0]["data"] for b in batches(queries(n_queries), 32) for r in rt.infer(b)], dtype=np.float32
+        )
     tok = in_process_runtime(package("tokenizer", "TORCH_SCRIPT"))
     sparse = [r["output"][0]["dataAsMap"]["response"][0] for b in batches(queries(n_queries), 32) for r in tok.infer(b)]
     return dense, sparse
@@ -107,15 +130,38 @@ def build_index(url: str, dense: np.ndarray, sparse: list[dict]) -> None:
     client = OpenSearch(hosts=[url], timeout=600)
     if client.indices.exists(index=INDEX):
         client.indices.delete(index=INDEX)
-    client.indices.create(index=INDEX, body={
-        "settings": {"index.knn": True},
-        "mappings": {"properties": {
-            "vec": {"type": "knn_vector", "dimension": int(dense.shape[1]),
-                    "method": {"name": "hnsw", "engine": "faiss", "space_type": "cosinesimil",
-                               "parameters": {"m": M, "ef_construction": EF_CONSTRUCTION, "ef_search": EF_SEARCH}}},
-            "sp": {"type": "rank_features"}}}})
-    actions = ({"_index": INDEX, "_id": str(i), "_source": {"vec": dense[i].tolist(),
-                "sp": {t: w for t, w in sparse[i].items() if expressible(t) and w > 0}}} for i in range(len(dense)))
+    client.indices.create(
+        index=INDEX,
+        body={
+            "settings": {"index.knn": True},
+            "mappings": {
+                "properties": {
+                    "vec": {
+                        "type": "knn_vector",
+                        "dimension": int(dense.shape[1]),
+                        "method": {
+                            "name": "hnsw",
+                            "engine": "faiss",
+                            "space_type": "cosinesimil",
+                            "parameters": {"m": M, "ef_construction": EF_CONSTRUCTION, "ef_search": EF_SEARCH},
+                        },
+                    },
+                    "sp": {"type": "rank_features"},
+                }
+            },
+        },
+    )
+    actions = (
+        {
+            "_index": INDEX,
+            "_id": str(i),
+            "_source": {
+                "vec": dense[i].tolist(),
+                "sp": {t: w for t, w in sparse[i].items() if expressible(t) and w > 0},
+            },
+        }
+        for i in range(len(dense))
+    )
     helpers.bulk(client, actions, chunk_size=200, request_timeout=600)
     client.indices.refresh(index=INDEX)
     assert client.count(index=INDEX)["count"] == len(dense)
@@ -127,8 +173,22 @@ def knn_bodies(qs: np.ndarray) -> list[dict]:
 
 
 def sparse_bodies(qs: list[dict]) -> list[dict]:
-    return [{"size": 10, "_source": False, "query": {"bool": {"should": [
-        {"rank_feature": {"field": f"sp.{t}", "linear": {}, "boost": w}} for t, w in q.items() if expressible(t)]}}} for q in qs]
+    return [
+        {
+            "size": 10,
+            "_source": False,
+            "query": {
+                "bool": {
+                    "should": [
+                        {"rank_feature": {"field": f"sp.{t}", "linear": {}, "boost": w}}
+                        for t, w in q.items()
+                        if expressible(t)
+                    ]
+                }
+            },
+        }
+        for q in qs
+    ]
 
 
 def ids_of(url: str, bodies: list[dict]) -> list[list[int]]:
@@ -152,7 +212,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--vectors", type=Path, help="folder written by reference_dense.py --save-vectors")
     parser.add_argument("--queries", type=int, default=809)
     parser.add_argument("--docs", type=int, help="first N corpus documents only (a quick check)")
-    parser.add_argument("--eval-data-dir", type=Path, help="take the document vectors from a `neuralpipe eval` data dir ...")
+    parser.add_argument(
+        "--eval-data-dir", type=Path, help="take the document vectors from a `neuralpipe eval` data dir ..."
+    )
     parser.add_argument("--eval-index", default="neuralpipe-eval-scifact-hnsw", help="... and this index in it")
     parser.add_argument("--corpus", type=Path, default=SCIFACT_CORPUS, help="the eval's corpus.jsonl (document ids)")
     parser.add_argument("--rounds", type=int, default=3)
@@ -183,12 +245,20 @@ def main(argv: list[str] | None = None) -> int:
     for i, d in enumerate(sdocs):
         for t, w in d.items():
             if expressible(t) and w > 0:
-                rows.append(i); cols.append(vocab.setdefault(t, len(vocab))); vals.append(w)
+                rows.append(i)
+                cols.append(vocab.setdefault(t, len(vocab)))
+                vals.append(w)
     dmat = sp.csr_matrix((vals, (rows, cols)), shape=(n, len(vocab)), dtype=np.float32)
     qvecs = []
     for q in sqs:
         items = [(vocab[t], w) for t, w in q.items() if t in vocab]
-        qvecs.append(sp.csr_matrix(([w for _, w in items], ([0] * len(items), [c for c, _ in items])), shape=(1, len(vocab)), dtype=np.float32))
+        qvecs.append(
+            sp.csr_matrix(
+                ([w for _, w in items], ([0] * len(items), [c for c, _ in items])),
+                shape=(1, len(vocab)),
+                dtype=np.float32,
+            )
+        )
 
     def faiss_loop() -> list[list[int]]:
         return [hnsw.search(q[None, :], 10)[1][0].tolist() for q in qs]
@@ -213,9 +283,13 @@ def main(argv: list[str] | None = None) -> int:
         raw_sparse_ids = scipy_loop()
         drive(url, kb[:32], concurrency=2)
         drive(url, sb[:32], concurrency=2)
-        for r in range(args.rounds):
-            t = time.perf_counter(); faiss_loop(); results.setdefault("faiss_qps", []).append(len(qs) / (time.perf_counter() - t))
-            t = time.perf_counter(); scipy_loop(); results.setdefault("scipy_qps", []).append(len(qs) / (time.perf_counter() - t))
+        for _ in range(args.rounds):
+            t = time.perf_counter()
+            faiss_loop()
+            results.setdefault("faiss_qps", []).append(len(qs) / (time.perf_counter() - t))
+            t = time.perf_counter()
+            scipy_loop()
+            results.setdefault("scipy_qps", []).append(len(qs) / (time.perf_counter() - t))
             for c in levels:
                 res = drive(node.url + "/", [None] * len(kb), concurrency=c, method="GET")
                 results.setdefault(f"http_floor_get_root_qps_c{c}", []).append(len(kb) / res["elapsed"])
@@ -228,17 +302,29 @@ def main(argv: list[str] | None = None) -> int:
     raw_ids = faiss_loop()
     same_sparse = float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(dn_sparse_ids, raw_sparse_ids)]))
     med = {k: round(median(v), 1) for k, v in results.items()}
-    out = {"bench": "datanode_search", "docs": n, "queries": len(qs), "index_seconds": round(index_seconds, 1), **med,
-           "knn_recall@10_datanode": round(recall_at_10(dn_knn_ids, truth), 4), "knn_recall@10_faiss": round(recall_at_10(raw_ids, truth), 4),
-           "sparse_top10_overlap_with_scipy": round(same_sparse, 4)}
+    out = {
+        "bench": "datanode_search",
+        "docs": n,
+        "queries": len(qs),
+        "index_seconds": round(index_seconds, 1),
+        **med,
+        "knn_recall@10_datanode": round(recall_at_10(dn_knn_ids, truth), 4),
+        "knn_recall@10_faiss": round(recall_at_10(raw_ids, truth), 4),
+        "sparse_top10_overlap_with_scipy": round(same_sparse, 4),
+    }
     for c in levels:
         out[f"knn_ratio_c{c}"] = round(med[f"datanode_knn_qps_c{c}"] / med["faiss_qps"], 3)
         out[f"sparse_ratio_c{c}"] = round(med[f"datanode_sparse_qps_c{c}"] / med["scipy_qps"], 3)
     for c in levels:
-        out[f"knn_share_of_http_floor_c{c}"] = round(med[f"datanode_knn_qps_c{c}"] / med[f"http_floor_get_root_qps_c{c}"], 3)
+        out[f"knn_share_of_http_floor_c{c}"] = round(
+            med[f"datanode_knn_qps_c{c}"] / med[f"http_floor_get_root_qps_c{c}"], 3
+        )
     print(json.dumps(out), flush=True)
-    report(f"data node vs raw faiss / scipy on SciFact vectors ({n} docs, {len(qs)} queries, median of {args.rounds} rounds; goal >= 0.5)",
-           [(k, v) for k, v in out.items() if k != "bench"])
+    report(
+        f"data node vs raw faiss / scipy on SciFact vectors ({n} docs, {len(qs)} queries, "
+        f"median of {args.rounds} rounds; goal >= 0.5)",
+        [(k, v) for k, v in out.items() if k != "bench"],
+    )
     return 0
 
 

@@ -58,7 +58,7 @@ class NodeProcess:
                 return
             except OSConnectionError:
                 if self.proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"data node did not start: {self.proc.stderr.read().decode()[-2000:]}")
+                    raise RuntimeError(f"data node did not start: {self.proc.stderr.read().decode()[-2000:]}") from None
                 time.sleep(0.05)
 
     def kill9(self) -> None:

@@ -46,7 +46,7 @@ def combined(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             if proc.poll() is not None or time.monotonic() > deadline:
                 out = proc.stdout.read().decode() if proc.stdout else ""
                 proc.kill()
-                raise AssertionError(f"serve --roles ml,data did not come up: {out}")
+                raise AssertionError(f"serve --roles ml,data did not come up: {out}") from None
             time.sleep(0.1)
     try:
         yield url
