@@ -1,13 +1,13 @@
 """Bench 6: the data node's knn and sparse search against raw faiss and a raw scipy dot product (goal >= 0.5).
 
-Same vectors on both sides: the dense and sparse document vectors ``neuralpipe eval`` stored for SciFact
-(``--eval-data-dir``; otherwise computed here with the in-process runtimes and cached), MiniLM query vectors (from
-``bench/reference_dense.py --save-vectors DIR`` or the in-process runtime) and tokenizer-model query vectors.
-The data node (``neuralpipe serve --roles data``, own process) gets an index with an HNSW ``knn_vector``
-(faiss, cosinesimil, m 16, ef_construction 100, ef_search 100) and a ``rank_features`` field; raw faiss gets an ``IndexHNSWFlat`` with the
-same parameters, and raw scipy a CSR matrix. Queries run one at a time (``--concurrency`` 1, the latency path)
-and with several in flight; ``GET /`` with the same client gives the floor any HTTP request pays here; knn
-recall@10 of each side is measured against exact inner-product search.
+Same vectors on both sides: the dense and sparse document vectors ``neuralpipe eval`` stored for SciFact (``--eval-
+data-dir``; otherwise computed here with the in-process runtimes and cached), MiniLM query vectors (from
+``bench/reference_dense.py --save-vectors DIR`` or the in-process runtime) and tokenizer-model query vectors. The
+data node (``neuralpipe serve --roles data``, own process) gets an index with an HNSW ``knn_vector`` (faiss,
+cosinesimil, m 16, ef_construction 100, ef_search 100) and a ``rank_features`` field; raw faiss gets an
+``IndexHNSWFlat`` with the same parameters, and raw scipy a CSR matrix. Queries run one at a time (``--concurrency``
+1, the latency path) and with several in flight; ``GET /`` with the same client gives the floor any HTTP request
+pays here; knn recall@10 of each side is measured against exact inner-product search.
 
     .venv/bin/python bench/datanode_search.py [--vectors DIR] [--rounds 3] [--concurrency 1,8]
 """
