@@ -1,7 +1,7 @@
 """Bench 6: the data node's knn and sparse search against raw faiss and a raw scipy dot product (goal >= 0.5).
 
-Same vectors on both sides: the dense and sparse document vectors ``neuralpipe eval`` stored for SciFact (``--eval-
-data-dir``; otherwise computed here with the in-process runtimes and cached), MiniLM query vectors (from
+Same vectors on both sides: the dense and sparse document vectors ``neuralpipe eval`` stored for SciFact
+(``--eval-data-dir``; otherwise computed here with the in-process runtimes and cached), MiniLM query vectors (from
 ``bench/reference_dense.py --save-vectors DIR`` or the in-process runtime) and tokenizer-model query vectors. The
 data node (``neuralpipe serve --roles data``, own process) gets an index with an HNSW ``knn_vector`` (faiss,
 cosinesimil, m 16, ef_construction 100, ef_search 100) and a ``rank_features`` field; raw faiss gets an
