@@ -31,6 +31,7 @@ import json
 import os
 import time
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -79,25 +80,24 @@ def same_input(path: Path, old: dict[str, Any]) -> bool:
     return now["head_sha256"] == old.get("head_sha256") and now["size"] >= int(old.get("size", 0))
 
 
+@dataclass
 class Checkpoint:
-    def __init__(self, path: Path | None, *, input_name: str, index: str, input_path: Path | None = None,
-                 ids: str = DEFAULT_IDS, keyed_by: str = "line") -> None:
-        self.path = path
-        self.input_name = input_name
-        self.index = index
-        self.input_path = input_path
-        self.ids = ids
-        self.keyed_by = keyed_by
-        self._fingerprint: dict[str, Any] | None = None
-        self._ranges: list[list[int]] = []
-        self._starts: list[int] = []
-        self._new: set[int] = set()
-        self._seen: set[bytes] = set()
-        self._new_seen: list[bytes] = []
-        self._inflight: dict[int, bytes] = {}
-        self._truncate_seen = False
-        self._dirty = False
-        self._last_flush = 0.0
+    path: Path | None
+    input_name: str = field(kw_only=True)
+    index: str = field(kw_only=True)
+    input_path: Path | None = field(default=None, kw_only=True)
+    ids: str = field(default=DEFAULT_IDS, kw_only=True)
+    keyed_by: str = field(default="line", kw_only=True)
+    _fingerprint: dict[str, Any] | None = field(default=None, init=False)
+    _ranges: list[list[int]] = field(default_factory=list, init=False)
+    _starts: list[int] = field(default_factory=list, init=False)
+    _new: set[int] = field(default_factory=set, init=False)
+    _seen: set[bytes] = field(default_factory=set, init=False)
+    _new_seen: list[bytes] = field(default_factory=list, init=False)
+    _inflight: dict[int, bytes] = field(default_factory=dict, init=False)
+    _truncate_seen: bool = field(default=False, init=False)
+    _dirty: bool = field(default=False, init=False)
+    _last_flush: float = field(default=0.0, init=False)
 
     @classmethod
     def open(cls, path: Path | None, *, input_name: str, index: str, restart: bool = False, new_index: bool = False,

@@ -85,41 +85,40 @@ def backoff_delay(attempt: int, initial: float, maximum: float) -> float:
     return min(maximum, initial * 2 ** (attempt - 1))
 
 
+@dataclass
 class RetryingBulkClient:
     """Wraps an AsyncOpenSearch client for ``async_streaming_bulk``: retries a whole ``_bulk``
     request that failed with 5xx or a connection error, with exponential backoff, and counts the
     429 answers the helper itself retries. Everything else is delegated to the client."""
 
-    def __init__(self, client: Any, stats: IngestStats, *, max_retries: int, initial_backoff: float,
-                 max_backoff: float) -> None:
-        self._client = client
-        self._stats = stats
-        self._max_retries = max_retries
-        self._initial = initial_backoff
-        self._max = max_backoff
+    client: Any
+    stats: IngestStats
+    max_retries: int = field(kw_only=True)
+    initial_backoff: float = field(kw_only=True)
+    max_backoff: float = field(kw_only=True)
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self._client, name)
+        return getattr(self.client, name)
 
     async def bulk(self, *args: Any, **kwargs: Any) -> Any:
         for attempt in itertools.count():
             try:
-                resp = await self._client.bulk(*args, **kwargs)
+                resp = await self.client.bulk(*args, **kwargs)
             except TransportError as exc:
                 status = exc.status_code
                 transient = isinstance(exc, OSConnectionError) or (isinstance(status, int) and status >= 500)
                 if isinstance(status, int) and status == 429:
-                    self._stats.retried_429 += 1  # the helper retries it
+                    self.stats.retried_429 += 1  # the helper retries it
                     raise
-                if not transient or attempt >= self._max_retries:
+                if not transient or attempt >= self.max_retries:
                     raise
-                self._stats.retried_5xx += 1
-                delay = backoff_delay(attempt + 1, self._initial, self._max)
+                self.stats.retried_5xx += 1
+                delay = backoff_delay(attempt + 1, self.initial_backoff, self.max_backoff)
                 log.info("bulk request failed (%s), retry %d in %.1fs", status, attempt + 1, delay)
                 await asyncio.sleep(delay)
                 continue
             if resp.get("errors"):
-                self._stats.retried_429 += sum(
+                self.stats.retried_429 += sum(
                     1 for it in resp.get("items", []) for v in it.values() if v.get("status") == 429)
             return resp
         raise AssertionError("unreachable")
