@@ -18,14 +18,13 @@ from aiohttp import web
 
 from mlnode import keys
 from mlnode.batching import Deployments, QueueLimits
-from mlnode.errors import InternalError, OpenSearchError
 from mlnode.metrics import Metrics
 from mlnode.routes import ml_routes, root_routes
 from mlnode.runtimes.backends import intra_op_threads, set_intra_op_threads
 from mlnode.settings import MLSettings, usable_cores
 from mlnode.store import Store
 from mlnode.tasks import INPUT_ERRORS, Backends, TaskRunner, input_error
-from opensearch_contract.errors import error_body
+from opensearch_contract.errors import InternalError, OpenSearchError, error_body
 
 log = logging.getLogger(__name__)
 

@@ -27,9 +27,9 @@ from typing import Any
 
 from tokenizers import Encoding
 
-from mlnode.errors import InternalError, OpenSearchError, TooManyRequests
 from mlnode.metrics import Metrics
 from mlnode.runtimes import PredictInputError, Runtime
+from opensearch_contract.errors import InternalError, OpenSearchError, TooManyRequests
 
 log = logging.getLogger(__name__)
 

@@ -5,15 +5,7 @@ The error middleware in ``mlnode.app`` renders every ``OpenSearchError`` as Open
 
 from __future__ import annotations
 
-from opensearch_contract.errors import (  # noqa: F401  (the ML node's modules import every error type from here)
-    CircuitBreaking,
-    IllegalArgument,
-    InternalError,
-    OpenSearchError,
-    ParseError,
-    ParsingError,
-    TooManyRequests,
-)
+from opensearch_contract.errors import OpenSearchError
 
 
 class NotFound(OpenSearchError):

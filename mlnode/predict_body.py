@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from mlnode.errors import IllegalArgument, ParsingError
+from opensearch_contract.errors import IllegalArgument, ParsingError
 from opensearch_contract.models import is_asymmetric
 
 # ML Commons' AsymmetricTextEmbeddingParameters (the ``parameters`` of TEXT_EMBEDDING, SPARSE_ENCODING, SPARSE_TOKENIZE)

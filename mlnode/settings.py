@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from mlnode.errors import IllegalArgument
+from opensearch_contract.errors import IllegalArgument
 from opensearch_contract.settings import flatten_settings, parse_bool, parse_int
 
 PREFIX = "plugins.ml_commons."

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from mlnode.errors import IllegalArgument, OpenSearchError, ParsingError
+from opensearch_contract.errors import IllegalArgument, OpenSearchError, ParsingError
 
 Predicate = Callable[[str, dict[str, Any]], bool]
 Compiler = Callable[[Any, frozenset[str]], Predicate]

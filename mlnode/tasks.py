@@ -23,13 +23,13 @@ import aiohttp
 
 from mlnode.batching import Deployments
 from mlnode.catalog import Catalog, CatalogError
-from mlnode.errors import CircuitBreaking, IllegalArgument, InternalError, OpenSearchError
 from mlnode.offline import OfflineModelMissing
 from mlnode.packaging.core import PackagingError
 from mlnode.runtimes import PredictInputError, Runtime, RuntimeLoadError, load_runtime
 from mlnode.settings import MLSettings
 from mlnode.store import Store, new_id, now_ms
 from mlnode.zipcheck import ZipCheckError, validate_and_extract
+from opensearch_contract.errors import CircuitBreaking, IllegalArgument, InternalError, OpenSearchError
 
 log = logging.getLogger(__name__)
 

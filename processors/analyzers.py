@@ -21,7 +21,7 @@ from pathlib import Path
 
 from tokenizers import Tokenizer
 
-from processors.errors import IllegalArgument
+from opensearch_contract.errors import IllegalArgument
 
 DEFAULT_ANALYZER = "bert-uncased"
 ANALYZERS = ("bert-uncased", "mbert-uncased")

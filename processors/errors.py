@@ -5,16 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from opensearch_contract.errors import (  # noqa: F401  (the processors' modules import every error type from here)
-    IllegalArgument,
-    IndexNotFound,
-    MapperParsingError,
-    OpenSearchError,
-    ParseError,
-    ParsingError,
-    ResourceAlreadyExists,
-    ResourceNotFound,
-)
+from opensearch_contract.errors import OpenSearchError
 
 
 class ProcessorConfigError(OpenSearchError):

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from processors.errors import IllegalArgument
+from opensearch_contract.errors import IllegalArgument
 from processors.mlclient import MLClient
 
 DEFAULT_SPACE_TYPE = "cosinesimil"

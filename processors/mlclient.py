@@ -12,8 +12,9 @@ from typing import Any
 
 import aiohttp
 
+from opensearch_contract.errors import ResourceNotFound
 from opensearch_contract.models import is_asymmetric
-from processors.errors import ModelInferenceError, ResourceNotFound
+from processors.errors import ModelInferenceError
 
 ML_BASE = "/_plugins/_ml"
 DENSE_TARGET = "sentence_embedding"

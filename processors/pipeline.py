@@ -17,11 +17,12 @@ from typing import Any
 
 import yaml
 
+from opensearch_contract.errors import IllegalArgument, OpenSearchError
 from processors import registry
 from processors.condition import compile_condition
 from processors.config import ConfigReader
 from processors.document import IngestDocument
-from processors.errors import ConfigurationError, IllegalArgument, OpenSearchError, processor_config_error
+from processors.errors import ConfigurationError, processor_config_error
 from processors.ingest.base import CommonOptions, IngestProcessor, Lookup, RunContext
 from processors.mlclient import MLClient
 from processors.rerank import MLOpenSearchRerank

@@ -21,8 +21,8 @@ import copy
 from dataclasses import dataclass, field
 from typing import Any
 
+from opensearch_contract.errors import IllegalArgument, ParsingError
 from processors.analyzers import DEFAULT_ANALYZER, get_analyzer
-from processors.errors import IllegalArgument, ParsingError
 from processors.mlclient import MLClient
 from processors.search_processors import NeuralQueryEnricher
 

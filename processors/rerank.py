@@ -17,8 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from opensearch_contract.errors import IllegalArgument
 from processors.config import ConfigReader
-from processors.errors import IllegalArgument
 from processors.mlclient import MLClient
 from processors.search_processors import SearchProcessor
 

@@ -15,8 +15,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from opensearch_contract.errors import IllegalArgument, ParsingError
 from opensearch_contract.settings import MAX_RESULT_WINDOW
-from processors.errors import IllegalArgument, ParsingError
 from processors.mlclient import MLClient
 from processors.pipeline import SearchPipeline
 from processors.query import RewriteResult, rewrite, sparse_tokens

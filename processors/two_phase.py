@@ -21,9 +21,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from opensearch_contract.errors import IllegalArgument
 from processors import prune
 from processors.config import ConfigReader
-from processors.errors import IllegalArgument
 from processors.search_processors import SearchProcessor
 
 DEFAULT_SIZE = 10

@@ -8,8 +8,9 @@ from typing import Any
 from aiohttp import web
 
 from mlnode import keys
-from mlnode.errors import NotFound, ParsingError
+from mlnode.errors import NotFound
 from opensearch_contract.body import encode, parse_object
+from opensearch_contract.errors import ParsingError
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:

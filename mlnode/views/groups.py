@@ -5,9 +5,10 @@ from __future__ import annotations
 from aiohttp import web
 
 from mlnode import keys
-from mlnode.errors import Conflict, IllegalArgument, NotFound, ParsingError
+from mlnode.errors import Conflict, NotFound
 from mlnode.store import new_id, now_ms
 from mlnode.views.common import json_response, read_json, search_handler
+from opensearch_contract.errors import IllegalArgument, ParsingError
 
 # ML Commons' validateSecurityDisabledOrModelAccessControlDisabled (in MLModelGroupManager and
 # TransportUpdateModelGroupAction): this node has no Security plugin, so model access control is off whatever

@@ -12,11 +12,12 @@ from typing import Any
 from aiohttp import web
 
 from mlnode import keys
-from mlnode.errors import IllegalArgument, MLResourceNotFound, NotFound, ParsingError
+from mlnode.errors import MLResourceNotFound, NotFound
 from mlnode.store import new_id, now_ms
 from mlnode.tasks import DEPLOYABLE_STATES, FUNCTION_NAMES, MODEL_FORMATS, is_user_error
 from mlnode.views.common import bool_param, json_response, model_or_404, read_json, search_handler
 from mlnode.views.groups import create_group
+from opensearch_contract.errors import IllegalArgument, ParsingError
 
 URL_DISABLED = (
     "To upload custom model user needs to enable allow_registering_model_via_url settings. "

@@ -9,10 +9,10 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from mlnode import keys
-from mlnode.errors import IllegalArgument, ParsingError
 from mlnode.runtimes.backends import intra_op_threads
 from mlnode.settings import PREFIX
 from mlnode.views.common import bool_param, json_response, read_json
+from opensearch_contract.errors import IllegalArgument, ParsingError
 from opensearch_contract.settings import flatten_settings, nest_settings, setting_string
 
 VERSION = "0.1.0"

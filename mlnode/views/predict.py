@@ -12,9 +12,9 @@ import time
 from aiohttp import web
 
 from mlnode import keys
-from mlnode.errors import IllegalArgument, OpenSearchError
 from mlnode.predict_body import check_algorithm, parse_predict, shape_results
 from mlnode.views.common import client_alive, json_response, model_or_404, read_json
+from opensearch_contract.errors import IllegalArgument, OpenSearchError
 
 NOT_DEPLOYED = "Model not ready yet. Please deploy the model first."
 TRUNCATED_HEADER = "X-Neuralpipe-Truncated"

@@ -5,8 +5,9 @@ from __future__ import annotations
 from aiohttp import web
 
 from mlnode import keys
-from mlnode.errors import IllegalArgument, NotFound
+from mlnode.errors import NotFound
 from mlnode.views.common import json_response, search_handler
+from opensearch_contract.errors import IllegalArgument
 
 
 async def get(request: web.Request) -> web.Response:

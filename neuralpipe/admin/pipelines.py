@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 import sys
 
-from processors.errors import OpenSearchError, ProcessorConfigError, describe_error
+from opensearch_contract.errors import OpenSearchError
+from processors.errors import ProcessorConfigError, describe_error
 from processors.mapping import mapping_for_pipeline
 from processors.mlclient import MLClient
 from processors.pipeline import IngestPipeline, PipelineFile, build_pipeline, load_pipeline_file, resolve_model_names

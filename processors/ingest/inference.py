@@ -13,9 +13,9 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from opensearch_contract.errors import IllegalArgument
 from processors.config import ConfigReader
 from processors.document import IngestDocument
-from processors.errors import IllegalArgument
 from processors.ingest.base import CommonOptions, IngestProcessor, RunContext
 from processors.mlclient import MLClient
 

@@ -13,8 +13,8 @@ import pytest
 import yaml
 
 from mlnode.catalog import Catalog
-from mlnode.errors import IllegalArgument
 from mlnode.settings import DEFAULT_CONFIG, PREFIX, MLSettings, resolve_intra_op_threads, usable_cores
+from opensearch_contract.errors import IllegalArgument
 from opensearch_contract.settings import flatten_settings
 
 pytestmark = [pytest.mark.unit]

@@ -7,9 +7,9 @@ import json
 import pytest
 
 from mlnode import keys
-from mlnode.errors import ParsingError
 from mlnode.settings import MLSettings
 from mlnode.store import Store, new_id
+from opensearch_contract.errors import ParsingError
 from tests.fixtures.mlnode import FakeRuntime, api_client, api_fake_model, fake_backends
 
 pytestmark = [pytest.mark.integration]

@@ -6,8 +6,8 @@ import shutil
 
 import pytest
 
+from opensearch_contract.errors import IllegalArgument
 from processors import analyzers
-from processors.errors import IllegalArgument
 from processors.query import rewrite
 
 from .fakes import RecordingML

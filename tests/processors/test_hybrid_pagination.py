@@ -3,8 +3,8 @@
 
 import pytest
 
+from opensearch_contract.errors import IllegalArgument
 from processors import run_search
-from processors.errors import IllegalArgument
 
 from .memsearch import MemIndex
 

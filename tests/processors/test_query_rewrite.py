@@ -2,8 +2,8 @@
 
 import pytest
 
+from opensearch_contract.errors import IllegalArgument, ParsingError
 from processors import SearchPipeline, run_search
-from processors.errors import IllegalArgument, ParsingError
 from processors.query import rewrite
 
 from .fakes import RecordingML

@@ -6,8 +6,9 @@ import copy
 import pytest
 from opensearchpy import OpenSearch
 
+from opensearch_contract.errors import IllegalArgument
 from processors import MLClient, SearchPipeline, resolve_model_names, run_search
-from processors.errors import IllegalArgument, ProcessorConfigError
+from processors.errors import ProcessorConfigError
 from processors.rerank import query_text
 from tests.fixtures.mlnode import deploy, register_file_model
 from tests.fixtures.models import tiny_model_dir

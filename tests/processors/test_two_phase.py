@@ -5,8 +5,9 @@ import random
 
 import pytest
 
+from opensearch_contract.errors import IllegalArgument
 from processors import SearchPipeline, run_search
-from processors.errors import IllegalArgument, ProcessorConfigError
+from processors.errors import ProcessorConfigError
 from processors.two_phase import NeuralSparseTwoPhaseProcessor
 
 from .memsearch import MemIndex
