@@ -15,12 +15,13 @@ Expected tokens come from Lucene's own tests and sources (apache/lucene-solr, lu
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import pytest
 from opensearchpy import RequestError, helpers
 
-from tests.fixtures.datanode import os_client
+from tests.fixtures.datanode import DataNodeThread, os_client
 
 pytestmark = pytest.mark.integration
 
@@ -179,6 +180,25 @@ def test_search_analyzer_and_query_analyzer(english: Any) -> None:
     assert scores(english, {"match": {"body": {"query": "foxes", "analyzer": "standard"}}}) == {}
     assert scores(english, {"multi_match": {"query": "foxes", "fields": ["body", "exact"]}}).keys() == {"1", "2", "4"}
     assert scores(english, {"match": {"body": {"query": "the", "zero_terms_query": "all"}}}).keys() == set(CORPUS)
+
+
+def test_a_restarted_node_reindexes_with_the_mapped_analyzer(tmp_path: Path) -> None:
+    node = DataNodeThread(tmp_path / "dn").start()
+    c = os_client(node.url)
+    c.indices.create(index="en", body={"mappings": {"properties": {"body": {"type": "text", "analyzer": "english"}}}})
+    helpers.bulk(c, [{"_index": "en", "_id": d, "body": t} for d, t in CORPUS.items()], refresh=True)
+    before = scores(c, {"match_phrase": {"body": "jumped over the lazy dog"}})
+    c.close()
+    node.stop()
+    node = DataNodeThread(tmp_path / "dn").start()
+    c = os_client(node.url)
+    try:
+        assert before.keys() == {"1", "6", "7"}
+        assert scores(c, {"match_phrase": {"body": "jumped over the lazy dog"}}) == before
+        assert scores(c, {"match": {"body": "jumps"}}).keys() == {"1", "2", "4", "5", "6", "7"}
+    finally:
+        c.close()
+        node.stop()
 
 
 # --- errors ----------------------------------------------------------------------------------------------------
