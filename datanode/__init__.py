@@ -22,7 +22,8 @@ Compatibility choices (what a user may notice):
   one-shard index. BM25 statistics count live documents only (Lucene keeps deleted ones until a merge).
 - Documents are searchable as soon as the write is acknowledged; ``refresh`` also brings the HNSW graphs up
   to date (otherwise the first search after writes does).
-- The ``standard`` analyzer is approximated (UAX#29 word breaks, lowercase); other analyzers are rejected.
+- Text fields take OpenSearch's built-in analyzers (standard, simple, whitespace, keyword, stop, english) by
+  name, not custom ones; the standard tokenizer is approximated (UAX#29 word breaks), see ``analysis``.
 - A query that parses but fails while running (a wrong vector dimension, a rank_feature on a non-feature
   field, ...) is answered as a cluster does: ``search_phase_execution_exception`` ("all shards failed") with a
   ``query_shard_exception`` root cause ("failed to create query: ...") and the ``illegal_argument_exception``

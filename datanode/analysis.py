@@ -1,48 +1,169 @@
-"""OpenSearch's ``standard`` analyzer: UAX#29-style word split, then lowercase.
+"""OpenSearch's built-in analyzers for ``text`` fields: standard, simple, whitespace, keyword, stop and english.
 
-Approximates Lucene's StandardTokenizer closely enough for BM25 parity on ordinary prose:
-runs of letters/digits/underscore form a token; a single ``. ' ’ :`` between two word
-characters, or ``, ;`` between two digits, joins them ("don't", "e.g", "3.14", "1,000");
-each CJK ideograph or Hiragana character is its own token, a run of Katakana is one; tokens are cut at 255
-characters (the analyzer's ``max_token_length``).
+Each is a tokenizer and a chain of filters, as Lucene builds them:
+
+- ``standard``: StandardTokenizer, lowercase (OpenSearch's default stop set is empty).
+- ``simple``: LetterTokenizer (runs of letters), lowercase.
+- ``whitespace``: WhitespaceTokenizer, nothing else (case is kept).
+- ``keyword``: the whole input as one token.
+- ``stop``: LetterTokenizer, lowercase, English stop words.
+- ``english`` (Lucene's EnglishAnalyzer): StandardTokenizer, EnglishPossessiveFilter (a trailing ``'s``),
+  lowercase, English stop words, PorterStemFilter (Martin Porter's reference implementation, which Lucene's
+  PorterStemmer is; here NLTK's ``MARTIN_EXTENSIONS`` mode of it).
+
+A removed stop word keeps its position (the next token's position increment grows), so phrases see the gap; the
+field length Lucene's BM25 norm reads counts only the tokens indexed (FieldInvertState.length).
+
+The StandardTokenizer is approximated closely enough for BM25 parity on ordinary prose: runs of
+letters/digits/underscore form a token; one of ``. ' ‘ ’ ․ ﹒ ＇ ．`` (UAX#29 MidNumLet) or ``:`` between two word
+characters, or ``, ;`` between two digits, joins them ("don't", "e.g", "3.14", "1,000"); each CJK ideograph or
+Hiragana character is its own token, a run of Katakana is one; tokens are cut at 255 characters (the analyzer's
+``max_token_length``). Offsets count Python characters (code points), where Lucene counts UTF-16 units.
 """
 
 from __future__ import annotations
 
+import functools
 import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from nltk.stem.porter import PorterStemmer
 
 MAX_TOKEN_LENGTH = 255
+
+# Lucene's EnglishAnalyzer.ENGLISH_STOP_WORDS_SET (also StopAnalyzer's and OpenSearch's ``_english_``)
+ENGLISH_STOP_WORDS = frozenset(
+    "a an and are as at be but by for if in into is it no not of on or such that the their then there these they "
+    "this to was will with".split())
 
 _HAN_HIRAGANA = "\u3040-\u309f\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 _KATAKANA = "\u30a0-\u30ff\u31f0-\u31ff"
 _IDEOGRAPHIC = _HAN_HIRAGANA + _KATAKANA
 _WORD = rf"[^\W{_IDEOGRAPHIC}]"
-_TOKEN = re.compile(
-    rf"[{_HAN_HIRAGANA}]|[{_KATAKANA}]+|{_WORD}+(?:[.'\u2019:]{_WORD}+|(?<=\d)[,;]\d+)*"
+_MID = ".'\u2018\u2019\u2024\ufe52\uff07\uff0e:"
+_STANDARD = re.compile(
+    rf"[{_HAN_HIRAGANA}]|[{_KATAKANA}]+|{_WORD}+(?:[{_MID}]{_WORD}+|(?<=\d)[,;]\d+)*"
 )
+_LETTERS = re.compile(r"[^\W\d_]+")
+_NON_SPACE = re.compile(r"\S+")
+_POSSESSIVE = re.compile("['\u2019\uff07][sS]$")
 
 
-def analyze(text: str) -> list[str]:
-    """Tokens of ``text`` as the ``standard`` analyzer emits them (lowercased)."""
-    out: list[str] = []
-    for m in _TOKEN.finditer(text):
-        tok = m.group(0).lower()
-        while len(tok) > MAX_TOKEN_LENGTH:
-            out.append(tok[:MAX_TOKEN_LENGTH])
-            tok = tok[MAX_TOKEN_LENGTH:]
-        out.append(tok)
-    return out
+@dataclass(frozen=True)
+class Token:
+    term: str
+    start: int
+    end: int
+    type: str
+    position: int
+
+    def to_body(self) -> dict[str, object]:
+        """The token as ``_analyze`` reports it."""
+        return {"token": self.term, "start_offset": self.start, "end_offset": self.end, "type": self.type,
+                "position": self.position}
 
 
-def analyze_tokens(text: str) -> list[dict[str, object]]:
-    """``_analyze`` output of the standard analyzer: token, offsets, type and position."""
-    out: list[dict[str, object]] = []
-    for m in _TOKEN.finditer(text):
+Span = tuple[str, int, int, str]  # (text, start, end, type) as a tokenizer emits it
+
+
+def _standard_type(raw: str) -> str:
+    if re.match(f"[{_IDEOGRAPHIC}]", raw):
+        return "<IDEOGRAPHIC>"
+    return "<NUM>" if raw[0].isdigit() and not any(c.isalpha() for c in raw) else "<ALPHANUM>"
+
+
+def _split(pattern: re.Pattern[str], text: str, kind: Callable[[str], str]) -> Iterator[Span]:
+    """Matches of ``pattern``, each cut into pieces of at most ``MAX_TOKEN_LENGTH`` characters."""
+    for m in pattern.finditer(text):
         raw = m.group(0)
-        kind = ("<IDEOGRAPHIC>" if re.match(f"[{_IDEOGRAPHIC}]", raw)
-                else "<NUM>" if raw[0].isdigit() and not any(c.isalpha() for c in raw) else "<ALPHANUM>")
         for start in range(0, len(raw), MAX_TOKEN_LENGTH):
             piece = raw[start:start + MAX_TOKEN_LENGTH]
-            out.append({"token": piece.lower(), "start_offset": m.start() + start,
-                        "end_offset": m.start() + start + len(piece), "type": kind, "position": len(out)})
-    return out
+            yield piece, m.start() + start, m.start() + start + len(piece), kind(raw)
+
+
+def standard_tokenizer(text: str) -> Iterator[Span]:
+    return _split(_STANDARD, text, _standard_type)
+
+
+def letter_tokenizer(text: str) -> Iterator[Span]:
+    return _split(_LETTERS, text, lambda _: "word")
+
+
+def whitespace_tokenizer(text: str) -> Iterator[Span]:
+    return _split(_NON_SPACE, text, lambda _: "word")
+
+
+def keyword_tokenizer(text: str) -> Iterator[Span]:
+    if text:
+        yield text, 0, len(text), "word"
+
+
+@functools.lru_cache(maxsize=1 << 18)
+def porter_stem(word: str) -> str:
+    """Lucene's PorterStemmer on one lowercased term (terms of 1 or 2 characters are kept, as Lucene keeps them)."""
+    return _porter().stem(word, to_lowercase=False)
+
+
+@functools.lru_cache(maxsize=1)
+def _porter() -> PorterStemmer:
+    # imported on first use: importing nltk takes seconds, and only the english analyzer stems
+    from nltk.stem.porter import PorterStemmer
+
+    return PorterStemmer(mode=PorterStemmer.MARTIN_EXTENSIONS)
+
+
+@dataclass(frozen=True)
+class Analyzer:
+    name: str
+    tokenizer: Callable[[str], Iterator[Span]]
+    lowercase: bool = True
+    possessive: bool = False
+    stop_words: frozenset[str] = frozenset()
+    stem: bool = False
+
+    def tokens(self, text: str) -> list[Token]:
+        """The tokens of ``text`` with Lucene's positions (a removed stop word leaves a gap)."""
+        return self.run(text)[0]
+
+    def run(self, text: str) -> tuple[list[Token], int]:
+        """The tokens of ``text`` and how many positions it spans (trailing stop words included)."""
+        out: list[Token] = []
+        position = -1
+        for position, (term, start, end, kind) in enumerate(self.tokenizer(text)):
+            if self.possessive:
+                term = _POSSESSIVE.sub("", term)
+            if self.lowercase:
+                term = term.lower()
+            if term in self.stop_words:
+                continue
+            if self.stem:
+                term = porter_stem(term)
+            out.append(Token(term, start, end, kind, position))
+        return out, position + 1
+
+    def terms(self, text: str) -> list[str]:
+        return [t.term for t in self.tokens(text)]
+
+
+ANALYZERS: dict[str, Analyzer] = {
+    "standard": Analyzer("standard", standard_tokenizer),
+    "simple": Analyzer("simple", letter_tokenizer),
+    "whitespace": Analyzer("whitespace", whitespace_tokenizer, lowercase=False),
+    "keyword": Analyzer("keyword", keyword_tokenizer, lowercase=False),
+    "stop": Analyzer("stop", letter_tokenizer, stop_words=ENGLISH_STOP_WORDS),
+    "english": Analyzer("english", standard_tokenizer, possessive=True, stop_words=ENGLISH_STOP_WORDS, stem=True),
+}
+ANALYZERS["default"] = ANALYZERS["standard"]
+
+
+def get(name: str) -> Analyzer:
+    """The analyzer called ``name``; ``KeyError`` if this data node has none of that name."""
+    return ANALYZERS[name]
+
+
+def analyze(text: str, analyzer: str = "standard") -> list[str]:
+    """The terms ``analyzer`` indexes for ``text``."""
+    return ANALYZERS[analyzer].terms(text)

@@ -105,18 +105,23 @@ class TermField:
         avgdl = similarity.avg_length(self.sum_ttf, self.doc_count)
         return slots, similarity.bm25(freqs, self.norm_bytes.data[slots], weight=weight, avgdl=avgdl)
 
-    def score_phrase(self, terms: list[str], boost: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
-        """Slots holding ``terms`` consecutively (in one value) and their BM25 phrase scores: Lucene's
-        PhraseQuery, whose frequency is the number of occurrences and whose idf is the sum of the terms' idfs."""
+    def score_phrase(self, terms: list[str], boost: float = 1.0,
+                     positions: list[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Slots holding ``terms`` at ``positions`` relative to each other (default consecutive; a gap left by a
+        stop word matches any position) and their BM25 phrase scores: Lucene's PhraseQuery, whose frequency is the
+        number of occurrences and whose idf is the sum of the terms' idfs."""
+        offsets = list(range(len(terms))) if positions is None else [p - positions[0] for p in positions]
         postings = [self.postings.get(t) for t in terms]
         if any(not p for p in postings):
             return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
         candidates = set.intersection(*(set(p) for p in postings))  # type: ignore[arg-type]
-        width = len(terms)
+        width = offsets[-1] + 1
+        pattern = list(zip(offsets, terms))
         slots, freqs = [], []
         for slot in sorted(candidates):
             seq = self.sequences.get(slot, [])
-            count = sum(1 for i in range(len(seq) - width + 1) if seq[i:i + width] == terms)
+            count = sum(1 for i in range(len(seq) - width + 1)
+                        if seq[i] == terms[0] and all(seq[i + o] == t for o, t in pattern))
             if count:
                 slots.append(slot)
                 freqs.append(count)

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from .analysis import analyze
+from . import analysis
 from .fields import FeatureField, Grow, TermField, ValueField, VectorField
 from .mapping import Entry, Mapping, ParsedDoc
 
@@ -29,6 +29,27 @@ class Loader(Protocol):
 
     def count(self, index: "Index") -> int:
         """How many documents the index holds, without opening it."""
+
+
+POSITION_INCREMENT_GAP = 100  # OpenSearch's default between the values of a text field
+
+
+def positions(analyzer: analysis.Analyzer, texts: list[str]) -> tuple[list[str], list[str | None]]:
+    """The terms of a text field's values and their sequence by position: ``None`` where a stop word was removed
+    and ``POSITION_INCREMENT_GAP`` times between two values, so a phrase never spans two values."""
+    terms: list[str] = []
+    sequence: list[str | None] = []
+    for i, text in enumerate(texts):
+        if i:
+            sequence.extend([None] * POSITION_INCREMENT_GAP)
+        base = len(sequence)
+        tokens, span = analyzer.run(text)
+        for token in tokens:
+            sequence.extend([None] * (base + token.position - len(sequence)))
+            sequence.append(token.term)
+            terms.append(token.term)
+        sequence.extend([None] * (base + span - len(sequence)))  # trailing stop words
+    return terms, sequence
 
 
 class Scope:
@@ -84,13 +105,7 @@ class Scope:
         """Index the text, keyword, value and feature values of ``entry`` at ``slot`` (not its vectors)."""
         fields = self.index.mapping.fields
         for path, texts in entry.texts.items():
-            per_value = [analyze(text) for text in texts]
-            tokens = [tok for value in per_value for tok in value]
-            sequence: list[str | None] = []
-            for value in per_value:  # a phrase never spans two values (position_increment_gap)
-                if sequence:
-                    sequence.append(None)
-                sequence.extend(value)
+            tokens, sequence = positions(analysis.get(fields[path].analyzer), texts)
             self._terms.setdefault(path, TermField(norms=True)).add(slot, tokens, sequence)
         for path, vals in entry.values.items():
             if fields[path].type == "keyword":

@@ -7,7 +7,7 @@ import copy
 import json
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -15,6 +15,7 @@ import numpy as np
 
 from opensearch_contract.knn import SPACE_TYPES
 
+from .analysis import ANALYZERS
 from .errors import IllegalArgument, MapperParsingError, StrictDynamicMapping, with_cause
 
 NUMERIC_TYPES = {"long", "integer", "short", "byte", "double", "float", "half_float", "scaled_float",
@@ -25,7 +26,6 @@ LEAF_TYPES = {"text", "keyword", "boolean", "date", "knn_vector", "rank_features
 OBJECT_TYPES = {"object", "nested"}
 METADATA_FIELDS = {"_id", "_index", "_source", "_routing", "_seq_no", "_version", "_primary_term", "_field_names",
                    "_ignored", "_nested_path", "_data_stream_timestamp"}
-SUPPORTED_ANALYZERS = ("standard", "default")
 
 METHODS = ("hnsw", "flat")
 ENGINES = ("faiss", "lucene", "nmslib")
@@ -57,6 +57,8 @@ class FieldSpec:
     vector: VectorSpec | None = None
     positive_score_impact: bool = True
     subfields: tuple[str, ...] = ()
+    analyzer: str = "standard"          # text fields: what indexing runs
+    search_analyzer: str = "standard"   # text fields: what a match query runs (defaults to ``analyzer``)
 
 
 @dataclass
@@ -158,8 +160,7 @@ class Mapping:
                 self.fields[f"{path}.{sub}"] = self._leaf(f"{path}.{sub}", subtype, subspec, nested)
                 subs.append(f"{path}.{sub}")
             leaf = self._leaf(path, ftype, spec, nested)
-            self.fields[path] = FieldSpec(leaf.path, leaf.type, leaf.nested_path, leaf.ignore_above, leaf.vector,
-                                          leaf.positive_score_impact, tuple(subs))
+            self.fields[path] = replace(leaf, subfields=tuple(subs))
 
     def _leaf(self, path: str, ftype: str, spec: dict[str, Any], nested: str | None) -> FieldSpec:
         if ftype == "knn_vector":
@@ -169,14 +170,17 @@ class Mapping:
         if ftype == "rank_features":
             return FieldSpec(path, ftype, nested, positive_score_impact=bool(spec.get("positive_score_impact", True)))
         for key in ("analyzer", "search_analyzer"):
-            if key in spec and spec[key] not in SUPPORTED_ANALYZERS:
-                raise MapperParsingError(f"analyzer [{spec[key]}] for field [{path}] is not available on this data "
-                                         f"node: it analyses text with [{', '.join(SUPPORTED_ANALYZERS)}]")
+            if key in spec and spec[key] not in ANALYZERS:
+                reason = f"analyzer [{spec[key]}] has not been configured in mappings"
+                raise with_cause(MapperParsingError(f"Failed to parse mapping [_doc]: {reason}"),
+                                 IllegalArgument(reason))
         if ftype in ("match_only_text",):
             ftype = "text"
         if ftype in ("wildcard", "constant_keyword"):
             ftype = "keyword"
-        return FieldSpec(path, ftype, nested, ignore_above=spec.get("ignore_above"))
+        analyzer = str(spec.get("analyzer", "standard"))
+        return FieldSpec(path, ftype, nested, ignore_above=spec.get("ignore_above"), analyzer=analyzer,
+                         search_analyzer=str(spec.get("search_analyzer", analyzer)))
 
     def _vector_spec(self, path: str, spec: dict[str, Any]) -> VectorSpec:
         dim = spec.get("dimension")
@@ -270,6 +274,10 @@ def _merge_props(base: dict[str, Any], new: dict[str, Any], *, prefix: str) -> N
         elif new_type == "knn_vector" and spec.get("dimension") != old.get("dimension"):
             raise IllegalArgument(f"Cannot update parameter [dimension] from [{old.get('dimension')}] to "
                                   f"[{spec.get('dimension')}] for field [{path}]")
+        elif new_type == "text" and spec.get("analyzer", "default") != old.get("analyzer", "default"):
+            # the terms already indexed were made by the old analyzer; OpenSearch refuses the change
+            raise IllegalArgument(f"Cannot update parameter [analyzer] from [{old.get('analyzer', 'default')}] to "
+                                  f"[{spec.get('analyzer', 'default')}]")
         else:
             for key, value in spec.items():
                 if key == "fields":

@@ -25,6 +25,7 @@ from opensearch_contract.settings import flatten_settings as flatten_any
 from opensearch_contract.settings import nest_settings as nest_any
 from opensearch_contract.settings import setting_string
 
+from . import analysis
 from .errors import ActionRequestValidation as ActionValidation
 from .errors import (
     DocumentMissing,
@@ -41,7 +42,7 @@ from .errors import (
     item_error,
 )
 from .hits import SortSpec, inner_hits_of, parse_sort, sort_hits
-from .index import Index
+from .index import POSITION_INCREMENT_GAP, Index
 from .mapping import Mapping, ParsedDoc
 from .query import Executor
 from .segment import SegmentLoader
@@ -204,6 +205,50 @@ class DataNode:
 
     def get_mapping(self, expression: str | None) -> dict[str, Any]:
         return {index.name: {"mappings": index.mapping.to_body()} for index in self.resolve(expression)}
+
+    def analyze(self, index_name: str | None, body: dict[str, Any]) -> dict[str, Any]:
+        """``_analyze``: the tokens of ``text`` (a string or an array) by a named analyzer or a field's (the index
+        analyzer of a text field, the keyword analyzer for other mapped fields, standard for an unmapped one).
+        Positions and offsets continue across the texts as OpenSearch's TransportAnalyzeAction counts them."""
+        custom = sorted({"tokenizer", "filter", "char_filter", "normalizer"} & set(body))
+        if custom:
+            raise IllegalArgument(f"[{custom[0]}] is not supported by this data node's _analyze: name one of its "
+                                  f"analyzers [{', '.join(analysis.ANALYZERS)}] or a field")
+        texts = body.get("text")
+        if texts is None or texts == []:
+            raise ActionValidation("Validation Failed: 1: text is missing;")
+        analyzer, gap = self._analyze_with(index_name, body)
+        out: list[dict[str, Any]] = []
+        position, offset = 0, 0
+        for text in texts if isinstance(texts, list) else [texts]:
+            text = str(text)
+            tokens, span = analyzer.run(text)
+            out += [{**t.to_body(), "position": position + t.position, "start_offset": offset + t.start,
+                     "end_offset": offset + t.end} for t in tokens]
+            position += span + gap
+            offset += len(text) + 1
+        return {"tokens": out}
+
+    def _analyze_with(self, index_name: str | None, body: dict[str, Any]) -> tuple[analysis.Analyzer, int]:
+        """The analyzer ``_analyze`` runs, and the position gap between its texts (100 for a text field's)."""
+        name = body.get("analyzer")
+        if name is not None:
+            if index_name:
+                self.index(index_name)
+            if name not in analysis.ANALYZERS:
+                scope = "" if index_name else "global "
+                raise IllegalArgument(f"failed to find {scope}analyzer [{name}]")
+            return analysis.get(name), 0
+        if body.get("field") is None:
+            return analysis.get("standard"), 0
+        if not index_name:
+            raise IllegalArgument("analysis based on a specific field requires an index")
+        spec = self.index(index_name).mapping.fields.get(str(body["field"]))
+        if spec is None:
+            return analysis.get("standard"), 0
+        if spec.type != "text":
+            return analysis.get("keyword"), 0
+        return analysis.get(spec.analyzer), POSITION_INCREMENT_GAP
 
     def get_settings(self, expression: str | None) -> dict[str, Any]:
         return {index.name: {"settings": self.describe(index)["settings"]} for index in self.resolve(expression)}

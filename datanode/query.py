@@ -11,7 +11,7 @@ import numpy as np
 
 from opensearch_contract.knn import score_from_distance
 
-from .analysis import analyze
+from . import analysis
 from .errors import IllegalArgument, OpenSearchError, ParsingError
 from .fields import FeatureField
 from .index import Index, Scope
@@ -252,14 +252,27 @@ class Executor:
         boost = float(params.get("boost", 1.0))
         if self._field(fld, scope) != "text":
             return self._match_field(fld, params["query"], {"boost": boost}, scope)
-        tokens = analyze(str(params["query"]))
+        tokens = self._analyzer("match_phrase", fld, params).tokens(str(params["query"]))
         if not tokens:
             return self._match_all({}, scope) if params.get("zero_terms_query") == "all" else self._empty(scope)
         tf = scope.terms.get(fld)
         if tf is None:
             return self._empty(scope)
-        slots, scores = tf.score(tokens[0], boost) if len(tokens) == 1 else tf.score_phrase(tokens, boost)
+        terms = [t.term for t in tokens]
+        slots, scores = (tf.score(terms[0], boost) if len(terms) == 1
+                         else tf.score_phrase(terms, boost, [t.position for t in tokens]))
         return self._dense(scope, slots, scores)
+
+    def _analyzer(self, query: str, fld: str, params: dict[str, Any]) -> analysis.Analyzer:
+        """The query's ``analyzer`` if given, else the field's ``search_analyzer`` (Lucene's MatchQuery)."""
+        name = params.get("analyzer")
+        if name is None:
+            spec = self.index.mapping.fields.get(fld)
+            return analysis.get(spec.search_analyzer if spec else "standard")
+        try:
+            return analysis.get(str(name))
+        except KeyError:
+            raise IllegalArgument(f"[{query}] analyzer [{name}] not found") from None
 
     def _match_field(self, fld: str, text: Any, params: dict[str, Any], scope: Scope) -> Result:
         ftype = self._field(fld, scope)
@@ -268,7 +281,7 @@ class Executor:
             return self._empty(scope)
         if ftype != "text":
             return self._term_value(fld, text, boost, scope)
-        tokens = analyze(str(text))
+        tokens = self._analyzer("match", fld, params).terms(str(text))
         if not tokens:
             return (self._match_all({}, scope) if params.get("zero_terms_query") == "all" else self._empty(scope))
         tf = scope.terms.get(fld)
@@ -299,7 +312,7 @@ class Executor:
         results = []
         for spec in fields:
             name, _, weight = spec.partition("^")
-            params = {k: body[k] for k in ("operator", "minimum_should_match") if k in body}
+            params = {k: body[k] for k in ("operator", "minimum_should_match", "analyzer") if k in body}
             params["boost"] = float(weight or 1.0)
             results.append(self._match_field(name, body["query"], params, scope))
         mask = np.any([m for m, _ in results], axis=0)

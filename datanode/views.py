@@ -14,7 +14,6 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from opensearch_contract.body import encode, parse_object
 
-from .analysis import analyze_tokens
 from .bulk import parse_bulk
 from .errors import IllegalArgument, OpenSearchError
 from .keys import DATANODE, METRICS
@@ -126,20 +125,7 @@ async def cat_indices(request: web.Request, svc: DataNodeService) -> web.StreamR
 @guarded
 async def analyze(request: web.Request, svc: DataNodeService) -> web.StreamResponse:
     body = await json_body(request, required=True)
-    analyzer = body.get("analyzer", "standard")
-    if "field" in body:
-        index = svc.node.index(request.match_info.get("index", ""))
-        spec = index.mapping.fields.get(body["field"])
-        if spec is None or spec.type != "text":
-            raise IllegalArgument(f"[{body['field']}] is not a text field of index [{index.name}]")
-    elif analyzer not in ("standard", "default"):
-        raise IllegalArgument(f"failed to find global analyzer [{analyzer}]: this data node has [standard]")
-    texts = body.get("text", "")
-    tokens: list[dict[str, Any]] = []
-    for text in texts if isinstance(texts, list) else [texts]:
-        offset = len(tokens)
-        tokens += [{**t, "position": int(t["position"]) + offset} for t in analyze_tokens(str(text))]
-    return reply({"tokens": tokens})
+    return reply(await svc.run(svc.node.analyze, request.match_info.get("index"), body))
 
 
 # --- indices --------------------------------------------------------------------------------

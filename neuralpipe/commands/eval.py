@@ -50,6 +50,8 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--batch-size", type=int, default=32, help="ingest inference batch size (default: %(default)s)")
     p.add_argument("--concurrency", type=int, default=4,
                    help="ingest batches and queries in flight (default: %(default)s)")
+    p.add_argument("--analyzer", choices=("english", "standard"), default="english",
+                   help="analyzer of the BM25 passage field (default: %(default)s)")
     p.add_argument("--max-queries", type=int, help="score only the first N judged queries (a quick look)")
     p.add_argument("--save-runs", type=Path, metavar="DIR", help="write each method's run as DIR/<method>.json")
     add_connection_arguments(p)
@@ -62,7 +64,7 @@ def _request(args: argparse.Namespace) -> EvalRequest:
     return EvalRequest(dataset=args.dataset, split=args.split, methods=parse_methods(args.methods), index=args.index,
                        exact=args.exact, pipeline=args.pipeline, reingest=args.reingest,
                        models=given if all(given) else None, k=args.k, batch_size=args.batch_size,
-                       concurrency=args.concurrency, max_queries=args.max_queries)
+                       concurrency=args.concurrency, max_queries=args.max_queries, analyzer=args.analyzer)
 
 
 def run(args: argparse.Namespace) -> int:

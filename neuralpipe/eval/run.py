@@ -72,6 +72,7 @@ class EvalRequest:
     batch_size: int = 32
     concurrency: int = 4
     max_queries: int | None = None
+    analyzer: str = "english"  # of the passage field: English passages get OpenSearch's english analyzer
 
 
 @dataclass
@@ -113,6 +114,7 @@ class EvalContext:
     k: int
     concurrency: int
     pipeline_body: dict[str, Any] = field(default_factory=dict)
+    analyzer: str = "english"
     state_dir: Path = Path("data") / "eval"
     facts: dict[str, Any] = field(default_factory=dict)
 
@@ -171,14 +173,14 @@ async def run_eval(req: EvalRequest, conn: Connection) -> EvalReport:
                     models = await _deploy_offline_models(ml_url, conn, dataset)
                 ctx = EvalContext(dataset, index, models, client, ml, query_ml, req.k, max(1, req.concurrency),
                                   pipeline_body=eval_pipeline_body(req.pipeline, models),
-                                  state_dir=conn.data_dir / "eval")
+                                  state_dir=conn.data_dir / "eval", analyzer=req.analyzer)
                 await ensure_eval_index(ctx, exact=req.exact, reingest=req.reingest, batch_size=req.batch_size)
                 runs = await run_queries(ctx, list(req.methods))
         finally:
             await client.close()
     facts = {"dataset": str(req.dataset), "split": req.split, "docs": len(dataset.corpus),
              "queries": len(dataset.queries), "index": index, "knn": "exact" if req.exact else "hnsw",
-             "models": vars(models), **ctx.facts}
+             "models": vars(models), "analyzer": req.analyzer, **ctx.facts}
     return EvalReport({m: evaluate(dataset.qrels, runs[m]).means for m in req.methods}, runs, facts)
 
 
@@ -264,7 +266,7 @@ async def ensure_eval_index(ctx: EvalContext, *, exact: bool, reingest: bool, ba
     A small record per index (``<data-dir>/eval/indices/<index>.json``) keeps the pipeline fingerprint."""
     client, index = ctx.client, ctx.index
     n_docs = len(ctx.dataset.corpus)
-    fingerprint = _fingerprint(ctx.pipeline_body, n_docs)
+    fingerprint = _fingerprint(ctx.pipeline_body, n_docs, ctx.analyzer)
     ours = await created_by_eval(client, index)
     if ours is False:
         raise EvalError(f"index [{index}] exists and was not created by neuralpipe eval, which never deletes or "
@@ -276,7 +278,8 @@ async def ensure_eval_index(ctx: EvalContext, *, exact: bool, reingest: bool, ba
     if ours:
         await client.indices.delete(index=index)
     _record_path(ctx, index).unlink(missing_ok=True)
-    target = Target(index, "neuralpipe-eval", ctx.pipeline_body, properties={PASSAGE_FIELD: {"type": "text"}},
+    target = Target(index, "neuralpipe-eval", ctx.pipeline_body,
+                    properties={PASSAGE_FIELD: {"type": "text", "analyzer": ctx.analyzer}},
                     exact=exact, meta={"created_by": CREATED_BY})
     pipeline, _ = await prepare_target(client, ctx.ml, target)
     sibling = _sibling(index)
@@ -296,8 +299,9 @@ async def ensure_eval_index(ctx: EvalContext, *, exact: bool, reingest: bool, ba
     path.write_text(json.dumps({"fingerprint": fingerprint, "docs": n_docs, "dataset": str(ctx.dataset.path)}))
 
 
-def _fingerprint(pipeline_body: dict[str, Any], n_docs: int) -> str:
-    text = json.dumps({"pipeline": pipeline_body, "docs": n_docs}, sort_keys=True)
+def _fingerprint(pipeline_body: dict[str, Any], n_docs: int, analyzer: str = "standard") -> str:
+    extra = {} if analyzer == "standard" else {"analyzer": analyzer}  # indices built before --analyzer stay reusable
+    text = json.dumps({"pipeline": pipeline_body, "docs": n_docs, **extra}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()
 
 

@@ -360,8 +360,9 @@ def test_id_terms_disabled_objects_analyzers_and_cat(client: Any) -> None:
     assert client.get(index="misc", id="a")["_source"]["meta"] == {"anything": [1, "x", {"y": True}]}
     with pytest.raises(RequestError) as err:
         client.indices.create(index="eng", body={"mappings": {"properties": {
-            "body": {"type": "text", "analyzer": "english"}}}})
-    assert "analyzer [english] for field [body] is not available" in err.value.info["error"]["reason"]
+            "body": {"type": "text", "analyzer": "klingon"}}}})
+    assert err.value.info["error"]["reason"] == ("Failed to parse mapping [_doc]: analyzer [klingon] has not been "
+                                                 "configured in mappings")
     rows = client.cat.indices(format="json")
     assert [(r["index"], r["docs.count"]) for r in rows] == [("misc", "2")]
 
