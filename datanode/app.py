@@ -9,12 +9,12 @@ from pathlib import Path
 
 from aiohttp import web
 
+from . import views
 from .keys import DATANODE, METRICS
 from .metrics import DataNodeMetrics
 from .node import DataNode
 from .pipelines import PipelineRunner
 from .service import DataNodeService
-from . import views
 
 
 def add_routes(app: web.Application, *, data_dir: Path | str, ml_url: str | None = None, root: bool = True,

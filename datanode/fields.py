@@ -18,6 +18,10 @@ from opensearch_contract.knn import scores_from_raw
 from . import similarity
 from .mapping import VectorSpec
 
+# An HNSW graph as faiss hands it out (IndexHNSWFlat, or the Index read_index returns). faiss's bundled .pyi types
+# read_index as a bare Index without the hnsw / storage attributes, so the graph is typed loosely here.
+HNSWGraph = Any
+
 
 class Grow:
     """A numpy array that grows along axis 0 by doubling."""
@@ -30,7 +34,7 @@ class Grow:
         self.n = 0
 
     @classmethod
-    def of(cls, data: np.ndarray, fill: Any = 0) -> "Grow":
+    def of(cls, data: np.ndarray, fill: Any = 0) -> Grow:
         """A Grow holding ``data`` (which may be read-only, e.g. mapped from a file: it is copied before it grows)."""
         grow = cls(data.dtype, data.shape[1] if data.ndim == 2 else None, fill)
         grow.data, grow.n = data, data.shape[0]
@@ -208,15 +212,15 @@ class VectorField:
         self.owner = Grow(np.int64, fill=-1)
         self.live = Grow(np.bool_, fill=False)
         self.slot_entry: dict[int, int] = {}
-        self.graph: faiss.IndexHNSWFlat | None = None
+        self.graph: HNSWGraph | None = None
         self.in_graph = 0
         self.dead = 0
-        self._plain_params: dict[int, faiss.SearchParametersHNSW] = {}
-        self.mapped: faiss.Index | None = None  # a graph read with its vectors mapped from a file (read-only)
+        self._plain_params: dict[int, Any] = {}  # faiss.SearchParametersHNSW per ef_search
+        self.mapped: HNSWGraph | None = None  # a graph read with its vectors mapped from a file (read-only)
 
     @classmethod
     def restored(cls, spec: VectorSpec, vectors: np.ndarray, owner: np.ndarray, live: np.ndarray,
-                 graph: faiss.Index | None) -> "VectorField":
+                 graph: HNSWGraph | None) -> VectorField:
         """A field as ``segment`` saved it: ``vectors`` (read-only, maybe mapped), each entry's slot and liveness,
         and the HNSW graph over every entry (None for exact search)."""
         field = cls(spec)
@@ -274,15 +278,16 @@ class VectorField:
         if self.spec.method != "hnsw":
             return
         self._compact_if_needed()
-        if self.graph is None:
+        graph = self.graph
+        if graph is None:
             metric = faiss.METRIC_L2 if self.metric_l2 else faiss.METRIC_INNER_PRODUCT
-            self.graph = faiss.IndexHNSWFlat(self.spec.dimension, self.spec.m, metric)
-            self.graph.hnsw.efConstruction = self.spec.ef_construction
+            graph = self.graph = faiss.IndexHNSWFlat(self.spec.dimension, self.spec.m, metric)
+            graph.hnsw.efConstruction = self.spec.ef_construction
             self.in_graph = 0
         if self.in_graph < self.vectors.n:
-            if self.graph is self.mapped:  # faiss aborts on adding to a mapped graph: add to an owned copy
-                self.graph = faiss.deserialize_index(faiss.serialize_index(self.graph))
-            self.graph.add(np.ascontiguousarray(self.vectors.data[self.in_graph:self.vectors.n]))
+            if self.mapped is not None and graph is self.mapped:  # faiss aborts on adding to a mapped graph: copy
+                graph = self.graph = faiss.deserialize_index(faiss.serialize_index(graph))
+            graph.add(np.ascontiguousarray(self.vectors.data[self.in_graph:self.vectors.n]))
             self.in_graph = self.vectors.n
 
     # --- search ---------------------------------------------------------------------------
@@ -345,7 +350,7 @@ class VectorField:
         ef = max(ef_search or self.spec.ef_search, k)
         bitmap = None
         if live is not None and not live.all():
-            params = faiss.SearchParametersHNSW()
+            params = faiss.SearchParametersHNSW()  # type: ignore[attr-defined]  # missing from faiss's .pyi
             params.efSearch = ef
             bitmap = np.packbits(live, bitorder="little")
             selector = faiss.IDSelectorBitmap(live.shape[0], faiss.swig_ptr(bitmap))
@@ -353,7 +358,7 @@ class VectorField:
         else:  # unfiltered: one read-only parameter object per ef_search, shared by concurrent searches
             params = self._plain_params.get(ef)
             if params is None:
-                params = faiss.SearchParametersHNSW()
+                params = faiss.SearchParametersHNSW()  # type: ignore[attr-defined]  # missing from faiss's .pyi
                 params.efSearch = ef
                 self._plain_params[ef] = params
         dist, ids = self.graph.search(query[None, :], k, params=params)

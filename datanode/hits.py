@@ -22,6 +22,7 @@ def parse_sort(body_sort: Any, url_sort: str | None) -> SortSpec | None:
         return None
     out: SortSpec = []
     for item in spec if isinstance(spec, list) else [spec]:
+        options: dict[str, Any]
         if isinstance(item, str):
             field, options = item, {}
         elif isinstance(item, dict) and len(item) == 1:
@@ -85,7 +86,7 @@ def sort_hits(sort: SortSpec, targets: list[Index], all_idx: np.ndarray, all_slo
         def __init__(self, i: int) -> None:
             self.i = i
 
-        def __lt__(self, other: "Key") -> bool:
+        def __lt__(self, other: Key) -> bool:
             for k, (_, descending, missing) in enumerate(sort):
                 a, b = values[self.i][k], values[other.i][k]
                 if a == b:

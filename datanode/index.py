@@ -21,13 +21,13 @@ from .mapping import Entry, Mapping, ParsedDoc
 class Loader(Protocol):
     """Where an index's slots and fields come from when it is first used (``segment.SegmentLoader``)."""
 
-    def open(self, index: "Index") -> None:
+    def open(self, index: Index) -> None:
         """Give ``index`` its slots and vector fields (``Index.install``), and maybe every other field."""
 
-    def load_fields(self, index: "Index") -> None:
+    def load_fields(self, index: Index) -> None:
         """Index the text, keyword, value and feature fields of the slots ``open`` left without them."""
 
-    def count(self, index: "Index") -> int:
+    def count(self, index: Index) -> int:
         """How many documents the index holds, without opening it."""
 
 
@@ -55,7 +55,7 @@ def positions(analyzer: analysis.Analyzer, texts: list[str]) -> tuple[list[str],
 class Scope:
     """The root documents of an index, or every object of one nested path (each with a parent)."""
 
-    def __init__(self, index: "Index", nested_path: str | None) -> None:
+    def __init__(self, index: Index, nested_path: str | None) -> None:
         self.index = index
         self.nested_path = nested_path
         self.alive = Grow(np.bool_, fill=False)

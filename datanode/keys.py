@@ -10,5 +10,5 @@ if TYPE_CHECKING:
     from .metrics import DataNodeMetrics
     from .service import DataNodeService
 
-DATANODE: web.AppKey["DataNodeService"] = web.AppKey("datanode", "DataNodeService")  # type: ignore[arg-type]
-METRICS: web.AppKey["DataNodeMetrics"] = web.AppKey("datanode_metrics", "DataNodeMetrics")  # type: ignore[arg-type]
+DATANODE: web.AppKey[DataNodeService] = web.AppKey("datanode", "DataNodeService")  # type: ignore[arg-type]
+METRICS: web.AppKey[DataNodeMetrics] = web.AppKey("datanode_metrics", "DataNodeMetrics")  # type: ignore[arg-type]

@@ -8,7 +8,7 @@ import json
 import math
 import re
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -88,13 +88,13 @@ def parse_date(value: Any) -> int:
     if text.lstrip("-").isdigit():
         return int(text)
     if text == "now":
-        return int(datetime.now(timezone.utc).timestamp() * 1000)
+        return int(datetime.now(UTC).timestamp() * 1000)
     iso = text.replace("Z", "+00:00")
     if len(iso) == 10:
         iso += "T00:00:00"
     dt = datetime.fromisoformat(iso)
     if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
+        dt = dt.replace(tzinfo=UTC)
     return int(dt.timestamp() * 1000)
 
 
@@ -189,7 +189,8 @@ class Mapping:
         try:
             dim = int(dim)
         except (TypeError, ValueError):
-            raise MapperParsingError(f"Unable to parse [dimension] from provided value [{dim}] for vector [{path}]")
+            raise MapperParsingError(
+                f"Unable to parse [dimension] from provided value [{dim}] for vector [{path}]") from None
         if not 1 <= dim <= MAX_DIMENSION:
             raise MapperParsingError(f"Dimension value cannot be greater than {MAX_DIMENSION} or less than 1 "
                                      f"for vector: {path}, got [{dim}]")
@@ -230,7 +231,7 @@ class Mapping:
         return VectorSpec(dim, space, data_type, name, engine, ints["m"], ints["ef_construction"], ints["ef_search"])
 
     # --- merging ----------------------------------------------------------------------------
-    def merged(self, update: dict[str, Any]) -> "Mapping":
+    def merged(self, update: dict[str, Any]) -> Mapping:
         """A new Mapping with ``update`` (a PUT _mapping body) merged in; conflicting types fail."""
         props = update.get("properties", {})
         Mapping({"properties": props}, knn_enabled=self.knn_enabled)  # the update alone must be a valid mapping
@@ -433,7 +434,7 @@ def coerce(ftype: str, v: Any) -> Any:
             return parse_date(v)
         except (ValueError, TypeError):
             raise IllegalArgument(f"failed to parse date field [{v}] with format [strict_date_optional_time||"
-                                  f"epoch_millis]")
+                                  f"epoch_millis]") from None
     if ftype in INTEGER_TYPES:
         if isinstance(v, bool):
             raise IllegalArgument(f"Current token (VALUE_{str(v).upper()}) not numeric, can not use numeric "
@@ -441,7 +442,7 @@ def coerce(ftype: str, v: Any) -> Any:
         try:
             number = float(v) if not isinstance(v, int) else v
         except (TypeError, ValueError):
-            raise IllegalArgument(f'For input string: "{v}"')
+            raise IllegalArgument(f'For input string: "{v}"') from None
         if isinstance(number, float):
             if not math.isfinite(number):
                 raise IllegalArgument(f"[{ftype}] supports only finite values, but got [{v}]")
@@ -458,7 +459,7 @@ def coerce(ftype: str, v: Any) -> Any:
         try:
             number = float(v)
         except (TypeError, ValueError):
-            raise IllegalArgument(f'For input string: "{v}"')
+            raise IllegalArgument(f'For input string: "{v}"') from None
         if not math.isfinite(number):
             raise IllegalArgument(f"[{ftype}] supports only finite values, but got [{v}]")
         return number

@@ -166,7 +166,7 @@ class DataNode:
                         raise ValueError
                 except (TypeError, ValueError):
                     raise IllegalArgument(f"Failed to parse value [{flat[key]}] for setting [{key}] must be "
-                                          f">= {1 if 'shards' in key else 0}")
+                                          f">= {1 if 'shards' in key else 0}") from None
         if "index.knn" in flat and str(flat["index.knn"]).lower() not in ("true", "false"):
             raise IllegalArgument(f"Failed to parse value [{flat['index.knn']}] as only [true] or [false] are "
                                   f"allowed.")
@@ -488,7 +488,7 @@ class DataNode:
                     ActionValidation("Validation Failed: 1: index is missing for doc 0;"))})
                 continue
             try:
-                sub = dict(params)
+                sub: dict[str, Any] = dict(params)
                 if "_source" in spec:
                     sub["_source"] = spec["_source"] if not isinstance(spec["_source"], (list, dict)) else None
                 got = self.get(name, doc_id, sub)
@@ -748,7 +748,7 @@ def _int_param(value: Any, name: str) -> int:
     try:
         return int(value)
     except (TypeError, ValueError):
-        raise IllegalArgument(f"Failed to parse int parameter [{name}] with value [{value}]")
+        raise IllegalArgument(f"Failed to parse int parameter [{name}] with value [{value}]") from None
 
 
 def _deep_merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:

@@ -3,8 +3,10 @@ slots (numpy arrays), combined the way Lucene's BooleanQuery, DisMax and nested 
 
 from __future__ import annotations
 
+import operator
 import re
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -403,19 +405,15 @@ class Executor:
             return coerce(ftype, v)
 
         bounds: list[Callable[[Any], bool]] = []
-        for key, op in (("gte", lambda a, b: a >= b), ("gt", lambda a, b: a > b), ("lte", lambda a, b: a <= b),
-                        ("lt", lambda a, b: a < b)):
+        for key, op in (("gte", operator.ge), ("gt", operator.gt), ("lte", operator.le), ("lt", operator.lt)):
             if params.get(key) is not None:
-                bound = conv(params[key])
-                bounds.append(lambda v, b=bound, op=op: op(v, b))
+                bounds.append(partial(_compare, op, conv(params[key])))
         if params.get("from") is not None:
-            bound = conv(params["from"])
-            lower_inclusive = params.get("include_lower", True)
-            bounds.append(lambda v, b=bound: v >= b if lower_inclusive else v > b)
+            op = operator.ge if params.get("include_lower", True) else operator.gt
+            bounds.append(partial(_compare, op, conv(params["from"])))
         if params.get("to") is not None:
-            bound = conv(params["to"])
-            upper_inclusive = params.get("include_upper", True)
-            bounds.append(lambda v, b=bound: v <= b if upper_inclusive else v < b)
+            op = operator.le if params.get("include_upper", True) else operator.lt
+            bounds.append(partial(_compare, op, conv(params["to"])))
 
         def pred(v: Any) -> bool:
             return all(b(v) for b in bounds)
@@ -578,6 +576,11 @@ class Executor:
             return None, ""
         raise IllegalArgument(f"[rank_feature] query only works on [rank_feature] fields and features of "
                               f"[rank_features] fields, not [{spec.type}]")
+
+
+def _compare(op: Callable[[Any, Any], bool], bound: Any, value: Any) -> bool:
+    """One range bound: ``op(value, bound)`` (operator.ge for gte, ...)."""
+    return op(value, bound)
 
 
 def _best_per_group(slots: np.ndarray, scores: np.ndarray, group: np.ndarray | None

@@ -30,7 +30,7 @@ import faiss
 import numpy as np
 
 from .errors import OpenSearchError
-from .fields import Grow, VectorField
+from .fields import Grow, HNSWGraph, VectorField
 from .index import Index, Scope
 from .source import SourceDecoder
 from .storage import Storage, dumps
@@ -140,7 +140,7 @@ def save(root: Path, index: Index, key: tuple[int, int, str]) -> None:
     tmp.mkdir(parents=True)
     with index.lock:
         index.refresh()
-        renumbered = {None: _renumber(index.root.alive.view())}
+        renumbered: dict[str | None, np.ndarray] = {None: _renumber(index.root.alive.view())}
         ids = [index.slot_id[slot] for slot in np.flatnonzero(index.root.alive.view()).tolist()]
         (tmp / "ids.json").write_text(json.dumps(ids))
         nested_paths = sorted(index.nested)
@@ -150,7 +150,7 @@ def save(root: Path, index: Index, key: tuple[int, int, str]) -> None:
             alive = scope.alive.view() & (parents >= 0)
             renumbered[path] = _renumber(alive)
             np.save(tmp / f"nested-{n}.npy", parents[alive])
-        fields = []
+        fields: list[dict[str, Any]] = []
         for path_key, scope in [(None, index.root), *((p, index.nested[p]) for p in nested_paths)]:
             for path, field in scope.vectors.items():
                 fields.append(_save_field(tmp, len(fields), path_key, path, field, renumbered[path_key]))
@@ -173,7 +173,7 @@ def _save_field(tmp: Path, n: int, scope_path: str | None, path: str, field: Vec
     live = field.live.view() & (owner >= 0)
     owner = np.where(live, owner, -1)
     graph = field.graph is not None
-    if graph:
+    if field.graph is not None:
         faiss.write_index(field.graph, str(tmp / f"vec-{n}.faiss"))
     else:
         np.save(tmp / f"vec-{n}.npy", field.vectors.view())
@@ -235,12 +235,13 @@ def _load_field(target: Path, n: int, index: Index, meta: dict[str, Any], scope_
     live = np.load(target / f"vec-{n}.live.npy")
     if owner.dtype != np.int64 or live.dtype != np.bool_:
         raise ValueError(f"field [{meta['path']}]: entry files of the wrong type")
-    graph = None
+    graph: HNSWGraph | None = None
     if meta["graph"]:
-        graph = faiss.read_index(str(target / f"vec-{n}.faiss"), faiss.IO_FLAG_MMAP_IFC)
-        storage = faiss.downcast_index(graph.storage)
-        vectors = (faiss.rev_swig_ptr(storage.get_xb(), graph.ntotal * graph.d).reshape(graph.ntotal, graph.d)
-                   if graph.ntotal else np.empty((0, graph.d), dtype=np.float32))
+        loaded: HNSWGraph = faiss.read_index(str(target / f"vec-{n}.faiss"), faiss.IO_FLAG_MMAP_IFC)
+        storage: HNSWGraph = faiss.downcast_index(loaded.storage)
+        vectors = (faiss.rev_swig_ptr(storage.get_xb(), loaded.ntotal * loaded.d).reshape(loaded.ntotal, loaded.d)
+                   if loaded.ntotal else np.empty((0, loaded.d), dtype=np.float32))
+        graph = loaded
         vectors.flags.writeable = False  # mapped read-only: numpy must refuse a write, not crash
     else:
         vectors = np.load(target / f"vec-{n}.npy", mmap_mode="r")

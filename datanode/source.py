@@ -23,8 +23,8 @@ def parse_source_param(spec: Any, includes: str | None = None, excludes: str | N
     elif isinstance(spec, list):
         inc = [str(s) for s in spec]
     elif isinstance(spec, dict):
-        raw_inc = spec.get("includes", spec.get("include", []))
-        raw_exc = spec.get("excludes", spec.get("exclude", []))
+        raw_inc = spec.get("includes", spec.get("include")) or []
+        raw_exc = spec.get("excludes", spec.get("exclude")) or []
         inc = [raw_inc] if isinstance(raw_inc, str) else list(raw_inc)
         exc = [raw_exc] if isinstance(raw_exc, str) else list(raw_exc)
     if includes:
