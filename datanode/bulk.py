@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from opensearch_contract.errors import IllegalArgument, MapperParsingError
+
 from .errors import ActionRequestValidation as ActionValidation
-from .errors import IllegalArgument, MapperParsingError
 from .node import WriteOp
 
 ACTIONS = ("index", "create", "update", "delete")

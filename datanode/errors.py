@@ -4,17 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from opensearch_contract.errors import (  # noqa: F401  (the data node's modules import every error type from here)
-    IllegalArgument,
-    IndexNotFound,
-    MapperParsingError,
-    OpenSearchError,
-    ParseError,
-    ParsingError,
-    ResourceAlreadyExists,
-    ResourceNotFound,
-    with_cause,
-)
+from opensearch_contract.errors import OpenSearchError
 
 
 class VersionConflict(OpenSearchError):

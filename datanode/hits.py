@@ -6,7 +6,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import IllegalArgument, ParsingError
+from opensearch_contract.errors import IllegalArgument, ParsingError
+
 from .index import Index
 from .source import filter_source, parse_source_param
 

@@ -13,10 +13,11 @@ from typing import Any
 
 import numpy as np
 
+from opensearch_contract.errors import IllegalArgument, MapperParsingError, with_cause
 from opensearch_contract.knn import SPACE_TYPES
 
 from .analysis import ANALYZERS
-from .errors import IllegalArgument, MapperParsingError, StrictDynamicMapping, with_cause
+from .errors import StrictDynamicMapping
 
 NUMERIC_TYPES = {"long", "integer", "short", "byte", "double", "float", "half_float", "scaled_float",
                  "unsigned_long"}

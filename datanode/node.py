@@ -21,26 +21,22 @@ from typing import Any
 
 import numpy as np
 
+from opensearch_contract.errors import (
+    IllegalArgument,
+    IndexNotFound,
+    MapperParsingError,
+    OpenSearchError,
+    ParsingError,
+    ResourceAlreadyExists,
+    ResourceNotFound,
+)
 from opensearch_contract.settings import flatten_settings as flatten_any
 from opensearch_contract.settings import nest_settings as nest_any
 from opensearch_contract.settings import setting_string
 
 from . import analysis
 from .errors import ActionRequestValidation as ActionValidation
-from .errors import (
-    DocumentMissing,
-    IllegalArgument,
-    IndexNotFound,
-    InvalidIndexName,
-    MapperParsingError,
-    OpenSearchError,
-    ParsingError,
-    ResourceAlreadyExists,
-    ResourceNotFound,
-    SearchPhaseError,
-    VersionConflict,
-    item_error,
-)
+from .errors import DocumentMissing, InvalidIndexName, SearchPhaseError, VersionConflict, item_error
 from .hits import SortSpec, inner_hits_of, parse_sort, sort_hits
 from .index import POSITION_INCREMENT_GAP, Index
 from .mapping import Mapping, ParsedDoc

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from .errors import IllegalArgument, OpenSearchError, ResourceNotFound
+from opensearch_contract.errors import IllegalArgument, OpenSearchError, ResourceNotFound
 
 NEEDS_ML_PROCESSORS = {"text_embedding", "sparse_encoding", "text_image_embedding", "ml_inference"}
 ML_QUERIES = {"neural", "neural_sparse"}

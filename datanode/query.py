@@ -11,10 +11,10 @@ from typing import Any
 
 import numpy as np
 
+from opensearch_contract.errors import IllegalArgument, OpenSearchError, ParsingError
 from opensearch_contract.knn import score_from_distance
 
 from . import analysis
-from .errors import IllegalArgument, OpenSearchError, ParsingError
 from .fields import FeatureField
 from .index import Index, Scope
 from .mapping import VectorSpec, coerce, parse_date

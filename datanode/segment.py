@@ -29,7 +29,8 @@ from typing import Any
 import faiss
 import numpy as np
 
-from .errors import OpenSearchError
+from opensearch_contract.errors import OpenSearchError
+
 from .fields import Grow, HNSWGraph, VectorField
 from .index import Index, Scope
 from .source import SourceDecoder

@@ -9,8 +9,9 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from opensearch_contract.body import encode, parse_object
+from opensearch_contract.errors import IllegalArgument, OpenSearchError
 
-from .errors import IllegalArgument, OpenSearchError, item_error
+from .errors import item_error
 from .metrics import DataNodeMetrics
 from .node import DataNode, WriteOp
 from .pipelines import ML_QUERIES, PipelineRunner, find_keys

@@ -13,9 +13,9 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from opensearch_contract.body import encode, parse_object
+from opensearch_contract.errors import IllegalArgument, OpenSearchError
 
 from .bulk import parse_bulk
-from .errors import IllegalArgument, OpenSearchError
 from .keys import DATANODE, METRICS
 from .node import CLUSTER_NAME, LUCENE_VERSION, NODE_NAME, VERSION, WriteOp
 from .service import DataNodeService
