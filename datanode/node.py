@@ -30,9 +30,9 @@ from opensearch_contract.errors import (
     ResourceAlreadyExists,
     ResourceNotFound,
 )
+from opensearch_contract.settings import MAX_RESULT_WINDOW, setting_string
 from opensearch_contract.settings import flatten_settings as flatten_any
 from opensearch_contract.settings import nest_settings as nest_any
-from opensearch_contract.settings import setting_string
 
 from . import analysis
 from .errors import ActionRequestValidation as ActionValidation
@@ -50,7 +50,6 @@ LUCENE_VERSION = "10.2.1"
 CLUSTER_NAME = "neuralpipe"
 NODE_NAME = "neuralpipe-data"
 DEFAULT_TRACK_TOTAL_HITS = 10000
-MAX_RESULT_WINDOW = 10000
 _BAD_INDEX_CHARS = set('\\/*?"<>| ,#:')
 
 

@@ -7,6 +7,8 @@ export need torch + transformers (the ``torch`` extra); SPARSE_TOKENIZE needs on
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -221,6 +223,18 @@ def _model_config(
     return base
 
 
+@contextmanager
+def _quiet(transformers: Any) -> Iterator[None]:
+    verbosity = transformers.logging.get_verbosity()
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        transformers.logging.set_verbosity(verbosity)
+        transformers.logging.enable_progress_bar()
+
+
 def _build_model_file(
     function_name: str,
     model_format: str,
@@ -229,11 +243,8 @@ def _build_model_file(
     model_config: dict[str, Any] | None,
     out_file: Path,
 ) -> None:
-    # torch and transformers are optional extras ([torch]): only building a model file needs them
-    import torch
+    # transformers is an optional extra ([torch]): only building a model file needs it
     import transformers
-
-    from mlnode.packaging import tracing
 
     kinds = {
         "TEXT_EMBEDDING": transformers.AutoModel,
@@ -241,16 +252,22 @@ def _build_model_file(
         "TEXT_SIMILARITY": transformers.AutoModelForSequenceClassification,
         "QUESTION_ANSWERING": transformers.AutoModelForQuestionAnswering,
     }
-    verbosity = transformers.logging.get_verbosity()
-    transformers.logging.set_verbosity_error()  # no load reports / progress bars in the packaging output
-    transformers.logging.disable_progress_bar()
-    try:
-        model = kinds[function_name].from_pretrained(str(source), attn_implementation="eager").eval()
-    except (OSError, ValueError) as exc:
-        raise PackagingError(f"cannot load a {function_name} model from [{source}]: {exc}") from exc
-    finally:
-        transformers.logging.set_verbosity(verbosity)
-        transformers.logging.enable_progress_bar()
+    with _quiet(transformers):  # no load reports, progress bars or loss_type notes (tracing reads every attribute)
+        try:
+            model = kinds[function_name].from_pretrained(str(source), attn_implementation="eager").eval()
+        except (OSError, ValueError) as exc:
+            raise PackagingError(f"cannot load a {function_name} model from [{source}]: {exc}") from exc
+        _trace(model, function_name, model_format, tokenizer_text, model_config, out_file)
+
+
+def _trace(model: Any, function_name: str, model_format: str, tokenizer_text: str,
+           model_config: dict[str, Any] | None, out_file: Path) -> None:
+    """Wrap a loaded Hugging Face model in the graph ML Commons expects for ``function_name`` and save it."""
+    # torch is an optional extra ([torch]), and tracing imports it
+    import torch
+
+    from mlnode.packaging import tracing
+
     tokenizer = Tokenizer.from_str(tokenizer_text)
     pad_id = model.config.pad_token_id if model.config.pad_token_id is not None else 0
     tokenizer.enable_padding(pad_id=pad_id)
