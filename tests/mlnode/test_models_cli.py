@@ -85,6 +85,10 @@ def test_catalog_lists_servable_names(capsys):
     names = [line.split("\t")[0] for line in lines]
     assert len(names) == 25 and names == sorted(names)
     assert "huggingface/sentence-transformers/all-MiniLM-L6-v2" in names and "neuralpipe/splade-tiny" in names
+    offline = sorted(line.split("\t")[0] for line in lines if line.endswith("\toffline"))
+    assert offline == ["huggingface/sentence-transformers/all-MiniLM-L6-v2", "neuralpipe/all-MiniLM-L6-v2-int8",
+                       "neuralpipe/splade-tiny"]
+    assert all(line.endswith(("\toffline", "\tdownload")) for line in lines)
     assert main(["models", "catalog", "--json"]) == 0
     rows = {row["name"]: row for row in json.loads(capsys.readouterr().out)}
     assert rows["huggingface/sentence-transformers/msmarco-distilbert-base-tas-b"]["versions"] == [
