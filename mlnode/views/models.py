@@ -93,9 +93,12 @@ async def _resolve_group(request: web.Request, body: dict[str, Any], name: str) 
     return group_id, max([int(group.get("latest_version", 0)), *taken]) + 1, created
 
 
-def _new_model_doc(
-    body: dict[str, Any], *, name: str, group_id: str, version: int, function_name: str | None, model_format: str
-) -> dict[str, Any]:
+async def _new_model_doc(
+    request: web.Request, body: dict[str, Any], *, name: str, function_name: str | None, model_format: str
+) -> tuple[dict[str, Any], str | None]:
+    """The document of a model about to register, in its group (see ``_resolve_group``), and the id of a group
+    created for it (None when it joined an existing one), so a failed registration can remove that group."""
+    group_id, version, created = await _resolve_group(request, body, name)
     now = now_ms()
     doc: dict[str, Any] = {
         "name": name,
@@ -120,7 +123,7 @@ def _new_model_doc(
     ):
         if body.get(key) is not None:
             doc[key] = body[key]
-    return doc
+    return doc, group_id if created else None
 
 
 # ---- register ------------------------------------------------------------------------------------------------------
@@ -170,21 +173,15 @@ async def register(request: web.Request) -> web.Response:
         function_name = entry.function_name
         source = "pretrained"
     app[keys.TASKS].check_task_limit("REGISTER_MODEL")
-    group_id, version_number, created_group = await _resolve_group(request, body, name)
-    model_id = new_id()
-    doc = _new_model_doc(
-        body,
-        name=name,
-        group_id=group_id,
-        version=version_number,
-        function_name=function_name,
-        model_format=model_format,
+    doc, created_group = await _new_model_doc(
+        request, body, name=name, function_name=function_name, model_format=model_format
     )
+    model_id = new_id()
     if source == "pretrained":
         doc.pop("model_content_hash_value", None)
     await app[keys.STORE].put("models", model_id, doc)
     task_id = await app[keys.TASKS].start_registration(
-        model_id, body, source=source, deploy=deploy, created_group=group_id if created_group else None
+        model_id, body, source=source, deploy=deploy, created_group=created_group
     )
     return json_response({"task_id": task_id, "status": "CREATED", "model_id": model_id})
 
@@ -207,16 +204,8 @@ async def register_meta(request: web.Request) -> web.Response:
     total = body.get("total_chunks")
     if not isinstance(total, int) or isinstance(total, bool) or total < 1:
         raise IllegalArgument(f"[total_chunks] must be a positive integer, got [{total}]")
-    group_id, version_number, _ = await _resolve_group(request, body, name)
+    doc, _ = await _new_model_doc(request, body, name=name, function_name=function_name, model_format=model_format)
     model_id = new_id()
-    doc = _new_model_doc(
-        body,
-        name=name,
-        group_id=group_id,
-        version=version_number,
-        function_name=function_name,
-        model_format=model_format,
-    )
     doc["total_chunks"] = total
     await request.app[keys.STORE].put("models", model_id, doc)
     return json_response({"model_id": model_id, "status": "CREATED"})
