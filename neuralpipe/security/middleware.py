@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from opensearch_contract.body import encode
 from opensearch_contract.errors import error_body
@@ -103,7 +104,7 @@ def content_type_error(request: web.Request) -> web.Response | None:
     return web.json_response({"error": reason, "status": 406}, status=406, dumps=encode)
 
 
-def guard_middleware(guard: Guard) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+def guard_middleware(guard: Guard) -> Middleware:
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         if guard.allowed_hosts is not None and request.headers.get("Host") is not None:
@@ -123,11 +124,11 @@ def guard_middleware(guard: Guard) -> Callable[[web.Request, Handler], Awaitable
             action = ADMIN_ACTIONS.get((request.method, request.path))
             if action is not None and not user.is_admin:
                 await request.release()
-                error = no_permissions(action, user)
-                return web.json_response(error.to_body(), status=error.status, dumps=encode)
-        error = content_type_error(request)
-        if error is not None:
-            return error
+                forbidden = no_permissions(action, user)
+                return web.json_response(forbidden.to_body(), status=forbidden.status, dumps=encode)
+        refused = content_type_error(request)
+        if refused is not None:
+            return refused
         return await handler(request)
 
     return middleware
