@@ -18,9 +18,10 @@ import pytest
 from opensearchpy import OpenSearch
 from opensearchpy.exceptions import AuthenticationException, AuthorizationException
 
-from neuralpipe.local import ml_settings
+from neuralpipe.local import embedded_node, ml_settings
 from neuralpipe.node import NodeSpec, layout
 from neuralpipe.security import SecurityOptions
+from opensearch_contract.security import User
 from tests.security.nodes import API_KEY, BACKEND_ROLES, PASSWORDS, ServedNode, write_users_file
 
 pytestmark = pytest.mark.integration
@@ -150,5 +151,19 @@ def test_ml_node_delegates_to_the_cluster_caches_and_passes_backend_roles(tmp_pa
         alice = OpenSearch(hosts=[node.url], http_auth=("alice", PASSWORDS["alice"]))
         assert alice.plugins.ml.get_model_group(model_group_id=group["model_group_id"])["name"] == "carols"
         assert authenticator.calls == 3
+    finally:
+        node.stop()
+
+
+def test_an_embedded_node_can_require_an_api_key(tmp_path: Path) -> None:
+    key = "embedded-0123456789abcdef0123456789abcdef"
+    server = embedded_node(tmp_path, ("data",),
+                           security=SecurityOptions(api_keys=((key, User("embedding-app", ("apps",))),)))
+    node = ServedNode(server.spec).start()
+    try:
+        with pytest.raises(AuthenticationException):
+            OpenSearch(hosts=[node.url]).info()
+        app = OpenSearch(hosts=[node.url], headers={"Authorization": f"ApiKey {key}"})
+        assert app.transport.perform_request("GET", "/_plugins/_security/authinfo")["user_name"] == "embedding-app"
     finally:
         node.stop()
