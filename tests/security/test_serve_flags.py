@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import base64
+import getpass
 import os
 import signal
 import socket
@@ -18,6 +20,9 @@ from opensearchpy.exceptions import AuthenticationException
 from opensearchpy.exceptions import ConnectionError as OSConnectionError
 
 from neuralpipe.cli import main
+from neuralpipe.security.__main__ import main as security_cli
+from neuralpipe.security.users import LocalAuthenticator
+from opensearch_contract.security import User
 from tests.security.nodes import PASSWORDS, make_certs, write_users_file
 
 pytestmark = pytest.mark.integration
@@ -92,3 +97,22 @@ def test_tls_flags_go_together(tmp_path: Path, capsys: pytest.CaptureFixture[str
     cert.write_text("x")
     assert main(["serve", "--roles", "data", "--data-dir", str(tmp_path), "--tls-cert", str(cert)]) == 2
     assert "--tls-cert and --tls-key go together" in capsys.readouterr().err
+
+
+async def test_the_entries_the_helper_prints_make_a_users_file_that_lets_in(tmp_path: Path,
+                                                                            capsys: pytest.CaptureFixture[str],
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(getpass, "getpass", lambda prompt="": "Correct-Horse-1")
+    assert security_cli(["hash-password", "dora"]) == 0
+    users = capsys.readouterr().out
+    assert "Correct-Horse-1" not in users
+    assert security_cli(["new-api-key", "ci"]) == 0
+    printed = capsys.readouterr()
+    key = printed.err.rsplit(" ", 1)[1].strip()
+    path = tmp_path / "users.yml"
+    path.write_text(users + printed.out)
+    local = LocalAuthenticator.load(path)
+    dora = base64.b64encode(b"dora:Correct-Horse-1").decode()
+    assert (await local.authenticate(f"Basic {dora}")) == User("dora")
+    assert (await local.authenticate(f"ApiKey {key}")) == User("ci")
+    assert await local.authenticate("Basic " + base64.b64encode(b"dora:wrong").decode()) is None
