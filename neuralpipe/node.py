@@ -7,21 +7,18 @@ sub-application under ``/_plugins/_ml`` (``mlnode.app.mount``), the data role's 
 
 Every request passes ``neuralpipe.security``'s guard first (Host check, authentication when configured, JSON content
 type); with ``--tls-cert``/``--tls-key`` the node speaks HTTPS only. When one process hosts both roles, the data
-role's predict calls go to its own ML role with the node's internal credentials (a random secret made at start,
-never written anywhere), over a plain-HTTP listener on 127.0.0.1 when the public one is TLS.
+role's predict calls go to its own ML role with the caller's credentials (``processors.mlclient`` passes them on, so
+model access control sees the caller), over a plain-HTTP listener on 127.0.0.1 when the public one is TLS.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import secrets
 import signal
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import quote
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -34,7 +31,7 @@ from mlnode.app import mount as mount_ml
 from mlnode.settings import MLSettings
 from mlnode.views import node as ml_node_views
 from neuralpipe.security import Guard, SecurityOptions, authinfo, guard_middleware
-from opensearch_contract.security import ADMIN_ROLE, AUTHINFO_PATH, User
+from opensearch_contract.security import AUTHINFO_PATH
 
 VALID_ROLES = ("ml", "data")
 DEFAULT_DATA_DIR = Path("data")  # every command's default: models in data/ml, indices in data/data
@@ -105,9 +102,6 @@ def _connect_host(host: str) -> str:
     return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
 
 
-INTERNAL_USER = "_neuralpipe_node"
-
-
 def _bind(host: str, port: int) -> socket.socket:
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -141,22 +135,14 @@ class NodeServer:
         socks = [(sock, context)]
         self.port = sock.getsockname()[1]
         self.url = f"{'https' if context else 'http'}://{_connect_host(self.host)}:{self.port}"
-        own_url, internal = self.url, None
-        if "ml" in self.spec.roles and "data" in self.spec.roles:
-            if context is not None:  # the data role's calls to its own ML role: plain HTTP, loopback only
-                inner = _bind("127.0.0.1", 0)
-                socks.append((inner, None))
-                own_url = f"http://127.0.0.1:{inner.getsockname()[1]}"
-            if security.authenticates:
-                # the data role runs pipelines for any caller it let in, so its own calls are an admin's
-                secret = secrets.token_urlsafe(32)
-                token = base64.b64encode(f"{INTERNAL_USER}:{secret}".encode()).decode()
-                internal = (f"Basic {token}", User(INTERNAL_USER, roles=(ADMIN_ROLE,)))
-                scheme, _, rest = own_url.partition("://")
-                own_url = f"{scheme}://{INTERNAL_USER}:{quote(secret, safe='')}@{rest}"
+        own_url = self.url
+        if "ml" in self.spec.roles and "data" in self.spec.roles and context is not None:
+            inner = _bind("127.0.0.1", 0)  # the data role's calls to its own ML role: plain HTTP, loopback only
+            socks.append((inner, None))
+            own_url = f"http://127.0.0.1:{inner.getsockname()[1]}"
         self.spec.data_dir.mkdir(parents=True, exist_ok=True)
         try:
-            guard = security.guard(self.host, internal)
+            guard = security.guard(self.host)
         except ValueError as exc:  # a users file that cannot be used
             for s, _ in socks:
                 s.close()

@@ -12,6 +12,7 @@ and a forbidden action with 403 ``security_exception`` "no permissions for [acti
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,6 +72,17 @@ USER: web.RequestKey[User] = web.RequestKey("opensearch_security_user")
 def request_user(request: web.Request) -> User | None:
     """The authenticated user of ``request``; None when security is off on this node."""
     return request.get(USER)
+
+
+# The Authorization header of the request a node is serving, so the calls it makes for that request (a data node's
+# pipelines calling an ML node) run as the caller, as OpenSearch runs a plugin's inner calls in the caller's context.
+CALLER_AUTHORIZATION: ContextVar[str | None] = ContextVar("caller_authorization", default=None)
+
+
+def forwarded_authorization() -> dict[str, str] | None:
+    """Headers that pass the caller's credentials on; None outside an authenticated request."""
+    value = CALLER_AUTHORIZATION.get()
+    return {"Authorization": value} if value else None
 
 
 class SecurityException(OpenSearchError):

@@ -30,6 +30,8 @@ class SecurityOptions:
         if self.users_file is not None and self.auth_opensearch is not None:
             raise ValueError("--users-file and --auth-opensearch exclude each other: the cluster is the one source "
                              "of users when it is given")
+        if self.auth_opensearch is not None and not self.auth_opensearch.startswith(("http://", "https://")):
+            raise ValueError(f"--auth-opensearch [{self.auth_opensearch}] must be an http:// or https:// URL")
         for path in (self.tls_cert, self.tls_key, self.users_file):
             if path is not None and not path.is_file():
                 raise ValueError(f"file [{path}] does not exist")
@@ -53,8 +55,8 @@ class SecurityOptions:
             local.add_api_key(key, user)
         return local
 
-    def guard(self, bind_host: str, internal: tuple[str, User] | None = None) -> Guard:
-        return Guard(allowed_host_names(bind_host, self.allowed_hosts), self.authenticator(), internal)
+    def guard(self, bind_host: str) -> Guard:
+        return Guard(allowed_host_names(bind_host, self.allowed_hosts), self.authenticator())
 
     def server_ssl_context(self) -> ssl.SSLContext | None:
         if self.tls_cert is None or self.tls_key is None:

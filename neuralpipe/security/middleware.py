@@ -2,7 +2,8 @@
 
 1. Host: a node bound to a loopback address answers only requests whose Host names loopback (``127.0.0.1``,
    ``localhost``, ``::1``, any port), so a web page that re-binds its own DNS name to 127.0.0.1 cannot reach it
-   (DNS rebinding); ``--allowed-hosts`` adds names, and is the whole list on a node bound to any other address.
+   (DNS rebinding); ``--allowed-hosts`` adds names; a node bound to any other address answers any Host unless
+   ``--allowed-hosts`` is given (then those names and loopback's).
    OpenSearch has no such check, so there is no OpenSearch error to copy: refused with 400
    ``illegal_argument_exception`` naming the host and the allowed ones.
 2. Authentication (when configured): the security plugin's 401 for missing or bad credentials; the user is stored
@@ -17,7 +18,6 @@
 
 from __future__ import annotations
 
-import hmac
 import ipaddress
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -28,7 +28,7 @@ from aiohttp.typedefs import Middleware
 
 from opensearch_contract.body import encode
 from opensearch_contract.errors import error_body
-from opensearch_contract.security import USER, User, no_permissions, unauthorized
+from opensearch_contract.security import CALLER_AUTHORIZATION, USER, User, no_permissions, unauthorized
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 JSON_TYPES = ("application/json", "application/x-ndjson")
@@ -68,11 +68,10 @@ def host_name(header: str) -> str:
 def allowed_host_names(bind_host: str, extra: tuple[str, ...] | None) -> frozenset[str] | None:
     """The Host names a node bound to ``bind_host`` answers; None: any."""
     names = {h.strip().lower() for h in extra or () if h.strip()}
-    if "*" in names:
+    if "*" in names or (not names and not is_loopback(bind_host)):
         return None
-    if is_loopback(bind_host):
-        return frozenset(names | set(LOOPBACK_NAMES))
-    return frozenset(names) if names else None
+    # loopback names always: no web page can make a browser send them for its own origin
+    return frozenset(names | set(LOOPBACK_NAMES))
 
 
 @dataclass
@@ -81,13 +80,6 @@ class Guard:
 
     allowed_hosts: frozenset[str] | None
     authenticator: Authenticator | None = None
-    internal: tuple[str, User] | None = None  # (Authorization header, user) of the node's own calls to itself
-
-    async def user_of(self, authorization: str) -> User | None:
-        if self.internal is not None and hmac.compare_digest(authorization.encode(), self.internal[0].encode()):
-            return self.internal[1]
-        assert self.authenticator is not None
-        return await self.authenticator.authenticate(authorization)
 
 
 def content_type_error(request: web.Request) -> web.Response | None:
@@ -116,7 +108,7 @@ def guard_middleware(guard: Guard) -> Middleware:
                                          dumps=encode)
         if guard.authenticator is not None and (request.method, request.path) not in PUBLIC_ROUTES:
             authorization = request.headers.get("Authorization")
-            user = await guard.user_of(authorization) if authorization else None
+            user = await guard.authenticator.authenticate(authorization) if authorization else None
             if user is None:
                 await request.release()  # the body is not read: drain it so the connection stays usable
                 return unauthorized()
@@ -129,7 +121,13 @@ def guard_middleware(guard: Guard) -> Middleware:
         refused = content_type_error(request)
         if refused is not None:
             return refused
-        return await handler(request)
+        if request.get(USER) is None:
+            return await handler(request)
+        token = CALLER_AUTHORIZATION.set(request.headers["Authorization"])
+        try:
+            return await handler(request)
+        finally:
+            CALLER_AUTHORIZATION.reset(token)
 
     return middleware
 

@@ -156,3 +156,35 @@ def test_a_group_registered_without_access_mode_is_private_to_its_owner(node: Se
     assert (doc["access"], doc["owner"]["name"]) == ("private", "carol")
     with pytest.raises(AuthorizationException):
         client(node, "alice").plugins.ml.get_model_group(model_group_id=gid)
+
+
+@pytest.fixture(scope="module")
+def combined(tmp_path_factory: pytest.TempPathFactory, model_zips: Any) -> Iterator[tuple[ServedNode, str]]:
+    """Both roles in one node, access control on; alice's tokenizer model in her private group and an ingest
+    pipeline using it."""
+    root = tmp_path_factory.mktemp("acl-combined")
+    settings = ml_settings(layout(root)[0])
+    settings.ml_commons["model_access_control_enabled"] = True
+    security = SecurityOptions(users_file=write_users_file(root / "users.yml"))
+    served = ServedNode(NodeSpec(("ml", "data"), root, settings, security=security)).start()
+    alice = client(served, "alice")
+    group = alice.plugins.ml.register_model_group(body={"name": "alice-private", "access_mode": "private"})
+    model_id = register_file_model(alice, model_zips["tokenizer"], group["model_group_id"])
+    deploy(alice, model_id)
+    alice.ingest.put_pipeline(id="alice-sparse", body={"processors": [
+        {"sparse_encoding": {"model_id": model_id, "field_map": {"text": "text_sparse"}}}]})
+    yield served, model_id
+    served.stop()
+
+
+def test_a_pipeline_runs_its_model_as_the_caller(combined: tuple[ServedNode, str]) -> None:
+    """The data role's predict calls carry the caller's credentials, so a pipeline is no way around a private
+    group: alice's ingest is encoded, bob's through the same pipeline is refused and writes nothing."""
+    node, _ = combined
+    alice, bob = client(node, "alice"), client(node, "bob")
+    alice.index(index="notes", id="1", body={"text": "neural search"}, pipeline="alice-sparse", refresh=True)
+    assert set(alice.get(index="notes", id="1")["_source"]["text_sparse"]) == {"neural", "search"}
+    with pytest.raises(AuthorizationException) as info:
+        bob.index(index="notes", id="2", body={"text": "bob was here"}, pipeline="alice-sparse", refresh=True)
+    assert NO_MODEL_PRIVILEGE in str(info.value.info)
+    assert alice.count(index="notes")["count"] == 1
