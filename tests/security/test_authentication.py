@@ -9,6 +9,7 @@ it would ask a cluster.
 from __future__ import annotations
 
 import base64
+import socket
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -165,5 +166,20 @@ def test_an_embedded_node_can_require_an_api_key(tmp_path: Path) -> None:
             OpenSearch(hosts=[node.url]).info()
         app = OpenSearch(hosts=[node.url], headers={"Authorization": f"ApiKey {key}"})
         assert app.transport.perform_request("GET", "/_plugins/_security/authinfo")["user_name"] == "embedding-app"
+    finally:
+        node.stop()
+
+
+def test_a_cluster_that_cannot_be_reached_lets_nobody_in_and_is_asked_again(tmp_path: Path) -> None:
+    with socket.socket() as s:  # a port nothing listens on: bound, then closed
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}"
+    node = ServedNode(NodeSpec(("data",), tmp_path, security=SecurityOptions(auth_opensearch=dead))).start()
+    try:
+        alice = OpenSearch(hosts=[node.url], http_auth=("alice", PASSWORDS["alice"]))
+        for _ in range(2):
+            with pytest.raises(AuthenticationException):
+                alice.info()
+        assert node.server.guard.authenticator.calls == 2  # a failure to ask is not an answer: not cached
     finally:
         node.stop()
