@@ -2,7 +2,10 @@
 # TorchScript and ONNX models, beside an OpenSearch cluster (see docker-compose.yml).
 #
 #   docker build -t neuralpipe .
-#   docker run -p 9300:9300 -v neuralpipe-ml:/data neuralpipe
+#   docker run -p 127.0.0.1:9300:9300 -v neuralpipe-ml:/data neuralpipe
+#
+# The CMD serves plain HTTP without authentication: publish it on loopback only, as above. docker-compose.yml runs
+# it with --tls-cert/--tls-key and --auth-opensearch instead (README "Security").
 #
 # Not built on the machine this was written on (no Docker engine there): see README "What was tried".
 FROM python:3.11-slim

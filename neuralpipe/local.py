@@ -25,6 +25,7 @@ from opensearchpy.exceptions import TransportError
 
 from mlnode.settings import MLSettings
 from neuralpipe.node import DEFAULT_DATA_DIR, NodeServer, NodeSpec, NodeStartError, layout
+from neuralpipe.security import SecurityOptions
 from opensearch_contract.errors import OpenSearchError
 from processors.mlclient import MLClient
 
@@ -77,10 +78,15 @@ def ml_settings(data_dir: Path) -> MLSettings:
                            allow_registering_model_via_url=True)
 
 
-def embedded_node(data_dir: Path, roles: tuple[str, ...] = ("ml", "data"), *, ml_url: str | None = None) -> NodeServer:
-    """The node ``neuralpipe serve --roles ...`` would run on this data dir, on a free loopback port."""
+def embedded_node(data_dir: Path, roles: tuple[str, ...] = ("ml", "data"), *, ml_url: str | None = None,
+                  security: SecurityOptions | None = None) -> NodeServer:
+    """The node ``neuralpipe serve --roles ...`` would run on this data dir, on a free loopback port.
+
+    Bound to loopback, it answers only loopback Host names and JSON bodies, so no web page can reach it; a program
+    embedding it can require API keys too: ``SecurityOptions(api_keys=((key, User(...)),))``, sent by clients as
+    ``Authorization: ApiKey <key>``."""
     settings = ml_settings(layout(data_dir)[0]) if "ml" in roles else None
-    return NodeServer(NodeSpec(roles, Path(data_dir), settings, ml_url))
+    return NodeServer(NodeSpec(roles, Path(data_dir), settings, ml_url, security or SecurityOptions()))
 
 
 @asynccontextmanager

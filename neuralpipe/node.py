@@ -4,6 +4,11 @@
 sub-application under ``/_plugins/_ml`` (``mlnode.app.mount``), the data role's routes at the root
 (``datanode.app.add_routes``). With both, the data node answers ``GET /``, ``/health`` is the ML node's and
 ``/metrics`` renders both nodes' metrics. ``NodeServer`` binds it and reports readiness only once bound.
+
+Every request passes ``neuralpipe.security``'s guard first (Host check, authentication when configured, JSON content
+type); with ``--tls-cert``/``--tls-key`` the node speaks HTTPS only. When one process hosts both roles, the data
+role's predict calls go to its own ML role with the caller's credentials (``processors.mlclient`` passes them on, so
+model access control sees the caller), over a plain-HTTP listener on 127.0.0.1 when the public one is TLS.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ import asyncio
 import signal
 import socket
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiohttp import web
@@ -25,6 +30,8 @@ from mlnode import keys as ml_keys
 from mlnode.app import mount as mount_ml
 from mlnode.settings import MLSettings
 from mlnode.views import node as ml_node_views
+from neuralpipe.security import Guard, SecurityOptions, authinfo, guard_middleware
+from opensearch_contract.security import AUTHINFO_PATH
 
 VALID_ROLES = ("ml", "data")
 DEFAULT_DATA_DIR = Path("data")  # every command's default: models in data/ml, indices in data/data
@@ -54,6 +61,7 @@ class NodeSpec:
     data_dir: Path
     ml_settings: MLSettings | None = None  # required with the ml role
     ml_url: str | None = None  # the ML node the data role calls when this node has no ml role
+    security: SecurityOptions = field(default_factory=SecurityOptions)
 
 
 async def _combined_metrics(request: web.Request) -> web.Response:
@@ -62,9 +70,19 @@ async def _combined_metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
-def build_app(spec: NodeSpec, *, own_url: str) -> web.Application:
-    """The node's application; ``own_url`` is where it will listen (the data role's predict calls go there)."""
-    app = web.Application(client_max_size=CLIENT_MAX_SIZE)
+def build_app(spec: NodeSpec, *, own_url: str, guard: Guard | None = None) -> web.Application:
+    """The node's application; ``own_url`` is where it will listen (the data role's predict calls go there);
+    ``guard``: what every request must pass (default: the JSON content type only, no Host check, no authentication)."""
+    guard = guard or Guard(allowed_hosts=None)
+    app = web.Application(client_max_size=CLIENT_MAX_SIZE, middlewares=[guard_middleware(guard)])
+    if guard.authenticator is not None:
+        app.router.add_get(AUTHINFO_PATH, authinfo)
+        authenticator = guard.authenticator
+
+        async def close_authenticator(_: web.Application) -> None:
+            await authenticator.close()
+
+        app.on_cleanup.append(close_authenticator)
     combined = "ml" in spec.roles and "data" in spec.roles
     ml_dir, data_dir = layout(spec.data_dir)
     if "ml" in spec.roles:
@@ -84,6 +102,17 @@ def _connect_host(host: str) -> str:
     return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
 
 
+def _bind(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise NodeStartError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    return sock
+
+
 class NodeServer:
     """``build_app`` bound to ``host:port`` (0: a free port). ``start`` runs the roles' startup (a data dir held by
     another process fails here, models deployed before a restart are deployed again), then binds."""
@@ -94,28 +123,44 @@ class NodeServer:
         self.port = port
         self.url = ""
         self._runner: web.AppRunner | None = None
+        self.guard: Guard | None = None  # what every request passes (set by start)
 
     async def start(self) -> str:
-        sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        security = self.spec.security
         try:
-            sock.bind((self.host, self.port))
-        except OSError as exc:
-            sock.close()
-            raise NodeStartError(f"cannot listen on {self.host}:{self.port}: {exc.strerror}") from None
+            context = security.server_ssl_context()
+        except ValueError as exc:
+            raise NodeStartError(str(exc)) from None
+        sock = _bind(self.host, self.port)
+        socks = [(sock, context)]
         self.port = sock.getsockname()[1]
-        self.url = f"http://{_connect_host(self.host)}:{self.port}"
+        self.url = f"{'https' if context else 'http'}://{_connect_host(self.host)}:{self.port}"
+        own_url = self.url
+        if "ml" in self.spec.roles and "data" in self.spec.roles and context is not None:
+            inner = _bind("127.0.0.1", 0)  # the data role's calls to its own ML role: plain HTTP, loopback only
+            socks.append((inner, None))
+            own_url = f"http://127.0.0.1:{inner.getsockname()[1]}"
         self.spec.data_dir.mkdir(parents=True, exist_ok=True)
-        self._runner = web.AppRunner(build_app(self.spec, own_url=self.url), access_log=None)
+        try:
+            guard = security.guard(self.host)
+        except ValueError as exc:  # a users file that cannot be used
+            for s, _ in socks:
+                s.close()
+            raise NodeStartError(str(exc)) from None
+        self.guard = guard
+        self._runner = web.AppRunner(build_app(self.spec, own_url=own_url, guard=guard), access_log=None)
         try:
             await self._runner.setup()
-            await web.SockSite(self._runner, sock).start()
+            for s, ctx in socks:
+                await web.SockSite(self._runner, s, ssl_context=ctx).start()
         except DataDirInUse as exc:
-            sock.close()
+            for s, _ in socks:
+                s.close()
             await self.stop()
             raise NodeStartError(str(exc)) from None
         except BaseException:
-            sock.close()
+            for s, _ in socks:
+                s.close()
             await self.stop()
             raise
         return self.url
@@ -131,10 +176,11 @@ class NodeServer:
 
 
 def serve_forever(roles: tuple[str, ...], *, data_dir: Path, config: Path | None, host: str, port: int,
-                  ml_url: str | None, say: Callable[[str], None]) -> None:
+                  ml_url: str | None, say: Callable[[str], None], security: SecurityOptions | None = None) -> None:
     """``neuralpipe serve``: run the node until SIGINT or SIGTERM; readiness is said once the port is bound."""
     settings = MLSettings.load(config, data_dir=layout(data_dir)[0]) if "ml" in roles else None
-    server = NodeServer(NodeSpec(roles, data_dir, settings, ml_url), host=host, port=port)
+    server = NodeServer(NodeSpec(roles, data_dir, settings, ml_url, security or SecurityOptions()), host=host,
+                        port=port)
     asyncio.run(_serve(server, say))
 
 
@@ -145,7 +191,8 @@ async def _serve(server: NodeServer, say: Callable[[str], None]) -> None:
         loop.add_signal_handler(sig, stop.set)
     await server.start()
     try:
-        say(f"roles {','.join(server.spec.roles)} on http://{server.host}:{server.port} "
+        scheme = "https" if server.spec.security.tls else "http"
+        say(f"roles {','.join(server.spec.roles)} on {scheme}://{server.host}:{server.port} "
             f"(data dir {server.spec.data_dir})")
         await stop.wait()
     finally:

@@ -14,6 +14,7 @@ import aiohttp
 
 from opensearch_contract.errors import ResourceNotFound
 from opensearch_contract.models import is_asymmetric
+from opensearch_contract.security import forwarded_authorization
 from processors.errors import ModelInferenceError
 
 ML_BASE = "/_plugins/_ml"
@@ -25,6 +26,7 @@ class MLClient:
                  ca_certs: str | None = None, timeout: float = 300.0) -> None:
         self.base_url = base_url.rstrip("/")
         self._auth = aiohttp.BasicAuth(*http_auth) if http_auth else None
+        self._forward_caller = self._auth is None and "@" not in self.base_url.partition("://")[2].partition("/")[0]
         if ca_certs:
             self._ssl: ssl.SSLContext | bool = ssl.create_default_context(cafile=ca_certs)
         else:
@@ -63,7 +65,9 @@ class MLClient:
                        ) -> dict[str, Any]:
         url = f"{self.base_url}{ML_BASE}{path}"
         try:
-            async with self._get_session().request(method, url, json=body) as resp:
+            # inside a node serving an authenticated request, and with no credentials of its own: run as the caller
+            headers = forwarded_authorization() if self._forward_caller else None
+            async with self._get_session().request(method, url, json=body, headers=headers) as resp:
                 try:
                     payload = await resp.json(content_type=None)
                 except ValueError:

@@ -11,8 +11,9 @@
 #   scripts/compose-smoke.sh --keep       # leave the stack running afterwards
 #
 # Environment: COMPOSE (default "docker compose"), NEURALPIPE (default "neuralpipe"), OPENSEARCH_URL
-# (https://localhost:9200), ML_URL (http://localhost:9300), INDEX (compose-smoke), SMOKE_DIR (corpus and ingest
-# state; default a temporary folder, removed at the end).
+# (https://localhost:9200), ML_URL (https://localhost:9300: TLS with certs/ml-node.pem, the OpenSearch users),
+# INDEX (compose-smoke), SMOKE_DIR (corpus and ingest state; default a temporary folder, removed at the end).
+# certs/ is made by scripts/make-certs.sh when missing.
 # Written where no Docker engine runs: only --dry-run has been run (tests/conformance/test_compose_smoke.py).
 set -euo pipefail
 
@@ -20,7 +21,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 COMPOSE="${COMPOSE:-docker compose}"
 NEURALPIPE="${NEURALPIPE:-neuralpipe}"
 OPENSEARCH_URL="${OPENSEARCH_URL:-https://localhost:9200}"
-ML_URL="${ML_URL:-http://localhost:9300}"
+ML_URL="${ML_URL:-https://localhost:9300}"
 INDEX="${INDEX:-compose-smoke}"
 PIPELINE="pipelines/ingest/dense-sparse.yaml"
 # name|version|format of the models the pipeline names, registered by their catalog names (configs/catalog.yaml)
@@ -51,6 +52,8 @@ export OPENSEARCH_PASSWORD="$OPENSEARCH_INITIAL_ADMIN_PASSWORD"  # read by neura
 read -r -a COMPOSE_CMD <<< "$COMPOSE"
 COMPOSE_CMD+=(-f "$ROOT/docker-compose.yml")
 CONNECT=(--opensearch "$OPENSEARCH_URL" --user admin --no-verify-certs --ml-url "$ML_URL")
+# the ML node: its own CA (scripts/make-certs.sh), the same admin user as OpenSearch
+ML_CURL=(--cacert "$ROOT/certs/root-ca.pem" -u "admin:$OPENSEARCH_INITIAL_ADMIN_PASSWORD")
 
 say() { printf '\n== %s\n' "$*"; }
 
@@ -93,25 +96,28 @@ show "${COMPOSE_CMD[@]}" config --quiet
 "${COMPOSE_CMD[@]}" config --quiet
 
 say "up, and wait until every healthcheck passes"
+if [ "$DRY_RUN" -eq 0 ]; then "$ROOT/scripts/make-certs.sh"; else echo "# scripts/make-certs.sh if certs/ is empty"; fi
 trap teardown EXIT
 run "${COMPOSE_CMD[@]}" up -d --build --wait --wait-timeout 900
 run curl -sk -u "admin:$OPENSEARCH_INITIAL_ADMIN_PASSWORD" "$OPENSEARCH_URL/_cluster/health?wait_for_status=yellow"
-run curl -sf "$ML_URL/"
+run curl -sf "${ML_CURL[@]}" "$ML_URL/"
 
 say "register and deploy the models on the ML node"
 register() {  # register NAME VERSION FORMAT: POST _register?deploy=true, then poll the task until it finishes
   local body task_id state="" task=""
   body="{\"name\": \"$1\", \"version\": \"$2\", \"model_format\": \"$3\"}"
-  show curl -sf -XPOST "$ML_URL/_plugins/_ml/models/_register?deploy=true" -H 'content-type: application/json' \
+  show curl -sf "${ML_CURL[@]}" -XPOST "$ML_URL/_plugins/_ml/models/_register?deploy=true" \
+    -H 'content-type: application/json' \
     -d "$body"
   if [ "$DRY_RUN" -eq 1 ]; then
     echo "# then poll $ML_URL/_plugins/_ml/tasks/<task_id> until it is no longer CREATED or RUNNING"
     return
   fi
-  task_id="$(curl -sf -XPOST "$ML_URL/_plugins/_ml/models/_register?deploy=true" -H 'content-type: application/json' \
+  task_id="$(curl -sf "${ML_CURL[@]}" -XPOST "$ML_URL/_plugins/_ml/models/_register?deploy=true" \
+    -H 'content-type: application/json' \
     -d "$body" | json_field task_id)"
   for _ in $(seq 1 300); do
-    task="$(curl -sf "$ML_URL/_plugins/_ml/tasks/$task_id")"
+    task="$(curl -sf "${ML_CURL[@]}" "$ML_URL/_plugins/_ml/tasks/$task_id")"
     state="$(json_field state <<< "$task")"
     case "$state" in CREATED|RUNNING) sleep 2 ;; *) break ;; esac
   done

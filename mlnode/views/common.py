@@ -7,7 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
-from mlnode import keys
+from mlnode import access, keys
 from mlnode.errors import NotFound
 from opensearch_contract.body import encode, parse_object
 from opensearch_contract.errors import ParsingError
@@ -25,7 +25,7 @@ def search_handler(collection: str) -> Callable[[web.Request], Awaitable[web.Res
     """The ``_search`` view of one store collection (models, model_groups, tasks)."""
 
     async def search(request: web.Request) -> web.Response:
-        body = await read_json(request, required=False)
+        body = access.search_filter(request, collection, await read_json(request, required=False))
         return json_response(request.app[keys.STORE].search(collection, body))
 
     return search
@@ -35,6 +35,7 @@ def model_or_404(request: web.Request, model_id: str) -> dict[str, Any]:
     doc = request.app[keys.STORE].get("models", model_id)
     if doc is None:
         raise NotFound(f"Failed to find model with the provided model id: {model_id}")
+    access.check_model(request, doc)  # ML Commons' model access control (403 when the caller may not use it)
     return doc
 
 

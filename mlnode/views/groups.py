@@ -1,32 +1,21 @@
-"""Model groups: POST _register, GET {id}, GET|POST _search, DELETE {id} (only when empty)."""
+"""Model groups: POST _register, GET {id}, GET|POST _search, PUT {id}, DELETE {id} (only when empty).
+
+Access control (``access_mode``, ``backend_roles``, ``add_all_backend_roles``, the owner) is ``mlnode.access``'s: with
+the node authenticating its callers and ``model_access_control_enabled`` on, as ML Commons with the security plugin;
+otherwise those parameters answer ML Commons' 400 and every group is public.
+"""
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from mlnode import keys
+from mlnode import access, keys
 from mlnode.errors import Conflict, NotFound
 from mlnode.store import new_id, now_ms
 from mlnode.views.common import json_response, read_json, search_handler
-from opensearch_contract.errors import IllegalArgument, ParsingError
+from opensearch_contract.errors import IllegalArgument
 
-# ML Commons' validateSecurityDisabledOrModelAccessControlDisabled (in MLModelGroupManager and
-# TransportUpdateModelGroupAction): this node has no Security plugin, so model access control is off whatever
-# model_access_control_enabled says.
-ACCESS_CONTROL_DISABLED = (
-    "You cannot specify model access control parameters because the Security plugin or model access control is disabled"
-    " on your cluster."
-)
 NAME_REQUIRED = "Validation Failed: 1: Model group name is required and cannot be null or blank;"
-
-
-def _check_no_access_control(body: dict) -> None:
-    """access_mode or add_all_backend_roles given (any value), or a non-empty backend_roles: 400, as ML Commons."""
-    backend_roles = body.get("backend_roles")
-    if backend_roles is not None and not isinstance(backend_roles, list):
-        raise ParsingError(f"[backend_roles] must be an array of strings, got [{backend_roles}]")
-    if body.get("access_mode") is not None or body.get("add_all_backend_roles") is not None or backend_roles:
-        raise IllegalArgument(ACCESS_CONTROL_DISABLED)
 
 
 def _valid_name(body: dict) -> str:
@@ -42,12 +31,15 @@ def _check_unique_name(request: web.Request, name: str) -> None:
             raise IllegalArgument(f"The name you provided is already being used by a model group with ID: {group_id}.")
 
 
-async def create_group(request: web.Request, name: str, description: str | None = None) -> str:
-    """A model group as ML Commons writes one with access control off: ``access`` public, no owner."""
+async def create_group(request: web.Request, name: str, description: str | None = None,
+                       access_fields: dict | None = None) -> str:
+    """A model group as ML Commons writes one: with access control off ``access`` public and no owner; on, the
+    caller owns it (private unless ``access_fields`` say otherwise)."""
     _check_unique_name(request, name)
     group_id = new_id()
     now = now_ms()
-    doc = {"name": name, "latest_version": 0, "access": "public", "created_time": now, "last_updated_time": now}
+    fields = access_fields if access_fields is not None else access.new_group_access(request, {})
+    doc = {"name": name, "latest_version": 0, **fields, "created_time": now, "last_updated_time": now}
     if description is not None:
         doc["description"] = description
     await request.app[keys.STORE].put("model_groups", group_id, doc)
@@ -58,9 +50,9 @@ async def register(request: web.Request) -> web.Response:
     body = await read_json(request)
     name = _valid_name(body)
     _check_unique_name(request, name)  # ML Commons looks the name up before it validates access control
-    _check_no_access_control(body)
+    fields = access.new_group_access(request, body)
     description = body.get("description")
-    group_id = await create_group(request, name, description if isinstance(description, str) else None)
+    group_id = await create_group(request, name, description if isinstance(description, str) else None, fields)
     return json_response({"model_group_id": group_id, "status": "CREATED"})
 
 
@@ -69,6 +61,7 @@ async def get(request: web.Request) -> web.Response:
     doc = request.app[keys.STORE].get("model_groups", group_id)
     if doc is None:
         raise NotFound(f"Failed to find model group with the provided model group id: {group_id}")
+    access.check_group(request, doc)
     return json_response(doc)
 
 
@@ -78,8 +71,10 @@ search = search_handler("model_groups")
 async def delete(request: web.Request) -> web.Response:
     store = request.app[keys.STORE]
     group_id = request.match_info["model_group_id"]
-    if store.get("model_groups", group_id) is None:
+    group = store.get("model_groups", group_id)
+    if group is None:
         raise NotFound("Failed to find model group")
+    access.check_group_delete(request, group)
     if any(doc.get("model_group_id") == group_id for _, doc in store.all("models")):
         raise Conflict("Cannot delete the model group when it has associated model versions")
     await store.delete("model_groups", group_id)
@@ -89,11 +84,11 @@ async def delete(request: web.Request) -> web.Response:
 async def update(request: web.Request) -> web.Response:
     store = request.app[keys.STORE]
     group_id = request.match_info["model_group_id"]
-    if store.get("model_groups", group_id) is None:
+    group = store.get("model_groups", group_id)
+    if group is None:
         raise NotFound("Failed to find model group")
     body = await read_json(request)
-    _check_no_access_control(body)
-    changes: dict = {}
+    changes: dict = access.group_update_access(request, group, body)
     if "name" in body:
         name = _valid_name(body)
         for other_id, group in store.all("model_groups"):

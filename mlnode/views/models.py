@@ -11,7 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
-from mlnode import keys
+from mlnode import access, keys
 from mlnode.errors import MLResourceNotFound, NotFound
 from mlnode.store import new_id, now_ms
 from mlnode.tasks import DEPLOYABLE_STATES, FUNCTION_NAMES, MODEL_FORMATS, is_user_error
@@ -87,6 +87,7 @@ async def _resolve_group(request: web.Request, body: dict[str, Any], name: str) 
     elif not isinstance(group_id, str) or store.get("model_groups", group_id) is None:
         raise MLResourceNotFound(f"Failed to find model group with ID: {group_id}")
     group = store.get("model_groups", group_id) or {}
+    access.check_register_into(request, group_id, group, by_name=None if created or "model_group_id" in body else name)
     taken = [
         int(doc.get("model_version", 0)) for _, doc in store.all("models") if doc.get("model_group_id") == group_id
     ]
@@ -321,6 +322,7 @@ async def delete(request: web.Request) -> web.Response:
     doc = store.get("models", model_id)
     if doc is None:
         raise NotFound("Failed to find model")
+    access.check_model(request, doc)
     if doc.get("model_state") in ("DEPLOYED", "DEPLOYING", "PARTIALLY_DEPLOYED") or request.app[keys.DEPLOYMENTS].get(
         model_id
     ):
@@ -390,6 +392,7 @@ async def deploy(request: web.Request) -> web.Response:
 
 async def _undeploy_many(request: web.Request, model_ids: list[str]) -> dict[str, Any]:
     tasks = request.app[keys.TASKS]
+    access.check_models(request, model_ids)  # all or none: ML Commons' model access control
     stats: dict[str, str] = {}
     for model_id in model_ids:
         doc = request.app[keys.STORE].get("models", model_id)

@@ -4,6 +4,12 @@
 --roles ml,data both on one port (the data node answers GET /, its predict calls go to this same server).
 The data dir holds ml/ and data/, the layout the other commands' embedded node uses too. The port opens
 only once the node is ready: models deployed before a restart are deployed again first.
+
+Security: --tls-cert/--tls-key serve HTTPS (TLS 1.2+); --users-file (basic auth and API keys, hashes only) or
+--auth-opensearch URL (each caller's credentials checked by that cluster's security plugin, cached) require
+authentication on every request; with it on, ML Commons' model-group access control applies once
+plugins.ml_commons.model_access_control_enabled is true. Bodies must be JSON (Content-Type application/json or
+application/x-ndjson), and a node bound to loopback answers only Host names of loopback unless --allowed-hosts.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from pathlib import Path
 
 from neuralpipe.local import add_data_dir_argument
 from neuralpipe.node import NodeStartError, parse_roles, serve_forever
+from neuralpipe.security import SecurityOptions
 
 __all__ = ["add_parser", "run", "parse_roles"]
 
@@ -35,7 +42,30 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         help="ML node settings file (layout of the shipped mlnode.yaml)")
     parser.add_argument("--ml-url", default=None, help="ML node the data role calls when this process has no ml role")
     parser.add_argument("--log-level", default="INFO", help="logging level (default: %(default)s)")
+    sec = parser.add_argument_group("security (default: none beyond the Host and Content-Type checks)")
+    sec.add_argument("--tls-cert", type=Path, metavar="FILE", help="PEM certificate (chain): serve HTTPS only")
+    sec.add_argument("--tls-key", type=Path, metavar="FILE", help="PEM private key of --tls-cert")
+    sec.add_argument("--users-file", type=Path, metavar="FILE",
+                     help="YAML users (basic auth) and api_keys with hashes, backend_roles, roles")
+    sec.add_argument("--auth-opensearch", metavar="URL",
+                     help="authenticate each caller with this cluster's security plugin (_plugins/_security/authinfo)")
+    sec.add_argument("--auth-ca-certs", metavar="FILE", help="CA bundle for --auth-opensearch's certificate")
+    sec.add_argument("--auth-no-verify-certs", action="store_true",
+                     help="do not verify --auth-opensearch's certificate (demo clusters only)")
+    sec.add_argument("--auth-cache-ttl", type=float, default=60.0, metavar="SECONDS",
+                     help="how long a cluster's answer for one set of credentials is reused (default: %(default)s)")
+    sec.add_argument("--allowed-hosts", metavar="NAMES",
+                     help="comma-separated Host names this node answers ('*': any); default: loopback names when "
+                          "bound to loopback, any otherwise")
     return parser
+
+
+def security_options(args: argparse.Namespace) -> SecurityOptions:
+    hosts = tuple(h.strip() for h in args.allowed_hosts.split(",") if h.strip()) if args.allowed_hosts else None
+    return SecurityOptions(tls_cert=args.tls_cert, tls_key=args.tls_key, users_file=args.users_file,
+                           auth_opensearch=args.auth_opensearch, auth_ca_certs=args.auth_ca_certs,
+                           auth_verify_certs=not args.auth_no_verify_certs, auth_cache_ttl=args.auth_cache_ttl,
+                           allowed_hosts=hosts)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -51,8 +81,10 @@ def run(args: argparse.Namespace) -> int:
         roles = parse_roles(args.roles)
         if args.config is not None and not args.config.is_file():
             raise ValueError(f"--config file [{args.config}] does not exist")
+        security = security_options(args)
         serve_forever(roles, data_dir=args.data_dir, config=args.config, host=args.host, port=args.port,
-                      ml_url=args.ml_url, say=lambda msg: print(f"neuralpipe serve: {msg}", file=sys.stderr))
+                      ml_url=args.ml_url, say=lambda msg: print(f"neuralpipe serve: {msg}", file=sys.stderr),
+                      security=security)
     except (ValueError, NodeStartError) as exc:
         print(f"neuralpipe serve: {exc}", file=sys.stderr)
         return 2

@@ -29,6 +29,7 @@ from tests.fixtures.mlnode import (
 
 pytestmark = [pytest.mark.integration]
 ML = "/_plugins/_ml"
+JSON = {"Content-Type": "application/json"}  # as opensearch-py-ml sends chunks; both nodes require it
 
 
 def _settings(tmp_path, **overrides):
@@ -140,7 +141,7 @@ async def test_register_errors_change_nothing(node, body, status, reason):
 
 async def test_register_body_must_be_json(node):
     await _error(
-        await node.post(f"{ML}/models/_register", data=b"{not json"),
+        await node.post(f"{ML}/models/_register", data=b"{not json", headers=JSON),
         400,
         "Failed to parse request body as JSON",
         "parse_exception",
@@ -282,7 +283,7 @@ async def test_chunked_upload_gated_and_validated(tmp_path):
             "user needs to enable allow_registering_model_via_local_file settings",
         )
         await _error(
-            await client.post(f"{ML}/models/anything/upload_chunk/0", data=b"x"),
+            await client.post(f"{ML}/models/anything/upload_chunk/0", data=b"x", headers=JSON),
             400,
             "allow_registering_model_via_local_file",
         )
@@ -295,31 +296,34 @@ async def test_chunked_upload_gated_and_validated(tmp_path):
         model_id = created["model_id"]
         assert (await (await client.get(f"{ML}/models/{model_id}")).json())["model_state"] == "REGISTERING"
         await _error(
-            await client.post(f"{ML}/models/{model_id}/upload_chunk/2", data=b"x"),
+            await client.post(f"{ML}/models/{model_id}/upload_chunk/2", data=b"x", headers=JSON),
             400,
             "Chunk number exceeds total chunks",
         )
         await _error(
-            await client.post(f"{ML}/models/{model_id}/upload_chunk/0", data=b""), 400, "Chunk size either 0 or null"
+            await client.post(f"{ML}/models/{model_id}/upload_chunk/0", data=b"", headers=JSON),
+            400,
+            "Chunk size either 0 or null",
         )
         await _error(
-            await client.post(f"{ML}/models/{model_id}/upload_chunk/0", data=b"z" * (10 * 1024 * 1024 + 1)),
+            await client.post(f"{ML}/models/{model_id}/upload_chunk/0", data=b"z" * (10 * 1024 * 1024 + 1),
+                              headers=JSON),
             400,
             "Chunk size exceeds 10MB",
         )
-        await _error(await client.post(f"{ML}/models/nope/upload_chunk/0", data=b"x"), 404, "Failed to find model")
-        assert (await (await client.post(f"{ML}/models/{model_id}/upload_chunk/0", data=parts[0])).json()) == {
-            "status": "Uploaded"
-        }
+        await _error(await client.post(f"{ML}/models/nope/upload_chunk/0", data=b"x", headers=JSON), 404,
+                     "Failed to find model")
+        uploaded = await client.post(f"{ML}/models/{model_id}/upload_chunk/0", data=parts[0], headers=JSON)
+        assert (await uploaded.json()) == {"status": "Uploaded"}
         # a corrupted last chunk: the hash check fails, the chunk is not kept, the model stays REGISTERING
         await _error(
-            await client.post(f"{ML}/models/{model_id}/upload_chunk/1", data=parts[1][:-1] + b"!"),
+            await client.post(f"{ML}/models/{model_id}/upload_chunk/1", data=parts[1][:-1] + b"!", headers=JSON),
             400,
             "model content changed",
         )
         assert (await (await client.get(f"{ML}/models/{model_id}")).json())["model_state"] == "REGISTERING"
         # the older route opensearch-py-ml uses
-        assert (await (await client.post(f"{ML}/models/{model_id}/chunk/1", data=parts[1])).json()) == {
+        assert (await (await client.post(f"{ML}/models/{model_id}/chunk/1", data=parts[1], headers=JSON)).json()) == {
             "status": "Uploaded"
         }
         model = await (await client.get(f"{ML}/models/{model_id}")).json()

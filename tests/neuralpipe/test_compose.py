@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from neuralpipe.cli import build_parser
+
 pytestmark = pytest.mark.unit
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -58,10 +60,25 @@ def test_named_volumes_and_ports(compose: dict) -> None:
     ports = {name: s["ports"] for name, s in compose["services"].items()}
     assert "9200:9200" in ports["opensearch"]
     assert ports["dashboards"] == ["5601:5601"]
-    assert ports["ml-node"] == ["9300:9300"]
+    assert ports["ml-node"] == ["127.0.0.1:9300:9300"]  # the ML node is published on this machine only
     text = (ROOT / "docker-compose.yml").read_text()
     for port in ("9200", "9600", "5601", "9300"):  # every published port is documented in the header
         assert re.search(rf"^#\s+{port}\s+\S", text, re.M), port
+
+
+def test_ml_node_behind_tls_with_authentication_delegated_to_opensearch(compose: dict) -> None:
+    service = compose["services"]["ml-node"]
+    argv = service["command"]
+    assert argv[:4] == ["neuralpipe", "serve", "--roles", "ml"]
+    assert argv[argv.index("--auth-opensearch") + 1] == "https://opensearch:9200"
+    cert, key = argv[argv.index("--tls-cert") + 1], argv[argv.index("--tls-key") + 1]
+    assert "./certs:/certs:ro" in service["volumes"] and cert.startswith("/certs/") and key.startswith("/certs/")
+    assert "https://127.0.0.1:9300/health" in " ".join(service["healthcheck"]["test"])
+    assert service["depends_on"]["opensearch"]["condition"] == "service_healthy"
+    # the flags are the ones `neuralpipe serve` takes
+    args = build_parser().parse_args(argv[1:])
+    assert (args.tls_cert.name, args.auth_opensearch, args.auth_no_verify_certs) == ("ml-node.pem",
+                                                                                      "https://opensearch:9200", True)
 
 
 def test_dockerfile_runs_the_ml_node() -> None:
