@@ -390,8 +390,8 @@ async def predict_batched(ml: MLClient, config: MLInferenceConfig, bodies: list[
         async with gate:
             try:
                 out[i] = await predict(ml, config, bodies[i])
-            except OpenSearchError as exc:
-                out[i] = exc
+            except Exception as exc:  # this body's error, reported for its own document or request
+                out[i] = as_error(exc)
 
     async def merged(members: list[int]) -> None:
         if len(members) == 1:
@@ -402,7 +402,7 @@ async def predict_batched(ml: MLClient, config: MLInferenceConfig, bodies: list[
         async with gate:
             try:
                 result = await predict(ml, config, body)
-            except OpenSearchError:
+            except Exception:  # retried one by one below, so each body gets its own answer
                 result = None
         results = result.get("inference_results") if isinstance(result, dict) else None
         if result is None or not isinstance(results, list) or len(results) != sum(counts):

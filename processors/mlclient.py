@@ -3,9 +3,10 @@
 It only needs predict, get model and model search. One aiohttp session per client keeps connections alive.
 Every error the ML node answers surfaces as ``ModelInferenceError`` naming the model id and carrying the node's reason.
 
-Query-time embeddings (``content_type="query"``: the texts of ``neural`` / ``neural_sparse`` queries) are kept in an
-LRU cache keyed by (model id, what was asked: dense with its content type or sparse, text), ``query_cache_size``
-entries (0 turns it off), so a repeated query does not call the model again. Ingest-time calls are never cached.
+Query-time embeddings (``text_embedding(..., content_type="query")`` and ``query_sparse_encoding``: the texts of
+``neural`` / ``neural_sparse`` queries) are kept in an LRU cache keyed by (model id, what was asked: dense with its
+content type, or sparse; text), ``query_cache_size`` entries (0 turns it off), so a repeated query does not call the
+model again. Ingest-time calls are never cached.
 """
 
 from __future__ import annotations
@@ -201,19 +202,18 @@ class MLClient:
         _check_count(model_id, texts, vectors)
         return vectors
 
-    async def sparse_encoding(self, model_id: str, texts: list[str], *, content_type: str | None = None
-                              ) -> list[dict[str, float]]:
-        """Token weights per text, from a SPARSE_ENCODING model or a SPARSE_TOKENIZE model (its own predict path).
-        ``content_type="query"`` marks query texts: their weights come from the query cache when it holds them (the
-        predict body is the same either way)."""
+    async def query_sparse_encoding(self, model_id: str, texts: list[str]) -> list[dict[str, float]]:
+        """``sparse_encoding`` for query texts: their weights come from the query cache when it holds them (the
+        predict call, for the texts it lacks, is ``sparse_encoding``'s)."""
         if not texts:
             return []
-        if content_type and content_type.lower() == "query":
-            return await self.query_cache.through(model_id, "sparse", list(texts),
-                                                  lambda missing: self._sparse_encoding(model_id, missing))
-        return await self._sparse_encoding(model_id, texts)
+        return await self.query_cache.through(model_id, "sparse", list(texts),
+                                              lambda missing: self.sparse_encoding(model_id, missing))
 
-    async def _sparse_encoding(self, model_id: str, texts: list[str]) -> list[dict[str, float]]:
+    async def sparse_encoding(self, model_id: str, texts: list[str]) -> list[dict[str, float]]:
+        """Token weights per text, from a SPARSE_ENCODING model or a SPARSE_TOKENIZE model (its own predict path)."""
+        if not texts:
+            return []
         algorithm = await self._algorithm(model_id, default="sparse_encoding")
         payload = await self.predict(model_id, algorithm, {"text_docs": list(texts)})
         maps: list[dict[str, float]] = []

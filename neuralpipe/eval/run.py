@@ -237,11 +237,9 @@ class CachingML(MLClient):
         return await self._cached("text_embedding", model_id, texts, str(content_type),
                                   lambda one: embed(model_id, one, content_type=content_type))
 
-    async def sparse_encoding(self, model_id: str, texts: list[str], *, content_type: str | None = None
-                              ) -> list[dict[str, float]]:
+    async def sparse_encoding(self, model_id: str, texts: list[str]) -> list[dict[str, float]]:
         encode = super().sparse_encoding
-        return await self._cached("sparse_encoding", model_id, texts, "",
-                                  lambda one: encode(model_id, one, content_type=content_type))
+        return await self._cached("sparse_encoding", model_id, texts, "", lambda one: encode(model_id, one))
 
 
 # --------------------------------------------------------------------------------------------- the index
