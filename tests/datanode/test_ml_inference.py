@@ -205,3 +205,35 @@ def test_cache_size_zero_calls_the_model_every_time(tmp_path: Any, ml_node: Any)
         client.close()
     finally:
         node.stop()
+
+
+def test_bulk_is_one_predict_call_and_a_bad_document_fails_alone(neural_data_node: DataNodeThread) -> None:
+    ml = neural_data_node.ml
+    model_id = ml.model_ids["dense"]
+    client = os_client(neural_data_node.url)
+    client.ingest.put_pipeline(id="embed", body={"processors": [{"ml_inference": {
+        "function_name": "text_embedding", "model_id": model_id,
+        "model_input": '{ "text_docs": ["${input_map.text_docs}"], "return_number": true, '
+                       '"target_response": ["sentence_embedding"] }',
+        "input_map": [{"text_docs": "passage_text"}],
+        "output_map": [{"passage_embedding": "$.inference_results[0].output[0].data"}]}}]})
+    texts = {"1": "the first passage", "2": "a second, longer passage about something", "3": "third"}
+    lines = []
+    for doc_id, text in texts.items():
+        lines += [json.dumps({"index": {"_index": "passages", "_id": doc_id}}), json.dumps({"passage_text": text})]
+    lines += [json.dumps({"index": {"_index": "passages", "_id": "4"}}), json.dumps({"title": "no passage_text"})]
+    before = predict_count(ml.url, model_id)
+    res = requests.post(f"{neural_data_node.url}/_bulk?pipeline=embed&refresh=true", data="\n".join(lines) + "\n",
+                        headers={"Content-Type": "application/x-ndjson"}, timeout=120)
+    assert res.status_code == 200
+    items = [item["index"] for item in res.json()["items"]]
+    assert [i["status"] for i in items] == [201, 201, 201, 400]
+    assert items[3]["error"]["reason"] == "Cannot find field name defined from input map: passage_text"
+    assert predict_count(ml.url, model_id) == before + 1  # the whole _bulk in one predict call
+    want = vectors(ml.url, model_id, list(texts.values()))
+    for (doc_id, text), vector in zip(texts.items(), want):
+        assert client.get(index="passages", id=doc_id)["_source"] == {"passage_text": text,
+                                                                      "passage_embedding": vector}
+    with pytest.raises(NotFoundError):
+        client.get(index="passages", id="4")
+    client.close()
