@@ -20,7 +20,6 @@ import asyncio
 import json
 import math
 import re
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +35,7 @@ LOCAL_FUNCTIONS = ("sparse_encoding", "sparse_tokenize", "text_embedding", "text
 DEFAULT_MAX_PREDICTION_TASKS = 10
 DEFAULT_REMOTE_MODEL_INPUT = '{ "parameters": ${ml_inference.parameters} }'
 DEFAULT_OUTPUT_FIELD = "inference_results"
+EXTENSION_PREFIX = "ext.ml_inference"  # a response processor's output key with it goes to the response's ext
 MISSING: Any = object()
 
 Mapping = dict[str, str]
@@ -167,9 +167,6 @@ def read_config(r: ConfigReader, *, search: bool, response: bool = False) -> MLI
     if response and one_to_one and any(k.startswith(EXTENSION_PREFIX) for m in output_maps or [] for k in m):
         raise r.illegal("Write model response to search extension does not support when one_to_one is true.")
     return config
-
-
-EXTENSION_PREFIX = "ext.ml_inference"
 
 
 # -- values as ML Commons writes them -----------------------------------------------------------------------------
@@ -360,9 +357,6 @@ def build_predict_body(config: MLInferenceConfig, input_values: dict[str, str]) 
     if not isinstance(body, dict):
         raise IllegalArgument(f"Invalid payload: {payload}")
     return body
-
-
-PredictFn = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
 async def predict(ml: MLClient, config: MLInferenceConfig, body: dict[str, Any]) -> dict[str, Any]:
