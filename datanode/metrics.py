@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 PREFIX = "datanode"
@@ -29,6 +29,23 @@ class _IndexCollector(Collector):
         yield docs
 
 
+class _QueryCacheCollector(Collector):
+    """The ML client's query-embedding cache (hits, misses, entries), read at scrape time."""
+
+    def __init__(self, stats: Callable[[], Any]) -> None:
+        self.stats = stats
+
+    def collect(self) -> Iterator[Any]:
+        stats = self.stats()
+        hits = CounterMetricFamily(f"{PREFIX}_query_cache_hits", "Query texts whose embedding came from the cache")
+        misses = CounterMetricFamily(f"{PREFIX}_query_cache_misses", "Query texts sent to the model (not cached)")
+        entries = GaugeMetricFamily(f"{PREFIX}_query_cache_entries", "Query embeddings held in the cache")
+        hits.add_metric([], stats.hits if stats else 0)
+        misses.add_metric([], stats.misses if stats else 0)
+        entries.add_metric([], stats.entries if stats else 0)
+        yield from (hits, misses, entries)
+
+
 class DataNodeMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -42,6 +59,9 @@ class DataNodeMetrics:
 
     def watch_indices(self, doc_counts: Callable[[], dict[str, int]]) -> None:
         self.registry.register(_IndexCollector(doc_counts))
+
+    def watch_query_cache(self, stats: Callable[[], Any]) -> None:
+        self.registry.register(_QueryCacheCollector(stats))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -53,8 +53,9 @@ def find_keys(obj: Any, keys: set[str]) -> set[str]:
 
 
 class PipelineRunner:
-    def __init__(self, ml_url: str | None) -> None:
+    def __init__(self, ml_url: str | None, *, query_cache_size: int | None = None) -> None:
         self.ml_url = ml_url
+        self.query_cache_size = query_cache_size  # None: the ML client's default
         self._ml: Any = None
         self._cache: dict[tuple[str, str], tuple[Any, Any]] = {}
 
@@ -62,8 +63,15 @@ class PipelineRunner:
     def ml(self) -> Any:
         if self._ml is None and self.ml_url:
             from processors.mlclient import MLClient  # here: a plain search never pays for importing processors
-            self._ml = MLClient(self.ml_url)
+            if self.query_cache_size is None:
+                self._ml = MLClient(self.ml_url)
+            else:
+                self._ml = MLClient(self.ml_url, query_cache_size=self.query_cache_size)
         return self._ml
+
+    def query_cache_stats(self) -> Any:
+        """The ML client's query-embedding cache counts (``processors.mlclient.CacheStats``), None before any use."""
+        return self._ml.query_cache.stats() if self._ml is not None else None
 
     async def close(self) -> None:
         if self._ml is not None:

@@ -62,6 +62,7 @@ class NodeSpec:
     ml_settings: MLSettings | None = None  # required with the ml role
     ml_url: str | None = None  # the ML node the data role calls when this node has no ml role
     security: SecurityOptions = field(default_factory=SecurityOptions)
+    query_cache_size: int | None = None  # data role: query-embedding cache entries (None: the ML client's default)
 
 
 async def _combined_metrics(request: web.Request) -> web.Response:
@@ -91,7 +92,7 @@ def build_app(spec: NodeSpec, *, own_url: str, guard: Guard | None = None) -> we
         mount_ml(app, spec.ml_settings, root=not combined)
     if "data" in spec.roles:
         add_data_routes(app, data_dir=data_dir, ml_url=own_url if "ml" in spec.roles else spec.ml_url,
-                        metrics=not combined)
+                        metrics=not combined, query_cache_size=spec.query_cache_size)
     if combined:
         app.router.add_get("/metrics", _combined_metrics)
         app.router.add_get("/health", ml_node_views.health)
@@ -176,11 +177,12 @@ class NodeServer:
 
 
 def serve_forever(roles: tuple[str, ...], *, data_dir: Path, config: Path | None, host: str, port: int,
-                  ml_url: str | None, say: Callable[[str], None], security: SecurityOptions | None = None) -> None:
+                  ml_url: str | None, say: Callable[[str], None], security: SecurityOptions | None = None,
+                  query_cache_size: int | None = None) -> None:
     """``neuralpipe serve``: run the node until SIGINT or SIGTERM; readiness is said once the port is bound."""
     settings = MLSettings.load(config, data_dir=layout(data_dir)[0]) if "ml" in roles else None
-    server = NodeServer(NodeSpec(roles, data_dir, settings, ml_url, security or SecurityOptions()), host=host,
-                        port=port)
+    server = NodeServer(NodeSpec(roles, data_dir, settings, ml_url, security or SecurityOptions(),
+                                 query_cache_size=query_cache_size), host=host, port=port)
     asyncio.run(_serve(server, say))
 
 

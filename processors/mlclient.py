@@ -2,12 +2,20 @@
 
 It only needs predict, get model and model search. One aiohttp session per client keeps connections alive.
 Every error the ML node answers surfaces as ``ModelInferenceError`` naming the model id and carrying the node's reason.
+
+Query-time embeddings (``text_embedding(..., content_type="query")`` and ``query_sparse_encoding``: the texts of
+``neural`` / ``neural_sparse`` queries) are kept in an LRU cache keyed by (model id, what was asked: dense with its
+content type, or sparse; text), ``query_cache_size`` entries (0 turns it off), so a repeated query does not call the
+model again. Ingest-time calls are never cached.
 """
 
 from __future__ import annotations
 
 import asyncio
 import ssl
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -19,11 +27,79 @@ from processors.errors import ModelInferenceError
 
 ML_BASE = "/_plugins/_ml"
 DENSE_TARGET = "sentence_embedding"
+DEFAULT_QUERY_CACHE_SIZE = 1024  # entries; a MiniLM vector is ~3 KB as Python floats, so ~3 MB when full
+
+CacheKey = tuple[str, str, str]  # (model id, kind: "dense:<CONTENT_TYPE>" | "sparse", text)
+
+
+@dataclass(frozen=True)
+class CacheStats:
+    size: int
+    entries: int
+    hits: int
+    misses: int
+
+
+class QueryCache:
+    """A least-recently-used map of query texts to their model output, counting hits and misses."""
+
+    def __init__(self, size: int) -> None:
+        if size < 0:
+            raise ValueError(f"query_cache_size must be >= 0, got [{size}]")
+        self.size = size
+        self._items: OrderedDict[CacheKey, Any] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key: CacheKey) -> Any:
+        if key in self._items:
+            self._items.move_to_end(key)
+            self.hits += 1
+            return self._items[key]
+        self.misses += 1
+        return None
+
+    def put(self, key: CacheKey, value: Any) -> None:
+        if self.size == 0:
+            return
+        self._items[key] = value
+        self._items.move_to_end(key)
+        while len(self._items) > self.size:
+            self._items.popitem(last=False)
+
+    def stats(self) -> CacheStats:
+        return CacheStats(self.size, len(self._items), self.hits, self.misses)
+
+    async def through(self, model_id: str, kind: str, texts: list[str],
+                      compute: Callable[[list[str]], Awaitable[list[Any]]]) -> list[Any]:
+        """Each text's cached result; the misses (each distinct text once) in one call to ``compute``."""
+        found: dict[str, Any] = {}
+        missing: list[str] = []
+        for text in texts:
+            if text in found or text in missing:
+                continue
+            value = self.get((model_id, kind, text))
+            if value is None:
+                missing.append(text)
+            else:
+                found[text] = value
+        if missing:
+            for text, value in zip(missing, await compute(missing)):
+                found[text] = value
+                self.put((model_id, kind, text), value)
+        return [_copy(found[text]) for text in texts]
+
+
+def _copy(value: Any) -> Any:
+    # callers put results into query bodies they may change; the cached value stays as the model gave it
+    return list(value) if isinstance(value, list) else dict(value) if isinstance(value, dict) else value
 
 
 class MLClient:
     def __init__(self, base_url: str, *, http_auth: tuple[str, str] | None = None, verify_certs: bool = True,
-                 ca_certs: str | None = None, timeout: float = 300.0) -> None:
+                 ca_certs: str | None = None, timeout: float = 300.0,
+                 query_cache_size: int = DEFAULT_QUERY_CACHE_SIZE) -> None:
+        self.query_cache = QueryCache(query_cache_size)
         self.base_url = base_url.rstrip("/")
         self._auth = aiohttp.BasicAuth(*http_auth) if http_auth else None
         self._forward_caller = self._auth is None and "@" not in self.base_url.partition("://")[2].partition("/")[0]
@@ -88,6 +164,10 @@ class MLClient:
     async def predict(self, model_id: str, algorithm: str, body: dict[str, Any]) -> dict[str, Any]:
         return await self._request("POST", f"/_predict/{algorithm}/{model_id}", body, model_id=model_id)
 
+    async def predict_model(self, model_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        """``POST models/<id>/_predict``: the predict route of a remote (connector) model."""
+        return await self._request("POST", f"/models/{model_id}/_predict", body, model_id=model_id)
+
     async def get_model(self, model_id: str) -> dict[str, Any]:
         cached = self._models.get(model_id)
         if cached is not None:
@@ -99,9 +179,17 @@ class MLClient:
     async def text_embedding(self, model_id: str, texts: list[str], *, content_type: str | None = None
                              ) -> list[list[float]]:
         """Dense vectors. ``content_type`` ("query" | "passage") is sent, as neural-search does, only to asymmetric
-        models (whose model_config declares a query_prefix or passage_prefix)."""
+        models (whose model_config declares a query_prefix or passage_prefix). Query vectors come from the query
+        cache when it holds them."""
         if not texts:
             return []
+        if content_type and content_type.lower() == "query":
+            return await self.query_cache.through(model_id, f"dense:{content_type.upper()}", list(texts),
+                                                  lambda missing: self._text_embedding(model_id, missing, content_type))
+        return await self._text_embedding(model_id, texts, content_type)
+
+    async def _text_embedding(self, model_id: str, texts: list[str], content_type: str | None
+                              ) -> list[list[float]]:
         body: dict[str, Any] = {"text_docs": list(texts), "return_number": True, "target_response": [DENSE_TARGET]}
         if content_type and await self._is_asymmetric(model_id):
             body["parameters"] = {"content_type": content_type.upper()}
@@ -117,6 +205,14 @@ class MLClient:
             vectors.append([float(x) for x in tensor["data"]])
         _check_count(model_id, texts, vectors)
         return vectors
+
+    async def query_sparse_encoding(self, model_id: str, texts: list[str]) -> list[dict[str, float]]:
+        """``sparse_encoding`` for query texts: their weights come from the query cache when it holds them (the
+        predict call, for the texts it lacks, is ``sparse_encoding``'s)."""
+        if not texts:
+            return []
+        return await self.query_cache.through(model_id, "sparse", list(texts),
+                                              lambda missing: self.sparse_encoding(model_id, missing))
 
     async def sparse_encoding(self, model_id: str, texts: list[str]) -> list[dict[str, float]]:
         """Token weights per text, from a SPARSE_ENCODING model or a SPARSE_TOKENIZE model (its own predict path)."""

@@ -24,6 +24,7 @@ from processors.config import ConfigReader
 from processors.document import IngestDocument
 from processors.errors import ConfigurationError, processor_config_error
 from processors.ingest.base import CommonOptions, IngestProcessor, Lookup, RunContext
+from processors.ml_inference_search import MLInferenceRequestProcessor, MLInferenceResponseProcessor
 from processors.mlclient import MLClient
 from processors.rerank import MLOpenSearchRerank
 from processors.search_processors import HybridCombiner, NeuralQueryEnricher, SearchProcessor
@@ -290,12 +291,28 @@ class SearchPipeline:
         found = [p for p in self.request_processors if isinstance(p, NeuralSparseTwoPhaseProcessor)]
         return found[-1] if found else None
 
+    @property
+    def ml_inference(self) -> list[MLInferenceRequestProcessor | MLInferenceResponseProcessor]:
+        return [p for p in [*self.request_processors, *self.response_processors]
+                if isinstance(p, (MLInferenceRequestProcessor, MLInferenceResponseProcessor))]
+
     def model_refs(self) -> list[str]:
         rerankers = [p.model_id for p in self.response_processors if isinstance(p, MLOpenSearchRerank)]
-        return [m for e in self.enrichers for m in e.model_refs()] + rerankers
+        inference = [m for p in self.ml_inference for m in p.model_refs()]
+        return [m for e in self.enrichers for m in e.model_refs()] + rerankers + inference
+
+    async def process_request(self, body: dict[str, Any]) -> dict[str, Any]:
+        """The request processors that rewrite the search body itself (``ml_inference``), in pipeline order; the
+        others (enricher, two-phase) act where the search runner rewrites neural clauses."""
+        for processor in self.request_processors:
+            if isinstance(processor, MLInferenceRequestProcessor):
+                body = await processor.process_request(body, self.ml)
+        return body
 
     async def prepare(self) -> None:
-        """Resolve the enrichers' model names to ids through the ML node."""
+        """Resolve the model names of the enrichers and ``ml_inference`` processors to ids through the ML node."""
+        for processor in self.ml_inference:
+            processor.cfg.model_id = await self.ml.resolve_model_id(processor.cfg.model_id)
         for enricher in self.enrichers:
             if enricher.default_model_id:
                 enricher.default_model_id = await self.ml.resolve_model_id(enricher.default_model_id)
@@ -361,6 +378,10 @@ async def resolve_model_names(kind: str, body: dict[str, Any], *, ml: MLClient) 
                     cfg["default_model_id"] = await ml.resolve_model_id(cfg["default_model_id"])
                 for field_name, ref in (cfg.get("neural_field_default_id") or {}).items():
                     cfg["neural_field_default_id"][field_name] = await ml.resolve_model_id(str(ref))
+        for item in [*(out.get("request_processors") or []), *(out.get("response_processors") or [])]:
+            cfg = item.get("ml_inference") if isinstance(item, dict) else None
+            if isinstance(cfg, dict) and isinstance(cfg.get("model_id"), str):
+                cfg["model_id"] = await ml.resolve_model_id(cfg["model_id"])
         for item in out.get("response_processors") or []:
             rerank = item.get("rerank") if isinstance(item, dict) else None
             cfg = rerank.get("ml_opensearch") if isinstance(rerank, dict) else None

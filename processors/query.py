@@ -266,7 +266,7 @@ async def _infer(clauses: list[_Clause], ml: MLClient | None) -> None:
         if kind == "neural":
             results: list[Any] = await client.text_embedding(model_id, texts, content_type="query")
         else:
-            results = await client.sparse_encoding(model_id, texts)
+            results = await client.query_sparse_encoding(model_id, texts)
         for m, r in zip(members, results):
             m.result = r
 

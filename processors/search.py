@@ -35,6 +35,8 @@ async def run_search(index: str, body: dict[str, Any] | None, *, search_fn: Sear
     """Rewrite and run ``body``, then run the pipeline's response processors (``rerank``) over the response; they
     see the request as the user wrote it (``ext.rerank``, ``query_text_path``)."""
     request = copy.deepcopy(body or {})
+    if pipeline is not None:
+        request = await pipeline.process_request(request)
     body = copy.deepcopy(request)
     pop_rerank_ext(body)
     ctx = _Context(index, search_fn, ml, pipeline.enrichers if pipeline else [], sparse_mode)

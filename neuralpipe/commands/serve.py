@@ -41,6 +41,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--config", type=Path, default=None,
                         help="ML node settings file (layout of the shipped mlnode.yaml)")
     parser.add_argument("--ml-url", default=None, help="ML node the data role calls when this process has no ml role")
+    parser.add_argument("--query-cache-size", type=int, default=None, metavar="N",
+                        help="data role: query embeddings kept in an LRU cache so a repeated neural query does not "
+                             "call the model again; 0 turns it off (default: 1024)")
     parser.add_argument("--log-level", default="INFO", help="logging level (default: %(default)s)")
     sec = parser.add_argument_group("security (default: none beyond the Host and Content-Type checks)")
     sec.add_argument("--tls-cert", type=Path, metavar="FILE", help="PEM certificate (chain): serve HTTPS only")
@@ -79,12 +82,14 @@ def run(args: argparse.Namespace) -> int:
     logging.getLogger("faiss.loader").setLevel(logging.WARNING)
     try:
         roles = parse_roles(args.roles)
+        if args.query_cache_size is not None and args.query_cache_size < 0:
+            raise ValueError(f"--query-cache-size must be 0 or more, got [{args.query_cache_size}]")
         if args.config is not None and not args.config.is_file():
             raise ValueError(f"--config file [{args.config}] does not exist")
         security = security_options(args)
         serve_forever(roles, data_dir=args.data_dir, config=args.config, host=args.host, port=args.port,
-                      ml_url=args.ml_url, say=lambda msg: print(f"neuralpipe serve: {msg}", file=sys.stderr),
-                      security=security)
+                      ml_url=args.ml_url, query_cache_size=args.query_cache_size,
+                      say=lambda msg: print(f"neuralpipe serve: {msg}", file=sys.stderr), security=security)
     except (ValueError, NodeStartError) as exc:
         print(f"neuralpipe serve: {exc}", file=sys.stderr)
         return 2
