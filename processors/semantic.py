@@ -42,6 +42,8 @@ from typing import Any
 from opensearch_contract.errors import IllegalArgument, MapperParsingError, OpenSearchError, with_cause
 from processors import chunkers, prune
 from processors.analyzers import get_analyzer
+from processors.document import IngestDocument
+from processors.ingest.base import CommonOptions, IngestProcessor, RunContext
 from processors.mlclient import MLClient
 from processors.query import neural_clauses
 
@@ -631,6 +633,37 @@ async def _infer(values: list[_Value], ml: MLClient, results: list[Any]
 
     await asyncio.gather(*(run(model_id, texts) for model_id, texts in by_model.items() if texts))
     return models, embeddings
+
+
+class SemanticFieldProcessor(IngestProcessor):
+    """neural-search's system processor for semantic fields, appended by the CLI's client-side ingest to the user's
+    pipeline (never configured in a pipeline body, as in OpenSearch, so it is not in the processor registry)."""
+
+    TYPE = "system_ingest_processor_semantic_field"
+
+    def __init__(self, fields: dict[str, SemanticField]) -> None:
+        self.options = CommonOptions(tag=None, description="semantic fields of the target index")
+        self.fields = fields
+
+    async def execute(self, docs: list[IngestDocument], ctx: RunContext) -> list[Exception | None]:
+        errors: list[Exception | None] = [None] * len(docs)
+        lookup = ctx.lookup
+        for start in range(0, len(docs), DEFAULT_BATCH_SIZE):
+            batch = docs[start:start + DEFAULT_BATCH_SIZE]
+
+            async def existing(ids: list[str], index: str = batch[0].index) -> dict[str, dict[str, Any]]:
+                return await lookup(index, ids) if lookup is not None else {}
+
+            results = await embed([(d.id, d.source) for d in batch], self.fields, ctx.ml, lookup=existing)
+            for n, (doc, result) in enumerate(zip(batch, results)):
+                if isinstance(result, OpenSearchError):
+                    errors[start + n] = result
+                else:
+                    doc.source = result
+        return errors
+
+    def model_refs(self) -> list[str]:
+        return sorted({m for f in self.fields.values() for m in (f.model_id, f.search_model_id) if m})
 
 
 def batch_size(settings: dict[str, Any]) -> int:

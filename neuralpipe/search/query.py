@@ -18,8 +18,10 @@ from typing import Any
 
 from opensearchpy import AsyncOpenSearch
 
+from processors import semantic
 from processors.mlclient import MLClient
 from processors.pipeline import SearchPipeline
+from processors.query import neural_clauses
 from processors.search import run_search
 
 QUERY_KINDS = ("neural", "sparse", "hybrid", "match")
@@ -206,4 +208,19 @@ async def execute(index: str, body: dict[str, Any], *, client: AsyncOpenSearch, 
     """Run one search body through the processors' search runner over opensearch-py. ``ml`` is None for a match
     search without an ML node: processors.query answers a clause that needs a model with an illegal_argument
     error naming it."""
+    body = await _client_side_semantic(index, body, client, ml)
     return await run_search(index, body, search_fn=opensearch_search_fn(client), ml=ml, pipeline=pipeline)
+
+
+async def _client_side_semantic(index: str, body: dict[str, Any], client: AsyncOpenSearch, ml: MLClient | None
+                                ) -> dict[str, Any]:
+    """``neural`` clauses on the semantic fields neuralpipe expanded client-side (``_meta.neuralpipe.semantic``)
+    rewritten to the generated fields' queries; a cluster's own ``type: semantic`` fields are left to it."""
+    if not isinstance(body.get("query"), dict) or not neural_clauses(body["query"]):
+        return body
+    fields: dict[str, semantic.SemanticField] = {}
+    for entry in (await client.indices.get_mapping(index=index)).values():
+        fields = {**semantic.fields_of(entry.get("mappings") or {}, client_side=True), **fields}
+    if not fields:
+        return body
+    return {**body, "query": await semantic.rewrite_query(body["query"], fields, ml)}
