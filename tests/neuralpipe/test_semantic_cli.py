@@ -137,3 +137,32 @@ def test_client_side_needs_the_ml_node_and_keeps_server_side_fields_alone(tmp_pa
     assert "_meta" not in mapping
     source = call(neural_data_node.url, "GET", "/kb/_doc/1")[1]["_source"]
     assert source["passage_semantic_info"]["model"]["id"] == models["dense"]
+
+
+def test_sparse_client_side_on_osmem_server(tmp_path: Path, neural_data_node: Any,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """osmem-server (an independent OpenSearch REST implementation without neural-search or k-NN) holds the
+    client-side sparse fields: same stored weights and the same rank_feature ranking as the server side."""
+    from osmem_server import OsmemServer
+
+    models = semantic_models(neural_data_node.ml)
+    # semantic.md, "Example: Sparse encoding model", with the field named as in the other examples
+    body = {"mappings": {"properties": {"passage_text": {"type": "semantic", "model_id": models["sparse"]}}}}
+    _server_side(neural_data_node.url, body)
+    server = call(neural_data_node.url, "GET", "/my-nlp-index/_search", QUERY)[1]
+    osmem = OsmemServer.start()
+    try:
+        client = _client_side(tmp_path, osmem.url, neural_data_node.ml.url, body, capsys)
+        mapping = call(osmem.url, "GET", "/my-nlp-index/_mapping")[1]["my-nlp-index"]["mappings"]
+        assert mapping["properties"]["passage_text_semantic_info"]["properties"]["embedding"] == {
+            "type": "rank_features"}
+        stored = _sources(osmem.url)
+    finally:
+        osmem.close()
+    for doc_id, source in _sources(neural_data_node.url).items():
+        assert _close(stored[doc_id], source), doc_id
+    # osmem keeps full float weights where Lucene keeps 9 significant bits: scores within 0.5%
+    assert client["hits"]["hits"]
+    assert [h["_id"] for h in client["hits"]["hits"]] == [h["_id"] for h in server["hits"]["hits"]]
+    assert [h["_score"] for h in client["hits"]["hits"]] == pytest.approx(
+        [h["_score"] for h in server["hits"]["hits"]], rel=5e-3)

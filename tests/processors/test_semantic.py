@@ -314,3 +314,20 @@ async def test_bad_neural_queries_on_semantic_fields(field: str, params: dict[st
     with pytest.raises(IllegalArgument) as raised:
         await semantic.rewrite_query({"neural": {field: params}}, fields, None)
     assert raised.value.reason == reason
+
+
+async def test_semantic_fields_inside_objects_arrays_and_dotted_keys(ml_node: Any, models: dict[str, str],
+                                                                     model_docs: dict[str, Any]) -> None:
+    mapping = {"properties": {"doc": {"properties": {"body": {"type": "semantic", "model_id": models["sparse"],
+                                                              "sparse_encoding_config": {"prune_type": "none"}}}}}}
+    fields = semantic.fields_of(semantic.expand(mapping, model_docs))
+    async with MLClient(ml_node.url) as ml:
+        out = await semantic.embed([("1", {"doc": [{"body": "red apple"}, {"body": "green pear"}]}),
+                                    ("2", {"doc.body": "red apple"})], fields, ml)
+    first, second = out
+    assert isinstance(first, dict) and isinstance(second, dict)
+    apple = predict_sparse(ml_node.url, models["sparse"], "red apple")
+    assert first["doc"][0]["body_semantic_info"]["embedding"] == pytest.approx(apple)  # prune_type none: all kept
+    assert first["doc"][1]["body_semantic_info"]["embedding"] == pytest.approx(
+        predict_sparse(ml_node.url, models["sparse"], "green pear"))
+    assert second == {"doc": {"body": "red apple", "body_semantic_info": first["doc"][0]["body_semantic_info"]}}
