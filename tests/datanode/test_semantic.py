@@ -204,3 +204,44 @@ def test_without_an_ml_node_semantic_has_no_handler(data_node: Any) -> None:
         "passage": {"type": "semantic", "model_id": "m"}}}})
     assert (status, body["error"]["type"], body["error"]["reason"]) == (
         400, "mapper_parsing_exception", "No handler for type [semantic] declared on field [passage]")
+
+
+def _predict_requests(ml_url: str, model_id: str) -> int:
+    profile = requests.get(f"{ml_url}/_plugins/_ml/profile/models/{model_id}", timeout=30).json()
+    [node] = profile["nodes"].values()
+    return int(node["models"][model_id]["predict_request_stats"]["count"])
+
+
+def test_ingest_batch_size_setting_and_skip_existing_embedding(neural_data_node: Any) -> None:
+    ml = neural_data_node.ml
+    model_id = semantic_models(ml)["dense"]
+    url = neural_data_node.url
+    assert call(url, "PUT", "/my-index", {"mappings": {"properties": {
+        "passage": {"type": "semantic", "model_id": model_id, "skip_existing_embedding": True}}}})[0] == 200
+    # semantic.md, "Ingest batch size for semantic fields" (verbatim): a dynamic index setting
+    assert call(url, "PUT", "/my-index/_settings", {"index": {"neural_search.semantic_ingest_batch_size": 2}}) == \
+        (200, {"acknowledged": True})
+
+    def bulk(docs: dict[str, str]) -> None:
+        lines = "".join(json.dumps(x) + "\n" for i, t in docs.items()
+                        for x in ({"index": {"_index": "my-index", "_id": i}}, {"passage": t}))
+        res = requests.post(f"{url}/_bulk?refresh=true", data=lines,
+                            headers={"Content-Type": "application/x-ndjson"}, timeout=120).json()
+        assert not res["errors"], res
+
+    texts = {str(i): f"document number {i} about semantic search" for i in range(5)}
+    before = _predict_requests(ml.url, model_id)
+    bulk(texts)
+    assert _predict_requests(ml.url, model_id) - before == 3  # 5 documents, 2 per predict round
+    stored = {i: call(url, "GET", f"/my-index/_doc/{i}")[1]["_source"] for i in texts}
+
+    # the same documents again: every embedding reused, no predict call; one changed text: one call
+    before = _predict_requests(ml.url, model_id)
+    bulk(texts)
+    assert _predict_requests(ml.url, model_id) == before
+    bulk({"0": "a different text"})
+    assert _predict_requests(ml.url, model_id) - before == 1
+    again = {i: call(url, "GET", f"/my-index/_doc/{i}")[1]["_source"] for i in texts}
+    assert {i: again[i] for i in texts if i != "0"} == {i: stored[i] for i in texts if i != "0"}
+    assert np.allclose(again["0"]["passage_semantic_info"]["embedding"],
+                       predict_dense(ml.url, model_id, "a different text"), atol=1e-6)
