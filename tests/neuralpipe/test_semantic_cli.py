@@ -117,6 +117,15 @@ def test_client_side_equals_server_side(kind: str, tmp_path: Path, data_node: An
     assert client["hits"]["hits"], client
     assert _hits(client) == _hits(server)
 
+    # `neuralpipe search --neural/--sparse TEXT` finds the semantic field in the mapping (either kind of index)
+    flag = "--neural" if kind == "dense" else "--sparse"
+    for url in (data_node.url, neural_data_node.url):
+        rc = main(["search", "--index", "my-nlp-index", flag, "Hi world", "--json", "--opensearch", url,
+                   "--ml-url", ml.url, "--data-dir", str(tmp_path / "data")])
+        out = capsys.readouterr()
+        assert rc == 0, out.err
+        assert _hits(json.loads(out.out)) == _hits(server)
+
 
 def test_client_side_needs_the_ml_node_and_keeps_server_side_fields_alone(tmp_path: Path, data_node: Any,
                                                                           neural_data_node: Any,
