@@ -119,9 +119,10 @@ def _properties(mappings: dict[str, Any]) -> dict[str, Any]:
     return props if isinstance(props, dict) else {}
 
 
-def collect(mappings: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Every ``semantic`` entry of a mappings body by its full path (``SemanticMappingUtils.collectSemanticField``)."""
-    found: dict[str, dict[str, Any]] = {}
+def _entries(mappings: dict[str, Any]) -> list[tuple[dict[str, Any], str, str]]:
+    """(the properties object holding it, its key, its full path) of every ``semantic`` entry of a mappings body
+    (``SemanticMappingUtils.collectSemanticField``)."""
+    found: list[tuple[dict[str, Any], str, str]] = []
     stack: list[tuple[dict[str, Any], str]] = [(_properties(mappings), "")]
     while stack:
         props, prefix = stack.pop()
@@ -130,10 +131,15 @@ def collect(mappings: dict[str, Any]) -> dict[str, dict[str, Any]]:
             if not isinstance(spec, dict):
                 raise IllegalArgument(f"Expect the field config at the path {path} should be a map.")
             if spec.get("type") == SEMANTIC:
-                found[path] = spec
+                found.append((props, name, path))
             if isinstance(spec.get("properties"), dict):
                 stack.append((spec["properties"], path))
     return found
+
+
+def collect(mappings: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Every ``semantic`` entry of a mappings body by its full path."""
+    return {path: props[name] for props, name, path in _entries(mappings)}
 
 
 def has_semantic(mappings: Any) -> bool:
@@ -388,32 +394,21 @@ def expand(mappings: dict[str, Any], models: dict[str, dict[str, Any]], *, clien
     errors = [e for path, spec in found.items() for e in _transform_errors(path, spec)]
     if errors:  # every field's, together (SemanticMappingTransformer.validateSemanticFields)
         raise IllegalArgument("; ".join(errors))
-    fields = {path: parse_field(path, spec) for path, spec in found.items()}
     stash: dict[str, Any] = {}
-    for path, f in fields.items():
+    for props, leaf, path in _entries(root):
+        f = parse_field(path, props[leaf])
         try:
             info = info_mapping(f, models[f.model_id])
         except IllegalArgument as exc:
             raise IllegalArgument(f"Failed to transform the mapping for the semantic field at {path} due to "
                                   f"{exc.reason}") from None
-        props = _parent_properties(root, path)
-        leaf = path.rpartition(".")[2]
-        if f.info_path.rpartition(".")[2] in props and props[f.info_path.rpartition(".")[2]] != info:
-            raise _parse_failure(f"Field [{f.info_path}] is defined more than once", MapperParsingError)
         entry = normalized_entry(props[leaf])
         props[leaf] = delegate_spec(entry) if client_side else entry
-        props[f.info_path.rpartition(".")[2]] = info
+        props[f.info_path.rpartition(".")[2]] = info  # set as is, over any field of that name (as neural-search)
         stash[path] = entry
     if client_side and stash:
         root.setdefault("_meta", {}).setdefault("neuralpipe", {})[META_KEY] = stash
     return out
-
-
-def _parent_properties(root: dict[str, Any], path: str) -> dict[str, Any]:
-    props: dict[str, Any] = root["properties"]
-    for part in path.split(".")[:-1]:
-        props = props[part].setdefault("properties", {})
-    return props
 
 
 def _mapping_at(root: dict[str, Any], path: str) -> dict[str, Any] | None:

@@ -245,3 +245,21 @@ def test_ingest_batch_size_setting_and_skip_existing_embedding(neural_data_node:
     assert {i: again[i] for i in texts if i != "0"} == {i: stored[i] for i in texts if i != "0"}
     assert np.allclose(again["0"]["passage_semantic_info"]["embedding"],
                        predict_dense(ml.url, model_id, "a different text"), atol=1e-6)
+
+
+def test_put_mapping_adds_a_semantic_field(neural_data_node: Any) -> None:
+    models = semantic_models(neural_data_node.ml)
+    url = neural_data_node.url
+    assert call(url, "PUT", "/kb", {"mappings": {"properties": {"title": {"type": "keyword"}}}})[0] == 200
+    status, body = call(url, "PUT", "/kb/_mapping", {"properties": {"doc": {"properties": {
+        "body": {"type": "semantic", "model_id": models["sparse"], "semantic_info_field_name": "body_sparse"}}}}})
+    assert status == 200, body
+    props = call(url, "GET", "/kb/_mapping")[1]["kb"]["mappings"]["properties"]
+    assert props["doc"]["properties"]["body_sparse"]["properties"]["embedding"] == {"type": "rank_features"}
+    assert call(url, "PUT", "/kb/_doc/1?refresh=true", {"title": "t", "doc": {"body": "Hello world"}})[0] == 201
+    stored = call(url, "GET", "/kb/_doc/1")[1]["_source"]["doc"]["body_sparse"]
+    assert stored["model"]["type"] == "SPARSE_ENCODING"
+    assert stored["embedding"] == pytest.approx(prune.prune(
+        "max_ratio", 0.1, predict_sparse(neural_data_node.ml.url, models["sparse"], "Hello world")))
+    res = call(url, "GET", "/kb/_search", {"query": {"neural": {"doc.body": {"query_text": "hello"}}}})[1]
+    assert [h["_id"] for h in res["hits"]["hits"]] == ["1"]
