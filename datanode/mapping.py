@@ -126,6 +126,7 @@ class Mapping:
         self.fields: dict[str, FieldSpec] = {}
         self.objects: dict[str, str] = {}  # object/nested path -> "object" | "nested"
         self.disabled: set[str] = set()     # objects mapped with enabled: false (kept in _source, not indexed)
+        self.semantic: set[str] = set()     # semantic fields (processors.semantic embeds them at ingest)
         self._compile(self.body["properties"], prefix="", nested=None)
 
     # --- building ---------------------------------------------------------------------------
@@ -140,6 +141,15 @@ class Mapping:
             ftype = spec.get("type", "object" if "properties" in spec or not spec else None)
             if ftype is None:
                 raise MapperParsingError(f"No type specified for field [{path}]")
+            if ftype == "semantic":  # indexed as the raw field it wraps; its semantic info is a sibling object
+                from processors.semantic import delegate_spec  # here: only semantic mappings import processors
+                self.semantic.add(path)
+                spec = delegate_spec(spec)
+                ftype = spec["type"]
+                if ftype not in LEAF_TYPES:
+                    raise MapperParsingError(f"raw_field_type [{ftype}] of semantic field [{path}] is not supported "
+                                             f"by this data node: it supports [text, keyword, match_only_text, "
+                                             f"wildcard]")
             if ftype in OBJECT_TYPES:
                 self.objects[path] = ftype
                 if spec.get("enabled", True) in (False, "false"):

@@ -264,7 +264,7 @@ class DataNode:
 
     DYNAMIC_SETTINGS = ("index.default_pipeline", "index.search.default_pipeline", "index.number_of_replicas",
                         "index.refresh_interval", "index.knn.algo_param.ef_search", "index.final_pipeline",
-                        "index.max_result_window")
+                        "index.max_result_window", "index.neural_search.semantic_ingest_batch_size")
 
     def put_settings(self, expression: str, body: dict[str, Any]) -> dict[str, Any]:
         flat = flatten_settings(body.get("settings", body) if isinstance(body, dict) else body)

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from opensearch_contract.body import encode, parse_object
-from opensearch_contract.errors import IllegalArgument, OpenSearchError
+from opensearch_contract.errors import IllegalArgument, MapperParsingError, OpenSearchError
 
 from .errors import item_error
 from .metrics import DataNodeMetrics
@@ -85,6 +85,7 @@ class DataNodeService:
     async def write(self, ops: list[WriteOp], *, pipeline: str | None = None, refresh: str | None = None
                     ) -> list[dict[str, Any]]:
         await self.apply_pipelines(ops, pipeline)
+        await self.apply_semantic(ops)
         results = await self.run(self.node.write, ops)
         if refresh is not None and refresh.lower() in ("", "true", "wait_for"):
             touched = ",".join(sorted({op.index for op in ops if op.index in self.node.indices}))
@@ -131,6 +132,78 @@ class DataNodeService:
                 "requests_per_second": -1.0, "throttled_until_millis": 0,
                 "failures": [r for r in failures if "error" in r]}
 
+    # --- semantic fields: what neural-search's semantic field type does, through processors.semantic ----------------
+    async def _semantic_mappings(self, mappings: Any) -> Any:
+        """A mappings body with its semantic fields expanded as OpenSearch expands them (the models' metadata from
+        the ML node). Without an ML node the data node is a cluster without neural-search: ``semantic`` has no
+        handler (neuralpipe's CLI then expands the fields client-side)."""
+        from processors import semantic  # here: index creation is rare; a plain search never imports processors
+        if not semantic.has_semantic(mappings):
+            return mappings
+        if self.pipelines.ml is None:
+            leaf = next(iter(semantic.collect(mappings))).rpartition(".")[2]
+            raise MapperParsingError(f"No handler for type [semantic] declared on field [{leaf}]")
+        return semantic.expand(mappings, await semantic.fetch_models(mappings, self.pipelines.ml))
+
+    async def create_index(self, name: str, body: Any) -> dict[str, Any]:
+        if isinstance(body, dict) and isinstance(body.get("mappings"), dict):
+            body = {**body, "mappings": await self._semantic_mappings(body["mappings"])}
+        return await self.run(self.node.create_index, name, body)
+
+    async def put_mapping(self, expression: str, body: Any) -> dict[str, Any]:
+        if isinstance(body, dict):
+            body = await self._semantic_mappings(body)
+        return await self.run(self.node.put_mapping, expression, body)
+
+    async def apply_semantic(self, ops: list[WriteOp]) -> None:
+        """Embed the semantic fields of the documents written to indices that have them (after the pipelines, as
+        OpenSearch's system ingest processor runs), ``semantic_ingest_batch_size`` documents per predict round."""
+        groups: dict[str, list[WriteOp]] = {}
+        for op in ops:
+            index = self.node.indices.get(op.index)
+            if (op.action in ("index", "create") and op.error is None and index is not None
+                    and index.mapping.semantic and isinstance(op.source, dict)):
+                groups.setdefault(op.index, []).append(op)
+        if not groups:
+            return
+        from processors import semantic  # here: see _semantic_mappings
+        ml = self.pipelines.ml
+        for name, members in groups.items():
+            index = self.node.indices[name]
+            fields = semantic.fields_of(index.mapping.body, client_side=False)
+            size = semantic.batch_size(index.settings)
+
+            async def lookup(ids: list[str], name: str = name) -> dict[str, dict[str, Any]]:
+                return await self._lookup(name, ids)
+
+            for start in range(0, len(members), size):
+                batch = members[start:start + size]
+                if ml is None:
+                    results: list[Any] = [IllegalArgument(f"semantic fields of index [{name}] need an ML node, and "
+                                                          f"this data node has none")] * len(batch)
+                else:
+                    results = await semantic.embed([(op.id, op.source or {}) for op in batch], fields, ml,
+                                                   lookup=lookup)
+                for op, result in zip(batch, results):
+                    op.raw = None
+                    if isinstance(result, OpenSearchError):
+                        op.error = result
+                    else:
+                        op.source = result
+
+    async def _semantic_query(self, index: str | None, body: dict[str, Any]) -> dict[str, Any]:
+        """``neural`` clauses on semantic fields rewritten to the generated fields' queries."""
+        if not isinstance(body.get("query"), dict):
+            return body
+        targets = [i for i in self.node.resolve(index) if i.mapping.semantic]
+        if not targets:
+            return body
+        from processors import semantic  # here: see _semantic_mappings
+        fields: dict[str, Any] = {}
+        for target in targets:
+            fields = {**semantic.fields_of(target.mapping.body, client_side=False), **fields}
+        return {**body, "query": await semantic.rewrite_query(body["query"], fields, self.pipelines.ml)}
+
     # --- search -------------------------------------------------------------------------
     async def plain_search(self, index: str, body: dict[str, Any], params: dict[str, str] | None = None
                            ) -> dict[str, Any]:
@@ -168,6 +241,7 @@ class DataNodeService:
         async def search_fn(target: str, sub_body: dict[str, Any]) -> dict[str, Any]:
             return await self.plain_search(target, sub_body, params)
 
+        body = await self._semantic_query(index, body)
         return await self.pipelines.search(index or "_all", body, pipeline, search_fn)
 
     def _search_raw(self, index: str | None, raw: bytes, params: dict[str, str]

@@ -132,7 +132,7 @@ async def analyze(request: web.Request, svc: DataNodeService) -> web.StreamRespo
 @guarded
 async def create_index(request: web.Request, svc: DataNodeService) -> web.StreamResponse:
     body = await json_body(request)
-    return reply(await svc.run(svc.node.create_index, request.match_info["index"], body))
+    return reply(await svc.create_index(request.match_info["index"], body))
 
 
 @guarded
@@ -156,7 +156,7 @@ async def get_mapping(request: web.Request, svc: DataNodeService) -> web.StreamR
 @guarded
 async def put_mapping(request: web.Request, svc: DataNodeService) -> web.StreamResponse:
     body = await json_body(request, required=True)
-    return reply(await svc.run(svc.node.put_mapping, request.match_info["index"], body))
+    return reply(await svc.put_mapping(request.match_info["index"], body))
 
 
 @guarded

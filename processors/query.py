@@ -106,6 +106,20 @@ def _walk(query: Any, clauses: list[_Clause], *, top: bool) -> None:
                         _walk(fn.get("filter"), clauses, top=False)
 
 
+def neural_clauses(query: Any) -> list[tuple[dict[str, Any], str, dict[str, Any]]]:
+    """Every ``neural`` clause of a query tree, hybrid sub-queries included: (holder, field, params). The holder is
+    the dict ``{"neural": {...}}`` to replace in place (``processors.semantic`` rewrites those on semantic fields)."""
+    clauses: list[_Clause] = []
+    hybrid = query.get("hybrid") if isinstance(query, dict) else None
+    if isinstance(hybrid, dict):
+        subs = hybrid.get("queries")
+        for sub in (subs if isinstance(subs, list) else []) + [hybrid.get("filter")]:
+            _walk(sub, clauses, top=False)
+    else:
+        _walk(query, clauses, top=True)
+    return [(c.holder, c.field, c.params) for c in clauses if c.kind == "neural"]
+
+
 def _validate_neural(c: _Clause) -> None:
     unknown = sorted(set(c.params) - NEURAL_PARAMS)
     if unknown:
@@ -113,8 +127,10 @@ def _validate_neural(c: _Clause) -> None:
     errors = []
     if c.params.get("query_image") is not None:
         errors.append("query_image is not supported by neuralpipe (no text-image models); use query_text")
-    if c.params.get("semantic_field_search_analyzer") is not None or c.params.get("query_tokens") is not None:
-        errors.append("semantic fields are not supported by neuralpipe; query a knn_vector field with query_text")
+    for key in ("semantic_field_search_analyzer", "query_tokens"):  # meaningful on a semantic field only
+        if c.params.get(key) is not None:
+            errors.append(f"Target field is a KNN field using a dense model. {key} is not supported since it is "
+                          f"for the sparse model.")
     text = c.params.get("query_text")
     if not isinstance(text, str) or not text.strip():
         errors.append("Either query_text or query_image must be provided.")

@@ -23,7 +23,7 @@ from neuralpipe.ingest.checkpoint import CheckpointMismatch
 from neuralpipe.ingest.job import STDIN, IngestJob, Source, ingest_source
 from neuralpipe.ingest.readers import FORMATS, InputError, resolve_input
 from neuralpipe.ingest.runner import IngestOptions, IngestStats
-from neuralpipe.ingest.setup import PipelineFileError
+from neuralpipe.ingest.setup import PipelineFileError, read_index_body
 from neuralpipe.local import add_connection_arguments, connection, describe_error, is_reportable, quiet_client_logs
 from neuralpipe.node import NodeStartError
 
@@ -39,6 +39,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--pipeline", metavar="FILE", type=Path,
                    help="ingest pipeline YAML/JSON (the body of PUT _ingest/pipeline/<id>); "
                         "without it documents are written as they are")
+    p.add_argument("--index-body", metavar="FILE", type=Path,
+                   help="JSON/YAML body of PUT <index> to create a missing index with (settings, mappings; semantic "
+                        "fields are expanded client-side when the cluster has no neural-search)")
     p.add_argument("--format", choices=FORMATS, default="auto", help="input format (default: from the path)")
     p.add_argument("--limit", type=int, metavar="N",
                    help="read only the first N records (to try a pipeline on a sample)")
@@ -103,8 +106,9 @@ def run(args: argparse.Namespace) -> int:
                     input_name=input_name, checkpoint=checkpoint_path, dead_letter=dead_path, restart=args.restart)
     source = Source(args.input, fmt, args.id_field, args.limit)
     try:
+        index_body = read_index_body(args.index_body) if args.index_body else None
         stats = asyncio.run(ingest_source(connection(args), source, job, pipeline_file=args.pipeline,
-                                          say=lambda msg: print(msg, file=sys.stderr)))
+                                          say=lambda msg: print(msg, file=sys.stderr), index_body=index_body))
     except (InputError, CheckpointMismatch, PipelineFileError, NodeStartError) as exc:
         print(f"neuralpipe ingest: {exc}", file=sys.stderr)
         return 2

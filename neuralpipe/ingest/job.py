@@ -9,6 +9,7 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from opensearchpy import AsyncOpenSearch
 from opensearchpy.exceptions import TransportError
@@ -70,7 +71,7 @@ class Source:
 
 
 async def ingest_source(conn: Connection, source: Source, job: IngestJob, *, pipeline_file: Path | None,
-                        say: Say) -> IngestStats:
+                        say: Say, index_body: dict[str, Any] | None = None) -> IngestStats:
     """``neuralpipe ingest``: connect (embedded nodes for what is not given), prepare the index and the pipeline
     (on an embedded ML node, registering the catalog models the pipeline names that are missing), then run."""
     body = read_pipeline_body(pipeline_file) if pipeline_file is not None else None
@@ -79,9 +80,12 @@ async def ingest_source(conn: Connection, source: Source, job: IngestJob, *, pip
     async with open_endpoints(opensearch=conn.opensearch, ml_url=conn.ml_url, data_dir=conn.data_dir,
                               need_ml=body is not None) as endpoints:
         client = make_client(endpoints.opensearch_url, conn.options)
-        ml = make_ml_client(endpoints.ml_url, conn.options) if body is not None and endpoints.ml_url else None
+        # an ML node given without a pipeline still embeds the index's client-side semantic fields
+        wants_ml = body is not None or conn.ml_url is not None
+        ml = make_ml_client(endpoints.ml_url, conn.options) if wants_ml and endpoints.ml_url else None
         try:
-            target = Target(job.options.index, pipeline_file.stem if pipeline_file else "ingest", body)
+            target = Target(job.options.index, pipeline_file.stem if pipeline_file else "ingest", body,
+                            index_body=index_body)
             if ml is not None and not conn.ml_url:
                 async with model_admin(ml.base_url, conn.options, say=say) as admin:
                     pipeline, created = await prepare_target(client, ml, target, admin=admin)

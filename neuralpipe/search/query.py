@@ -18,8 +18,10 @@ from typing import Any
 
 from opensearchpy import AsyncOpenSearch
 
+from processors import semantic
 from processors.mlclient import MLClient
 from processors.pipeline import SearchPipeline
+from processors.query import neural_clauses
 from processors.search import run_search
 
 QUERY_KINDS = ("neural", "sparse", "hybrid", "match")
@@ -49,6 +51,7 @@ class QueryFields:
     text_fields: tuple[str, ...] = ()
     vector_fields: tuple[str, ...] = field(default=())  # left out of displayed _source
     nested_fields: tuple[str, ...] = ()  # chunk lists: objects holding `knn` / `sparse_encoding`
+    semantic_fields: tuple[str, ...] = ()  # semantic fields: a neural query names the field, its model is mapped
 
     def merged(self, other: QueryFields) -> QueryFields:
         """Fill what this one leaves unset from ``other``."""
@@ -62,7 +65,7 @@ class QueryFields:
     def from_meta(cls, meta: dict[str, Any] | None) -> QueryFields:
         meta = meta or {}
         known = {k: meta[k] for k in cls.__dataclass_fields__ if k in meta}
-        for k in ("text_fields", "vector_fields", "nested_fields"):
+        for k in ("text_fields", "vector_fields", "nested_fields", "semantic_fields"):
             if k in known:
                 known[k] = tuple(known[k])
         return cls(**known)
@@ -129,8 +132,16 @@ def fields_from_mapping(mapping: dict[str, Any]) -> QueryFields:
             elif (inner.get("sparse_encoding") or {}).get("type") == "rank_features":
                 sparse.append(name)
                 nested.append(name)
+    vectors = dense + sparse
+    sem = semantic.fields_of(mapping)
+    for path, f in sem.items():  # semantic fields first: their mapping names their models
+        (dense if f.dense else sparse).insert(0, path)
+        vectors.append(f.info_path)
+        if f.raw_field_type in ("text", "match_only_text") and path not in texts:
+            texts.append(path)
     found = QueryFields(dense_field=dense[0] if dense else None, sparse_field=sparse[0] if sparse else None,
-                        text_fields=tuple(texts), vector_fields=tuple(dense + sparse), nested_fields=tuple(nested))
+                        text_fields=tuple(texts), vector_fields=tuple(vectors), nested_fields=tuple(nested),
+                        semantic_fields=tuple(sem))
     return meta.merged(found)
 
 
@@ -145,6 +156,11 @@ def build_query(kind: str, text: str, fields: QueryFields, *, size: int = 10) ->
 
 
 def _clause(kind: str, text: str, f: QueryFields, size: int) -> dict[str, Any]:
+    if kind in ("neural", "sparse"):
+        name = f.dense_field if kind == "neural" else f.sparse_field
+        if name in f.semantic_fields:  # the model comes from the semantic field's mapping
+            params: dict[str, Any] = {"query_text": text, **({"k": max(size, 10)} if kind == "neural" else {})}
+            return {"neural": {name: params}}
     if kind == "neural":
         _need(f.dense_field, "a knn_vector field", "--field")
         _need(f.dense_model, "the dense model", "--model-id")
@@ -166,9 +182,9 @@ def _clause(kind: str, text: str, f: QueryFields, size: int) -> dict[str, Any]:
     queries = []
     if f.text_fields:
         queries.append(_clause("match", text, f, size))
-    if f.dense_field and f.dense_model:
+    if f.dense_field and (f.dense_model or f.dense_field in f.semantic_fields):
         queries.append(_clause("neural", text, f, size))
-    if f.sparse_field and f.sparse_model:
+    if f.sparse_field and (f.sparse_model or f.sparse_field in f.semantic_fields):
         queries.append(_clause("sparse", text, f, size))
     if len(queries) < 2:
         raise QueryConfigError("a hybrid query needs at least two of: a text field, a dense field + model, "
@@ -206,4 +222,20 @@ async def execute(index: str, body: dict[str, Any], *, client: AsyncOpenSearch, 
     """Run one search body through the processors' search runner over opensearch-py. ``ml`` is None for a match
     search without an ML node: processors.query answers a clause that needs a model with an illegal_argument
     error naming it."""
+    body = await _client_side_semantic(index, body, client, ml)
     return await run_search(index, body, search_fn=opensearch_search_fn(client), ml=ml, pipeline=pipeline)
+
+
+async def _client_side_semantic(index: str, body: dict[str, Any], client: AsyncOpenSearch, ml: MLClient | None
+                                ) -> dict[str, Any]:
+    """``neural`` clauses on semantic fields rewritten to the queries on the fields the mapping generated: those
+    neuralpipe expanded client-side (``_meta.neuralpipe.semantic``) and a cluster's own ``type: semantic`` fields
+    (the same rewrite neural-search does, so the query runs on any cluster that holds the generated fields)."""
+    if not isinstance(body.get("query"), dict) or not neural_clauses(body["query"]):
+        return body
+    fields: dict[str, semantic.SemanticField] = {}
+    for entry in (await client.indices.get_mapping(index=index)).values():
+        fields = {**semantic.fields_of(entry.get("mappings") or {}), **fields}
+    if not fields:
+        return body
+    return {**body, "query": await semantic.rewrite_query(body["query"], fields, ml)}
