@@ -249,3 +249,72 @@ NAMED: dict[str, tuple[list[str], list[str]]] = {
 # ``neuralpipe serve --roles ml`` (no data role): the ML node answers the node-level routes itself.
 ML_ONLY_ROUTES: list[Route] = [*_r("GET", "/", READ_ONLY), *_r("GET", "/health", READ_ONLY),
                                *_r("GET", "/metrics", READ_ONLY), *_r("GET", f"{ML}/health", READ_ONLY)]
+
+
+def _nd(*lines: str) -> str:
+    return "".join(line + "\n" for line in lines)
+
+
+DEEP_ARRAY = "[" * 1500 + "]" * 1500
+BIG_INT = "1" + "0" * 5000
+# Requests issue 11 names (test_issue_11_inputs sends them before the generated ones), each followed by the reads
+# that showed the damage. Left out on purpose: the memory and time bombs (a 20 MB text, ef_search 10^9, total_chunks
+# 10^7, a TorchScript model that never returns, slow URLs), which the owners' own tests cover without taking this
+# shared machine's memory or the suite's time budget.
+Seed = tuple[str, str, "str | bytes"]  # method, path ("@key": a fixture id), body (str: sent as UTF-8)
+NDJ = "/_bulk"
+SEEDS: dict[str, list[Seed]] = {
+    "a lone surrogate stored by _bulk (item 3)": [
+        ("POST", NDJ, _nd('{"index":{"_index":"fz-victim","_id":"sur"}}', '{"title":"\\ud800"}')),
+        ("GET", "/fz-victim/_doc/sur", ""), ("GET", "/_search", ""), ("POST", "/fz-victim/_search", "{}"),
+        ("POST", "/_mget", '{"docs":[{"_index":"fz-victim","_id":"sur"}]}')],
+    "bad values in _bulk documents (items 11, 12)": [
+        ("POST", NDJ, _nd('{"index":{"_index":"fz-victim","_id":"inf"}}', '{"vec":[1e39,0,0,0]}')),
+        ("POST", NDJ, _nd('{"index":{"_index":"fz-victim","_id":"ok1"}}', '{"title":"fine"}',
+                          '{"index":{"_index":"fz-victim","_id":"bad"}}', '{"n":"not a number"}',
+                          '{"index":{"_index":"fz-victim","_id":"ok2"}}', '{"title":"fine too"}')),
+        ("POST", NDJ, _nd('{"index":{"_index":"fz-victim","_id":"big"}}', '{"n":' + BIG_INT + '}')),
+        ("POST", NDJ, _nd('{"index":{"_index":"fz-victim","_id":"deep"}}', '{"x":' + DEEP_ARRAY + '}')),
+        ("POST", NDJ, _nd('{"index":{"_index":"fz-victim","_id":"huge"}}', '{"n":1e309}')),
+        ("POST", NDJ, b"\xff\xfe{}\n"),
+        ("POST", "/fz-victim/_doc/inf2", '{"vec":[1e39,0,0,0]}'), ("GET", "/fz-victim/_search", "")],
+    "bad search bodies (item 12)": [
+        ("POST", "/sentinel-idx/_search", body) for body in [
+            '{"size":"50%"}', '{"_source":[1,"a"]}', '{"_source":{"excludes":[{}]}}', '{"_source":{"includes":[1]}}',
+            '{"query":{"knn":{"vec":{"vector":[1e39,0,0,0],"k":3}}}}', '{"from":-1}', '{"size":1e309}',
+            '{"query":{"knn":{"vec":{"vector":[1,2,3,4],"k":10001}}}}', '{"query":{"match":{"title":"\\ud800"}}}',
+            '{"query":' + '{"bool":{"must":' * 600 + '{"match_all":{}}' + '}}' * 600 + '}']],
+    "bad _msearch and _mget lines (item 12)": [
+        *[("POST", "/_msearch", body) for body in [
+            "null\n{}\n", '{"index":1.5}\n{}\n', b"{}\n\xdd\n", "[]\n{}\n", '{"index":{"a":1}}\n{}\n',
+            '{"index":[1.5]}\n{}\n', "{}\n" + DEEP_ARRAY + "\n", '{}\n{"size":' + BIG_INT + '}\n']],
+        ("POST", "/_mget", '{"docs":[{"_index":{"a":1},"_id":"s1"}]}'),
+        ("POST", "/_mget", '{"docs":[{"_index":"sentinel-idx","_id":{"a":1}}]}')],
+    "bad _update bodies (item 12)": [("POST", "/fz-victim/_update/s1", body) for body in
+                                     ['{"doc":5}', '{"doc":[1]}', '{"doc":{"vec":[1e39,0,0,0]}}']],
+    "bad mappings and index settings at creation (item 12)": [("PUT", "/fz-seed-index", body) for body in [
+        '{"mappings":"x"}', '{"mappings":0.5}', '{"mappings":{"properties":"x"}}',
+        '{"settings":{"number_of_replicas":"x"}}', '{"settings":{"index.knn.algo_param.ef_search":"x"}}']],
+    "bad index settings persisted (item 4)": [
+        ("PUT", "/fz-seed-settings", '{"settings":{"index.knn":true},"mappings":{"properties":{"vec":{'
+                                     '"type":"knn_vector","dimension":2}}}}'),
+        ("PUT", "/fz-seed-settings/_settings", '{"index":{"number_of_replicas":"x"}}'),
+        ("GET", "/_cat/indices", ""), ("GET", "/_cluster/health", ""), ("GET", "/_search", ""),
+        ("PUT", "/fz-seed-settings/_settings", '{"index":{"knn.algo_param.ef_search":"x"}}'),
+        ("POST", "/fz-seed-settings/_doc/1?refresh=true", '{"vec":[1,2]}'),
+        ("POST", "/fz-seed-settings/_search", '{"query":{"knn":{"vec":{"vector":[1,2],"k":1}}}}'),
+        ("DELETE", "/fz-seed-settings", "")],
+    "bad predict inputs (items 1, 12)": [
+        ("POST", "/_plugins/_ml/_predict/text_embedding/@sentinel_model", body) for body in [
+            '{"text_docs":["\\ud800"]}', '{"text_docs":["' + "word " * 20_000 + '"]}', '{"text_docs":' + DEEP_ARRAY
+            + '}', '{"text_docs":[' + ",".join(['"a"'] * 1000) + ']}', '{"text_docs":[1, "a"]}',
+            '{"text_docs":"a"}', '{"text_docs":["a"],"target_response_positions":[' + BIG_INT + ']}']],
+    "registration inputs (items 6, 10)": [
+        ("POST", "/_plugins/_ml/models/_register", '{"name":"fz-etc","version":"1","function_name":"TEXT_EMBEDDING",'
+         '"model_format":"TORCH_SCRIPT","model_content_hash_value":"' + "0" * 64 + '","url":"file:///etc/passwd",'
+         '"model_config":{"model_type":"bert","embedding_dimension":384,"framework_type":"sentence_transformers"}}'),
+        ("POST", "/_plugins/_ml/models/_register_meta", '{"name":"fz-m","version":"1","model_format":"TORCH_SCRIPT",'
+         '"model_content_hash_value":"' + "0" * 64 + '","model_content_size_in_bytes":10,"total_chunks":' + BIG_INT
+         + ',"model_config":{"model_type":"bert","embedding_dimension":384,'
+         '"framework_type":"sentence_transformers"}}')],
+}

@@ -34,8 +34,8 @@ from mlnode.app import create_app as create_ml_app
 from mlnode.settings import MLSettings
 from neuralpipe.node import NodeSpec, build_app
 from tests.fuzz import strategies as fs
-from tests.fuzz.node import ML, ROOT, Answer, Client
-from tests.fuzz.routes import ML_ONLY_ROUTES, NAMED, ROUTES, Route
+from tests.fuzz.node import INDEX_BODY, ML, ROOT, SENTINEL_DOCS, VICTIM_INDEX, Answer, Client
+from tests.fuzz.routes import ML_ONLY_ROUTES, NAMED, ROUTES, SEEDS, Route
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -178,6 +178,10 @@ class Recorder:
     def close(self) -> None:
         SENT[self.route.label] = SENT.get(self.route.label, 0) + self.sent
         self.client.close()
+        if os.environ.get("FUZZ_REPORT"):
+            with open(os.environ["FUZZ_REPORT"], "a", encoding="utf-8") as report:
+                for item in self.bad:
+                    report.write(json.dumps(item) + "\n")
 
 
 def code_site(log: str) -> str:
@@ -323,15 +327,39 @@ def test_every_route_is_fuzzed(tmp_path: Path) -> None:
     assert served - {r.label for r in ML_ONLY_ROUTES} <= fuzzed, "ML node routes without a fuzz entry"
 
 
+@pytest.mark.parametrize("case", list(SEEDS))
+def test_issue_11_inputs(fuzz_node: Any, case: str) -> None:
+    """The inputs issue 11 reports, and the reads that showed their damage: no 5xx, errors in OpenSearch's shape."""
+    ensure_victim(fuzz_node.client)
+    recorder = Recorder(fuzz_node, Route("SEED", case, True))
+    try:
+        for method, path, body in SEEDS[case]:
+            headers = NDJSON if path.endswith(("/_bulk", "/_msearch")) else JSON
+            raw = body if isinstance(body, bytes) else body.encode("utf-8")
+            recorder.send(method, substitute(path, fuzz_node.ids), raw or None, headers if raw else {})
+    finally:
+        recorder.close()
+    assert fuzz_node.node.alive()
+    assert not recorder.bad, f"{len(recorder.bad)} of {recorder.sent} answers bad ({case}):\n{describe(recorder.bad)}"
+
+
+def ensure_victim(client: Client) -> None:
+    """(Re)create the victim index the generated requests may have deleted."""
+    if client.request("HEAD", f"/{VICTIM_INDEX}", None, {}).status == 200:
+        return
+    client.json("PUT", f"/{VICTIM_INDEX}", INDEX_BODY)
+    lines = []
+    for doc_id, doc in SENTINEL_DOCS.items():
+        lines += [json.dumps({"index": {"_index": VICTIM_INDEX, "_id": doc_id}}), json.dumps(doc)]
+    client.request("POST", "/_bulk?refresh=true", ("\n".join(lines) + "\n").encode(), NDJSON)
+
+
 @pytest.mark.parametrize("route", ROUTES, ids=[r.label for r in ROUTES])
 def test_route_never_answers_5xx_or_unshaped_errors(fuzz_node: Any, route: Route) -> None:
+    ensure_victim(fuzz_node.client)
     recorder = run_route(fuzz_node, route)
     assert fuzz_node.node.alive(), f"the node died during {route.label}:\n{fuzz_node.node.log_text()[-3000:]}"
     assert recorder.sent > 0
-    if os.environ.get("FUZZ_REPORT"):
-        with open(os.environ["FUZZ_REPORT"], "a", encoding="utf-8") as report:
-            for item in recorder.bad:
-                report.write(json.dumps(item) + "\n")
     assert not recorder.bad, f"{len(recorder.bad)} of {recorder.sent} answers bad on {route.label}:\n" \
                              f"{describe(recorder.bad)}"
 
