@@ -261,8 +261,11 @@ BIG_INT = "1" + "0" * 5000
 # that showed the damage. Left out on purpose: the memory and time bombs (a 20 MB text, ef_search 10^9, total_chunks
 # 10^7, a TorchScript model that never returns, slow URLs), which the owners' own tests cover without taking this
 # shared machine's memory or the suite's time budget.
-Seed = tuple[str, str, "str | bytes"]  # method, path ("@key": a fixture id), body (str: sent as UTF-8)
+Seed = tuple[str, str, str | bytes]  # method, path ("@key": a fixture id), body (str: sent as UTF-8)
 NDJ = "/_bulk"
+MSEARCH_SEEDS: list[str | bytes] = [
+    "null\n{}\n", '{"index":1.5}\n{}\n', b"{}\n\xdd\n", "[]\n{}\n", '{"index":{"a":1}}\n{}\n', '{"index":[1.5]}\n{}\n',
+    "{}\n" + DEEP_ARRAY + "\n", '{}\n{"size":' + BIG_INT + '}\n']
 SEEDS: dict[str, list[Seed]] = {
     "a lone surrogate stored by _bulk (item 3)": [
         ("POST", NDJ, _nd('{"index":{"_index":"fz-victim","_id":"sur"}}', '{"title":"\\ud800"}')),
@@ -285,9 +288,7 @@ SEEDS: dict[str, list[Seed]] = {
             '{"query":{"knn":{"vec":{"vector":[1,2,3,4],"k":10001}}}}', '{"query":{"match":{"title":"\\ud800"}}}',
             '{"query":' + '{"bool":{"must":' * 600 + '{"match_all":{}}' + '}}' * 600 + '}']],
     "bad _msearch and _mget lines (item 12)": [
-        *[("POST", "/_msearch", body) for body in [
-            "null\n{}\n", '{"index":1.5}\n{}\n', b"{}\n\xdd\n", "[]\n{}\n", '{"index":{"a":1}}\n{}\n',
-            '{"index":[1.5]}\n{}\n', "{}\n" + DEEP_ARRAY + "\n", '{}\n{"size":' + BIG_INT + '}\n']],
+        *[("POST", "/_msearch", body) for body in MSEARCH_SEEDS],
         ("POST", "/_mget", '{"docs":[{"_index":{"a":1},"_id":"s1"}]}'),
         ("POST", "/_mget", '{"docs":[{"_index":"sentinel-idx","_id":{"a":1}}]}')],
     "bad _update bodies (item 12)": [("POST", "/fz-victim/_update/s1", body) for body in
