@@ -105,13 +105,15 @@ def problems(method: str, path: str, answer: Answer) -> list[str]:
 
 
 def _error_shaped(body: Any, status: int) -> bool:
-    """``{"error": {"type", "reason", ...}, "status"}``; for 405 and 406 also OpenSearch's own short form there,
-    ``{"error": "Incorrect HTTP method for uri [...]...", "status": 405}`` (RestController answers both that way)."""
+    """``{"error": {"type", "reason", ...}, "status"}``, or the short form OpenSearch's RestController answers before
+    any handler: ``{"error": "Incorrect HTTP method for uri [...] ...", "status": 405}``, an unsupported content type
+    (406), ``{"error": "no handler found for uri [...] and method [...]", "status": 400}``."""
     if not isinstance(body, dict) or body.get("status") != status:
         return False
     error = body.get("error")
-    if isinstance(error, str) and status in (405, 406):
-        return bool(error)
+    if isinstance(error, str):
+        return status in (405, 406) and bool(error) or status == 400 and error.startswith(
+            ("no handler found for uri", "invalid uri has been requested"))
     return isinstance(error, dict) and isinstance(error.get("type"), str) and isinstance(error.get("reason"), str)
 
 
