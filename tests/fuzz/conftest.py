@@ -5,21 +5,12 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.fuzz.node import Client, Sentinels, ServedNode, setup_sentinels
-
-
-@dataclass
-class FuzzNode:
-    node: ServedNode
-    client: Client
-    sentinels: Sentinels
-    ids: dict[str, str]
+from tests.fuzz.node import FuzzNode, Sentinels, ServedNode, setup_sentinels
 
 
 @pytest.fixture(scope="module")

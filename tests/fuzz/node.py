@@ -287,3 +287,13 @@ def setup_sentinels(client: Client, model_zips: Any) -> tuple[Sentinels, dict[st
            "victim_model": victim_model, "victim_task": victim_task, "victim_group": victim_group,
            "empty_group": empty_group}
     return sentinels, ids
+
+
+@dataclass
+class FuzzNode:
+    """What the fuzz and load tests get: the served node, a client, the sentinels, the ids they may address."""
+
+    node: ServedNode
+    client: Client
+    sentinels: Sentinels
+    ids: dict[str, str]

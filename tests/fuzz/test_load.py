@@ -19,7 +19,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.fuzz.node import ML, SENTINEL_INDEX
+from tests.fuzz.node import ML, SENTINEL_INDEX, FuzzNode, ServedNode
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -57,7 +57,7 @@ async def _client(session: aiohttp.ClientSession, base: str, model_id: str, stop
                 assert len(json.loads(text)["inference_results"]) == len(body["text_docs"])
 
 
-async def _run_load(base: str, model_id: str, node: Any) -> tuple[Counter, list[str], list[int]]:
+async def _run_load(base: str, model_id: str, node: ServedNode) -> tuple[Counter, list[str], list[int]]:
     statuses: Counter = Counter()
     bodies: list[str] = []
     samples: list[int] = []
@@ -75,7 +75,7 @@ async def _run_load(base: str, model_id: str, node: Any) -> tuple[Counter, list[
     return statuses, bodies, samples
 
 
-def test_64_clients_predict_and_search_get_only_200_or_429(fuzz_node: Any,
+def test_64_clients_predict_and_search_get_only_200_or_429(fuzz_node: FuzzNode,
                                                             capsys: pytest.CaptureFixture[str]) -> None:
     node = fuzz_node.node
     before = node.rss_kib()

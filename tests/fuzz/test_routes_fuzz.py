@@ -21,7 +21,6 @@ import json
 import os
 import re
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,10 +33,12 @@ from mlnode.app import create_app as create_ml_app
 from mlnode.settings import MLSettings
 from neuralpipe.node import NodeSpec, build_app
 from tests.fuzz import strategies as fs
-from tests.fuzz.node import INDEX_BODY, ML, ROOT, SENTINEL_DOCS, VICTIM_INDEX, Answer, Client
+from tests.fuzz.node import INDEX_BODY, ML, ROOT, SENTINEL_DOCS, VICTIM_INDEX, Answer, Client, FuzzNode
 from tests.fuzz.routes import ML_ONLY_ROUTES, NAMED, ROUTES, SEEDS, Route
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+# hypothesis warns when it renders an example of 100 kB (our long strings) for a report it never prints
+pytestmark = [pytest.mark.integration, pytest.mark.slow,
+              pytest.mark.filterwarnings("ignore:Generating overly large repr:hypothesis.errors.HypothesisWarning")]
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "1100"))  # requests over all routes, split by each route's budget
 FUZZ_SECONDS = float(os.environ.get("FUZZ_SECONDS", "60"))  # generating and sending, over all routes, split alike
@@ -132,7 +133,7 @@ def _opensearch_not_found(path: str, status: int, body: Any) -> bool:
 class Recorder:
     """Sends generated requests for one route, keeps the bad answers with the node's traceback for a 500."""
 
-    def __init__(self, fuzz_node: Any, route: Route) -> None:
+    def __init__(self, fuzz_node: FuzzNode, route: Route) -> None:
         self.node = fuzz_node.node
         self.client: Client = fuzz_node.node.client(REQUEST_TIMEOUT)
         self.route = route
@@ -271,7 +272,7 @@ def _keep_model_ids(body: bytes | None, ids: dict[str, str]) -> bytes:
                       allow_nan=True).encode()
 
 
-def run_route(fuzz_node: Any, route: Route) -> Recorder:
+def run_route(fuzz_node: FuzzNode, route: Route) -> Recorder:
     recorder = Recorder(fuzz_node, route)
 
     @settings(max_examples=2 * _examples(route), deadline=None, derandomize=True, database=None,
@@ -334,7 +335,7 @@ def test_every_route_is_fuzzed(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("case", list(SEEDS))
-def test_issue_11_inputs(fuzz_node: Any, case: str) -> None:
+def test_issue_11_inputs(fuzz_node: FuzzNode, case: str) -> None:
     """The inputs issue 11 reports, and the reads that showed their damage: no 5xx, errors in OpenSearch's shape."""
     ensure_victim(fuzz_node.client)
     recorder = Recorder(fuzz_node, Route("SEED", case, True))
@@ -361,7 +362,7 @@ def ensure_victim(client: Client) -> None:
 
 
 @pytest.mark.parametrize("route", ROUTES, ids=[r.label for r in ROUTES])
-def test_route_never_answers_5xx_or_unshaped_errors(fuzz_node: Any, route: Route) -> None:
+def test_route_never_answers_5xx_or_unshaped_errors(fuzz_node: FuzzNode, route: Route) -> None:
     ensure_victim(fuzz_node.client)
     recorder = run_route(fuzz_node, route)
     assert fuzz_node.node.alive(), f"the node died during {route.label}:\n{fuzz_node.node.log_text()[-3000:]}"
@@ -371,7 +372,7 @@ def test_route_never_answers_5xx_or_unshaped_errors(fuzz_node: Any, route: Route
 
 
 @pytest.mark.parametrize("route", ML_ONLY_ROUTES, ids=[r.label for r in ML_ONLY_ROUTES])
-def test_ml_only_node_routes(ml_only_node: Any, route: Route) -> None:
+def test_ml_only_node_routes(ml_only_node: FuzzNode, route: Route) -> None:
     recorder = run_route(ml_only_node, route)
     assert ml_only_node.node.alive()
     assert not recorder.bad, f"{len(recorder.bad)} of {recorder.sent} answers bad on {route.label} (--roles ml):\n" \
@@ -383,7 +384,7 @@ def test_ml_only_node_routes(ml_only_node: Any, route: Route) -> None:
 PROTOCOL_ERRORS_SHAPED = os.environ.get("FUZZ_PROTOCOL_ERRORS_SHAPED") == "1"
 
 
-def test_protocol_errors(fuzz_node: Any) -> None:
+def test_protocol_errors(fuzz_node: FuzzNode) -> None:
     """An unknown method token, a request line or a path over 8,190 bytes: a 4xx, never a 5xx or a dead node."""
     cases = [("FZ", "/fz-victim"), ("GET", "/_search?search_pipeline=" + "9" * 9000), ("GET", "/" + "x" * 9000),
              ("BREW", f"{ML}/models/_search")]
@@ -408,7 +409,7 @@ CONTENT_TYPE_REQUIRED = os.environ.get("FUZZ_CONTENT_TYPE_REQUIRED") == "1"
 @pytest.mark.skipif(not CONTENT_TYPE_REQUIRED, reason="turn on with h11-auth's Content-Type check (expects 406)")
 @pytest.mark.parametrize("content_type", [None, "text/plain", "application/x-www-form-urlencoded",
                                           "multipart/form-data; boundary=x"])
-def test_body_without_json_content_type_is_refused(fuzz_node: Any, content_type: str | None) -> None:
+def test_body_without_json_content_type_is_refused(fuzz_node: FuzzNode, content_type: str | None) -> None:
     """A body sent without a JSON content type (what a browser form can send cross-site) gets 406 and changes
     nothing: the index is not created, the document not written, the pipeline not stored."""
     headers = {} if content_type is None else {"Content-Type": content_type}
@@ -432,7 +433,7 @@ def test_body_without_json_content_type_is_refused(fuzz_node: Any, content_type:
         client.close()
 
 
-def test_sentinels_intact_after_the_fuzz(fuzz_node: Any, capsys: pytest.CaptureFixture[str]) -> None:
+def test_sentinels_intact_after_the_fuzz(fuzz_node: FuzzNode, capsys: pytest.CaptureFixture[str]) -> None:
     """Runs last in this module: the sentinel model's vectors, the sentinel index's hits, scores and documents are
     what they were before the generated requests."""
     client = fuzz_node.client
@@ -450,13 +451,3 @@ def test_sentinels_intact_after_the_fuzz(fuzz_node: Any, capsys: pytest.CaptureF
             json.dump(STATUSES, out, indent=1, sort_keys=True)
     assert total > 0
     assert changes == [], "the sentinels changed:\n" + "\n".join(changes)
-
-
-def send_all(fuzz_node: Any, requests: list[tuple[str, str, bytes | None, dict[str, str]]],
-             check: Callable[[Answer], bool]) -> list[str]:
-    client = fuzz_node.node.client(REQUEST_TIMEOUT)
-    try:
-        return [f"{m} {p}: {a.status} {a.body[:200]!r}" for m, p, b, h in requests
-                if not check(a := client.request(m, p, b, h))]
-    finally:
-        client.close()
