@@ -28,11 +28,11 @@ def fuzz_node(tmp_path_factory: pytest.TempPathFactory, model_zips: Any) -> Iter
 
 
 @pytest.fixture(scope="module")
-def ml_only_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FuzzNode]:
-    """``neuralpipe serve --roles ml`` with no model: its node-level routes (``/``, ``/health``, ``/metrics``) are the
-    ML node's own there, not the data node's."""
-    root: Path = tmp_path_factory.mktemp("fuzz-ml-only")
-    node = ServedNode.start(root / "data", roles="ml")
+def single_role_node(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[FuzzNode]:
+    """``neuralpipe serve --roles ml`` (no model) or ``--roles data`` (no index): alone, each role answers the
+    node-level routes (``/``, ``/health``, ``/metrics``) with its own handlers, not the combined node's."""
+    root: Path = tmp_path_factory.mktemp(f"fuzz-{request.param}-only")
+    node = ServedNode.start(root / "data", roles=request.param)
     client = node.client()
     try:
         yield FuzzNode(node, client, Sentinels(""), {})

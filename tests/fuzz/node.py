@@ -112,6 +112,7 @@ class ServedNode:
     url: str
     port: int
     log: Path
+    roles: str
 
     @classmethod
     def start(cls, data_dir: Path, *, roles: str = "ml,data", timeout: float = 180.0) -> ServedNode:
@@ -132,7 +133,7 @@ class ServedNode:
         while time.monotonic() < deadline:
             found = pattern.search(log.read_text(encoding="utf-8", errors="replace"))
             if found:
-                return cls(process, found.group(1), int(found.group(2)), log)
+                return cls(process, found.group(1), int(found.group(2)), log, roles)
             if process.poll() is not None:
                 break
             time.sleep(0.1)

@@ -246,9 +246,13 @@ NAMED: dict[str, tuple[list[str], list[str]]] = {
     "node_id": (["fuzz-node", "_local", "_all", "nope"], []),
 }
 
-# ``neuralpipe serve --roles ml`` (no data role): the ML node answers the node-level routes itself.
-ML_ONLY_ROUTES: list[Route] = [*_r("GET", "/", READ_ONLY), *_r("GET", "/health", READ_ONLY),
-                               *_r("GET", "/metrics", READ_ONLY), *_r("GET", f"{ML}/health", READ_ONLY)]
+# A node with one role answers the node-level routes with that role's own handlers.
+SINGLE_ROLE_ROUTES: dict[str, list[Route]] = {
+    "ml": [*_r("GET", "/", READ_ONLY), *_r("GET", "/health", READ_ONLY), *_r("GET", "/metrics", READ_ONLY),
+           *_r("GET", f"{ML}/health", READ_ONLY)],
+    "data": [*_r("GET,HEAD", "/", READ_ONLY), *_r("GET", "/metrics", READ_ONLY),
+             *_r("GET", "/_cat/indices", READ_ONLY)],
+}
 
 
 def _nd(*lines: str) -> str:

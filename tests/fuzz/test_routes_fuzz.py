@@ -34,7 +34,7 @@ from mlnode.settings import MLSettings
 from neuralpipe.node import NodeSpec, build_app
 from tests.fuzz import strategies as fs
 from tests.fuzz.node import INDEX_BODY, ML, ROOT, SENTINEL_DOCS, VICTIM_INDEX, Answer, Client, FuzzNode
-from tests.fuzz.routes import ML_ONLY_ROUTES, NAMED, ROUTES, SEEDS, Route
+from tests.fuzz.routes import NAMED, ROUTES, SEEDS, SINGLE_ROLE_ROUTES, Route
 
 # hypothesis warns when it renders an example of 100 kB (our long strings) for a report it never prints
 pytestmark = [pytest.mark.integration, pytest.mark.slow,
@@ -330,8 +330,9 @@ def test_every_route_is_fuzzed(tmp_path: Path) -> None:
     assert fuzzed - served == set(), "fuzz entries for routes that do not exist"
     served.clear()
     walk(create_ml_app(MLSettings.load(data_dir=tmp_path / "ml-only")))
-    assert {r.label for r in ML_ONLY_ROUTES} <= served
-    assert served - {r.label for r in ML_ONLY_ROUTES} <= fuzzed, "ML node routes without a fuzz entry"
+    assert served - fuzzed == set(), "ML node routes without a fuzz entry"
+    for role, routes in SINGLE_ROLE_ROUTES.items():
+        assert {r.label for r in routes} - {"HEAD /"} <= fuzzed, role
 
 
 @pytest.mark.parametrize("case", list(SEEDS))
@@ -371,12 +372,17 @@ def test_route_never_answers_5xx_or_unshaped_errors(fuzz_node: FuzzNode, route: 
                              f"{describe(recorder.bad)}"
 
 
-@pytest.mark.parametrize("route", ML_ONLY_ROUTES, ids=[r.label for r in ML_ONLY_ROUTES])
-def test_ml_only_node_routes(ml_only_node: FuzzNode, route: Route) -> None:
-    recorder = run_route(ml_only_node, route)
-    assert ml_only_node.node.alive()
-    assert not recorder.bad, f"{len(recorder.bad)} of {recorder.sent} answers bad on {route.label} (--roles ml):\n" \
-                             f"{describe(recorder.bad)}"
+SINGLE_ROLE_CASES = [(role, route) for role, routes in SINGLE_ROLE_ROUTES.items() for route in routes]
+
+
+@pytest.mark.parametrize(("single_role_node", "route"), SINGLE_ROLE_CASES, indirect=["single_role_node"],
+                         ids=[f"{role}-{route.label}" for role, route in SINGLE_ROLE_CASES])
+def test_single_role_node_routes(single_role_node: FuzzNode, route: Route) -> None:
+    """``--roles ml`` and ``--roles data`` alone: their own ``/``, ``/health``, ``/metrics`` handlers."""
+    recorder = run_route(single_role_node, route)
+    assert single_role_node.node.alive()
+    assert not recorder.bad, f"{len(recorder.bad)} of {recorder.sent} answers bad on {route.label} " \
+                             f"(--roles {single_role_node.node.roles}):\n{describe(recorder.bad)}"
 
 
 # Requests the HTTP parser refuses before any handler runs: aiohttp answers 400 in plain text (fuzz-findings F7).
