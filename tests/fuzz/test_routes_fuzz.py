@@ -1,7 +1,8 @@
 """Issue 11, "must show": property-based requests over every route of both nodes, on loopback, against a real
 ``neuralpipe serve --roles ml,data`` with a real model (all-MiniLM-L6-v2, int8 ONNX) deployed and a real index.
 
-Per route, hypothesis generates (derandomized, so CI sends the same requests every run): the route's valid body
+Issue 11's own reported inputs go first (``test_issue_11_inputs``, with the reads that showed their damage). Then per
+route, hypothesis generates (derandomized, so CI draws the same requests every run): the route's valid body
 with one value mutated (wrong types, 1e309, 5,000-digit integers, NaN, lone surrogates as JSON escapes, 1,500 levels
 of nesting, empty and 100,000-character strings, unknown keys), malformed JSON / NDJSON bytes, wrong methods, odd path
 parameters (``..``, ``%00``, unicode, 5,000 characters) and odd query strings. Each answer must be below 500 and
@@ -12,7 +13,11 @@ requests sent. Bad answers are collected (no shrinking: every request costs a ro
 the request and, for a 500, the code site from the node's log. ``FUZZ_REPORT=<file>`` also writes them as JSON lines.
 
 Bounded: ``EXAMPLES`` requests and ``FUZZ_SECONDS`` of generating and sending, spread over the routes by weight (on
-this 2-core machine the module takes about 90 s with its two node startups).
+this shared 2-core machine the module takes 70-90 s with its three node startups; a route whose time runs out stops
+early, so under heavy load a run may send a few requests fewer). Every error body in OpenSearch's shape means the
+object form, or the short string form OpenSearch's RestController itself answers for 400 "no handler found", 405
+and 406. Flags for the lead: ``FUZZ_CONTENT_TYPE_REQUIRED=1`` (406 without a JSON Content-Type, h11-auth) and
+``FUZZ_PROTOCOL_ERRORS_SHAPED=1`` (parser-level errors in shape).
 """
 
 from __future__ import annotations
