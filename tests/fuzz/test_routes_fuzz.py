@@ -16,8 +16,8 @@ Bounded: ``EXAMPLES`` requests and ``FUZZ_SECONDS`` of generating and sending, s
 this shared 2-core machine the module takes 70-90 s with its three node startups; a route whose time runs out stops
 early, so under heavy load a run may send a few requests fewer). Every error body in OpenSearch's shape means the
 object form, or the short string form OpenSearch's RestController itself answers for 400 "no handler found", 405
-and 406. Flags for the lead: ``FUZZ_CONTENT_TYPE_REQUIRED=1`` (406 without a JSON Content-Type, h11-auth) and
-``FUZZ_PROTOCOL_ERRORS_SHAPED=1`` (parser-level errors in shape).
+and 406. ``FUZZ_PROTOCOL_ERRORS_SHAPED=1`` also checks the shape of errors aiohttp's HTTP parser answers before any
+handler runs (plain text today).
 """
 
 from __future__ import annotations
@@ -409,12 +409,7 @@ def test_protocol_errors(fuzz_node: FuzzNode) -> None:
     assert fuzz_node.node.alive()
 
 
-# A parallel change (h11-auth) makes both nodes require a JSON Content-Type, as OpenSearch does (406).
-# Lead: set True (or FUZZ_CONTENT_TYPE_REQUIRED=1) once it is merged.
-CONTENT_TYPE_REQUIRED = os.environ.get("FUZZ_CONTENT_TYPE_REQUIRED") == "1"
-
-
-@pytest.mark.skipif(not CONTENT_TYPE_REQUIRED, reason="turn on with h11-auth's Content-Type check (expects 406)")
+# Both nodes require a JSON Content-Type on a body, as OpenSearch does (406).
 @pytest.mark.parametrize("content_type", [None, "text/plain", "application/x-www-form-urlencoded",
                                           "multipart/form-data; boundary=x"])
 def test_body_without_json_content_type_is_refused(fuzz_node: FuzzNode, content_type: str | None) -> None:
