@@ -71,8 +71,8 @@ def register_body(url: str, data: bytes = GOOD_ZIP, name: str = "gate-model") ->
 
 @asynccontextmanager
 async def hostile_site(payloads: dict[str, bytes]) -> AsyncIterator[TestServer]:
-    """/<name> serves payloads[name]; /redirect?to=URL answers 302; /loop redirects to itself; /drip/<name> sends one byte every 20 ms;
-    /endless streams 16 KB every 5 ms forever."""
+    """/<name> serves payloads[name]; /redirect?to=URL answers 302; /loop redirects to itself; /drip/<name> sends
+    one byte every 20 ms; /endless streams 16 KB every 5 ms forever."""
 
     async def payload(request: web.Request) -> web.Response:
         return web.Response(body=payloads[request.match_info["name"]], content_type="application/zip")
@@ -329,7 +329,9 @@ async def test_zip_bomb_under_the_size_cap_is_refused_for_its_ratio(tmp_path):
             task = await _task(client, register_body(f"http://127.0.0.1:{site.port}/bomb.zip", bomb))
             assert task["state"] == "FAILED"
             assert task["error"].startswith("Model zip entry [model.pt] unpacks to 67108864 bytes from ")
-            assert task["error"].endswith("a compression ratio above the limit of 100 (setting max_zip_compression_ratio)")
+            assert task["error"].endswith(
+                "a compression ratio above the limit of 100 (setting max_zip_compression_ratio)"
+            )
             leftovers = [p for p in (tmp_path / "data").rglob("*") if p.is_file() and p.suffix != ".json"]
             assert leftovers == []
 
