@@ -259,9 +259,15 @@ async def test_file_urls_outside_the_allowed_folders_look_missing(tmp_path):
         assert task["state"] == "COMPLETED", task
 
 
-async def test_file_urls_default_to_the_data_dir(tmp_path):
+@pytest.mark.unit
+def test_file_urls_default_to_the_data_dir(tmp_path):
     settings = MLSettings.load(data_dir=tmp_path / "data", allow_registering_model_via_url=True)
     assert settings.resolved_file_url_folders == ((tmp_path / "data").resolve(),)
+    # neuralpipe's layout: the ML node in <data-dir>/ml, the demo's packaged zips in <data-dir>/demo/packages
+    settings = MLSettings.load(data_dir=tmp_path / "np" / "ml")
+    assert settings.resolved_file_url_folders == ((tmp_path / "np").resolve(),)
+    settings = MLSettings.load(data_dir=tmp_path / "data", file_url_folders=[str(tmp_path / "a"), "~/models"])
+    assert settings.resolved_file_url_folders == ((tmp_path / "a").resolve(), (Path.home() / "models").resolve())
 
 
 # ---- item 9: download timeouts and a minimum rate -----------------------------------------------------------------
