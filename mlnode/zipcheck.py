@@ -64,6 +64,8 @@ DEFAULT_MAX_RATIO = 100.0
 RATIO_FLOOR = 1 << 20  # members (and zips) unpacking to at most 1 MB are never refused for their compression ratio
 _BLOCK = 1 << 20
 _EOCD = b"PK\x05\x06"
+_ZIP64_LOCATOR = b"PK\x06\x07"
+_ZIP64_EOCD = b"PK\x06\x06"
 _LOCAL_HEADER = b"PK\x03\x04"
 HASH_REQUIRED = "Model content Hash code need to be provided when register via url. Please calculate sha 256 Hash code."
 
@@ -96,16 +98,27 @@ def _looks_executable(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> bool:
 
 
 def _entries_in_directory(zip_path: Path) -> int | None:
-    """The member count the end-of-central-directory record declares (None: no record found, or a zip64 count)."""
+    """The member count the end-of-central-directory record declares (the zip64 record's when the classic one says
+    0xFFFF); None when no record is found."""
     size = zip_path.stat().st_size
     with open(zip_path, "rb") as fh:
-        fh.seek(max(0, size - (22 + 0xFFFF)))
+        start = max(0, size - (22 + 0xFFFF))
+        fh.seek(start)
         tail = fh.read()
-    at = tail.rfind(_EOCD)
-    if at < 0 or len(tail) - at < 22:
+        at = tail.rfind(_EOCD)
+        if at < 0 or len(tail) - at < 22:
+            return None
+        total = struct.unpack("<H", tail[at + 10 : at + 12])[0]
+        if total != 0xFFFF:
+            return total
+        locator = tail[at - 20 : at] if at >= 20 else b""
+        if not locator.startswith(_ZIP64_LOCATOR):
+            return None
+        fh.seek(struct.unpack("<Q", locator[8:16])[0])
+        record = fh.read(56)
+    if len(record) < 40 or not record.startswith(_ZIP64_EOCD):
         return None
-    total = struct.unpack("<H", tail[at + 10 : at + 12])[0]
-    return None if total == 0xFFFF else total
+    return int(struct.unpack("<Q", record[32:40])[0])
 
 
 def _check_entry_count(count: int, max_entries: int) -> None:

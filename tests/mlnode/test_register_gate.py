@@ -445,3 +445,29 @@ async def test_default_limit_allows_430_chunks_of_ml_commons_size(tmp_path):
         assert "a model has at most 430 chunks" in (await too_many.json())["error"]["reason"]
         chunk = await client.post(f"{ML}/models/{(await ok.json())['model_id']}/upload_chunk/0", data=b"x" * 10_000_001)
         assert chunk.status == 400 and (await chunk.json())["error"]["reason"] == "Chunk size exceeds 10MB"
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("entries", [1500, 70_000])  # 70,000 > 65,535: the count is in the zip64 record
+def test_entry_count_is_read_before_the_directory_is_parsed(tmp_path, monkeypatch, entries):
+    zip_path = tmp_path / "many.zip"
+    with zipfile.ZipFile(zip_path, "w") as archive:
+        archive.writestr("model.pt", b"w")
+        archive.writestr("tokenizer.json", b"{}")
+        for i in range(entries - 2):
+            archive.writestr(f"e/{i}", b"")
+
+    def no_parse(*args, **kwargs):
+        raise AssertionError("the central directory was parsed")
+
+    monkeypatch.setattr("mlnode.zipcheck.zipfile.ZipFile", no_parse)
+    with pytest.raises(ZipCheckError) as info:
+        validate_and_extract(
+            zip_path,
+            tmp_path / "out",
+            model_format="TORCH_SCRIPT",
+            function_name="TEXT_EMBEDDING",
+            expected_hash=sha(zip_path.read_bytes()),
+            max_bytes=1 << 30,
+        )
+    assert str(info.value) == f"Model zip has {entries} entries, more than the limit of 1000 (setting max_zip_entries)"
