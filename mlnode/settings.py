@@ -64,7 +64,9 @@ _EXTRA_TYPES: dict[str, Callable[[Any], Any]] = {
     "download_min_bytes_per_second": lambda value: max(0, int(value)),
     "download_min_rate_window_seconds": lambda value: max(0.001, float(value)),
     "download_max_redirects": lambda value: max(0, int(value)),
-    "file_url_folders": lambda value: None if value is None else tuple(Path(str(p)).expanduser() for p in value),
+    "file_url_folders": lambda value: None if value is None else tuple(
+        Path(str(folder)).expanduser() for folder in ([value] if isinstance(value, (str, Path)) else value)
+    ),
 }
 
 
