@@ -55,6 +55,18 @@ CONFIG_NOT_FOUND = "model config not found"
 NOT_A_ZIP = "zip END header not found"
 HASH_MISMATCH = "model content changed"
 SOURCES = ("offline", "path", "artifacts")
+STAGING_PREFIX = ".staging-"  # a model being packaged or downloaded into the cache, renamed into place when done
+
+
+def remove_staging(cache_dir: Path) -> int:
+    """Delete the staging folders a crash left in a catalog cache (call only when no node is packaging into it)."""
+    removed = 0
+    if Path(cache_dir).is_dir():
+        for path in Path(cache_dir).rglob(f"{STAGING_PREFIX}*"):
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+                removed += 1
+    return removed
 
 
 def _offline_sources() -> dict[str, Callable[[], tuple[Path, dict[str, Any]]]]:
@@ -239,7 +251,7 @@ class Catalog:
             if cached is not None:
                 return cached
             folder.parent.mkdir(parents=True, exist_ok=True)
-            staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
+            staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{folder.name}-", dir=folder.parent))
             try:
                 build(staging)
                 if folder.exists():

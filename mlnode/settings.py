@@ -23,6 +23,7 @@ from opensearch_contract.errors import IllegalArgument
 from opensearch_contract.settings import flatten_settings, parse_bool, parse_int
 
 PREFIX = "plugins.ml_commons."
+ML_LAYOUT_FOLDER = "ml"  # neuralpipe keeps an ML node's files in <data-dir>/ml
 PACKAGED_CONFIGS = resources.files("mlnode") / "configs"
 DEFAULT_CONFIG = PACKAGED_CONFIGS / "mlnode.yaml"
 
@@ -55,6 +56,17 @@ _EXTRA_TYPES: dict[str, Callable[[Any], Any]] = {
     "cache_dir": _optional_path,
     "catalog": _optional_path,
     "artifacts_base_url": lambda value: str(value) if value else None,
+    # the URL gate and zip limits (issue 11)
+    "max_zip_entries": lambda value: max(1, int(value)),
+    "max_zip_compression_ratio": lambda value: max(1.0, float(value)),
+    "download_connect_timeout_seconds": lambda value: max(0.001, float(value)),
+    "download_total_timeout_seconds": lambda value: max(0.001, float(value)),
+    "download_min_bytes_per_second": lambda value: max(0, int(value)),
+    "download_min_rate_window_seconds": lambda value: max(0.001, float(value)),
+    "download_max_redirects": lambda value: max(0, int(value)),
+    "file_url_folders": lambda value: None if value is None else tuple(
+        Path(str(folder)).expanduser() for folder in ([value] if isinstance(value, (str, Path)) else value)
+    ),
 }
 
 
@@ -101,6 +113,14 @@ class MLSettings:
     cache_dir: Path | None
     catalog: Path | None
     artifacts_base_url: str | None
+    max_zip_entries: int
+    max_zip_compression_ratio: float
+    download_connect_timeout_seconds: float
+    download_total_timeout_seconds: float
+    download_min_bytes_per_second: int
+    download_min_rate_window_seconds: float
+    download_max_redirects: int
+    file_url_folders: tuple[Path, ...] | None
 
     @classmethod
     def load(cls, path: Path | str | None = None, *, data_dir: Path | str, **overrides: Any) -> MLSettings:
@@ -150,6 +170,20 @@ class MLSettings:
     @property
     def resolved_cache_dir(self) -> Path:
         return self.cache_dir or (self.data_dir / "cache")
+
+    @property
+    def resolved_file_url_folders(self) -> tuple[Path, ...]:
+        """The folders ``file://`` model URLs may point into (symlinks resolved): ``file_url_folders``, or when
+        null the node's data dir (which holds the default catalog cache) -- and when that is the ``ml`` folder of
+        neuralpipe's layout (``neuralpipe serve``/``demo --data-dir D`` keep the ML node's files in ``D/ml``), all of
+        ``D``, where the demo packages the zips it registers."""
+        if self.file_url_folders is not None:
+            folders: tuple[Path, ...] = self.file_url_folders
+        elif self.data_dir.name == ML_LAYOUT_FOLDER:
+            folders = (self.data_dir.parent,)
+        else:
+            folders = (self.data_dir,)
+        return tuple(Path(folder).resolve() for folder in folders)
 
     def coerce(self, name: str, value: Any, *, scope: str = "persistent") -> Any:
         """Validate one ML Commons setting value (``name`` without the prefix); raise IllegalArgument naming it."""

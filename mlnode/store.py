@@ -50,11 +50,25 @@ def now_ms() -> int:
 def _atomic_write_json(path: Path, doc: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(doc, fh, ensure_ascii=False, sort_keys=True)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(doc, fh, ensure_ascii=False, sort_keys=True)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a failed write (a full disk, a bad value) leaves the old document alone
+        raise
+
+
+def _remove_temp_files(folder: Path) -> int:
+    """Delete the ``.tmp`` files this store writes (documents, chunks) that a crash left in ``folder``'s tree."""
+    removed = 0
+    for path in folder.rglob("*.tmp"):
+        if path.is_file():
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed
 
 
 class Store:
@@ -79,6 +93,8 @@ class Store:
             directory.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(self.tmp_dir, ignore_errors=True)  # staging left by a crash
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        _remove_temp_files(self.meta_dir)  # half-written documents and chunks of a crash (never read as data)
+        _remove_temp_files(self.chunks_dir)
         for kind in KINDS:
             folder = self.meta_dir / kind
             folder.mkdir(parents=True, exist_ok=True)

@@ -9,6 +9,7 @@ so a bad zip or a bad deploy leaves the store as it was (the FAILED task stays, 
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import shutil
 import urllib.parse
@@ -20,9 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import yarl
 
+from mlnode import urlgate
 from mlnode.batching import Deployments
-from mlnode.catalog import Catalog, CatalogError
+from mlnode.catalog import Catalog, CatalogError, remove_staging
 from mlnode.offline import OfflineModelMissing
 from mlnode.packaging.core import PackagingError
 from mlnode.runtimes import PredictInputError, Runtime, RuntimeLoadError, load_runtime
@@ -38,6 +41,7 @@ MODEL_FORMATS = ("TORCH_SCRIPT", "ONNX")
 ACTIVE_TASK_STATES = ("CREATED", "RUNNING")
 DEPLOYABLE_STATES = ("REGISTERED", "DEPLOYED", "UNDEPLOYED", "DEPLOY_FAILED", "PARTIALLY_DEPLOYED")
 
+REDIRECT_STATUSES = (301, 302, 303, 307, 308)
 MEMORY_CB_MESSAGE = "Memory Circuit Breaker is open, please check your resources!"
 MAX_MODELS_MESSAGE = "Exceed max local model per node limit"
 
@@ -88,6 +92,42 @@ INPUT_ERRORS: tuple[type[Exception], ...] = (
     PredictInputError,
     zipfile.BadZipFile,
 )
+
+
+DISK_FULL_MESSAGE = (
+    "index [.plugins-ml-model] blocked by: [TOO_MANY_REQUESTS/12/disk usage exceeded flood-stage watermark, "
+    "index has read-only-allow-delete block];"
+)
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+def disk_full() -> OpenSearchError:
+    """A full disk while writing a model, as OpenSearch reports one (the flood-stage block on the index ML Commons
+    keeps model chunks in): 429 ``cluster_block_exception``."""
+    return OpenSearchError(DISK_FULL_MESSAGE, status=429, error_type="cluster_block_exception")
+
+
+def zip_limits(settings: MLSettings) -> dict[str, Any]:
+    """The keyword arguments ``validate_and_extract`` takes from the settings."""
+    return {
+        "max_bytes": settings.max_zip_bytes,
+        "max_entries": settings.max_zip_entries,
+        "max_ratio": settings.max_zip_compression_ratio,
+    }
+
+
+def _write_block(fh: Any, data: bytes) -> None:
+    """One write of a downloaded model (a seam: the full-disk test makes it raise ENOSPC)."""
+    fh.write(data)
+
+
+def _copy_file(source: Path, dest: Path) -> None:
+    with open(source, "rb") as src, open(dest, "wb") as out:
+        for block in iter(lambda: src.read(1 << 20), b""):
+            _write_block(out, block)
 
 
 def is_user_error(exc: BaseException) -> bool:
@@ -149,6 +189,9 @@ class TaskRunner:
             except Exception as exc:
                 if isinstance(exc, OpenSearchError):
                     message = exc.reason
+                elif is_disk_full(exc):
+                    log.error("task %s failed: the disk is full (%s)", task_id, exc)
+                    message = DISK_FULL_MESSAGE
                 elif isinstance(exc, asyncio.TimeoutError):
                     message = f"Task timed out after {self.settings.get('ml_task_timeout_in_seconds')} seconds"
                 elif is_user_error(exc):
@@ -237,7 +280,7 @@ class TaskRunner:
                     model_format=merged["model_format"],
                     function_name=merged["algorithm"],
                     expected_hash=merged.get("model_content_hash_value"),
-                    max_bytes=self.settings.max_zip_bytes,
+                    **zip_limits(self.settings),
                 )
                 size = zip_path.stat().st_size
                 if self.store.get("models", model_id) is None:
@@ -273,32 +316,90 @@ class TaskRunner:
         )
 
     async def _download(self, url: str, dest: Path) -> None:
-        cap = self.settings.max_zip_bytes
-        parsed = urllib.parse.urlparse(url)
+        """Fetch a model zip to ``dest``: a ``file://`` URL only from ``file_url_folders`` (else the same error as a
+        missing file), an http(s) URL with the connect/total timeouts and the minimum rate, following redirects here
+        (at most ``download_max_redirects``) and checking each hop against ``trusted_url_regex``."""
+        settings = self.settings
+        cap = settings.max_zip_bytes
+        url = urlgate.check(url, settings.get("trusted_url_regex"))
+        parsed = urllib.parse.urlsplit(url)
         if parsed.scheme == "file":
-            source = Path(urllib.request.url2pathname(parsed.path))
-            if not source.is_file():
+            source = urlgate.confined_file(
+                Path(urllib.request.url2pathname(parsed.path)), settings.resolved_file_url_folders
+            )
+            if source is None:
                 raise UserFacingError(f"Model file not found at url [{url}]")
             if source.stat().st_size > cap:
                 raise UserFacingError(f"Model zip is larger than the limit of {cap} bytes")
-            await asyncio.to_thread(shutil.copyfile, source, dest)
+            await asyncio.to_thread(_copy_file, source, dest)
             return
         if parsed.scheme not in ("http", "https"):
             raise UserFacingError(f"Unsupported url scheme [{parsed.scheme}]; supported: http, https, file")
-        timeout = aiohttp.ClientTimeout(total=self.settings.get("ml_task_timeout_in_seconds"))
+        total = settings.download_total_timeout_seconds
+        timeout = aiohttp.ClientTimeout(total=total, sock_connect=settings.download_connect_timeout_seconds)
         try:
-            async with aiohttp.ClientSession(timeout=timeout) as session, session.get(url) as response:
-                if response.status != 200:
-                    raise UserFacingError(f"Failed to download model from [{url}]: HTTP {response.status}")
-                written = 0
-                with open(dest, "wb") as fh:
-                    async for chunk in response.content.iter_chunked(1 << 20):
-                        written += len(chunk)
-                        if written > cap:
-                            raise UserFacingError(f"Model zip is larger than the limit of {cap} bytes")
-                        await asyncio.to_thread(fh.write, chunk)
+            # aiohttp's total timeout does not stop a body that keeps arriving: bound the whole download here
+            async with asyncio.timeout(total), aiohttp.ClientSession(timeout=timeout) as session:
+                for _ in range(settings.download_max_redirects + 1):
+                    async with session.get(yarl.URL(url, encoded=True), allow_redirects=False) as response:
+                        location = response.headers.get("Location")
+                        if response.status in REDIRECT_STATUSES and location:
+                            url = urlgate.check_redirect(url, location, settings.get("trusted_url_regex"))
+                            continue
+                        if response.status != 200:
+                            raise UserFacingError(f"Failed to download model from [{url}]: HTTP {response.status}")
+                        await self._receive(response, url, dest)
+                        return
+                raise UserFacingError(
+                    f"Failed to download model from [{url}]: more than {settings.download_max_redirects} redirects "
+                    "(setting download_max_redirects)"
+                )
+        except aiohttp.ConnectionTimeoutError:
+            raise UserFacingError(
+                f"Failed to download model from [{url}]: no connection within "
+                f"{settings.download_connect_timeout_seconds:g} seconds (setting download_connect_timeout_seconds)"
+            ) from None
+        except TimeoutError:
+            raise UserFacingError(
+                f"Failed to download model from [{url}]: not finished within {total:g} seconds "
+                "(setting download_total_timeout_seconds)"
+            ) from None
         except aiohttp.ClientError as exc:
             raise UserFacingError(f"Failed to download model from [{url}]: {type(exc).__name__}") from None
+
+    async def _receive(self, response: aiohttp.ClientResponse, url: str, dest: Path) -> None:
+        """Write a response body to ``dest``: at most ``max_zip_bytes``, and at least ``download_min_bytes_per_second``
+        over every ``download_min_rate_window_seconds`` (a read waits at most until its window closes)."""
+        cap = self.settings.max_zip_bytes
+        min_rate = self.settings.download_min_bytes_per_second
+        window = self.settings.download_min_rate_window_seconds
+        loop = asyncio.get_running_loop()
+        written = window_bytes = 0
+        window_start = loop.time()
+        with open(dest, "wb") as fh:
+            while True:
+                wait = max(window_start + window - loop.time(), 0.001) if min_rate else None
+                try:
+                    chunk: bytes | None = await asyncio.wait_for(response.content.readany(), wait)
+                except TimeoutError:
+                    chunk = None  # nothing arrived before the window closed
+                if chunk == b"":
+                    return
+                if chunk:
+                    written += len(chunk)
+                    window_bytes += len(chunk)
+                    if written > cap:
+                        raise UserFacingError(f"Model zip is larger than the limit of {cap} bytes")
+                    await asyncio.to_thread(_write_block, fh, chunk)
+                elapsed = loop.time() - window_start
+                if min_rate and elapsed >= window:
+                    if window_bytes < min_rate * elapsed:
+                        raise UserFacingError(
+                            f"Failed to download model from [{url}]: {window_bytes} bytes in {elapsed:.1f} seconds, "
+                            f"less than the minimum of {min_rate} bytes per second "
+                            f"(setting download_min_bytes_per_second)"
+                        )
+                    window_start, window_bytes = loop.time(), 0
 
     # ---- deployment --------------------------------------------------------------------------------------------
 
@@ -390,7 +491,12 @@ class TaskRunner:
     # ---- restart -----------------------------------------------------------------------------------------------
 
     async def recover(self) -> None:
-        """After a restart: fail unfinished tasks, drop half-registered models, redeploy what was deployed."""
+        """After a restart: fail unfinished tasks, drop half-registered models, redeploy what was deployed.
+
+        A model group created for a registration that the restart interrupted is kept, as ML Commons keeps the group
+        its register creates: it is empty, the next register of that name joins it, and DELETE removes it."""
+        if self.settings.cache_dir is None:  # the node's own catalog cache (a shared one may be in use elsewhere)
+            await asyncio.to_thread(remove_staging, self.settings.resolved_cache_dir)
         for task_id, task in self.store.all("tasks"):
             if task.get("state") in ACTIVE_TASK_STATES:
                 await self._set_task(task_id, state="FAILED", error="The ML node restarted before the task finished")

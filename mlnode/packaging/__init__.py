@@ -29,6 +29,7 @@ from mlnode.packaging.core import (
     zip_file_name,
 )
 from mlnode.packaging.idf import CorpusError, build_idf
+from mlnode.packaging.lazy import IMPORT_LOCK, heavy_import
 from mlnode.runtimes.pooling import POOLING_MODES
 
 __all__ = [
@@ -243,30 +244,35 @@ def _build_model_file(
     model_config: dict[str, Any] | None,
     out_file: Path,
 ) -> None:
-    # transformers is an optional extra ([torch]): only building a model file needs it
-    import transformers
-
-    kinds = {
-        "TEXT_EMBEDDING": transformers.AutoModel,
-        "SPARSE_ENCODING": transformers.AutoModelForMaskedLM,
-        "TEXT_SIMILARITY": transformers.AutoModelForSequenceClassification,
-        "QUESTION_ANSWERING": transformers.AutoModelForQuestionAnswering,
-    }
-    with _quiet(transformers):  # no load reports, progress bars or loss_type notes (tracing reads every attribute)
-        try:
-            model = kinds[function_name].from_pretrained(str(source), attn_implementation="eager").eval()
-        except (OSError, ValueError) as exc:
-            raise PackagingError(f"cannot load a {function_name} model from [{source}]: {exc}") from exc
+    # transformers is an optional extra ([torch]): only building a model file needs it. Imported, and its lazy names
+    # resolved and the model loaded (which imports the model's modules), under the one import lock: concurrent
+    # packaging in a fresh process must not see a half-initialised transformers
+    with IMPORT_LOCK:
+        transformers = heavy_import("transformers")
+        kinds = {
+            "TEXT_EMBEDDING": transformers.AutoModel,
+            "SPARSE_ENCODING": transformers.AutoModelForMaskedLM,
+            "TEXT_SIMILARITY": transformers.AutoModelForSequenceClassification,
+            "QUESTION_ANSWERING": transformers.AutoModelForQuestionAnswering,
+        }
+        with _quiet(transformers):  # no load reports, progress bars or loss_type notes (tracing reads every attribute)
+            try:
+                model = kinds[function_name].from_pretrained(str(source), attn_implementation="eager").eval()
+            except (OSError, ValueError) as exc:
+                raise PackagingError(f"cannot load a {function_name} model from [{source}]: {exc}") from exc
+    with _quiet(transformers):
         _trace(model, function_name, model_format, tokenizer_text, model_config, out_file)
 
 
 def _trace(model: Any, function_name: str, model_format: str, tokenizer_text: str,
            model_config: dict[str, Any] | None, out_file: Path) -> None:
     """Wrap a loaded Hugging Face model in the graph ML Commons expects for ``function_name`` and save it."""
-    # torch is an optional extra ([torch]), and tracing imports it
-    import torch
+    # torch is an optional extra ([torch]), and tracing imports it (under the one import lock, see lazy.py)
+    heavy_import("torch")
+    import torch  # now a lookup in sys.modules
 
-    from mlnode.packaging import tracing
+    with IMPORT_LOCK:
+        from mlnode.packaging import tracing
 
     tokenizer = Tokenizer.from_str(tokenizer_text)
     pad_id = model.config.pad_token_id if model.config.pad_token_id is not None else 0

@@ -5,16 +5,24 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import shutil
 from typing import Any
 
 from aiohttp import web
 
-from mlnode import access, keys
+from mlnode import access, keys, urlgate
 from mlnode.errors import MLResourceNotFound, NotFound
 from mlnode.store import new_id, now_ms
-from mlnode.tasks import DEPLOYABLE_STATES, FUNCTION_NAMES, MODEL_FORMATS, is_user_error
+from mlnode.tasks import (
+    DEPLOYABLE_STATES,
+    FUNCTION_NAMES,
+    MODEL_FORMATS,
+    disk_full,
+    is_disk_full,
+    is_user_error,
+    zip_limits,
+)
+from mlnode.urlgate import UNTRUSTED_URL
 from mlnode.views.common import bool_param, json_response, model_or_404, read_json, search_handler
 from mlnode.views.groups import create_group
 from opensearch_contract.errors import IllegalArgument, ParsingError
@@ -27,8 +35,9 @@ LOCAL_FILE_DISABLED = (
     "To upload custom model from local file, user needs to enable allow_registering_model_via_local_file settings. "
     "Otherwise please use opensearch pre-trained models"
 )
-UNTRUSTED_URL = "URL can't match trusted url regex"
-CHUNK_LIMIT = 10 * 1024 * 1024
+# ML Commons' chunk size (ModelHelper.CHUNK_SIZE, "10MB"): the most bytes one upload_chunk may carry, and with
+# max_zip_bytes what bounds total_chunks
+CHUNK_LIMIT = 10_000_000
 
 
 # ---- body validation -----------------------------------------------------------------------------------------------
@@ -147,8 +156,11 @@ async def register(request: web.Request) -> web.Response:
         url = body.get("url")
         if not settings.get("allow_registering_model_via_url"):
             raise IllegalArgument(URL_DISABLED)
-        if not isinstance(url, str) or not re.match(settings.get("trusted_url_regex"), url):
+        if not isinstance(url, str):
             raise IllegalArgument(UNTRUSTED_URL)
+        # checked normalised (dot segments, escapes, authority); the task fetches exactly this URL and checks
+        # every redirect hop again
+        body = {**body, "url": urlgate.check(url, settings.get("trusted_url_regex"))}
         function_name = _function_name(body)
         _model_config(body, function_name)
         if not isinstance(body.get("model_content_hash_value"), str):
@@ -205,11 +217,25 @@ async def register_meta(request: web.Request) -> web.Response:
     total = body.get("total_chunks")
     if not isinstance(total, int) or isinstance(total, bool) or total < 1:
         raise IllegalArgument(f"[total_chunks] must be a positive integer, got [{total}]")
+    _check_model_size(total, body.get("model_content_size_in_bytes"), settings.max_zip_bytes)
     doc, _ = await _new_model_doc(request, body, name=name, function_name=function_name, model_format=model_format)
     model_id = new_id()
     doc["total_chunks"] = total
     await request.app[keys.STORE].put("models", model_id, doc)
     return json_response({"model_id": model_id, "status": "CREATED"})
+
+
+def _check_model_size(total_chunks: int, declared_size: Any, max_bytes: int) -> None:
+    """total_chunks (of at most CHUNK_LIMIT bytes each) and model_content_size_in_bytes must fit max_zip_bytes, the
+    model size limit (ML Commons: "Model file size exceeds the limit of 4GB")."""
+    most = -(-max_bytes // CHUNK_LIMIT)
+    if total_chunks > most:
+        raise IllegalArgument(
+            f"Model file size exceeds the limit of {max_bytes} bytes: [total_chunks] is {total_chunks}, "
+            f"but chunks hold at most {CHUNK_LIMIT} bytes, so a model has at most {most} chunks"
+        )
+    if isinstance(declared_size, int) and not isinstance(declared_size, bool) and declared_size > max_bytes:
+        raise IllegalArgument(f"Model file size exceeds the limit of {max_bytes} bytes: {declared_size}")
 
 
 async def _read_limited(request: web.Request, limit: int) -> bytes:
@@ -223,19 +249,34 @@ async def _read_limited(request: web.Request, limit: int) -> bytes:
     return b"".join(parts)
 
 
+def _write_bytes(fh: Any, data: bytes) -> None:
+    """One write of a chunk or of the assembled zip (a seam: the full-disk test makes it raise ENOSPC)."""
+    fh.write(data)
+
+
 def _write_chunk(path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as fh:
+            _write_bytes(fh, data)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _assemble(chunk_dir, total: int, target) -> int:
     with open(target, "wb") as out:
         for n in range(total):
             with open(chunk_dir / str(n), "rb") as part:
-                shutil.copyfileobj(part, out)
+                for block in iter(lambda: part.read(1 << 20), b""):
+                    _write_bytes(out, block)
     return target.stat().st_size
+
+
+def _missing_chunks(chunk_dir, total: int) -> list[int]:
+    return [n for n in range(total) if not (chunk_dir / str(n)).is_file()]
 
 
 async def upload_chunk(request: web.Request) -> web.Response:
@@ -262,7 +303,12 @@ async def upload_chunk(request: web.Request) -> web.Response:
         raise IllegalArgument("Chunk size either 0 or null")
     chunk_dir = store.chunks_dir / model_id
     chunk_path = chunk_dir / str(number)
-    await asyncio.to_thread(_write_chunk, chunk_path, data)
+    try:
+        await asyncio.to_thread(_write_chunk, chunk_path, data)
+    except OSError as exc:
+        if is_disk_full(exc):
+            raise disk_full() from None
+        raise
     if number == total - 1:
         await _complete_upload(request, model_id, doc, chunk_dir, chunk_path, total)
     return json_response({"status": "Uploaded"})
@@ -271,18 +317,21 @@ async def upload_chunk(request: web.Request) -> web.Response:
 async def _complete_upload(
     request: web.Request, model_id: str, doc: dict[str, Any], chunk_dir, last_chunk, total: int
 ) -> None:
+    """Assemble, check and unpack the uploaded zip. A zip the checks refuse (ML Commons' "model content changed" for
+    a wrong hash) ends the upload: its chunks and the model are deleted and the message is the 400's reason. A full
+    disk keeps the other chunks (free space, upload the last chunk again) and leaves no model files."""
     app = request.app
     store = app[keys.STORE]
     tasks = app[keys.TASKS]
-    missing = [n for n in range(total) if not (chunk_dir / str(n)).is_file()]
+    missing = await asyncio.to_thread(_missing_chunks, chunk_dir, total)
     if missing:
         await asyncio.to_thread(last_chunk.unlink, True)
         raise IllegalArgument(f"Chunks {missing} of model [{model_id}] are missing; upload them before the last chunk")
     staging = await asyncio.to_thread(store.staging_dir)
     try:
         zip_path = staging / "model.zip"
-        size = await asyncio.to_thread(_assemble, chunk_dir, total, zip_path)
         try:
+            size = await asyncio.to_thread(_assemble, chunk_dir, total, zip_path)
             await asyncio.to_thread(
                 tasks.backends.validate_and_extract,
                 zip_path,
@@ -290,12 +339,17 @@ async def _complete_upload(
                 model_format=doc["model_format"],
                 function_name=doc.get("algorithm", "TEXT_EMBEDDING"),
                 expected_hash=doc.get("model_content_hash_value"),
-                max_bytes=app[keys.SETTINGS].max_zip_bytes,
+                **zip_limits(app[keys.SETTINGS]),
             )
         except Exception as exc:
-            await asyncio.to_thread(last_chunk.unlink, True)
+            if is_disk_full(exc):
+                await asyncio.to_thread(last_chunk.unlink, True)
+                raise disk_full() from None
             if is_user_error(exc):
+                await store.delete("models", model_id)
+                await asyncio.to_thread(store.remove_model_files, model_id)
                 raise IllegalArgument(str(exc)) from None
+            await asyncio.to_thread(last_chunk.unlink, True)
             raise
         await asyncio.to_thread(store.commit_model_dir, staging / "model", model_id)
     finally:

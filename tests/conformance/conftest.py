@@ -28,6 +28,7 @@ from tests.fixtures.mlnode import (
     NodeThread,
     catalog_cache_dir,
     deploy,
+    file_url_test_folders,
     register_file_model,
     wait_task,
 )
@@ -40,7 +41,7 @@ TOKENIZER_NAME = "neuralpipe/splade-tiny-tokenizer"
 def conformance_ml(tmp_path_factory: pytest.TempPathFactory, model_zips: Any) -> Iterator[ConformanceML]:
     data_dir = tmp_path_factory.mktemp("conformance-ml")
     settings = MLSettings.load(data_dir=data_dir, cache_dir=str(catalog_cache_dir()),
-                               allow_registering_model_via_url=True,
+                               allow_registering_model_via_url=True, file_url_folders=file_url_test_folders(),
                                native_memory_threshold=100)  # a busy shared machine must not refuse the deploys
     node = NodeThread(settings).start()
     client = OpenSearch(hosts=[node.url], timeout=600)

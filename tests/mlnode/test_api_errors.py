@@ -24,6 +24,7 @@ from tests.fixtures.mlnode import (
     api_register_zip,
     api_wait_task,
     fake_backends,
+    file_url_test_folders,
     make_zip,
 )
 
@@ -33,7 +34,7 @@ JSON = {"Content-Type": "application/json"}  # as opensearch-py-ml sends chunks;
 
 
 def _settings(tmp_path, **overrides):
-    base = {"native_memory_threshold": 100}
+    base = {"native_memory_threshold": 100, "file_url_folders": file_url_test_folders()}
     base.update(overrides)
     return MLSettings.load(data_dir=tmp_path / "data", **base)
 
@@ -313,15 +314,20 @@ async def test_chunked_upload_gated_and_validated(tmp_path):
         )
         await _error(await client.post(f"{ML}/models/nope/upload_chunk/0", data=b"x", headers=JSON), 404,
                      "Failed to find model")
-        uploaded = await client.post(f"{ML}/models/{model_id}/upload_chunk/0", data=parts[0], headers=JSON)
-        assert (await uploaded.json()) == {"status": "Uploaded"}
-        # a corrupted last chunk: the hash check fails, the chunk is not kept, the model stays REGISTERING
+        assert (await (await client.post(f"{ML}/models/{model_id}/upload_chunk/0", data=parts[0],
+                                         headers=JSON)).json()) == {
+            "status": "Uploaded"
+        }
+        # a corrupted last chunk: the hash check fails and ends the upload (issue 11): model and chunks deleted
         await _error(
             await client.post(f"{ML}/models/{model_id}/upload_chunk/1", data=parts[1][:-1] + b"!", headers=JSON),
             400,
             "model content changed",
         )
-        assert (await (await client.get(f"{ML}/models/{model_id}")).json())["model_state"] == "REGISTERING"
+        assert (await client.get(f"{ML}/models/{model_id}")).status == 404
+        assert not (tmp_path / "data" / "chunks" / model_id).exists()
+        model_id = (await (await client.post(f"{ML}/models/_register_meta", json=meta)).json())["model_id"]
+        assert (await client.post(f"{ML}/models/{model_id}/upload_chunk/0", data=parts[0], headers=JSON)).status == 200
         # the older route opensearch-py-ml uses
         assert (await (await client.post(f"{ML}/models/{model_id}/chunk/1", data=parts[1], headers=JSON)).json()) == {
             "status": "Uploaded"

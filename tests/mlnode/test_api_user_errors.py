@@ -13,7 +13,7 @@ import pytest
 from mlnode.offline import minilm_dir
 from mlnode.settings import MLSettings
 from mlnode.tasks import Backends
-from tests.fixtures.mlnode import MINILM_NAME, api_client, api_deploy, api_wait_task, make_zip
+from tests.fixtures.mlnode import MINILM_NAME, api_client, api_deploy, api_wait_task, file_url_test_folders, make_zip
 
 pytestmark = [pytest.mark.integration]
 ML = "/_plugins/_ml"
@@ -24,6 +24,7 @@ def _settings(tmp_path: Path, **overrides) -> MLSettings:
         data_dir=tmp_path / "data",
         allow_registering_model_via_url=True,
         native_memory_threshold=100,
+        file_url_folders=file_url_test_folders(),
         cache_dir=str(tmp_path / "cache"),
         **overrides,
     )

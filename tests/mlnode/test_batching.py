@@ -13,14 +13,15 @@ import pytest
 from mlnode import keys
 from mlnode.batching import LatencyStats, plan_chunks
 from mlnode.settings import MLSettings
-from tests.fixtures.mlnode import FakeRuntime, api_client, api_fake_model, fake_backends
+from tests.fixtures.mlnode import FakeRuntime, api_client, api_fake_model, fake_backends, file_url_test_folders
 
 pytestmark = [pytest.mark.integration]
 
 
 def _settings(tmp_path, **overrides):
     return MLSettings.load(
-        data_dir=tmp_path / "data", allow_registering_model_via_url=True, native_memory_threshold=100, **overrides
+        data_dir=tmp_path / "data", allow_registering_model_via_url=True, native_memory_threshold=100,
+        file_url_folders=file_url_test_folders(), **overrides
     )
 
 

@@ -12,7 +12,7 @@ from opensearchpy import OpenSearch
 from opensearchpy.exceptions import RequestError
 
 from mlnode.settings import MLSettings
-from tests.fixtures.mlnode import NodeThread, deploy, register_file_model
+from tests.fixtures.mlnode import NodeThread, deploy, file_url_test_folders, register_file_model
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -26,6 +26,7 @@ def node(tmp_path_factory):
         allow_registering_model_via_url=True,
         allow_registering_model_via_local_file=True,
         native_memory_threshold=100,
+        file_url_folders=file_url_test_folders(),
     )
     thread = NodeThread(settings).start()
     client = OpenSearch(hosts=[thread.url], timeout=300)

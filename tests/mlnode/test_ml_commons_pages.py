@@ -8,7 +8,7 @@ from opensearchpy import OpenSearch
 from opensearchpy.exceptions import RequestError
 
 from mlnode.settings import MLSettings
-from tests.fixtures.mlnode import NodeThread, fake_backends
+from tests.fixtures.mlnode import NodeThread, fake_backends, file_url_test_folders
 
 pytestmark = [pytest.mark.integration]
 
@@ -50,7 +50,8 @@ GROUP_BODY = {"name": "local_model_group", "description": "A model group for loc
 @pytest.fixture(scope="module")
 def client(tmp_path_factory):
     root = tmp_path_factory.mktemp("pages")
-    node = NodeThread(MLSettings.load(data_dir=root / "data"), backends=fake_backends(root)).start()
+    settings = MLSettings.load(data_dir=root / "data", file_url_folders=file_url_test_folders())
+    node = NodeThread(settings, backends=fake_backends(root)).start()
     client = OpenSearch(hosts=[node.url], timeout=60)
     yield client
     client.close()
@@ -181,7 +182,8 @@ GROUPS = {  # name -> description
 def groups(tmp_path_factory):
     """A fresh node holding GROUPS only; yields (client, {name: id})."""
     root = tmp_path_factory.mktemp("search")
-    node = NodeThread(MLSettings.load(data_dir=root / "data"), backends=fake_backends(root)).start()
+    settings = MLSettings.load(data_dir=root / "data", file_url_folders=file_url_test_folders())
+    node = NodeThread(settings, backends=fake_backends(root)).start()
     client = OpenSearch(hosts=[node.url], timeout=60)
     ids = {
         name: client.plugins.ml.register_model_group(body={"name": name, "description": text})["model_group_id"]

@@ -29,7 +29,7 @@ from mlnode.predict_body import CONTENT_TYPE_REQUIRED, PREFIX_REQUIRED
 from mlnode.settings import MLSettings
 from neuralpipe.cli import main as cli_main
 from processors import IngestDocument, IngestPipeline, MLClient
-from tests.fixtures.mlnode import NodeThread, catalog_cache_dir, url_register_body, wait_task
+from tests.fixtures.mlnode import NodeThread, catalog_cache_dir, file_url_test_folders, url_register_body, wait_task
 from tests.mlnode.artifacts_site import ArtifactServer, build_site, reference, tiny_key, tiny_tokens, tiny_zips
 
 pytestmark = pytest.mark.integration
@@ -73,6 +73,7 @@ def _node(data_dir: Path, cache_dir: Path, base: str) -> Node:
         cache_dir=str(cache_dir),
         artifacts_base_url=base,
         allow_registering_model_via_url=True,  # the page's sparse example gives a url: OpenSearch needs it too
+        file_url_folders=file_url_test_folders(),
         native_memory_threshold=100,  # a shared machine's memory use must not refuse the deploys
     )
     thread = NodeThread(settings).start()

@@ -9,7 +9,7 @@ import pytest
 from mlnode.batching import model_token_budget
 from mlnode.settings import MLSettings
 from mlnode.tasks import Backends
-from tests.fixtures.mlnode import FakeRuntime, api_client, api_deploy, api_wait_task
+from tests.fixtures.mlnode import FakeRuntime, api_client, api_deploy, api_wait_task, file_url_test_folders
 
 pytestmark = [pytest.mark.integration]
 ML = "/_plugins/_ml"
@@ -37,6 +37,7 @@ async def test_long_sparse_request_is_split_by_the_memory_budget(tmp_path, model
         data_dir=tmp_path / "data",
         allow_registering_model_via_url=True,
         native_memory_threshold=100,
+        file_url_folders=file_url_test_folders(),
         batch_memory_budget=budget_tokens * VOCAB * 4,
         worker_threads=1,
     )

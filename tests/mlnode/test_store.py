@@ -10,7 +10,7 @@ from mlnode import keys
 from mlnode.settings import MLSettings
 from mlnode.store import Store, new_id
 from opensearch_contract.errors import ParsingError
-from tests.fixtures.mlnode import FakeRuntime, api_client, api_fake_model, fake_backends
+from tests.fixtures.mlnode import FakeRuntime, api_client, api_fake_model, fake_backends, file_url_test_folders
 
 pytestmark = [pytest.mark.integration]
 ML = "/_plugins/_ml"
@@ -18,7 +18,8 @@ ML = "/_plugins/_ml"
 
 def _settings(tmp_path):
     return MLSettings.load(
-        data_dir=tmp_path / "data", allow_registering_model_via_url=True, native_memory_threshold=100
+        data_dir=tmp_path / "data", allow_registering_model_via_url=True, native_memory_threshold=100,
+        file_url_folders=file_url_test_folders(),
     )
 
 
