@@ -7,6 +7,7 @@ The model is the real SPARSE_TOKENIZE model (tokenizer + IDF) packaged by the te
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from opensearchpy.exceptions import AuthorizationException, RequestError
 from neuralpipe.local import ml_settings
 from neuralpipe.node import NodeSpec, layout
 from neuralpipe.security import SecurityOptions
-from tests.fixtures.mlnode import deploy, register_file_model
+from tests.fixtures.mlnode import deploy, file_url_test_folders, register_file_model
 from tests.security.nodes import PASSWORDS, ServedNode, write_users_file
 
 pytestmark = pytest.mark.integration
@@ -29,7 +30,8 @@ NO_MODEL_PRIVILEGE = "User doesn't have privilege to perform this operation on t
 def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedNode]:
     root = tmp_path_factory.mktemp("acl")
     users = write_users_file(root / "users.yml")
-    settings = ml_settings(layout(root)[0])
+    settings = dataclasses.replace(ml_settings(layout(root)[0]),
+                                   file_url_folders=tuple(Path(p) for p in file_url_test_folders()))
     settings.ml_commons["model_access_control_enabled"] = True
     served = ServedNode(NodeSpec(("ml",), root, settings, security=SecurityOptions(users_file=users))).start()
     yield served
@@ -163,7 +165,8 @@ def combined(tmp_path_factory: pytest.TempPathFactory, model_zips: Any) -> Itera
     """Both roles in one node, access control on; alice's tokenizer model in her private group and an ingest
     pipeline using it."""
     root = tmp_path_factory.mktemp("acl-combined")
-    settings = ml_settings(layout(root)[0])
+    settings = dataclasses.replace(ml_settings(layout(root)[0]),
+                                   file_url_folders=tuple(Path(p) for p in file_url_test_folders()))
     settings.ml_commons["model_access_control_enabled"] = True
     security = SecurityOptions(users_file=write_users_file(root / "users.yml"))
     served = ServedNode(NodeSpec(("ml", "data"), root, settings, security=security)).start()

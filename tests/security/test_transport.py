@@ -4,6 +4,7 @@ loopback) a loopback Host; and TLS with ``--tls-cert`` / ``--tls-key``. The real
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import http.client
 import json
 import ssl
@@ -15,13 +16,20 @@ import pytest
 from opensearchpy import OpenSearch
 from opensearchpy.exceptions import ConnectionError as OSConnectionError
 
+from mlnode.settings import MLSettings
 from neuralpipe.local import ml_settings
 from neuralpipe.node import NodeServer, NodeSpec, NodeStartError, layout
 from neuralpipe.security import SecurityOptions
-from tests.fixtures.mlnode import deploy, register_file_model
+from tests.fixtures.mlnode import deploy, file_url_test_folders, register_file_model
 from tests.security.nodes import PASSWORDS, ServedNode, make_certs, write_users_file
 
 pytestmark = pytest.mark.integration
+
+
+def _settings(root: Path) -> MLSettings:
+    """The embedded node's ML settings, allowing the packaged test zips' folders for file:// registration."""
+    return dataclasses.replace(ml_settings(layout(root)[0]),
+                               file_url_folders=tuple(Path(p) for p in file_url_test_folders()))
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +131,7 @@ def tls_node(tmp_path_factory: pytest.TempPathFactory, certs: dict[str, Path]) -
     root = tmp_path_factory.mktemp("tls")
     security = SecurityOptions(tls_cert=certs["cert"], tls_key=certs["key"],
                                users_file=write_users_file(root / "users.yml"))
-    node = ServedNode(NodeSpec(("ml", "data"), root, ml_settings(layout(root)[0]), security=security)).start()
+    node = ServedNode(NodeSpec(("ml", "data"), root, _settings(root), security=security)).start()
     yield node
     node.stop()
 
