@@ -8,8 +8,11 @@ embedded ingest and search (which register the catalog models a pipeline names w
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import sys
 import time
+import urllib.parse
+import urllib.request
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -59,11 +62,14 @@ def catalog_register_body(name: str, catalog: Catalog | None = None, *, version:
 def packaged_register_body(package_dir: Path, *, name: str, function_name: str,
                            idf_corpus: Path | None = None) -> dict[str, Any]:
     """Package SPLADE-tiny (a doc encoder, or a tokenizer model with ``idf_corpus``'s IDF) into an ML Commons zip;
-    return its register body with a ``file://`` URL."""
+    return its register body with a ``file://`` URL (``ModelAdmin.register`` uploads such a zip in chunks)."""
     out = package_dir / name.replace("/", "__")
     pm = package_model(splade_dir(), out, function_name=function_name, model_format="TORCH_SCRIPT", name=name,
                        version="1.0.0", idf_corpus=idf_corpus)
     return {**pm.config, "url": pm.zip_path.resolve().as_uri()}
+
+
+CHUNK_BYTES = 10_000_000  # ML Commons' chunk size (ModelHelper.CHUNK_SIZE)
 
 
 @dataclass
@@ -118,12 +124,34 @@ class ModelAdmin:
             await asyncio.sleep(self.poll_interval)
 
     async def register(self, body: dict[str, Any], what: str) -> str:
+        url = body.get("url")
+        if isinstance(url, str) and url.startswith("file://"):
+            return await self.upload(body, what)
         resp = await self._call(f"register {what}", self.client.plugins.ml.register_model(body=body))
         model_id = resp.get("model_id")
         if resp.get("task_id"):
             model_id = (await self.wait_task(resp["task_id"], f"register {what}")).get("model_id") or model_id
         if not model_id:
             raise ModelSetupError(f"register {what}: no model_id in {resp}")
+        return str(model_id)
+
+    async def upload(self, body: dict[str, Any], what: str) -> str:
+        """Register a zip packaged on this machine as opensearch-py-ml does: ``_register_meta``, then its chunks.
+        The ML node may be elsewhere and needs no ``file://`` access to this machine's folders."""
+        zip_path = Path(urllib.request.url2pathname(urllib.parse.urlparse(body["url"]).path))
+        data = await asyncio.to_thread(zip_path.read_bytes)
+        meta = {key: value for key, value in body.items() if key != "url"}
+        meta.update(model_content_size_in_bytes=len(data), total_chunks=max(1, -(-len(data) // CHUNK_BYTES)),
+                    model_content_hash_value=hashlib.sha256(data).hexdigest())
+        resp = await self._call(f"register {what}", self.client.plugins.ml.register_model_meta(body=meta))
+        model_id = resp.get("model_id")
+        if not model_id:
+            raise ModelSetupError(f"register {what}: no model_id in {resp}")
+        for number in range(meta["total_chunks"]):
+            chunk = data[number * CHUNK_BYTES:(number + 1) * CHUNK_BYTES]
+            await self._call(f"upload {what} chunk {number}",
+                             self.client.plugins.ml.upload_chunk(model_id=model_id, chunk_number=number, body=chunk))
+            self._tick(f"  {what}: uploaded chunk {number + 1}/{meta['total_chunks']}")
         return str(model_id)
 
     async def deploy(self, model_id: str, what: str) -> None:
