@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from opensearch_contract.errors import IllegalArgument, MapperParsingError, with_cause
-from opensearch_contract.knn import SPACE_TYPES
+from opensearch_contract.knn import SPACE_TYPES, check_vector_values
 
 from .analysis import ANALYZERS
 from .errors import StrictDynamicMapping
@@ -476,8 +476,7 @@ def _vector(value: Any, spec: FieldSpec) -> np.ndarray:
     arr = arr.astype(np.float64, copy=False)
     if arr.shape[0] != vs.dimension:
         raise IllegalArgument(f"Vector dimension mismatch. Expected: {vs.dimension}, Given: {arr.shape[0]}")
-    if not np.all(np.isfinite(arr)):
-        raise IllegalArgument("KNN vector values cannot be NaN or Infinity")
+    check_vector_values(arr)  # finite and within float32's range, or it would be stored as inf
     if vs.data_type == "byte":
         if np.any(arr != np.round(arr)) or np.any(arr < -128) or np.any(arr > 127):
             raise IllegalArgument("[data_type] field was set as [byte] in index mapping. But, KNN vector values "

@@ -7,6 +7,10 @@ import json
 import re
 from typing import Any
 
+from opensearch_contract.errors import ParsingError
+
+from .storage import load_stored
+
 
 def parse_source_param(spec: Any, includes: str | None = None, excludes: str | None = None
                        ) -> tuple[bool, list[str], list[str]]:
@@ -21,17 +25,25 @@ def parse_source_param(spec: Any, includes: str | None = None, excludes: str | N
     elif isinstance(spec, str):
         inc = [s for s in spec.split(",") if s]
     elif isinstance(spec, list):
-        inc = [str(s) for s in spec]
+        inc = _patterns(spec, "_source")
     elif isinstance(spec, dict):
-        raw_inc = spec.get("includes", spec.get("include")) or []
-        raw_exc = spec.get("excludes", spec.get("exclude")) or []
-        inc = [raw_inc] if isinstance(raw_inc, str) else list(raw_inc)
-        exc = [raw_exc] if isinstance(raw_exc, str) else list(raw_exc)
+        inc = _patterns(spec.get("includes", spec.get("include")) or [], "includes")
+        exc = _patterns(spec.get("excludes", spec.get("exclude")) or [], "excludes")
     if includes:
         inc += [s for s in includes.split(",") if s]
     if excludes:
         exc += [s for s in excludes.split(",") if s]
     return fetch, inc, exc
+
+
+def _patterns(value: Any, name: str) -> list[str]:
+    """``_source`` patterns: a string or an array of scalars (OpenSearch reads each one's text), nothing deeper."""
+    values = value if isinstance(value, list) else [value]
+    for v in values:
+        if isinstance(v, (dict, list)):
+            raise ParsingError(f"Unknown key for a {'START_OBJECT' if isinstance(v, dict) else 'START_ARRAY'} in "
+                               f"[{name}].")
+    return [str(v).lower() if isinstance(v, bool) else str(v) for v in values if v is not None]
 
 
 def _matches(path: str, patterns: list[str], *, prefix_ok: bool) -> bool:
@@ -123,10 +135,10 @@ class SourceDecoder:
         if self._pattern is not None:
             light, skipped = self._pattern.subn(self._skip, raw)
             if skipped:
-                out = filter_source(json.loads(light), self.includes, self.excludes)
+                out = filter_source(load_stored(light), self.includes, self.excludes)
                 if not _holds_placeholder(out):
                     return out
-        return filter_source(json.loads(raw), self.includes, self.excludes)
+        return filter_source(load_stored(raw), self.includes, self.excludes)
 
     @staticmethod
     def _skip(match: re.Match[str]) -> str:
