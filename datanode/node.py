@@ -162,13 +162,17 @@ class DataNode:
             raise ResourceAlreadyExists(f"index [{name}/{existing.uuid}] already exists",
                                         extra={"index_uuid": existing.uuid, "index": name})
         flat = {k: v for k, v in check_index_settings(flatten_settings(settings)).items() if v is not None}
+        custom = sorted(k for k in flat if k.startswith("index.analysis."))
+        if custom:
+            raise IllegalArgument(f"custom analysis settings are not supported by this data node, got [{custom[0]}]: "
+                                  f"map text fields to one of its analyzers [{', '.join(analysis.ANALYZERS)}]")
         flat.setdefault("index.number_of_shards", "1")
         flat.setdefault("index.number_of_replicas", "1")
-        if "_doc" in mappings and isinstance(mappings["_doc"], dict):
-            mappings = mappings["_doc"]
         if not isinstance(mappings, dict):
             raise MapperParsingError(f"Failed to parse mapping: Expected map for property [mappings] but got "
                                      f"[{type(mappings).__name__}]")
+        if "_doc" in mappings and isinstance(mappings["_doc"], dict):
+            mappings = mappings["_doc"]
         Mapping(mappings, knn_enabled=read_index_bool(flat, "index.knn"))  # validates (raises mapper_parsing_exception)
         created = int(time.time() * 1000)
         index_uuid = new_id()

@@ -66,6 +66,22 @@ def guarded(handler: Callable[[web.Request, DataNodeService], Awaitable[web.Stre
     return wrapper
 
 
+@web.middleware
+async def router_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The router's own answers in OpenSearch's shape: an unknown path is 400 ``no handler found``, a known path with
+    another method 405 ``Incorrect HTTP method`` (the shape OpenSearch's RestController gives both), never
+    aiohttp's plain text."""
+    try:
+        return await handler(request)
+    except web.HTTPMethodNotAllowed as exc:
+        allowed = ", ".join(sorted(exc.allowed_methods))
+        return reply({"error": f"Incorrect HTTP method for uri [{request.path}] and method [{request.method}], "
+                               f"allowed: [{allowed}]", "status": 405}, 405)
+    except web.HTTPNotFound:
+        err = IllegalArgument(f"no handler found for uri [{request.path}] and method [{request.method}]")
+        return reply(err.to_body(), err.status)
+
+
 async def json_body(request: web.Request, *, required: bool = False) -> Any:
     return parse_object(await request.read(), required=required)
 
