@@ -61,6 +61,8 @@ def filter_source(source: Any, includes: list[str], excludes: list[str], prefix:
         return source
     if not isinstance(source, dict):
         return source
+    if not includes and not any(ch in pattern for pattern in excludes for ch in "*?["):
+        return _drop_paths(source, excludes, prefix)
     out: dict[str, Any] = {}
     for key, value in source.items():
         path = prefix + key
@@ -80,6 +82,27 @@ def filter_source(source: Any, includes: list[str], excludes: list[str], prefix:
             if items:
                 out[key] = items
         elif fully_included:
+            out[key] = value
+    return out
+
+
+def _drop_paths(source: dict[str, Any], excludes: list[str], prefix: str) -> dict[str, Any]:
+    """``filter_source`` for excludes without wildcards (e.g. the vector fields a reindex skips): the same result,
+    but only the objects an exclude reaches into are walked (a 100-token sparse map is copied, not matched key by
+    key)."""
+    out: dict[str, Any] = {}
+    for key, value in source.items():
+        path = prefix + key
+        if any(path == e or path.startswith(e + ".") for e in excludes):
+            continue
+        below = path + "."
+        if not any(e.startswith(below) for e in excludes):
+            out[key] = value
+        elif isinstance(value, dict):
+            out[key] = _drop_paths(value, excludes, below)
+        elif isinstance(value, list) and any(isinstance(v, dict) for v in value):
+            out[key] = [_drop_paths(v, excludes, below) if isinstance(v, dict) else v for v in value]
+        else:
             out[key] = value
     return out
 
