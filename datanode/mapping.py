@@ -140,6 +140,8 @@ class Mapping:
             ftype = spec.get("type", "object" if "properties" in spec or not spec else None)
             if ftype is None:
                 raise MapperParsingError(f"No type specified for field [{path}]")
+            if not isinstance(ftype, str):
+                raise MapperParsingError(f"No handler for type [{ftype}] declared on field [{name}]")
             if ftype in OBJECT_TYPES:
                 self.objects[path] = ftype
                 if spec.get("enabled", True) in (False, "false"):
@@ -156,6 +158,7 @@ class Mapping:
                                          f"[{spec.get('fields')}]")
             for sub, subspec in (spec.get("fields") or {}).items():
                 subtype = subspec.get("type") if isinstance(subspec, dict) else None
+                subtype = subtype if isinstance(subtype, str) else None
                 if subtype not in {"text", "keyword", "match_only_text", "wildcard"} | NUMERIC_TYPES:
                     raise MapperParsingError(f"No handler for type [{subtype}] declared on field [{sub}]")
                 self.fields[f"{path}.{sub}"] = self._leaf(f"{path}.{sub}", subtype, subspec, nested)
@@ -171,7 +174,7 @@ class Mapping:
         if ftype == "rank_features":
             return FieldSpec(path, ftype, nested, positive_score_impact=bool(spec.get("positive_score_impact", True)))
         for key in ("analyzer", "search_analyzer"):
-            if key in spec and spec[key] not in ANALYZERS:
+            if key in spec and (not isinstance(spec[key], str) or spec[key] not in ANALYZERS):
                 reason = f"analyzer [{spec[key]}] has not been configured in mappings"
                 raise with_cause(MapperParsingError(f"Failed to parse mapping [_doc]: {reason}"),
                                  IllegalArgument(reason))
@@ -179,8 +182,15 @@ class Mapping:
             ftype = "text"
         if ftype in ("wildcard", "constant_keyword"):
             ftype = "keyword"
+        ignore_above = spec.get("ignore_above")
+        if isinstance(ignore_above, str) and ignore_above.isascii() and ignore_above.isdigit():
+            ignore_above = int(ignore_above)  # OpenSearch reads a number's text too
+        if ignore_above is not None and (not isinstance(ignore_above, int) or isinstance(ignore_above, bool)
+                                         or ignore_above < 0):
+            reason = f"[ignore_above] must be a non-negative integer, got [{ignore_above}]"
+            raise with_cause(MapperParsingError(f"Failed to parse mapping [_doc]: {reason}"), IllegalArgument(reason))
         analyzer = str(spec.get("analyzer", "standard"))
-        return FieldSpec(path, ftype, nested, ignore_above=spec.get("ignore_above"), analyzer=analyzer,
+        return FieldSpec(path, ftype, nested, ignore_above=ignore_above, analyzer=analyzer,
                          search_analyzer=str(spec.get("search_analyzer", analyzer)))
 
     def _vector_spec(self, path: str, spec: dict[str, Any]) -> VectorSpec:

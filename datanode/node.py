@@ -233,7 +233,7 @@ class DataNode:
         if name is not None:
             if index_name:
                 self.index(index_name)
-            if name not in analysis.ANALYZERS:
+            if not isinstance(name, str) or name not in analysis.ANALYZERS:
                 scope = "" if index_name else "global "
                 raise IllegalArgument(f"failed to find {scope}analyzer [{name}]")
             return analysis.get(name), 0
@@ -408,8 +408,8 @@ class DataNode:
                 row = db.execute("SELECT version, source, seq_no FROM docs WHERE idx=? AND id=?",
                                  (index.name, op.id)).fetchone()
             if "if_seq_no" in op.extra:
-                want = int(op.extra["if_seq_no"])
-                term = int(op.extra.get("if_primary_term", 1))
+                want = _int_param(op.extra["if_seq_no"], "if_seq_no")
+                term = _int_param(op.extra.get("if_primary_term", 1), "if_primary_term")
                 if row is None or row[2] != want or term != 1:
                     current = (f"current document has seqNo [{row[2]}] and primary term [1]" if row is not None
                                else "but no document was found")
@@ -526,6 +526,9 @@ class DataNode:
         for spec in specs:
             name = spec.get("_index", default_index)
             doc_id = str(spec.get("_id"))
+            if name is not None and not isinstance(name, str):
+                raise ActionValidation(f"Validation Failed: 1: [_index] of each of [docs] must be a string, got "
+                                       f"[{name}];")
             if name is None:
                 docs.append({"_index": None, "_id": doc_id, "error": item_error(
                     ActionValidation("Validation Failed: 1: index is missing for doc 0;"))})

@@ -365,3 +365,23 @@ def test_full_disk_is_a_flood_stage_block_and_writes_nothing(client: Any, data_n
     assert call(data_node.url, "GET", "/vec/_doc/n0")[0] == 404
     ok, errors = helpers.bulk(client, [{"_index": "vec", "_id": "n0", "text": "after"}], refresh=True)
     assert ok == 1 and not errors and client.count(index="vec")["count"] == 3
+
+
+@pytest.mark.parametrize(("method", "path", "body", "error_type"), [
+    ("POST", "/vec/_analyze", {"text": "a", "analyzer": ["standard"]}, "illegal_argument_exception"),
+    ("POST", "/_mget", {"docs": [{"_index": ["vec"], "_id": "0"}]}, "action_request_validation_exception"),
+    ("PUT", "/other", {"mappings": {"properties": {"f": {"type": {"a": 1}}}}}, "mapper_parsing_exception"),
+    ("PUT", "/other", {"mappings": {"properties": {"f": {"type": "text", "analyzer": {}}}}},
+     "mapper_parsing_exception"),
+    ("PUT", "/other", {"mappings": {"properties": {"f": {"type": "keyword", "ignore_above": "x"}}}},
+     "mapper_parsing_exception"),
+    ("PUT", "/vec/_doc/z?if_seq_no=abc", {"text": "a"}, "illegal_argument_exception"),
+])
+def test_wrong_types_found_by_fuzzing_are_400(client: Any, data_node: Any, method: str, path: str, body: Any,
+                                              error_type: str) -> None:
+    """Inputs an in-process fuzz of the node's methods found raising TypeError / ValueError (500 over HTTP)."""
+    knn_index(client, n=2)
+    status, res = call(data_node.url, method, path, body)
+    assert (status, error_of(res)[0]) == (400, error_type), res
+    assert call(data_node.url, "GET", "/other")[0] == 404
+    assert call(data_node.url, "GET", "/vec/_doc/z")[0] == 404
