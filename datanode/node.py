@@ -742,8 +742,11 @@ def parse_search(body: dict[str, Any] | None, params: dict[str, str]) -> SearchR
         raise ParsingError(f"Unknown key for a START_OBJECT in [{sorted(unknown)[0]}].")
     size = _int_param(params.get("size", body.get("size", 10)), "size")
     start = _int_param(params.get("from", body.get("from", 0)), "from")
-    if size < 0 or start < 0:
-        raise IllegalArgument(f"[{'size' if size < 0 else 'from'}] parameter cannot be negative")
+    for name, value in (("size", size), ("from", start)):
+        if value < 0:
+            raise IllegalArgument(f"[{name}] parameter cannot be negative, found [{value}]")
+        if value > 2**31 - 1:  # a Java int in OpenSearch
+            raise IllegalArgument(f"Failed to parse int parameter [{name}] with value [{value}]")
     sort = parse_sort(body.get("sort"), params.get("sort"))
     min_score = _float_param(body["min_score"], "min_score") if body.get("min_score") is not None else None
     tth = _track_total_hits(params.get("track_total_hits", body.get("track_total_hits", DEFAULT_TRACK_TOTAL_HITS)))

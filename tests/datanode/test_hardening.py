@@ -142,6 +142,18 @@ def test_result_window_follows_the_index_setting(client: Any, data_node: Any) ->
     assert len(client.search(index="vec", body={"size": 3, "from": 2})["hits"]["hits"]) == 3
 
 
+@pytest.mark.parametrize(("paging", "reason"), [
+    ({"size": -1}, "[size] parameter cannot be negative, found [-1]"),
+    ({"from": -3}, "[from] parameter cannot be negative, found [-3]"),
+    ({"size": 2**31}, f"Failed to parse int parameter [size] with value [{2**31}]"),
+])
+def test_negative_or_overflowing_paging_is_refused(client: Any, data_node: Any, paging: dict[str, Any],
+                                                   reason: str) -> None:
+    knn_index(client, n=2)
+    status, body = call(data_node.url, "POST", "/vec/_search", paging)
+    assert (status, error_of(body)) == (400, ("illegal_argument_exception", reason))
+
+
 # --- item 3: lone surrogates are refused, and a stored one cannot break reads ---------------------------------------
 def test_bulk_document_with_a_lone_surrogate_fails_alone(client: Any, data_node: Any) -> None:
     knn_index(client, n=3)
