@@ -529,6 +529,9 @@ class DataNode:
             if name is not None and not isinstance(name, str):
                 raise ActionValidation(f"Validation Failed: 1: [_index] of each of [docs] must be a string, got "
                                        f"[{name}];")
+            if isinstance(spec.get("_id"), (dict, list)):
+                raise ActionValidation(f"Validation Failed: 1: [_id] of each of [docs] must be a string, got "
+                                       f"[{spec['_id']}];")
             if name is None:
                 docs.append({"_index": None, "_id": doc_id, "error": item_error(
                     ActionValidation("Validation Failed: 1: index is missing for doc 0;"))})

@@ -36,14 +36,26 @@ def parse_source_param(spec: Any, includes: str | None = None, excludes: str | N
     return fetch, inc, exc
 
 
+def _token(value: Any) -> str:
+    """The name of the JSON token OpenSearch's parser reports for ``value``."""
+    if isinstance(value, dict):
+        return "START_OBJECT"
+    if isinstance(value, list):
+        return "START_ARRAY"
+    if isinstance(value, bool):
+        return "VALUE_BOOLEAN"
+    if value is None:
+        return "VALUE_NULL"
+    return "VALUE_NUMBER" if isinstance(value, (int, float)) else "VALUE_STRING"
+
+
 def _patterns(value: Any, name: str) -> list[str]:
-    """``_source`` patterns: a string or an array of scalars (OpenSearch reads each one's text), nothing deeper."""
+    """``_source`` patterns: a string or an array of strings, as OpenSearch's FetchSourceContext reads them."""
     values = value if isinstance(value, list) else [value]
     for v in values:
-        if isinstance(v, (dict, list)):
-            raise ParsingError(f"Unknown key for a {'START_OBJECT' if isinstance(v, dict) else 'START_ARRAY'} in "
-                               f"[{name}].")
-    return [str(v).lower() if isinstance(v, bool) else str(v) for v in values if v is not None]
+        if not isinstance(v, str):
+            raise ParsingError(f"Unknown key for a {_token(v)} in [{name}].")
+    return list(values)
 
 
 def _matches(path: str, patterns: list[str], *, prefix_ok: bool) -> bool:
