@@ -106,6 +106,9 @@ def _preview(value: Any) -> str:
     return text if len(text) <= 100 else text[:100] + "..."
 
 
+MAX_OBJECT_DEPTH = 20  # index.mapping.depth.limit's default: objects nest at most this deep
+
+
 class Mapping:
     """A validated mappings body plus a flat ``path -> FieldSpec`` view."""
 
@@ -240,6 +243,14 @@ class Mapping:
         if not self.knn_enabled:
             name = "flat"  # without index.knn the field is searched exactly, as k-NN's exact search does
         return VectorSpec(dim, space, data_type, name, engine, ints["m"], ints["ef_construction"], ints["ef_search"])
+
+    def check_depth(self) -> None:
+        """OpenSearch's ``index.mapping.depth.limit`` for a mapping being created or extended (a stored one is read
+        as it is, so a data dir written before the check still opens)."""
+        for path in self.objects:
+            if path.count(".") + 1 > MAX_OBJECT_DEPTH:
+                raise IllegalArgument(f"Limit of mapping depth [{MAX_OBJECT_DEPTH}] has been exceeded due to object "
+                                      f"field [{path}]")
 
     # --- merging ----------------------------------------------------------------------------
     def merged(self, update: dict[str, Any]) -> Mapping:
@@ -394,6 +405,8 @@ class _DocParser:
         props[parts[-1]] = copy.deepcopy(spec)
         dyn[parts[-1]] = copy.deepcopy(spec)
         self.mapping = Mapping(body, knn_enabled=self.mapping.knn_enabled)
+        if spec["type"] == "object":
+            self.mapping.check_depth()
         return spec["type"]
 
     def leaf(self, spec: FieldSpec, value: Any, entry: Entry) -> None:

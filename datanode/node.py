@@ -173,7 +173,7 @@ class DataNode:
                                      f"[{type(mappings).__name__}]")
         if "_doc" in mappings and isinstance(mappings["_doc"], dict):
             mappings = mappings["_doc"]
-        Mapping(mappings, knn_enabled=read_index_bool(flat, "index.knn"))  # validates (raises mapper_parsing_exception)
+        Mapping(mappings, knn_enabled=read_index_bool(flat, "index.knn")).check_depth()  # raises what is invalid
         created = int(time.time() * 1000)
         index_uuid = new_id()
         index = Index(name, index_uuid, flat, mappings, created)
@@ -256,6 +256,8 @@ class DataNode:
             raise MapperParsingError("Failed to parse mapping: body must be an object")
         targets = self.resolve(expression)
         merged = {index.name: index.mapping.merged(body) for index in targets}
+        for mapping in merged.values():
+            mapping.check_depth()
         with self.storage.transaction() as db:
             for index in targets:
                 db.execute("UPDATE indices SET mappings=? WHERE name=?", (dumps(merged[index.name].to_body()),

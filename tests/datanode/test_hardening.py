@@ -403,3 +403,29 @@ def test_wrong_types_found_by_fuzzing_are_400(client: Any, data_node: Any, metho
     assert (status, error_of(res)[0]) == (400, error_type), res
     assert call(data_node.url, "GET", "/other")[0] == 404
     assert call(data_node.url, "GET", "/vec/_doc/z")[0] == 404
+
+
+def test_deep_documents_and_mappings_stop_at_the_mapping_depth_limit(client: Any, data_node: Any) -> None:
+    """A document nested 25 objects deep would add a 25-level object mapping (and a 990-level one used to recurse
+    until Python's limit): OpenSearch's index.mapping.depth.limit (20) refuses it, for that item only."""
+    knn_index(client, n=1)
+    deep: Any = "x"
+    for _ in range(25):
+        deep = {"a": deep}
+    body = ndjson(json.dumps({"index": {"_index": "vec", "_id": "deep"}}), json.dumps(deep),
+                  json.dumps({"index": {"_index": "vec", "_id": "flat"}}), json.dumps({"text": "flat"}))
+    status, res = call(data_node.url, "POST", "/_bulk?refresh=true", body, NDJSON)
+    assert status == 200 and res["errors"] is True
+    deep_item, flat_item = res["items"][0]["index"], res["items"][1]["index"]
+    assert (deep_item["status"], deep_item["error"]["type"]) == (400, "illegal_argument_exception")
+    assert deep_item["error"]["reason"] == ("Limit of mapping depth [20] has been exceeded due to object field [" +
+                                            ".".join(["a"] * 21) + "]")
+    assert flat_item["status"] == 201
+    assert "a" not in client.indices.get_mapping(index="vec")["vec"]["mappings"]["properties"]
+    mapping: Any = {"type": "keyword"}
+    for _ in range(22):
+        mapping = {"properties": {"o": mapping}}
+    for method, path, body in (("PUT", "/other", {"mappings": mapping}), ("PUT", "/vec/_mapping", mapping)):
+        status, res = call(data_node.url, method, path, body)
+        assert (status, error_of(res)[0]) == (400, "illegal_argument_exception")
+    assert call(data_node.url, "GET", "/other")[0] == 404
