@@ -37,6 +37,8 @@ def add_routes(app: web.Application, *, data_dir: Path | str, ml_url: str | None
 
     app.cleanup_ctx.append(lifecycle)
     app.router.add_routes(views.routes(root=root, metrics=metrics))
+    if root:  # the node's own router misses (a mounted ML sub-application answers its own)
+        app.middlewares.append(views.router_errors)
 
 
 def create_app(data_dir: Path | str, *, ml_url: str | None = None, query_cache_size: int | None = None

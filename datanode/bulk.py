@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from opensearch_contract.errors import IllegalArgument, MapperParsingError
+from opensearch_contract.body import parse_json
+from opensearch_contract.errors import IllegalArgument, MapperParsingError, OpenSearchError, with_cause
 
 from .errors import ActionRequestValidation as ActionValidation
 from .node import WriteOp
@@ -16,12 +16,15 @@ META_KEYS = {"_index", "_id", "pipeline", "routing", "if_seq_no", "if_primary_te
 
 
 def parse_bulk(raw: bytes, default_index: str | None) -> list[WriteOp]:
-    lines = raw.decode("utf-8").split("\n")
+    """The write ops of a ``_bulk`` body. A bad action line fails the request (as OpenSearch's); a document line that
+    is not JSON a node can store (bad UTF-8, a lone surrogate escape, a number out of range, nesting past the limit)
+    fails its own item only, with a ``mapper_parsing_exception``."""
+    lines = raw.split(b"\n")
     ops: list[WriteOp] = []
     i = 0
     missing_index = 0
     while i < len(lines):
-        line = lines[i].strip()
+        line = _text(lines[i], i + 1).strip()
         i += 1
         if not line:
             continue
@@ -52,8 +55,8 @@ def parse_bulk(raw: bytes, default_index: str | None) -> list[WriteOp]:
 def _action_line(line: str, number: int) -> tuple[str, dict[str, Any]]:
     """(action, metadata) of the action/metadata line ``number`` (1-based), checked as OpenSearch checks it."""
     try:
-        action_line = json.loads(line)
-    except json.JSONDecodeError:
+        action_line = parse_json(line)
+    except OpenSearchError:
         raise IllegalArgument(f"Malformed action/metadata line [{number}], expected START_OBJECT or END_OBJECT but "
                               f"found [VALUE_STRING]") from None
     if not isinstance(action_line, dict) or len(action_line) != 1:
@@ -78,16 +81,26 @@ def _action_line(line: str, number: int) -> tuple[str, dict[str, Any]]:
     return action, meta
 
 
-def _read_source(op: WriteOp, source_line: str) -> None:
-    """The document (index, create) or update body (update) line of ``op``; bad JSON fails this op only."""
+def _text(line: bytes, number: int) -> str:
     try:
-        payload = json.loads(source_line)
-    except json.JSONDecodeError as exc:
-        op.error = MapperParsingError(f"failed to parse: {exc.msg} at line {exc.lineno} column {exc.colno}")
-        payload = None
+        return line.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise IllegalArgument(f"Malformed action/metadata line [{number}]: not UTF-8 ({exc.reason})") from None
+
+
+def _read_source(op: WriteOp, source_line: bytes) -> None:
+    """The document (index, create) or update body (update) line of ``op``; a bad one fails this op only."""
+    payload: Any = None
+    try:
+        payload = parse_json(source_line)
+    except OpenSearchError as exc:
+        op.error = with_cause(MapperParsingError("failed to parse"), exc)
     if op.action == "update":
+        if op.error is None and not isinstance(payload, dict):
+            op.error = MapperParsingError(f"failed to parse: the update body must be a JSON object, got "
+                                          f"[{payload}]")
         op.update = payload if isinstance(payload, dict) else {}
     else:
         op.source = payload
         if isinstance(payload, dict):
-            op.raw = source_line.strip()
+            op.raw = source_line.decode("utf-8").strip()

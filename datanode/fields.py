@@ -347,7 +347,9 @@ class VectorField:
     def _graph_search(self, query: np.ndarray, k: int, live: np.ndarray | None,
                       ef_search: int | None) -> tuple[np.ndarray, np.ndarray]:
         assert self.graph is not None
-        ef = max(ef_search or self.spec.ef_search, k)
+        # a candidate list longer than the graph finds nothing more: cap it there, so a huge ef_search costs what a
+        # full visit of the graph costs instead of allocating for the number asked
+        ef = max(min(ef_search or self.spec.ef_search, self.graph.ntotal), k)
         bitmap = None
         if live is not None and not live.all():
             params = faiss.SearchParametersHNSW()  # type: ignore[attr-defined]  # missing from faiss's .pyi
@@ -360,7 +362,8 @@ class VectorField:
             if params is None:
                 params = faiss.SearchParametersHNSW()  # type: ignore[attr-defined]  # missing from faiss's .pyi
                 params.efSearch = ef
-                self._plain_params[ef] = params
+                if len(self._plain_params) < 64:  # requests choose ef_search: keep the cache bounded
+                    self._plain_params[ef] = params
         dist, ids = self.graph.search(query[None, :], k, params=params)
         del bitmap
         if ids.shape[1] and ids[0, -1] >= 0:  # faiss pads a short answer with -1 at the end

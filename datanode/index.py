@@ -13,6 +13,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from opensearch_contract.settings import read_index_bool, read_index_int
+
 from . import analysis
 from .fields import FeatureField, Grow, TermField, ValueField, VectorField
 from .mapping import Entry, Mapping, ParsedDoc
@@ -200,11 +202,19 @@ class Index:
 
     @property
     def knn_enabled(self) -> bool:
-        return str(self.settings.get("index.knn", "false")).lower() == "true"
+        return read_index_bool(self.settings, "index.knn")
 
     @property
     def replicas(self) -> int:
-        return int(self.settings.get("index.number_of_replicas", 1))
+        return read_index_int(self.settings, "index.number_of_replicas")
+
+    @property
+    def shards(self) -> int:
+        return read_index_int(self.settings, "index.number_of_shards")
+
+    @property
+    def max_result_window(self) -> int:
+        return read_index_int(self.settings, "index.max_result_window")
 
     def shards_header(self) -> dict[str, int]:
         return {"total": self.replicas + 1, "successful": 1, "failed": 0}

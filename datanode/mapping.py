@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from opensearch_contract.errors import IllegalArgument, MapperParsingError, with_cause
-from opensearch_contract.knn import SPACE_TYPES
+from opensearch_contract.knn import SPACE_TYPES, check_vector_values
 
 from .analysis import ANALYZERS
 from .errors import StrictDynamicMapping
@@ -106,6 +106,9 @@ def _preview(value: Any) -> str:
     return text if len(text) <= 100 else text[:100] + "..."
 
 
+MAX_OBJECT_DEPTH = 20  # index.mapping.depth.limit's default: objects nest at most this deep
+
+
 class Mapping:
     """A validated mappings body plus a flat ``path -> FieldSpec`` view."""
 
@@ -141,6 +144,8 @@ class Mapping:
             ftype = spec.get("type", "object" if "properties" in spec or not spec else None)
             if ftype is None:
                 raise MapperParsingError(f"No type specified for field [{path}]")
+            if not isinstance(ftype, str):
+                raise MapperParsingError(f"No handler for type [{ftype}] declared on field [{name}]")
             if ftype == "semantic":  # indexed as the raw field it wraps; its semantic info is a sibling object
                 from processors.semantic import delegate_spec  # here: only semantic mappings import processors
                 self.semantic.add(path)
@@ -166,6 +171,7 @@ class Mapping:
                                          f"[{spec.get('fields')}]")
             for sub, subspec in (spec.get("fields") or {}).items():
                 subtype = subspec.get("type") if isinstance(subspec, dict) else None
+                subtype = subtype if isinstance(subtype, str) else None
                 if subtype not in {"text", "keyword", "match_only_text", "wildcard"} | NUMERIC_TYPES:
                     raise MapperParsingError(f"No handler for type [{subtype}] declared on field [{sub}]")
                 self.fields[f"{path}.{sub}"] = self._leaf(f"{path}.{sub}", subtype, subspec, nested)
@@ -181,7 +187,7 @@ class Mapping:
         if ftype == "rank_features":
             return FieldSpec(path, ftype, nested, positive_score_impact=bool(spec.get("positive_score_impact", True)))
         for key in ("analyzer", "search_analyzer"):
-            if key in spec and spec[key] not in ANALYZERS:
+            if key in spec and (not isinstance(spec[key], str) or spec[key] not in ANALYZERS):
                 reason = f"analyzer [{spec[key]}] has not been configured in mappings"
                 raise with_cause(MapperParsingError(f"Failed to parse mapping [_doc]: {reason}"),
                                  IllegalArgument(reason))
@@ -189,8 +195,15 @@ class Mapping:
             ftype = "text"
         if ftype in ("wildcard", "constant_keyword"):
             ftype = "keyword"
+        ignore_above = spec.get("ignore_above")
+        if isinstance(ignore_above, str) and ignore_above.isascii() and ignore_above.isdigit():
+            ignore_above = int(ignore_above)  # OpenSearch reads a number's text too
+        if ignore_above is not None and (not isinstance(ignore_above, int) or isinstance(ignore_above, bool)
+                                         or ignore_above < 0):
+            reason = f"[ignore_above] must be a non-negative integer, got [{ignore_above}]"
+            raise with_cause(MapperParsingError(f"Failed to parse mapping [_doc]: {reason}"), IllegalArgument(reason))
         analyzer = str(spec.get("analyzer", "standard"))
-        return FieldSpec(path, ftype, nested, ignore_above=spec.get("ignore_above"), analyzer=analyzer,
+        return FieldSpec(path, ftype, nested, ignore_above=ignore_above, analyzer=analyzer,
                          search_analyzer=str(spec.get("search_analyzer", analyzer)))
 
     def _vector_spec(self, path: str, spec: dict[str, Any]) -> VectorSpec:
@@ -240,6 +253,14 @@ class Mapping:
         if not self.knn_enabled:
             name = "flat"  # without index.knn the field is searched exactly, as k-NN's exact search does
         return VectorSpec(dim, space, data_type, name, engine, ints["m"], ints["ef_construction"], ints["ef_search"])
+
+    def check_depth(self) -> None:
+        """OpenSearch's ``index.mapping.depth.limit`` for a mapping being created or extended (a stored one is read
+        as it is, so a data dir written before the check still opens)."""
+        for path in self.objects:
+            if path.count(".") + 1 > MAX_OBJECT_DEPTH:
+                raise IllegalArgument(f"Limit of mapping depth [{MAX_OBJECT_DEPTH}] has been exceeded due to object "
+                                      f"field [{path}]")
 
     # --- merging ----------------------------------------------------------------------------
     def merged(self, update: dict[str, Any]) -> Mapping:
@@ -394,6 +415,8 @@ class _DocParser:
         props[parts[-1]] = copy.deepcopy(spec)
         dyn[parts[-1]] = copy.deepcopy(spec)
         self.mapping = Mapping(body, knn_enabled=self.mapping.knn_enabled)
+        if spec["type"] == "object":
+            self.mapping.check_depth()
         return spec["type"]
 
     def leaf(self, spec: FieldSpec, value: Any, entry: Entry) -> None:
@@ -486,8 +509,7 @@ def _vector(value: Any, spec: FieldSpec) -> np.ndarray:
     arr = arr.astype(np.float64, copy=False)
     if arr.shape[0] != vs.dimension:
         raise IllegalArgument(f"Vector dimension mismatch. Expected: {vs.dimension}, Given: {arr.shape[0]}")
-    if not np.all(np.isfinite(arr)):
-        raise IllegalArgument("KNN vector values cannot be NaN or Infinity")
+    check_vector_values(arr)  # finite and within float32's range, or it would be stored as inf
     if vs.data_type == "byte":
         if np.any(arr != np.round(arr)) or np.any(arr < -128) or np.any(arr > 127):
             raise IllegalArgument("[data_type] field was set as [byte] in index mapping. But, KNN vector values "

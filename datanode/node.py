@@ -10,8 +10,9 @@ from __future__ import annotations
 import base64
 import copy
 import fnmatch
-import json
+import logging
 import shutil
+import sqlite3
 import time
 import uuid as uuidlib
 from collections.abc import Callable
@@ -29,8 +30,14 @@ from opensearch_contract.errors import (
     ParsingError,
     ResourceAlreadyExists,
     ResourceNotFound,
+    flood_stage,
 )
-from opensearch_contract.settings import MAX_RESULT_WINDOW, setting_string
+from opensearch_contract.settings import (
+    MAX_RESULT_WINDOW,
+    check_index_settings,
+    read_index_bool,
+    setting_string,
+)
 from opensearch_contract.settings import flatten_settings as flatten_any
 from opensearch_contract.settings import nest_settings as nest_any
 
@@ -43,8 +50,9 @@ from .mapping import Mapping, ParsedDoc
 from .query import Executor
 from .segment import SegmentLoader
 from .source import SourceDecoder, droppable_vectors, filter_source, parse_source_param
-from .storage import Storage, dumps
+from .storage import DiskFull, Storage, dumps, is_disk_full, load_stored
 
+log = logging.getLogger("neuralpipe.datanode")
 VERSION = "3.1.0"
 LUCENE_VERSION = "10.2.1"
 CLUSTER_NAME = "neuralpipe"
@@ -153,24 +161,19 @@ class DataNode:
             existing = self.indices[name]
             raise ResourceAlreadyExists(f"index [{name}/{existing.uuid}] already exists",
                                         extra={"index_uuid": existing.uuid, "index": name})
-        flat = flatten_settings(settings)
-        for key in ("index.number_of_shards", "index.number_of_replicas"):
-            if key in flat:
-                try:
-                    if int(flat[key]) < (1 if "shards" in key else 0):
-                        raise ValueError
-                except (TypeError, ValueError):
-                    raise IllegalArgument(f"Failed to parse value [{flat[key]}] for setting [{key}] must be "
-                                          f">= {1 if 'shards' in key else 0}") from None
-        if "index.knn" in flat and str(flat["index.knn"]).lower() not in ("true", "false"):
-            raise IllegalArgument(f"Failed to parse value [{flat['index.knn']}] as only [true] or [false] are "
-                                  f"allowed.")
+        flat = {k: v for k, v in check_index_settings(flatten_settings(settings)).items() if v is not None}
+        custom = sorted(k for k in flat if k.startswith("index.analysis."))
+        if custom:
+            raise IllegalArgument(f"custom analysis settings are not supported by this data node, got [{custom[0]}]: "
+                                  f"map text fields to one of its analyzers [{', '.join(analysis.ANALYZERS)}]")
         flat.setdefault("index.number_of_shards", "1")
         flat.setdefault("index.number_of_replicas", "1")
+        if not isinstance(mappings, dict):
+            raise MapperParsingError(f"Failed to parse mapping: Expected map for property [mappings] but got "
+                                     f"[{type(mappings).__name__}]")
         if "_doc" in mappings and isinstance(mappings["_doc"], dict):
             mappings = mappings["_doc"]
-        knn = str(flat.get("index.knn", "false")).lower() == "true"
-        Mapping(mappings, knn_enabled=knn)  # validates (raises mapper_parsing_exception)
+        Mapping(mappings, knn_enabled=read_index_bool(flat, "index.knn")).check_depth()  # raises what is invalid
         created = int(time.time() * 1000)
         index_uuid = new_id()
         index = Index(name, index_uuid, flat, mappings, created)
@@ -230,7 +233,7 @@ class DataNode:
         if name is not None:
             if index_name:
                 self.index(index_name)
-            if name not in analysis.ANALYZERS:
+            if not isinstance(name, str) or name not in analysis.ANALYZERS:
                 scope = "" if index_name else "global "
                 raise IllegalArgument(f"failed to find {scope}analyzer [{name}]")
             return analysis.get(name), 0
@@ -253,6 +256,8 @@ class DataNode:
             raise MapperParsingError("Failed to parse mapping: body must be an object")
         targets = self.resolve(expression)
         merged = {index.name: index.mapping.merged(body) for index in targets}
+        for mapping in merged.values():
+            mapping.check_depth()
         with self.storage.transaction() as db:
             for index in targets:
                 db.execute("UPDATE indices SET mappings=? WHERE name=?", (dumps(merged[index.name].to_body()),
@@ -267,7 +272,7 @@ class DataNode:
                         "index.max_result_window", "index.neural_search.semantic_ingest_batch_size")
 
     def put_settings(self, expression: str, body: dict[str, Any]) -> dict[str, Any]:
-        flat = flatten_settings(body.get("settings", body) if isinstance(body, dict) else body)
+        flat = check_index_settings(flatten_settings(body.get("settings", body) if isinstance(body, dict) else body))
         static = sorted(k for k in flat if k not in self.DYNAMIC_SETTINGS)
         if static:
             raise IllegalArgument(f"Can't update non dynamic settings [[{', '.join(static)}]] for open indices; "
@@ -310,17 +315,20 @@ class DataNode:
         try:
             with self.storage.transaction() as db:
                 for op in ops:
-                    items.append(self._write_one(db, op, pending, created))
+                    items.append(self._write_isolated(db, op, pending, created))
                 touched = {ix.name: ix for ix, _, _ in pending} | created
                 for ix in touched.values():
                     db.execute("UPDATE indices SET seq_no=?, mappings=? WHERE name=?",
                                (ix.seq_no, dumps(ix.mapping.to_body()), ix.name))
-        except BaseException:
+        except BaseException as exc:
             for name, (seq_no, mapping) in before.items():
                 if name in self.indices:
                     self.indices[name].seq_no, self.indices[name].mapping = seq_no, mapping
             for name in created:
                 self.indices.pop(name, None)
+            if isinstance(exc, DiskFull):  # nothing was written: every item fails as a flood-stage block does
+                log.warning("disk full: a write of %d documents was refused and rolled back (%s)", len(ops), exc)
+                return [self._failed(op, flood_stage([op.index] if op.index else [])) for op in ops]
             raise
         for ix, doc_id, parsed in pending:
             with ix.lock:
@@ -329,6 +337,50 @@ class DataNode:
                 else:
                     ix.put(doc_id, parsed)
         return items
+
+    def _write_isolated(self, db: Any, op: WriteOp, pending: list[tuple[Index, str, ParsedDoc | None]],
+                        created: dict[str, Index]) -> dict[str, Any]:
+        """One op inside a savepoint: a failed op (an error item, or an unexpected exception from its document) is
+        undone in SQLite and in memory, and the other ops of the request go on."""
+        mark = len(pending)
+        existing = self.indices.get(op.index)
+        state = (existing.seq_no, existing.mapping) if existing is not None else None
+        db.execute("SAVEPOINT item")
+        try:
+            result = self._write_one(db, op, pending, created)
+        except (sqlite3.Error, OSError) as exc:
+            if is_disk_full(exc):
+                raise  # the whole request fails (and rolls back): see _write
+            result = self._unexpected(op, exc)
+        except Exception as exc:  # noqa: BLE001  (one document must not fail the others)
+            result = self._unexpected(op, exc)
+        if "error" not in result:
+            db.execute("RELEASE item")
+            return result
+        db.execute("ROLLBACK TO item")
+        db.execute("RELEASE item")
+        del pending[mark:]
+        if existing is not None and state is not None:
+            existing.seq_no, existing.mapping = state
+        elif op.index in created:  # created by this op alone
+            created.pop(op.index)
+            self.indices.pop(op.index, None)
+        return result
+
+    def _unexpected(self, op: WriteOp, exc: Exception) -> dict[str, Any]:
+        log.warning("index [%s] doc [%s]: the write failed", op.index, op.id, exc_info=exc)
+        return self._failed(op, MapperParsingError(f"failed to parse: the document could not be indexed "
+                                                   f"({type(exc).__name__})"))
+
+    def _failed(self, op: WriteOp, exc: OpenSearchError) -> dict[str, Any]:
+        """The result item of an op that failed with ``exc``."""
+        index = self.indices.get(op.index)
+        err = item_error(exc)
+        if index is not None and exc.error_type not in ("index_not_found_exception", "cluster_block_exception"):
+            err.setdefault("index", op.index)
+            err.setdefault("shard", "0")
+            err.setdefault("index_uuid", index.uuid)
+        return {"_index": op.index, "_id": op.id, "status": exc.status, "error": err}
 
     def _write_one(self, db: Any, op: WriteOp, pending: list[tuple[Index, str, ParsedDoc | None]],
                    created: dict[str, Index]) -> dict[str, Any]:
@@ -358,8 +410,8 @@ class DataNode:
                 row = db.execute("SELECT version, source, seq_no FROM docs WHERE idx=? AND id=?",
                                  (index.name, op.id)).fetchone()
             if "if_seq_no" in op.extra:
-                want = int(op.extra["if_seq_no"])
-                term = int(op.extra.get("if_primary_term", 1))
+                want = _int_param(op.extra["if_seq_no"], "if_seq_no")
+                term = _int_param(op.extra.get("if_primary_term", 1), "if_primary_term")
                 if row is None or row[2] != want or term != 1:
                     current = (f"current document has seqNo [{row[2]}] and primary term [1]" if row is not None
                                else "but no document was found")
@@ -381,13 +433,7 @@ class DataNode:
             raise IllegalArgument(f"Malformed action/metadata line: unknown action [{action}], expected one of "
                                   f"[create, delete, index, update]")
         except OpenSearchError as exc:
-            index = self.indices.get(op.index)
-            err = item_error(exc)
-            if index is not None and exc.error_type != "index_not_found_exception":
-                err.setdefault("index", op.index)
-                err.setdefault("shard", "0")
-                err.setdefault("index_uuid", index.uuid)
-            return {"_index": op.index, "_id": op.id, "status": exc.status, "error": err}
+            return self._failed(op, exc)
 
     def _parse(self, index: Index, source: Any, doc_id: str) -> ParsedDoc:
         if not isinstance(source, dict):
@@ -425,6 +471,10 @@ class DataNode:
             raise ParsingError(f"[UpdateRequest] unknown field [{sorted(unknown)[0]}]")
         if "doc" not in body and "upsert" not in body:
             raise ActionValidation("Validation Failed: 1: script or doc is missing;")
+        for key in ("doc", "upsert"):
+            if key in body and not isinstance(body[key], dict):
+                raise ParsingError(f"[UpdateRequest] failed to parse field [{key}]: expected an object, got "
+                                   f"[{body[key]}]")
         if row is None:
             if body.get("doc_as_upsert"):
                 source = body.get("doc") or {}
@@ -434,7 +484,7 @@ class DataNode:
                 raise DocumentMissing(f"[{op.id}]: document missing")
             put = WriteOp("index", index.name, op.id, source=source)
             return self._put(db, index, put, None, pending)
-        current = json.loads(row[1])
+        current = load_stored(row[1])
         merged = _deep_merge(copy.deepcopy(current), body.get("doc") or {})
         if merged == current and body.get("detect_noop", True):
             seq = db.execute("SELECT seq_no FROM docs WHERE idx=? AND id=?", (index.name, op.id)).fetchone()[0]
@@ -478,6 +528,12 @@ class DataNode:
         for spec in specs:
             name = spec.get("_index", default_index)
             doc_id = str(spec.get("_id"))
+            if name is not None and not isinstance(name, str):
+                raise ActionValidation(f"Validation Failed: 1: [_index] of each of [docs] must be a string, got "
+                                       f"[{name}];")
+            if isinstance(spec.get("_id"), (dict, list)):
+                raise ActionValidation(f"Validation Failed: 1: [_id] of each of [docs] must be a string, got "
+                                       f"[{spec['_id']}];")
             if name is None:
                 docs.append({"_index": None, "_id": doc_id, "error": item_error(
                     ActionValidation("Validation Failed: 1: index is missing for doc 0;"))})
@@ -537,6 +593,12 @@ class DataNode:
         started = time.perf_counter()
         request = parse_search(body, params or {})
         targets = self.resolve(expression)
+        window = min((index.max_result_window for index in targets), default=MAX_RESULT_WINDOW)
+        if request.size + request.start > window:
+            raise IllegalArgument(f"Result window is too large, from + size must be less than or equal to: "
+                                  f"[{window}] but was [{request.size + request.start}]. See the scroll api for a "
+                                  f"more efficient way to request large data sets. This limit can be set by changing "
+                                  f"the [index.max_result_window] index level setting.")
         matches = self._execute(targets, request)
         hits_body = {**_hits_header(request, matches), "hits": self._render_hits(targets, request, matches)}
         n = len(targets)
@@ -612,7 +674,7 @@ class DataNode:
         if not fetch and not whole:
             return None
         if whole or not (inc or exc):
-            return json.loads
+            return load_stored
         vectors = [path for path, spec in index.mapping.fields.items() if spec.type == "knn_vector"]
         return SourceDecoder(inc, exc, droppable_vectors(vectors, inc, exc)).decode
 
@@ -685,12 +747,11 @@ def parse_search(body: dict[str, Any] | None, params: dict[str, str]) -> SearchR
         raise ParsingError(f"Unknown key for a START_OBJECT in [{sorted(unknown)[0]}].")
     size = _int_param(params.get("size", body.get("size", 10)), "size")
     start = _int_param(params.get("from", body.get("from", 0)), "from")
-    if size < 0 or start < 0:
-        raise IllegalArgument(f"[{'size' if size < 0 else 'from'}] parameter cannot be negative")
-    if size + start > MAX_RESULT_WINDOW:
-        raise IllegalArgument(f"Result window is too large, from + size must be less than or equal to: "
-                              f"[{MAX_RESULT_WINDOW}] but was [{size + start}]. See the scroll api for a more "
-                              f"efficient way to request large data sets.")
+    for name, value in (("size", size), ("from", start)):
+        if value < 0:
+            raise IllegalArgument(f"[{name}] parameter cannot be negative, found [{value}]")
+        if value > 2**31 - 1:  # a Java int in OpenSearch
+            raise IllegalArgument(f"Failed to parse int parameter [{name}] with value [{value}]")
     sort = parse_sort(body.get("sort"), params.get("sort"))
     min_score = _float_param(body["min_score"], "min_score") if body.get("min_score") is not None else None
     tth = _track_total_hits(params.get("track_total_hits", body.get("track_total_hits", DEFAULT_TRACK_TOTAL_HITS)))

@@ -3,6 +3,7 @@ slots (numpy arrays), combined the way Lucene's BooleanQuery, DisMax and nested 
 
 from __future__ import annotations
 
+import math
 import operator
 import re
 from collections.abc import Callable
@@ -12,7 +13,15 @@ from typing import Any
 import numpy as np
 
 from opensearch_contract.errors import IllegalArgument, OpenSearchError, ParsingError
-from opensearch_contract.knn import score_from_distance
+from opensearch_contract.knn import (
+    check_k,
+    check_max_distance,
+    check_min_score,
+    check_vector_values,
+    parse_ef_search,
+    score_from_distance,
+)
+from opensearch_contract.settings import read_index_int
 
 from . import analysis
 from .fields import FeatureField
@@ -481,15 +490,16 @@ class Executor:
             return self._empty(scope)
         group = scope.parent.view() if scope.nested_path is not None else None
         if params.get("k") is not None:
-            k = params["k"]
-            if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= 10000:
-                raise IllegalArgument(f"[knn] requires 0 < k <= 10000, got [{k}]")
-            slots, scores = field_index.search(query, k, allowed, ef_search, group)
+            slots, scores = field_index.search(query, check_k(params["k"]), allowed, ef_search, group)
         else:
+            space = spec.vector.space_type
             if params.get("min_score") is not None:
-                threshold = float(params["min_score"])
+                threshold = _knn_float(params["min_score"], "min_score")
+                check_min_score(space, threshold)
             else:
-                threshold = score_from_distance(spec.vector.space_type, float(params["max_distance"]))
+                distance = _knn_float(params["max_distance"], "max_distance")
+                check_max_distance(space, distance)
+                threshold = score_from_distance(space, distance)
             slots, scores = _best_per_group(*field_index.radial(query, threshold, allowed), group)
         return self._dense(scope, slots, scores.astype(np.float64) * float(params.get("boost", 1.0)))
 
@@ -506,22 +516,27 @@ class Executor:
         if len(vector) != vs.dimension:
             raise IllegalArgument(f"Query vector has invalid dimension: {len(vector)}. Dimension should be: "
                                   f"{vs.dimension}")
-        query = np.asarray(vector, dtype=np.float32)
+        if not all(type(v) in (int, float) for v in vector):
+            raise ParsingError("[knn] failed to parse field [vector]: the query vector must be an array of numbers")
+        values = np.asarray(vector, dtype=np.float64)
+        check_vector_values(values)
+        query = values.astype(np.float32)
+        if params.get("k") is not None:
+            check_k(params["k"])
         modes = [key for key in ("k", "min_score", "max_distance") if params.get(key) is not None]
         if len(modes) != 1:
             raise IllegalArgument("[knn] requires exactly one of k, distance or score to be set")
         ef_search = None
         method_params = params.get("method_parameters") or {}
+        if not isinstance(method_params, dict):
+            raise ParsingError(f"[knn] method_parameters must be an object, got [{method_params}]")
         for key in method_params:
             if key not in ("ef_search", "nprobes"):
                 raise IllegalArgument(f"[knn] unknown method parameter [{key}]: valid parameters are [ef_search]")
         if "ef_search" in method_params:
-            ef_search = method_params["ef_search"]
-            if not isinstance(ef_search, int) or isinstance(ef_search, bool) or ef_search < 1:
-                raise IllegalArgument(f"[knn] method_parameters.ef_search must be a positive integer, got "
-                                      f"[{ef_search}]")
+            ef_search = parse_ef_search(method_params["ef_search"])
         if ef_search is None and "index.knn.algo_param.ef_search" in self.index.settings:
-            ef_search = int(self.index.settings["index.knn.algo_param.ef_search"])
+            ef_search = read_index_int(self.index.settings, "index.knn.algo_param.ef_search")
         return query, ef_search
 
     def _rank_feature(self, body: Any, scope: Scope) -> Result:
@@ -576,6 +591,18 @@ class Executor:
             return None, ""
         raise IllegalArgument(f"[rank_feature] query only works on [rank_feature] fields and features of "
                               f"[rank_features] fields, not [{spec.type}]")
+
+
+def _knn_float(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ParsingError(f"[knn] failed to parse field [{name}]: expected a number, got [{value}]")
+    try:
+        number = float(value)
+    except ValueError:
+        raise ParsingError(f"[knn] failed to parse field [{name}]: expected a number, got [{value}]") from None
+    if not math.isfinite(number):
+        raise ParsingError(f"[knn] failed to parse field [{name}]: expected a finite number, got [{value}]")
+    return number
 
 
 def _compare(op: Callable[[Any, Any], bool], bound: Any, value: Any) -> bool:

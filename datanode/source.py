@@ -7,6 +7,10 @@ import json
 import re
 from typing import Any
 
+from opensearch_contract.errors import ParsingError
+
+from .storage import load_stored
+
 
 def parse_source_param(spec: Any, includes: str | None = None, excludes: str | None = None
                        ) -> tuple[bool, list[str], list[str]]:
@@ -21,17 +25,37 @@ def parse_source_param(spec: Any, includes: str | None = None, excludes: str | N
     elif isinstance(spec, str):
         inc = [s for s in spec.split(",") if s]
     elif isinstance(spec, list):
-        inc = [str(s) for s in spec]
+        inc = _patterns(spec, "_source")
     elif isinstance(spec, dict):
-        raw_inc = spec.get("includes", spec.get("include")) or []
-        raw_exc = spec.get("excludes", spec.get("exclude")) or []
-        inc = [raw_inc] if isinstance(raw_inc, str) else list(raw_inc)
-        exc = [raw_exc] if isinstance(raw_exc, str) else list(raw_exc)
+        inc = _patterns(spec.get("includes", spec.get("include")) or [], "includes")
+        exc = _patterns(spec.get("excludes", spec.get("exclude")) or [], "excludes")
     if includes:
         inc += [s for s in includes.split(",") if s]
     if excludes:
         exc += [s for s in excludes.split(",") if s]
     return fetch, inc, exc
+
+
+def _token(value: Any) -> str:
+    """The name of the JSON token OpenSearch's parser reports for ``value``."""
+    if isinstance(value, dict):
+        return "START_OBJECT"
+    if isinstance(value, list):
+        return "START_ARRAY"
+    if isinstance(value, bool):
+        return "VALUE_BOOLEAN"
+    if value is None:
+        return "VALUE_NULL"
+    return "VALUE_NUMBER" if isinstance(value, (int, float)) else "VALUE_STRING"
+
+
+def _patterns(value: Any, name: str) -> list[str]:
+    """``_source`` patterns: a string or an array of strings, as OpenSearch's FetchSourceContext reads them."""
+    values = value if isinstance(value, list) else [value]
+    for v in values:
+        if not isinstance(v, str):
+            raise ParsingError(f"Unknown key for a {_token(v)} in [{name}].")
+    return list(values)
 
 
 def _matches(path: str, patterns: list[str], *, prefix_ok: bool) -> bool:
@@ -49,6 +73,8 @@ def filter_source(source: Any, includes: list[str], excludes: list[str], prefix:
         return source
     if not isinstance(source, dict):
         return source
+    if not includes and not any(ch in pattern for pattern in excludes for ch in "*?["):
+        return _drop_paths(source, excludes, prefix)
     out: dict[str, Any] = {}
     for key, value in source.items():
         path = prefix + key
@@ -68,6 +94,27 @@ def filter_source(source: Any, includes: list[str], excludes: list[str], prefix:
             if items:
                 out[key] = items
         elif fully_included:
+            out[key] = value
+    return out
+
+
+def _drop_paths(source: dict[str, Any], excludes: list[str], prefix: str) -> dict[str, Any]:
+    """``filter_source`` for excludes without wildcards (e.g. the vector fields a reindex skips): the same result,
+    but only the objects an exclude reaches into are walked (a 100-token sparse map is copied, not matched key by
+    key)."""
+    out: dict[str, Any] = {}
+    for key, value in source.items():
+        path = prefix + key
+        if any(path == e or path.startswith(e + ".") for e in excludes):
+            continue
+        below = path + "."
+        if not any(e.startswith(below) for e in excludes):
+            out[key] = value
+        elif isinstance(value, dict):
+            out[key] = _drop_paths(value, excludes, below)
+        elif isinstance(value, list) and any(isinstance(v, dict) for v in value):
+            out[key] = [_drop_paths(v, excludes, below) if isinstance(v, dict) else v for v in value]
+        else:
             out[key] = value
     return out
 
@@ -123,10 +170,10 @@ class SourceDecoder:
         if self._pattern is not None:
             light, skipped = self._pattern.subn(self._skip, raw)
             if skipped:
-                out = filter_source(json.loads(light), self.includes, self.excludes)
+                out = filter_source(load_stored(light), self.includes, self.excludes)
                 if not _holds_placeholder(out):
                     return out
-        return filter_source(json.loads(raw), self.includes, self.excludes)
+        return filter_source(load_stored(raw), self.includes, self.excludes)
 
     @staticmethod
     def _skip(match: re.Match[str]) -> str:

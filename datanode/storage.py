@@ -6,15 +6,19 @@ write the node has acknowledged survives ``kill -9`` and power loss. One connect
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
+import re
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from opensearch_contract.body import scrub_surrogates
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS indices (
@@ -33,11 +37,34 @@ def dumps(obj: Any) -> str:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
 
 
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def load_stored(raw: str) -> Any:
+    """A stored JSON text, decoded. Documents are checked before they are stored, but a data dir written by an older
+    version may hold a lone surrogate escape (``"\\ud800"``): such strings read with U+FFFD in its place, so the
+    document stays readable and writable instead of failing every request that touches it."""
+    value = json.loads(raw)
+    if _SURROGATE_ESCAPE.search(raw):
+        value = scrub_surrogates(value)
+    return value
+
+
 SCHEMA_VERSION = 1
 
 
 class DataDirInUse(RuntimeError):
     pass
+
+
+class DiskFull(RuntimeError):
+    """A write failed for want of disk space; the transaction was rolled back, nothing of it is stored."""
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    if isinstance(exc, OSError):
+        return exc.errno == errno.ENOSPC
+    return isinstance(exc, sqlite3.Error) and getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
 
 
 class Storage:
@@ -83,13 +110,19 @@ class Storage:
         """One atomic, durable write (committed and fsynced on exit, rolled back on error)."""
         with self.write_lock:
             db = self.conn()
-            db.execute("BEGIN IMMEDIATE")
             try:
-                yield db
-            except BaseException:
-                db.execute("ROLLBACK")
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield db
+                    db.execute("COMMIT")
+                except BaseException:
+                    if db.in_transaction:  # SQLite may have rolled back already (e.g. after SQLITE_FULL)
+                        db.execute("ROLLBACK")
+                    raise
+            except (sqlite3.Error, OSError) as exc:
+                if is_disk_full(exc):
+                    raise DiskFull(str(exc)) from exc
                 raise
-            db.execute("COMMIT")
 
     # --- indices ---------------------------------------------------------------------------
     def indices(self) -> list[dict[str, Any]]:
@@ -104,13 +137,13 @@ class Storage:
         count = db.execute("SELECT COUNT(*) FROM docs WHERE idx=?", (index,)).fetchone()[0]
         return (row[0] if row else -1), count
 
-    def docs(self, index: str, decode: Callable[[str], Any] = json.loads) -> Iterator[tuple[str, Any]]:
+    def docs(self, index: str, decode: Callable[[str], Any] = load_stored) -> Iterator[tuple[str, Any]]:
         """(id, decoded source) of every document of ``index``, in write order."""
         rows = self.conn().execute("SELECT id, source FROM docs WHERE idx=? ORDER BY seq_no", (index,))
         for doc_id, source in rows:
             yield doc_id, decode(source)
 
-    def sources(self, index: str, ids: Iterable[str], decode: Callable[[str], Any] | None = json.loads
+    def sources(self, index: str, ids: Iterable[str], decode: Callable[[str], Any] | None = load_stored
                 ) -> dict[str, tuple[int, int, Any]]:
         """id -> (version, seq_no, decoded source) of the stored ``ids``; ``decode=None`` skips the sources
         (None in their place) when only versions are needed."""

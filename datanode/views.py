@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -13,12 +12,13 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from opensearch_contract.body import encode, parse_object
-from opensearch_contract.errors import IllegalArgument, OpenSearchError
+from opensearch_contract.errors import IllegalArgument, OpenSearchError, flood_stage
 
 from .bulk import parse_bulk
 from .keys import DATANODE, METRICS
 from .node import CLUSTER_NAME, LUCENE_VERSION, NODE_NAME, VERSION, WriteOp
 from .service import DataNodeService
+from .storage import DiskFull
 
 log = logging.getLogger("neuralpipe.datanode")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -42,14 +42,17 @@ def guarded(handler: Callable[[web.Request, DataNodeService], Awaitable[web.Stre
 
     @functools.wraps(handler)
     async def wrapper(request: web.Request) -> web.StreamResponse:
+        name = request.match_info.get("index", "")
         try:
-            name = request.match_info.get("index", "")
             if name.startswith("_") and name not in ("_all",):
                 raise IllegalArgument(f"no handler found for uri [{request.path}] and method [{request.method}]: this "
                                       f"data node serves the index, document, search and pipeline APIs neural "
                                       f"search uses")
             return await handler(request, request.app[DATANODE])
-        except OpenSearchError as exc:
+        except (OpenSearchError, DiskFull) as exc:
+            if isinstance(exc, DiskFull):  # rolled back: nothing of the request was stored
+                log.warning("disk full: %s %s refused", request.method, request.path)
+                exc = flood_stage([name] if name and name != "_all" else [])
             if request.method == "HEAD":
                 return web.Response(status=exc.status)
             return reply(exc.to_body(), exc.status)
@@ -61,6 +64,22 @@ def guarded(handler: Callable[[web.Request, DataNodeService], Awaitable[web.Stre
             return reply(err.to_body(), 500)
 
     return wrapper
+
+
+@web.middleware
+async def router_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The router's own answers in OpenSearch's shape: an unknown path is 400 ``no handler found``, a known path with
+    another method 405 ``Incorrect HTTP method`` (the shape OpenSearch's RestController gives both), never
+    aiohttp's plain text."""
+    try:
+        return await handler(request)
+    except web.HTTPMethodNotAllowed as exc:
+        allowed = ", ".join(sorted(exc.allowed_methods))
+        return reply({"error": f"Incorrect HTTP method for uri [{request.path}] and method [{request.method}], "
+                               f"allowed: [{allowed}]", "status": 405}, 405)
+    except web.HTTPNotFound:
+        err = IllegalArgument(f"no handler found for uri [{request.path}] and method [{request.method}]")
+        return reply(err.to_body(), err.status)
 
 
 async def json_body(request: web.Request, *, required: bool = False) -> Any:
@@ -108,7 +127,7 @@ async def health(request: web.Request, svc: DataNodeService) -> web.StreamRespon
 async def cat_indices(request: web.Request, svc: DataNodeService) -> web.StreamResponse:
     targets = svc.node.resolve(request.match_info.get("index"))
     rows = [{"health": "yellow" if ix.replicas else "green", "status": "open", "index": ix.name, "uuid": ix.uuid,
-             "pri": str(ix.settings.get("index.number_of_shards", 1)), "rep": str(ix.replicas),
+             "pri": str(ix.shards), "rep": str(ix.replicas),
              "docs.count": str(ix.doc_count), "docs.deleted": "0"} for ix in targets]
     if request.query.get("format") == "json":
         return reply(rows)
@@ -259,20 +278,18 @@ async def search(request: web.Request, svc: DataNodeService) -> web.StreamRespon
 
 @guarded
 async def msearch(request: web.Request, svc: DataNodeService) -> web.StreamResponse:
-    raw = (await request.read()).decode("utf-8")
-    lines = [line for line in raw.split("\n") if line.strip()]
+    lines = [line for line in (await request.read()).split(b"\n") if line.strip()]
     if not lines or len(lines) % 2:
         raise IllegalArgument("msearch request must hold header and body lines in pairs, each ending in a newline")
     started = asyncio.get_running_loop().time()
     responses = []
     for header_line, body_line in zip(lines[::2], lines[1::2]):
-        try:
-            header, body = json.loads(header_line), json.loads(body_line)
-        except json.JSONDecodeError as exc:
-            raise IllegalArgument(f"msearch line is not JSON: {exc.msg}") from None
+        header, body = parse_object(header_line), parse_object(body_line)
         index = header.get("index", request.match_info.get("index"))
-        if isinstance(index, list):
+        if isinstance(index, list) and all(isinstance(name, str) for name in index):
             index = ",".join(index)
+        if index is not None and not isinstance(index, str):
+            raise IllegalArgument(f"msearch header [index] must be a string or an array of strings, got [{index}]")
         extra = {k: str(v) for k, v in header.items() if k in ("search_pipeline",)}
         try:
             result = await svc.search(index, body, {**params(request), **extra})

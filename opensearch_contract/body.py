@@ -4,12 +4,17 @@ Plain functions with no event loop, so a node can parse, run and encode in one w
 refused (400, nothing changes) when it is not valid UTF-8 JSON, is not an object, nests deeper than OpenSearch's
 parser allows, holds a number no float can carry (``1e309``) or an integer of more digits than Python parses, or a
 string with a lone surrogate escape (``"\\ud800"``), which no later step could encode.
+
+A response is always encodable: a lone surrogate that reached a value anyway (a document stored by an older version)
+is rendered as U+FFFD, the replacement character, rather than failing the request.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
+import sys
 from typing import Any
 
 from .errors import ParseError
@@ -18,8 +23,28 @@ from .errors import ParseError
 MAX_DEPTH = 1000
 
 
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # in a str, a valid pair is one code point already
+
+
 def encode(body: Any) -> str:
-    return json.dumps(body, ensure_ascii=False)
+    text = json.dumps(body, ensure_ascii=False)
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            text = json.dumps(scrub_surrogates(body), ensure_ascii=False)
+    return text
+
+
+def scrub_surrogates(value: Any) -> Any:
+    """``value`` with every lone surrogate in its strings (keys too) replaced by U+FFFD."""
+    if isinstance(value, str):
+        return _LONE_SURROGATE.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {scrub_surrogates(k): scrub_surrogates(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [scrub_surrogates(v) for v in value]
+    return value
 
 
 def _finite(text: str) -> float:
@@ -67,7 +92,10 @@ def parse_json(raw: bytes | str) -> Any:
         raise ParseError(f"Failed to parse request body as JSON: the body nests deeper than {MAX_DEPTH} levels"
                            ) from None
     except ValueError as exc:  # out-of-range numbers, over-long integers, NaN/Infinity, lone surrogates
-        raise ParseError(f"Failed to parse request body as JSON: {exc}") from None
+        reason = str(exc)
+        if "integer string conversion" in reason:
+            reason = f"an integer has more than {sys.get_int_max_str_digits()} digits"
+        raise ParseError(f"Failed to parse request body as JSON: {reason}") from None
     return value
 
 

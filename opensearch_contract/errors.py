@@ -109,3 +109,22 @@ def with_cause(error: OpenSearchError, cause: OpenSearchError) -> OpenSearchErro
     """Attach ``cause`` as OpenSearch's ``caused_by``."""
     error.extra = {**error.extra, "caused_by": {"type": cause.error_type, "reason": cause.reason}}
     return error
+
+
+class ClusterBlock(OpenSearchError):
+    """``cluster_block_exception``: here only the flood-stage block a full disk puts on an index (429, so clients back
+    off and retry, as they do against a cluster whose disk filled up)."""
+
+    status = 429
+    error_type = "cluster_block_exception"
+
+
+FLOOD_STAGE_BLOCK = ("TOO_MANY_REQUESTS/12/disk usage exceeded flood-stage watermark, index has read-only-allow-delete "
+                     "block")
+
+
+def flood_stage(indices: list[str]) -> ClusterBlock:
+    """The error OpenSearch answers a write to an index the disk watermark has made read-only."""
+    if not indices:
+        return ClusterBlock(f"blocked by: [{FLOOD_STAGE_BLOCK}];")
+    return ClusterBlock("".join(f"index [{name}] blocked by: [{FLOOD_STAGE_BLOCK}];" for name in indices))
