@@ -6,6 +6,9 @@ application, which may host other roles too (``neuralpipe serve --roles ml,data`
 on the node itself.
 Resources (store, thread pool, deployed models, background tasks) open and close in ``app.cleanup_ctx``; models
 deployed before a restart are deployed again before the node starts answering.
+Every request body is capped by its route before it is read (``body_limit``): predict bodies by
+``max_predict_body_bytes``, model chunks by ML Commons' 10 MB chunk (their view reads them), the rest by
+``max_request_body_bytes``; a larger body is a 413 in OpenSearch's error shape.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from mlnode.runtimes.backends import intra_op_threads, set_intra_op_threads
 from mlnode.settings import MLSettings, usable_cores
 from mlnode.store import Store
 from mlnode.tasks import INPUT_ERRORS, Backends, TaskRunner, input_error
+from mlnode.views import models as model_views
+from mlnode.views import predict as predict_views
 from opensearch_contract.errors import InternalError, OpenSearchError, error_body
 
 log = logging.getLogger(__name__)
@@ -71,6 +76,39 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return web.json_response(InternalError("Internal error; see the ML node's log").to_body(), status=500)
 
 
+def _too_large(size: int | None, limit: int, setting: str) -> OpenSearchError:
+    actual = f"[{size}] bytes" if size is not None else "more bytes"
+    return OpenSearchError(
+        f"Request body of {actual} is larger than the [{limit}] bytes this route takes (setting neuralpipe.{setting})",
+        status=413, error_type="content_too_long_exception",
+    )
+
+
+async def body_limit(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Cap the body by the route: a declared length over the cap is refused before anything is read, a chunked
+    body when it passes the cap (``request.read`` raises, through the clone's ``client_max_size``)."""
+    route_handler = request.match_info.handler
+    if route_handler is model_views.upload_chunk:  # streamed by its view, which stops at ML Commons' chunk size
+        return await handler(request)
+    settings = request.app[keys.SETTINGS]
+    if route_handler is predict_views.predict:
+        setting = "max_predict_body_bytes"
+    else:
+        setting = "max_request_body_bytes"
+    limit = int(getattr(settings, setting))
+    if request.content_length is not None and request.content_length > limit:
+        raise _too_large(request.content_length, limit, setting)
+    try:
+        return await handler(request.clone(client_max_size=limit))
+    except web.HTTPRequestEntityTooLarge:
+        raise _too_large(None, limit, setting) from None
+
+
+@web.middleware
+async def body_limit_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    return await body_limit(request, handler)
+
+
 def _resources(settings: MLSettings, backends: Backends) -> Callable[[web.Application], AsyncIterator[None]]:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         store = Store(settings.data_dir)
@@ -97,6 +135,7 @@ def _resources(settings: MLSettings, backends: Backends) -> Callable[[web.Applic
             capacity=settings.queue_capacity,
             concurrency=settings.worker_threads,  # up to one running batch per inference thread
             stats_window=int(settings.get("monitoring_request_count")),
+            call_timeout=settings.predict_timeout_seconds,
         )
         deployments = Deployments(metrics=metrics, worker_threads=settings.worker_threads, limits=limits)
         app[keys.DEPLOYMENTS] = deployments
@@ -115,8 +154,11 @@ def _resources(settings: MLSettings, backends: Backends) -> Callable[[web.Applic
 
 
 def _with_errors(handler: Handler) -> Handler:
+    async def limited(request: web.Request) -> web.StreamResponse:
+        return await body_limit(request, handler)
+
     async def view(request: web.Request) -> web.StreamResponse:
-        return await error_middleware(request, handler)
+        return await error_middleware(request, limited)
 
     return view
 
@@ -128,7 +170,7 @@ def mount(node: web.Application, settings: MLSettings, *, root: bool = True,
     ML Commons' routes (``ml_routes`` lists them with their full path) go to a sub-application under
     ``/_plugins/_ml`` that holds the role's state and resources; the others (``/_cluster/settings``, and with
     ``root`` the node's ``/``, ``/health``, ``/metrics``) go to ``node``, which shares the role's state."""
-    ml_app = web.Application(middlewares=[error_middleware])
+    ml_app = web.Application(middlewares=[error_middleware, body_limit_middleware])
     ml_app[keys.SETTINGS] = settings
     ml_app.cleanup_ctx.append(_resources(settings, backends or Backends()))
     node_level = list(root_routes()) if root else []

@@ -55,6 +55,11 @@ _EXTRA_TYPES: dict[str, Callable[[Any], Any]] = {
     "cache_dir": _optional_path,
     "catalog": _optional_path,
     "artifacts_base_url": lambda value: str(value) if value else None,
+    "max_request_body_bytes": lambda value: max(1, int(value)),
+    "max_predict_body_bytes": lambda value: max(1, int(value)),
+    "max_predict_texts": lambda value: max(1, int(value)),
+    "max_chars_per_token": lambda value: max(1, int(value)),
+    "predict_timeout_seconds": lambda value: max(0.001, float(value)),
 }
 
 
@@ -101,6 +106,11 @@ class MLSettings:
     cache_dir: Path | None
     catalog: Path | None
     artifacts_base_url: str | None
+    max_request_body_bytes: int
+    max_predict_body_bytes: int
+    max_predict_texts: int
+    max_chars_per_token: int
+    predict_timeout_seconds: float
 
     @classmethod
     def load(cls, path: Path | str | None = None, *, data_dir: Path | str, **overrides: Any) -> MLSettings:
