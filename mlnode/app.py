@@ -153,6 +153,14 @@ def _resources(settings: MLSettings, backends: Backends) -> Callable[[web.Applic
     return ctx
 
 
+async def _close_models(app: web.Application) -> None:
+    """On shutdown, before the server waits for the requests in flight: undeploy every model (running calls get a
+    short grace, then are left behind), so a predict waiting on a forward that never returns answers at once."""
+    deployments = app.get(keys.DEPLOYMENTS)
+    if deployments is not None:
+        await deployments.close()
+
+
 def _with_errors(handler: Handler) -> Handler:
     async def limited(request: web.Request) -> web.StreamResponse:
         return await body_limit(request, handler)
@@ -173,6 +181,7 @@ def mount(node: web.Application, settings: MLSettings, *, root: bool = True,
     ml_app = web.Application(middlewares=[error_middleware, body_limit_middleware])
     ml_app[keys.SETTINGS] = settings
     ml_app.cleanup_ctx.append(_resources(settings, backends or Backends()))
+    ml_app.on_shutdown.append(_close_models)
     node_level = list(root_routes()) if root else []
     for route in ml_routes():
         if route.path.startswith(ML_PREFIX + "/"):

@@ -12,12 +12,13 @@ left are dropped before they reach the runtime. Token counting and inference run
 event loop. Each text is tokenized once, when its request is admitted: the queue carries the encodings, which give
 the token counts batches are packed by and which the runtime runs.
 
-One model cannot stall the others: each model runs its calls on threads of its own (``ModelThreads``), and a
-node-wide semaphore keeps at most ``worker_threads`` calls running over all models (the cores they are sized for).
-A runtime call that does not return within ``call_timeout`` seconds fails its requests with 408; its thread is
-abandoned (a thread cannot be stopped: it keeps its core until it returns or the process exits), the model gets
-fresh threads, and once ``parallelism`` calls of a model are stuck the model refuses predicts at once. Undeploy
-waits at most a short grace for running calls, then leaves them behind, so it returns even when a forward hangs."""
+One model cannot stall the others: each model runs its calls on ``worker_threads`` threads of its own
+(``ModelThreads``); models busy at the same time share the cores through the OS scheduler instead of queueing for
+shared threads, so a model whose forward never returns holds only its own threads. A runtime call that does not
+return within ``call_timeout`` seconds fails its requests with 408; its thread is abandoned (a thread cannot be
+stopped: it keeps its core until it returns or the process exits), the model gets fresh threads, and once
+``parallelism`` calls of a model are left behind the model refuses predicts at once. Undeploy waits at most a short
+grace for running calls, then leaves them behind, so it returns even when a forward hangs."""
 
 from __future__ import annotations
 
@@ -263,7 +264,6 @@ class ModelWorker:
         runtime: Runtime,
         *,
         tokenize_executor: ThreadPoolExecutor,
-        cores: asyncio.Semaphore,
         metrics: Metrics,
         limits: QueueLimits,
     ) -> None:
@@ -272,12 +272,11 @@ class ModelWorker:
         self.parallelism = max(1, limits.concurrency)  # inference threads one batch may use at once
         self._executor = ModelThreads(self.parallelism, f"mlnode-infer-{model_id}")
         self._tokenize_executor = tokenize_executor
-        self._cores = cores  # node-wide: at most worker_threads runtime calls at once over every model
         self.call_timeout = limits.call_timeout
         # whether the model's tokenizer truncates (else a longer text is a 400); stand-in runtimes of the queue tests
         # (tests/fixtures) predate the attribute and truncate
         self.truncates = bool(getattr(runtime, "truncates", True))
-        self.stuck_calls = 0  # calls that timed out and have not returned
+        self.stuck_calls = 0  # calls left behind (timed out, or cancelled while running) that have not returned
         self._metrics = metrics
         self.batch_max_size = max(1, limits.batch_max_size)
         self.token_budget = model_token_budget(runtime, limits.token_budget, limits.memory_budget)
@@ -458,20 +457,23 @@ class ModelWorker:
         return batch
 
     async def _call(self, fn: Callable, *args: Any) -> Any:
-        """One runtime call on the model's threads, within the node-wide core budget and ``call_timeout``."""
-        async with self._cores:
-            executor = self._executor
-            future = executor.submit(fn, *args)
-            try:
-                return await asyncio.wait_for(asyncio.wrap_future(future), self.call_timeout)
-            except TimeoutError:
+        """One runtime call on the model's threads, within ``call_timeout``."""
+        executor = self._executor
+        future = executor.submit(fn, *args)
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(future), self.call_timeout)
+        except TimeoutError:
+            log.error("model %s: an inference call did not return within %.1fs; its thread is abandoned",
+                      self.model_id, self.call_timeout)
+            self._abandon(executor, future)
+            raise _Stopped(_timed_out(self.model_id, self.call_timeout), "timeout") from None
+        except asyncio.CancelledError:  # a sibling call failed, or undeploy: a running call is left behind
+            if not future.done():
                 self._abandon(executor, future)
-                raise _Stopped(_timed_out(self.model_id, self.call_timeout), "timeout") from None
+            raise
 
     def _abandon(self, executor: ModelThreads, future: concurrent.futures.Future) -> None:
-        """A call did not return in time: its thread is left to it, the model gets fresh threads."""
-        log.error("model %s: an inference call did not return within %.1fs; its thread is abandoned",
-                  self.model_id, self.call_timeout)
+        """A call is left to its thread (counted until it returns, if ever); the model gets fresh threads."""
         self.stuck_calls += 1
         self._metrics.stuck_calls.labels(self.model_id).set(self.stuck_calls)
         loop = asyncio.get_running_loop()
@@ -597,12 +599,11 @@ class ModelWorker:
 
 
 class Deployments:
-    """The models deployed on this node, each with its worker and inference threads; tokenization threads and the
-    budget of concurrent inference calls (``worker_threads``) are shared."""
+    """The models deployed on this node, each with its worker and inference threads; tokenization threads are
+    shared."""
 
     def __init__(self, *, metrics: Metrics, worker_threads: int, limits: QueueLimits) -> None:
         self.metrics = metrics
-        self.cores = asyncio.Semaphore(max(1, worker_threads))
         # tokenization has its own threads so requests are counted and queued while a batch runs
         self.tokenize_executor = ThreadPoolExecutor(
             max_workers=max(1, worker_threads), thread_name_prefix="mlnode-tokenize"
@@ -624,7 +625,6 @@ class Deployments:
             model_id,
             runtime,
             tokenize_executor=self.tokenize_executor,
-            cores=self.cores,
             metrics=self.metrics,
             limits=self.limits,
         )
