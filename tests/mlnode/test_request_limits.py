@@ -53,8 +53,9 @@ async def test_bodies_are_capped_per_route(tmp_path):
     async with api_client(_settings(tmp_path), Backends()) as client:
         model_id = await _model(client, counting_model_zip(tmp_path / "counting.zip"), "counting")
         # a predict body over the predict cap: 413 before it is read, with or without a declared length
+        size = len(json.dumps({"text_docs": ["x" * 250_000]}))
         await _error(await _predict(client, model_id, ["x" * 250_000]), 413, "content_too_long_exception",
-                     f"[{len(json.dumps({'text_docs': ['x' * 250_000]}))}] bytes", "[200000] bytes", "max_predict_body_bytes")
+                     f"[{size}] bytes", "[200000] bytes", "max_predict_body_bytes")
 
         async def chunked():
             yield b'{"text_docs": ["'
