@@ -7,6 +7,7 @@ English, and reports the answer's status, the RSS before, the peak during and th
 ``--kill-above-gb`` is killed (reported as such) so a shared machine is not run out of memory.
 
     .venv/bin/python bench/mlnode_long_text.py --trees /path/to/main,/path/to/branch --sizes 20,50
+    .venv/bin/python bench/mlnode_long_text.py --trees /path/to/branch --sizes 50 --max-predict-body-mb 64
 """
 
 from __future__ import annotations
@@ -30,9 +31,10 @@ from _common import CACHE, _proc_status_kb, free_port, http_json, package, wait_
 MB = 1024 * 1024
 
 
-def start(tree: Path, work: Path) -> tuple[subprocess.Popen, str]:
+def start(tree: Path, work: Path, extra: str = "") -> tuple[subprocess.Popen, str]:
     config = work / "mlnode.yaml"
-    config.write_text("plugins.ml_commons:\n  allow_registering_model_via_url: true\n  native_memory_threshold: 100\n")
+    config.write_text("plugins.ml_commons:\n  allow_registering_model_via_url: true\n  native_memory_threshold: 100\n"
+                      + extra)
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "neuralpipe.cli", "serve", "--roles", "ml", "--port", str(port), "--data-dir",
@@ -61,9 +63,10 @@ def deploy(url: str, packaged) -> str:
     return model_id
 
 
-def measure(tree: Path, size_mb: int, kill_above: int) -> dict:
+def measure(tree: Path, size_mb: int, kill_above: int, body_cap_mb: int = 0) -> dict:
     work = Path(tempfile.mkdtemp(prefix="np-long-text-", dir=CACHE))
-    proc, url = start(tree, work)
+    extra = f"neuralpipe:\n  max_predict_body_bytes: {body_cap_mb * MB}\n" if body_cap_mb else ""
+    proc, url = start(tree, work, extra)
     try:
         model_id = deploy(url, package("dense", "TORCH_SCRIPT"))
         path = f"{url}/_plugins/_ml/_predict/text_embedding/{model_id}"
@@ -117,11 +120,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trees", required=True, help="comma-separated code trees to compare")
     parser.add_argument("--sizes", default="20,50", help="text sizes in MB")
     parser.add_argument("--kill-above-gb", type=float, default=8.0)
+    parser.add_argument("--max-predict-body-mb", type=int, default=0,
+                        help="set the new code's predict body cap (0: its default); old code does not know it")
     args = parser.parse_args(argv)
     CACHE.mkdir(parents=True, exist_ok=True)
     for size in [int(s) for s in args.sizes.split(",")]:
         for tree in [Path(t) for t in args.trees.split(",")]:
-            print(json.dumps(measure(tree, size, int(args.kill_above_gb * 1024 * MB))), flush=True)
+            row = measure(tree, size, int(args.kill_above_gb * 1024 * MB), args.max_predict_body_mb)
+            print(json.dumps({**row, "max_predict_body_mb": args.max_predict_body_mb or "default"}), flush=True)
     return 0
 
 
