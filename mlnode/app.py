@@ -25,7 +25,7 @@ from mlnode.metrics import Metrics
 from mlnode.routes import ml_routes, root_routes
 from mlnode.runtimes.backends import intra_op_threads, set_intra_op_threads
 from mlnode.settings import MLSettings, usable_cores
-from mlnode.store import Store
+from mlnode.store import Store, now_ms
 from mlnode.tasks import INPUT_ERRORS, Backends, TaskRunner, input_error
 from mlnode.views import models as model_views
 from mlnode.views import predict as predict_views
@@ -60,20 +60,35 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        if exc.status == 404:
-            reason = f"no handler found for uri [{request.path}] and method [{request.method}]"
-            return web.json_response(error_body(400, "illegal_argument_exception", reason), status=400)
-        if exc.status == 405:
-            allowed = ", ".join(sorted(getattr(exc, "allowed_methods", ()) or ()))
-            reason = (f"Incorrect HTTP method for uri [{request.path}] and method [{request.method}], "
-                      f"allowed: [{allowed}]")
-            return web.json_response(error_body(405, "exception", reason), status=405)
-        return web.json_response(error_body(exc.status, "exception", exc.reason or "request failed"), status=exc.status)
+        return _http_error(request, exc)
     except asyncio.CancelledError:
         raise
     except Exception:
         log.exception("%s %s failed", request.method, request.path)
         return web.json_response(InternalError("Internal error; see the ML node's log").to_body(), status=500)
+
+
+def _http_error(request: web.Request, exc: web.HTTPException) -> web.Response:
+    """aiohttp's own errors (no route, wrong method) in OpenSearch's shape and wording."""
+    if exc.status == 404:
+        reason = f"no handler found for uri [{request.path}] and method [{request.method}]"
+        return web.json_response(error_body(400, "illegal_argument_exception", reason), status=400)
+    if exc.status == 405:
+        allowed = ", ".join(sorted(getattr(exc, "allowed_methods", ()) or ()))
+        reason = (f"Incorrect HTTP method for uri [{request.path}] and method [{request.method}], "
+                  f"allowed: [{allowed}]")
+        return web.json_response(error_body(405, "exception", reason), status=405)
+    return web.json_response(error_body(exc.status, "exception", exc.reason or "request failed"), status=exc.status)
+
+
+@web.middleware
+async def node_route_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """On a node whose root the ML role answers: a path no route matches, or a wrong method on ``/``, ``/health``,
+    ``/metrics``, gets the same OpenSearch-shaped answer as under ``/_plugins/_ml`` instead of aiohttp's text."""
+    try:
+        return await handler(request)
+    except (web.HTTPNotFound, web.HTTPMethodNotAllowed) as exc:
+        return _http_error(request, exc)
 
 
 def _too_large(size: int | None, limit: int, setting: str) -> OpenSearchError:
@@ -141,7 +156,9 @@ def _resources(settings: MLSettings, backends: Backends) -> Callable[[web.Applic
         app[keys.DEPLOYMENTS] = deployments
         runner = TaskRunner(store=store, settings=settings, deployments=deployments, backends=backends)
         app[keys.TASKS] = runner
+        deployments.on_timeout = _timeout_recorder(store)
         await runner.recover()
+        _warn_hung_models(store, deployments)
         state["ready"] = True
         try:
             yield
@@ -159,6 +176,43 @@ async def _close_models(app: web.Application) -> None:
     deployments = app.get(keys.DEPLOYMENTS)
     if deployments is not None:
         await deployments.close()
+
+
+# A model whose predicts timed out is recorded in its document (additive fields), so after a restart the redeploy,
+# which never runs the forward and so cannot hold up startup, is not silent: it is logged as a warning.
+TIMEOUT_COUNT = "predict_timeout_count"
+LAST_TIMEOUT = "last_predict_timeout_time"
+
+
+def _timeout_recorder(store: Store) -> Callable[[str], None]:
+    pending: set[asyncio.Task] = set()
+
+    async def record(model_id: str) -> None:
+        doc = store.get("models", model_id)
+        if doc is None:
+            return
+        try:
+            await store.update("models", model_id, **{TIMEOUT_COUNT: int(doc.get(TIMEOUT_COUNT) or 0) + 1,
+                                                      LAST_TIMEOUT: now_ms()})
+        except KeyError:  # deleted meanwhile
+            pass
+
+    def on_timeout(model_id: str) -> None:
+        task = asyncio.create_task(record(model_id))
+        pending.add(task)
+        task.add_done_callback(pending.discard)
+
+    return on_timeout
+
+
+def _warn_hung_models(store: Store, deployments: Deployments) -> None:
+    for model_id in deployments.ids():
+        doc = store.get("models", model_id) or {}
+        if doc.get(TIMEOUT_COUNT):
+            log.warning(
+                "model %s is deployed again although %s of its inference calls did not return within the predict "
+                "timeout before the restart (%s = %s); its predicts answer 408 if it hangs again", model_id,
+                doc[TIMEOUT_COUNT], LAST_TIMEOUT, doc.get(LAST_TIMEOUT))
 
 
 def _with_errors(handler: Handler) -> Handler:
@@ -183,6 +237,8 @@ def mount(node: web.Application, settings: MLSettings, *, root: bool = True,
     ml_app.cleanup_ctx.append(_resources(settings, backends or Backends()))
     ml_app.on_shutdown.append(_close_models)
     node_level = list(root_routes()) if root else []
+    if root:
+        node.middlewares.append(node_route_errors)
     for route in ml_routes():
         if route.path.startswith(ML_PREFIX + "/"):
             ml_app.router.add_routes([web.RouteDef(route.method, route.path[len(ML_PREFIX):], route.handler,

@@ -277,6 +277,7 @@ class ModelWorker:
         # (tests/fixtures) predate the attribute and truncate
         self.truncates = bool(getattr(runtime, "truncates", True))
         self.stuck_calls = 0  # calls left behind (timed out, or cancelled while running) that have not returned
+        self.on_timeout: Callable[[str], None] | None = None  # told the model id when a call times out
         self._metrics = metrics
         self.batch_max_size = max(1, limits.batch_max_size)
         self.token_budget = model_token_budget(runtime, limits.token_budget, limits.memory_budget)
@@ -466,6 +467,8 @@ class ModelWorker:
             log.error("model %s: an inference call did not return within %.1fs; its thread is abandoned",
                       self.model_id, self.call_timeout)
             self._abandon(executor, future)
+            if self.on_timeout is not None:
+                self.on_timeout(self.model_id)
             raise _Stopped(_timed_out(self.model_id, self.call_timeout), "timeout") from None
         except asyncio.CancelledError:  # a sibling call failed, or undeploy: a running call is left behind
             if not future.done():
@@ -609,6 +612,7 @@ class Deployments:
             max_workers=max(1, worker_threads), thread_name_prefix="mlnode-tokenize"
         )
         self.limits = limits
+        self.on_timeout: Callable[[str], None] | None = None  # given to every worker
         self._workers: dict[str, ModelWorker] = {}
 
     def get(self, model_id: str) -> ModelWorker | None:
@@ -628,6 +632,7 @@ class Deployments:
             metrics=self.metrics,
             limits=self.limits,
         )
+        worker.on_timeout = self.on_timeout
         worker.start()
         self._workers[model_id] = worker
         self.metrics.deployed.set(len(self._workers))

@@ -69,6 +69,13 @@ async def test_a_hung_model_does_not_stall_the_others(tmp_path, model_zips):
             status, body = await _predict(client, hung, ["third"])
             assert status == 408, body
             assert "has [2] inference calls that did not return" in body["error"]["reason"]
+            # the timeout is recorded in the model's document (so a restart that deploys it again says so)
+            for _ in range(100):
+                doc = await (await client.get(f"{ML}/models/{hung}", timeout=PATIENCE)).json()
+                if doc.get("predict_timeout_count"):
+                    break
+                await asyncio.sleep(0.02)
+            assert doc["predict_timeout_count"] >= 1 and doc["last_predict_timeout_time"] > 0
             resp = await client.get(f"{ML}/profile/models/{hung}", timeout=PATIENCE)
             profile = (await resp.json())["nodes"][settings.node_name]["models"][hung]
             assert profile["batch_stats"]["stuck_calls"] == 2

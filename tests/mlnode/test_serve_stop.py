@@ -124,6 +124,12 @@ def test_sigterm_stops_serve_with_a_hung_forward_and_restart_is_not_stalled(tmp_
         assert body["model_state"] == "DEPLOYED"
         status, body = _call(f"{url}{ML}/_predict/text_embedding/{model_id}", "POST", {"text_docs": ["spin"]})
         assert status == 408 and body["error"]["type"] == "timeout_exception", body
+        for _ in range(100):  # the timeout is recorded in the model's document, in the background
+            status, body = _call(f"{url}{ML}/models/{model_id}")
+            if body.get("predict_timeout_count"):
+                break
+            time.sleep(0.05)
+        assert body["predict_timeout_count"] == 1 and body["model_state"] == "DEPLOYED"
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(STOP_GRACE_SECONDS + 30) == 0
     finally:
