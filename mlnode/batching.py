@@ -10,15 +10,26 @@ per-token output is as wide as the vocabulary (``Runtime.token_output_size``: SP
 ``batch_memory_budget`` bytes hold, so one call never allocates more than that for them. Requests whose client has
 left are dropped before they reach the runtime. Token counting and inference run in thread pools, never on the
 event loop. Each text is tokenized once, when its request is admitted: the queue carries the encodings, which give
-the token counts batches are packed by and which the runtime runs."""
+the token counts batches are packed by and which the runtime runs.
+
+One model cannot stall the others: each model runs its calls on ``worker_threads`` threads of its own
+(``ModelThreads``); models busy at the same time share the cores through the OS scheduler instead of queueing for
+shared threads, so a model whose forward never returns holds only its own threads. A runtime call that does not
+return within ``call_timeout`` seconds fails its requests with 408; its thread is abandoned (a thread cannot be
+stopped: it keeps its core until it returns or the process exits), the model gets fresh threads, and once
+``parallelism`` calls of a model are left behind the model refuses predicts at once. Undeploy waits at most a short
+grace for running calls, then leaves them behind, so it returns even when a forward hangs."""
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import concurrent.futures
 import json
 import logging
 import math
+import queue
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -29,11 +40,12 @@ from tokenizers import Encoding
 
 from mlnode.metrics import Metrics
 from mlnode.runtimes import PredictInputError, Runtime
-from opensearch_contract.errors import InternalError, OpenSearchError, TooManyRequests
+from opensearch_contract.errors import IllegalArgument, InternalError, OpenSearchError, TooManyRequests
 
 log = logging.getLogger(__name__)
 
 FLOAT_BYTES = 4
+UNDEPLOY_GRACE_SECONDS = 5.0  # undeploy waits this long (at most the call timeout) for running calls, then leaves them
 
 
 # A runtime call pads every text to the call's longest. Texts join a call while its padding stays within
@@ -94,6 +106,76 @@ def _not_deployed() -> OpenSearchError:
     )
 
 
+def _timed_out(model_id: str, seconds: float) -> OpenSearchError:
+    return OpenSearchError(
+        f"Predict of model [{model_id}] timed out: an inference call did not return within [{seconds:g}s] "
+        f"(setting neuralpipe.predict_timeout_seconds)",
+        status=408, error_type="timeout_exception",
+    )
+
+
+class ModelThreads(concurrent.futures.Executor):
+    """Up to ``max_workers`` threads for one model's runtime calls, started on demand. The threads are daemons and,
+    unlike ``ThreadPoolExecutor``'s, not joined at interpreter exit, so a call that never returns can be abandoned
+    (``shutdown(wait=False)``) without keeping the process alive."""
+
+    def __init__(self, max_workers: int, name: str) -> None:
+        self._max_workers = max(1, max_workers)
+        self._name = name
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+        self._idle = threading.Semaphore(0)
+        self._lock = threading.Lock()
+        self._shutdown = False
+
+    def submit(self, fn: Callable, /, *args: Any, **kwargs: Any) -> concurrent.futures.Future:
+        with self._lock:
+            if self._shutdown:
+                raise RuntimeError("cannot schedule new calls after shutdown")
+            future: concurrent.futures.Future = concurrent.futures.Future()
+            self._queue.put((future, fn, args, kwargs))
+            if not self._idle.acquire(blocking=False) and len(self._threads) < self._max_workers:
+                thread = threading.Thread(target=self._work, name=f"{self._name}-{len(self._threads)}", daemon=True)
+                thread.start()
+                self._threads.append(thread)
+        return future
+
+    def _work(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            future, fn, args, kwargs = item
+            del item
+            if future.set_running_or_notify_cancel():
+                try:
+                    result = fn(*args, **kwargs)
+                except BaseException as exc:  # reaches the caller through its future
+                    future.set_exception(exc)
+                else:
+                    future.set_result(result)
+                    del result
+            del future, fn, args, kwargs
+            self._idle.release()
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        with self._lock:
+            self._shutdown = True
+            if cancel_futures:
+                while True:
+                    try:
+                        item = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if item is not None:
+                        item[0].cancel()
+            for _ in self._threads:
+                self._queue.put(None)
+        if wait:
+            for thread in self._threads:
+                thread.join()
+
+
 class _Stopped(Exception):
     """A running batch stopped between runtime calls (``reason`` labels the failure metric)."""
 
@@ -113,6 +195,7 @@ class QueueLimits:
     capacity: int
     concurrency: int
     stats_window: int
+    call_timeout: float = 60.0  # seconds one runtime call may take (settings: predict_timeout_seconds)
 
 
 @dataclass
@@ -180,15 +263,21 @@ class ModelWorker:
         model_id: str,
         runtime: Runtime,
         *,
-        executor: ThreadPoolExecutor,
-        tokenize_executor: ThreadPoolExecutor | None = None,
+        tokenize_executor: ThreadPoolExecutor,
         metrics: Metrics,
         limits: QueueLimits,
     ) -> None:
         self.model_id = model_id
         self.runtime = runtime
-        self._executor = executor
-        self._tokenize_executor = tokenize_executor or executor
+        self.parallelism = max(1, limits.concurrency)  # inference threads one batch may use at once
+        self._executor = ModelThreads(self.parallelism, f"mlnode-infer-{model_id}")
+        self._tokenize_executor = tokenize_executor
+        self.call_timeout = limits.call_timeout
+        # whether the model's tokenizer truncates (else a longer text is a 400); stand-in runtimes of the queue tests
+        # (tests/fixtures) predate the attribute and truncate
+        self.truncates = bool(getattr(runtime, "truncates", True))
+        self.stuck_calls = 0  # calls left behind (timed out, or cancelled while running) that have not returned
+        self.on_timeout: Callable[[str], None] | None = None  # told the model id when a call times out
         self._metrics = metrics
         self.batch_max_size = max(1, limits.batch_max_size)
         self.token_budget = model_token_budget(runtime, limits.token_budget, limits.memory_budget)
@@ -197,7 +286,6 @@ class ModelWorker:
         self._waiting = 0  # admitted requests not yet taken into a batch (tokenizing or queued)
         self._wakeup = asyncio.Event()
         self._slots = asyncio.Semaphore(max(1, limits.concurrency))
-        self.parallelism = max(1, limits.concurrency)  # inference threads one batch may use at once
         self._runs: set[asyncio.Task] = set()
         self._batcher: asyncio.Task | None = None
         self._closing = False
@@ -232,10 +320,17 @@ class ModelWorker:
                 self._metrics.failures.labels(self.model_id, "tokenization_error").inc()
                 raise InternalError("Failed to tokenize the input") from None
             self._metrics.tokenization_seconds.labels(self.model_id).observe(time.perf_counter() - started)
+            truncated = [i for i, encoding in enumerate(encodings) if encoding.overflowing]
+            if truncated and not self.truncates:
+                self._metrics.failures.labels(self.model_id, "bad_request").inc()
+                raise IllegalArgument(
+                    f"[text_docs][{truncated[0]}] is longer than the [{self.runtime.max_length}] tokens model "
+                    f"[{self.model_id}] takes; its tokenizer does not truncate (no truncation in its tokenizer.json "
+                    f"and no model_config.model_max_length), so shorten the text"
+                )
         except BaseException:
             self._release()
             raise
-        truncated = [i for i, encoding in enumerate(encodings) if encoding.overflowing]
         if truncated:
             self._metrics.truncated.labels(self.model_id).inc(len(truncated))
         item = _Item(
@@ -265,21 +360,38 @@ class ModelWorker:
         return await self._enqueue(item)
 
     async def close(self) -> None:
+        """Stop taking batches, give running ones a short grace, then leave them behind (their requests get the
+        not-deployed error) so this returns even when a forward never does."""
         self._closing = True  # running batches stop before their next runtime call
         if self._batcher is not None:
             self._batcher.cancel()
             await asyncio.gather(self._batcher, return_exceptions=True)
+        grace = min(self.call_timeout, UNDEPLOY_GRACE_SECONDS)
         if self._runs:
-            await asyncio.gather(*self._runs, return_exceptions=True)
+            _, pending = await asyncio.wait(set(self._runs), timeout=grace)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
         while self._queue:
             item = self._queue.popleft()
             if not item.future.done():
                 item.future.set_exception(_not_deployed())
-        await asyncio.get_running_loop().run_in_executor(self._executor, self.runtime.close)
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        try:  # off the model's threads, which may all be stuck
+            await asyncio.wait_for(asyncio.to_thread(self.runtime.close), grace)
+        except TimeoutError:
+            log.error("closing the runtime of model %s did not finish within %.1fs; left behind", self.model_id, grace)
 
     # ---- queue internals ----------------------------------------------------------------------------------------
 
     def _admit(self) -> None:
+        if self.stuck_calls >= self.parallelism:
+            self._metrics.failures.labels(self.model_id, "stuck").inc()
+            raise OpenSearchError(
+                f"Model [{self.model_id}] has [{self.stuck_calls}] inference calls that did not return within "
+                f"[{self.call_timeout:g}s]; it takes no more predicts until it is undeployed and deployed again",
+                status=408, error_type="timeout_exception",
+            )
         if self._waiting >= self.capacity:
             self._metrics.failures.labels(self.model_id, "queue_full").inc()
             raise TooManyRequests(
@@ -345,8 +457,46 @@ class ModelWorker:
             n_tokens += sum(head.tokens)
         return batch
 
-    async def _run(self, batch: list[_Item]) -> None:
+    async def _call(self, fn: Callable, *args: Any) -> Any:
+        """One runtime call on the model's threads, within ``call_timeout``."""
+        executor = self._executor
+        future = executor.submit(fn, *args)
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(future), self.call_timeout)
+        except TimeoutError:
+            log.error("model %s: an inference call did not return within %.1fs; its thread is abandoned",
+                      self.model_id, self.call_timeout)
+            self._abandon(executor, future)
+            if self.on_timeout is not None:
+                self.on_timeout(self.model_id)
+            raise _Stopped(_timed_out(self.model_id, self.call_timeout), "timeout") from None
+        except asyncio.CancelledError:  # a sibling call failed, or undeploy: a running call is left behind
+            if not future.done():
+                self._abandon(executor, future)
+            raise
+
+    def _abandon(self, executor: ModelThreads, future: concurrent.futures.Future) -> None:
+        """A call is left to its thread (counted until it returns, if ever); the model gets fresh threads."""
+        self.stuck_calls += 1
+        self._metrics.stuck_calls.labels(self.model_id).set(self.stuck_calls)
         loop = asyncio.get_running_loop()
+
+        def returned(_: concurrent.futures.Future) -> None:  # on the abandoned thread, if the call ever returns
+            try:
+                loop.call_soon_threadsafe(self._unstick)
+            except RuntimeError:  # the loop is closed: nothing left to count for
+                pass
+
+        future.add_done_callback(returned)
+        if executor is self._executor:
+            self._executor = ModelThreads(self.parallelism, f"mlnode-infer-{self.model_id}")
+            executor.shutdown(wait=False)
+
+    def _unstick(self) -> None:
+        self.stuck_calls -= 1
+        self._metrics.stuck_calls.labels(self.model_id).set(self.stuck_calls)
+
+    async def _run(self, batch: list[_Item]) -> None:
         now = time.perf_counter()
         for item in batch:
             self._metrics.queue_seconds.labels(self.model_id).observe(now - item.enqueued)
@@ -354,7 +504,7 @@ class ModelWorker:
             if not batch[0].batchable:
                 item = batch[0]
                 started = time.perf_counter()
-                result = await loop.run_in_executor(self._executor, self.runtime.predict, item.body or {})
+                result = await self._call(self.runtime.predict, item.body or {})
                 self._record_batch(1, 1, 0, time.perf_counter() - started)
                 if not item.future.done():
                     item.future.set_result(result)
@@ -370,6 +520,9 @@ class ModelWorker:
                 offset += n
         except _Stopped as stop:
             self._fail(batch, stop.error, stop.reason)
+        except asyncio.CancelledError:  # undeployed while a call ran past the grace: the call is left behind
+            self._fail(batch, _not_deployed(), "undeployed")
+            raise
         except OpenSearchError as exc:
             self._fail(batch, exc, "runtime_error")
         except PredictInputError as exc:  # the runtime's "your input is wrong" error
@@ -387,7 +540,6 @@ class ModelWorker:
     ) -> list[dict]:
         """Run a batch as the runtime calls ``plan_chunks`` cuts it into (texts of similar lengths together). Between
         calls it stops when the model is being undeployed (or the node stops) or every client of the batch has left."""
-        loop = asyncio.get_running_loop()
         chunks = plan_chunks(tokens, self.batch_max_size, self.token_budget, min_chunks=self.parallelism)
         n_requests = len(batch)
         out: list[dict | None] = [None] * len(encodings)
@@ -402,7 +554,7 @@ class ModelWorker:
                     raise _Stopped(_client_left(), "client_closed")
                 started = time.perf_counter()
                 chunk_encodings = [encodings[i] for i in chunk]
-                results = await loop.run_in_executor(self._executor, self.runtime.forward, chunk_encodings, parameters)
+                results = await self._call(self.runtime.forward, chunk_encodings, parameters)
             if len(results) != len(chunk):
                 raise InternalError("Runtime returned a wrong number of results")
             self._record_batch(len(chunk), n_requests, sum(tokens[i] for i in chunk), time.perf_counter() - started)
@@ -445,20 +597,22 @@ class ModelWorker:
             "max_requests_per_batch": self.max_batch_requests,
             "token_budget": self.token_budget,
             "queue_size": self.queue_size,
+            "stuck_calls": self.stuck_calls,
         }
 
 
 class Deployments:
-    """The models deployed on this node, each with its worker; a shared thread pool runs all blocking work."""
+    """The models deployed on this node, each with its worker and inference threads; tokenization threads are
+    shared."""
 
     def __init__(self, *, metrics: Metrics, worker_threads: int, limits: QueueLimits) -> None:
         self.metrics = metrics
-        self.executor = ThreadPoolExecutor(max_workers=max(1, worker_threads), thread_name_prefix="mlnode-infer")
         # tokenization has its own threads so requests are counted and queued while a batch runs
         self.tokenize_executor = ThreadPoolExecutor(
             max_workers=max(1, worker_threads), thread_name_prefix="mlnode-tokenize"
         )
         self.limits = limits
+        self.on_timeout: Callable[[str], None] | None = None  # given to every worker
         self._workers: dict[str, ModelWorker] = {}
 
     def get(self, model_id: str) -> ModelWorker | None:
@@ -474,11 +628,11 @@ class Deployments:
         worker = ModelWorker(
             model_id,
             runtime,
-            executor=self.executor,
             tokenize_executor=self.tokenize_executor,
             metrics=self.metrics,
             limits=self.limits,
         )
+        worker.on_timeout = self.on_timeout
         worker.start()
         self._workers[model_id] = worker
         self.metrics.deployed.set(len(self._workers))
@@ -493,10 +647,10 @@ class Deployments:
         return True
 
     async def close(self) -> None:
-        for model_id in list(self._workers):
-            try:
-                await self.remove(model_id)
-            except Exception:
-                log.exception("closing model %s failed", model_id)
-        self.executor.shutdown(wait=False, cancel_futures=True)
+        """Undeploy every model at once, so stopping takes one undeploy grace however many models hang."""
+        results = await asyncio.gather(*(self.remove(model_id) for model_id in list(self._workers)),
+                                       return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                log.error("closing a model failed: %r", result)
         self.tokenize_executor.shutdown(wait=False, cancel_futures=True)

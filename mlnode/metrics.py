@@ -69,6 +69,10 @@ class Metrics:
         self.dropped = Counter(
             f"{PREFIX}_dropped_requests", "Queued requests dropped because their client left", ["model_id"], registry=r
         )
+        self.stuck_calls = Gauge(
+            f"{PREFIX}_stuck_inference_calls", "Inference calls past the predict timeout that have not returned",
+            ["model_id"], registry=r,
+        )
         self.deployed = Gauge(f"{PREFIX}_deployed_models", "Models deployed on this node", registry=r)
 
     def render(self) -> bytes:

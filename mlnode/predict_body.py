@@ -2,6 +2,10 @@
 
 The runtime always returns every output tensor with numbers; here the request's ``target_response``,
 ``target_response_positions``, ``return_number`` and ``return_bytes`` shape what the client gets.
+
+Before anything is tokenized, ``limit_texts`` bounds what one request may make the node do: how many texts it holds,
+and how many characters of each reach the tokenizer (a model truncating at N tokens never uses more than N x a
+generous characters-per-token factor; tokenizing the rest only costs memory).
 """
 
 from __future__ import annotations
@@ -52,6 +56,58 @@ class PredictRequest:
     return_bytes: bool = False
     target_response: list[str] | None = None
     target_response_positions: list[int] | None = None
+
+
+@dataclass(frozen=True)
+class TextLimits:
+    """What one predict request may hold: ``max_texts`` texts, ``max_length x chars_per_token`` characters a text."""
+
+    max_texts: int
+    max_length: int  # the model's, in tokens
+    chars_per_token: int
+    truncates: bool  # the model's truncation policy: cut longer texts, or refuse them
+
+    @property
+    def max_chars(self) -> int:
+        return self.max_length * self.chars_per_token
+
+
+def limit_texts(req: PredictRequest, limits: TextLimits, model_id: str) -> list[int]:
+    """Refuse a request with too many texts; cut texts past ``limits.max_chars`` (a truncating model) or refuse them
+    (one that does not truncate). Returns the indices of ``text_docs`` that were cut."""
+    docs = req.texts if req.texts is not None else req.body.get("text_docs")
+    if isinstance(docs, list) and len(docs) > limits.max_texts:
+        raise IllegalArgument(
+            f"[text_docs] has [{len(docs)}] texts; one predict request takes at most [{limits.max_texts}] "
+            f"(setting neuralpipe.max_predict_texts)"
+        )
+    cap = limits.max_chars
+
+    def fit(field: str, text: str) -> str:
+        if len(text) <= cap:
+            return text
+        if not limits.truncates:
+            raise IllegalArgument(
+                f"[{field}] has [{len(text)}] characters; model [{model_id}] does not truncate its input and takes "
+                f"at most [{cap}] characters ([{limits.max_length}] tokens x [{limits.chars_per_token}] characters "
+                f"a token, setting neuralpipe.max_chars_per_token)"
+            )
+        return text[:cap]
+
+    if req.texts is not None:
+        cut = [i for i, text in enumerate(req.texts) if len(text) > cap]
+        req.texts = [fit(f"text_docs][{i}", text) for i, text in enumerate(req.texts)]
+        return cut
+    body = dict(req.body)
+    cut = []
+    if isinstance(docs, list):
+        cut = [i for i, text in enumerate(docs) if isinstance(text, str) and len(text) > cap]
+        body["text_docs"] = [fit(f"text_docs][{i}", t) if isinstance(t, str) else t for i, t in enumerate(docs)]
+    for key in ("query_text", "question", "context"):
+        if isinstance(body.get(key), str):
+            body[key] = fit(key, body[key])
+    req.body = body
+    return cut
 
 
 def check_algorithm(algorithm: str) -> str:

@@ -67,6 +67,11 @@ _EXTRA_TYPES: dict[str, Callable[[Any], Any]] = {
     "file_url_folders": lambda value: None if value is None else tuple(
         Path(str(folder)).expanduser() for folder in ([value] if isinstance(value, (str, Path)) else value)
     ),
+    "max_request_body_bytes": lambda value: max(1, int(value)),
+    "max_predict_body_bytes": lambda value: max(1, int(value)),
+    "max_predict_texts": lambda value: max(1, int(value)),
+    "max_chars_per_token": lambda value: max(1, int(value)),
+    "predict_timeout_seconds": lambda value: max(0.001, float(value)),
 }
 
 
@@ -121,6 +126,11 @@ class MLSettings:
     download_min_rate_window_seconds: float
     download_max_redirects: int
     file_url_folders: tuple[Path, ...] | None
+    max_request_body_bytes: int
+    max_predict_body_bytes: int
+    max_predict_texts: int
+    max_chars_per_token: int
+    predict_timeout_seconds: float
 
     @classmethod
     def load(cls, path: Path | str | None = None, *, data_dir: Path | str, **overrides: Any) -> MLSettings:

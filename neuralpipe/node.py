@@ -14,8 +14,12 @@ model access control sees the caller), over a plain-HTTP listener on 127.0.0.1 w
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 import signal
 import socket
+import sys
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +37,10 @@ from mlnode.views import node as ml_node_views
 from neuralpipe.security import Guard, SecurityOptions, authinfo, guard_middleware
 from opensearch_contract.security import AUTHINFO_PATH
 
+log = logging.getLogger(__name__)
+
 VALID_ROLES = ("ml", "data")
+STOP_GRACE_SECONDS = 30.0  # after SIGTERM/SIGINT the process exits within this, whatever is stuck
 DEFAULT_DATA_DIR = Path("data")  # every command's default: models in data/ml, indices in data/data
 CLIENT_MAX_SIZE = 512 * 1024 * 1024  # a _bulk request of a few thousand documents with their vectors
 
@@ -176,21 +183,49 @@ class NodeServer:
         return self.url if "ml" in self.spec.roles else self.spec.ml_url
 
 
+def _exit_now(code: int) -> None:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def serve_forever(roles: tuple[str, ...], *, data_dir: Path, config: Path | None, host: str, port: int,
                   ml_url: str | None, say: Callable[[str], None], security: SecurityOptions | None = None,
                   query_cache_size: int | None = None) -> None:
-    """``neuralpipe serve``: run the node until SIGINT or SIGTERM; readiness is said once the port is bound."""
+    """``neuralpipe serve``: run the node until SIGINT or SIGTERM; readiness is said once the port is bound.
+
+    A stop always stops: the node closes (undeploy leaves hung inference calls behind), and the process exits at
+    the latest ``STOP_GRACE_SECONDS`` after the signal, or at once on a second signal. A model call that never
+    returned leaves a thread in native code, which must not hold up the interpreter's exit: once the node has
+    closed, the process ends without waiting for threads."""
     settings = MLSettings.load(config, data_dir=layout(data_dir)[0]) if "ml" in roles else None
     server = NodeServer(NodeSpec(roles, data_dir, settings, ml_url, security or SecurityOptions(),
                                  query_cache_size=query_cache_size), host=host, port=port)
     asyncio.run(_serve(server, say))
+    stray = [t.name for t in threading.enumerate() if t is not threading.current_thread() and t.is_alive()
+             and not t.name.startswith("neuralpipe-stop")]
+    if stray:
+        log.warning("stopped with %d threads still running (%s); exiting without waiting for them",
+                    len(stray), ", ".join(sorted(stray)[:5]))
+        _exit_now(0)
 
 
 async def _serve(server: NodeServer, say: Callable[[str], None]) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+
+    def on_signal() -> None:
+        if stop.is_set():  # a second signal: the user wants out now
+            say("second stop signal: exiting now")
+            _exit_now(1)
+        stop.set()
+        watchdog = threading.Timer(STOP_GRACE_SECONDS, _stop_overdue, args=(say,))
+        watchdog.name = "neuralpipe-stop-watchdog"
+        watchdog.daemon = True
+        watchdog.start()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, on_signal)
     await server.start()
     try:
         scheme = "https" if server.spec.security.tls else "http"
@@ -199,3 +234,8 @@ async def _serve(server: NodeServer, say: Callable[[str], None]) -> None:
         await stop.wait()
     finally:
         await server.stop()
+
+
+def _stop_overdue(say: Callable[[str], None]) -> None:
+    say(f"the node did not stop within {STOP_GRACE_SECONDS:g}s of the stop signal: exiting")
+    _exit_now(1)

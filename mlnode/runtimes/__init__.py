@@ -26,6 +26,7 @@ class Runtime(Protocol):
     function_name: str
     model_format: str
     max_length: int
+    truncates: bool  # the tokenizer cuts texts at max_length (else a longer text is refused)
     batchable: bool
     token_output_size: int  # floats per input token in a vocab-sized intermediate (SPARSE_ENCODING), else 0
 

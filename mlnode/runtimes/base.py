@@ -75,6 +75,7 @@ class BaseRuntime:
         except Exception as exc:  # not a Hugging Face tokenizer.json
             raise RuntimeLoadError(f"cannot load the model's tokenizer.json: {exc}") from exc
         self.max_length = self.tokenizer.max_length
+        self.truncates = self.tokenizer.truncates
         self.backend: Backend | None = None
         if self.needs_model_file:
             try:

@@ -28,7 +28,12 @@ def tokenizer_max_length(tokenizer_json: Path) -> int | None:
 
 class TextTokenizer:
     def __init__(self, tokenizer_json: Path, max_length: int | None = None) -> None:
-        self.max_length = int(max_length or tokenizer_max_length(tokenizer_json) or DEFAULT_MAX_LENGTH)
+        from_file = tokenizer_max_length(tokenizer_json)
+        self.max_length = int(max_length or from_file or DEFAULT_MAX_LENGTH)
+        # The model's truncation policy, as ML Commons reads it: a tokenizer.json with a truncation section (what
+        # opensearch-py-ml writes, "auto-truncation") or a model_config.model_max_length truncates; without either
+        # a text longer than the model's positions is an error there, and a 400 here.
+        self.truncates = bool(max_length or from_file)
         self._full = Tokenizer.from_file(str(tokenizer_json))
         padding = self._full.padding
         self._full.no_truncation()
