@@ -21,6 +21,7 @@ from neuralpipe.ingest.readers import DEFAULT_IDS, Item, count_lines, open_input
 from neuralpipe.ingest.runner import IngestOptions, IngestRunner, IngestStats
 from neuralpipe.ingest.setup import Target, prepare_target, read_pipeline_body
 from neuralpipe.local import Connection, make_client, make_ml_client, open_endpoints
+from processors import semantic
 from processors.pipeline import IngestPipeline
 
 log = logging.getLogger(__name__)
@@ -77,8 +78,10 @@ async def ingest_source(conn: Connection, source: Source, job: IngestJob, *, pip
     body = read_pipeline_body(pipeline_file) if pipeline_file is not None else None
     opened = open_input(source.path, source.fmt, id_field=source.id_field)  # a bad CSV header fails before connecting
     job = replace(job, input_path=opened.path, ids=opened.ids)
+    # semantic fields in a new index's body need an ML node: the embedded data node embeds them server-side
+    semantic_body = bool(semantic.fields_of((index_body or {}).get("mappings")))
     async with open_endpoints(opensearch=conn.opensearch, ml_url=conn.ml_url, data_dir=conn.data_dir,
-                              need_ml=body is not None) as endpoints:
+                              need_ml=body is not None or semantic_body) as endpoints:
         client = make_client(endpoints.opensearch_url, conn.options)
         # an ML node given without a pipeline still embeds the index's client-side semantic fields
         wants_ml = body is not None or conn.ml_url is not None

@@ -79,6 +79,30 @@ def test_embedded_ingest_registers_missing_catalog_models_and_search_finds(
     assert hits[0]["_id"] == "cat"
 
 
+def test_the_catalog_minilm_backs_a_semantic_field(registered: Path, work: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """A semantic field takes its knn_vector's space type from the model's additional_config, which OpenSearch's
+    pretrained configs carry: MiniLM registered by its catalog name must have it, or the mapping is refused."""
+    capsys.readouterr()
+    assert main(["models", "register", DENSE, "--deploy", "--data-dir", str(registered)]) == 0
+    model_id = capsys.readouterr().out.split(" as ")[1].split()[0]
+    body = work / "semantic-index.json"
+    body.write_text(json.dumps({"mappings": {"properties": {"text": {"type": "semantic", "model_id": model_id}}}}))
+    code = main(["ingest", str(work / "docs.jsonl"), "--index", "semantic-docs", "--index-body", str(body),
+                 "--no-progress", "--data-dir", str(registered), "--state-dir", str(work / "state-semantic"),
+                 "--json"])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    assert json.loads(out.out)["indexed"] == len(DOCS)
+    query = work / "semantic-query.json"
+    query.write_text(json.dumps({"query": {"neural": {"text": {"query_text": "an animal that purrs", "k": 2}}},
+                                 "_source": {"excludes": ["text_semantic_info"]}}))
+    assert main(["search", "--index", "semantic-docs", "--body", str(query), "--json",
+                 "--data-dir", str(registered)]) == 0
+    hits = json.loads(capsys.readouterr().out)["hits"]["hits"]
+    assert hits[0]["_id"] == "cat"
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
