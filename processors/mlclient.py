@@ -190,6 +190,8 @@ class MLClient:
 
     async def _text_embedding(self, model_id: str, texts: list[str], content_type: str | None
                               ) -> list[list[float]]:
+        if len(parts := _parts(texts)) > 1:
+            return [v for part in parts for v in await self._text_embedding(model_id, part, content_type)]
         body: dict[str, Any] = {"text_docs": list(texts), "return_number": True, "target_response": [DENSE_TARGET]}
         if content_type and await self._is_asymmetric(model_id):
             body["parameters"] = {"content_type": content_type.upper()}
@@ -218,6 +220,8 @@ class MLClient:
         """Token weights per text, from a SPARSE_ENCODING model or a SPARSE_TOKENIZE model (its own predict path)."""
         if not texts:
             return []
+        if len(parts := _parts(texts)) > 1:
+            return [m for part in parts for m in await self.sparse_encoding(model_id, part)]
         algorithm = await self._algorithm(model_id, default="sparse_encoding")
         payload = await self.predict(model_id, algorithm, {"text_docs": list(texts)})
         maps: list[dict[str, float]] = []
@@ -232,6 +236,8 @@ class MLClient:
         """A cross-encoder's score of each (query, text) pair: one TEXT_SIMILARITY predict for all texts."""
         if not texts:
             return []
+        if len(parts := _parts(texts)) > 1:
+            return [x for part in parts for x in await self.text_similarity(model_id, query, part)]
         payload = await self.predict(model_id, "text_similarity", {"query_text": query, "text_docs": list(texts)})
         scores = []
         for result in payload.get("inference_results", []):
@@ -295,6 +301,26 @@ class MLClient:
             raise ResourceNotFound(f"Failed to find model with id or name [{name}] on the ML node [{self.base_url}]")
         candidates.sort(key=lambda c: (c[0], c[1]), reverse=True)
         return str(candidates[0][2])
+
+
+# One predict call carries at most this many texts and about this many bytes of them: well inside the ML node's
+# request limits (max_predict_texts 4096, max_predict_body_bytes 32 MB), so a large batch is several calls, not a 4xx.
+MAX_TEXTS_PER_CALL = 1024
+MAX_TEXT_BYTES_PER_CALL = 8 * 1024 * 1024
+
+
+def _parts(texts: list[str]) -> list[list[str]]:
+    """``texts`` in consecutive groups within the per-call bounds (one group for any ordinary batch)."""
+    parts: list[list[str]] = [[]]
+    size = 0
+    for text in texts:
+        cost = len(text.encode("utf-8"))
+        if parts[-1] and (len(parts[-1]) >= MAX_TEXTS_PER_CALL or size + cost > MAX_TEXT_BYTES_PER_CALL):
+            parts.append([])
+            size = 0
+        parts[-1].append(text)
+        size += cost
+    return parts
 
 
 def _could_be_id(text: str) -> bool:
