@@ -55,6 +55,10 @@ _EXTRA_TYPES: dict[str, Callable[[Any], Any]] = {
     "cache_dir": _optional_path,
     "catalog": _optional_path,
     "artifacts_base_url": lambda value: str(value) if value else None,
+    "registry": lambda value: str(value) if value else None,
+    "registry_index_prefix": str,
+    "registry_sync_interval": float,
+    "registry_node_timeout": float,
 }
 
 
@@ -101,6 +105,10 @@ class MLSettings:
     cache_dir: Path | None
     catalog: Path | None
     artifacts_base_url: str | None
+    registry: str | None  # the shared registry's OpenSearch URL (mlnode.registry); None: this node's data dir
+    registry_index_prefix: str
+    registry_sync_interval: float
+    registry_node_timeout: float
 
     @classmethod
     def load(cls, path: Path | str | None = None, *, data_dir: Path | str, **overrides: Any) -> MLSettings:

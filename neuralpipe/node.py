@@ -131,9 +131,11 @@ class NodeServer:
 
 
 def serve_forever(roles: tuple[str, ...], *, data_dir: Path, config: Path | None, host: str, port: int,
-                  ml_url: str | None, say: Callable[[str], None]) -> None:
-    """``neuralpipe serve``: run the node until SIGINT or SIGTERM; readiness is said once the port is bound."""
-    settings = MLSettings.load(config, data_dir=layout(data_dir)[0]) if "ml" in roles else None
+                  ml_url: str | None, say: Callable[[str], None], registry: str | None = None) -> None:
+    """``neuralpipe serve``: run the node until SIGINT or SIGTERM; readiness is said once the port is bound.
+    ``registry``: the OpenSearch URL of a model registry shared with other ML nodes (overrides the settings')."""
+    overrides = {"registry": registry} if registry else {}
+    settings = MLSettings.load(config, data_dir=layout(data_dir)[0], **overrides) if "ml" in roles else None
     server = NodeServer(NodeSpec(roles, data_dir, settings, ml_url), host=host, port=port)
     asyncio.run(_serve(server, say))
 

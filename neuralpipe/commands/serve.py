@@ -34,6 +34,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--config", type=Path, default=None,
                         help="ML node settings file (layout of the shipped mlnode.yaml)")
     parser.add_argument("--ml-url", default=None, help="ML node the data role calls when this process has no ml role")
+    parser.add_argument("--registry", default=None, metavar="URL",
+                        help="OpenSearch (or data node) URL of a model registry shared by several ML nodes "
+                             "(default: this node's data dir)")
     parser.add_argument("--log-level", default="INFO", help="logging level (default: %(default)s)")
     return parser
 
@@ -52,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
         if args.config is not None and not args.config.is_file():
             raise ValueError(f"--config file [{args.config}] does not exist")
         serve_forever(roles, data_dir=args.data_dir, config=args.config, host=args.host, port=args.port,
-                      ml_url=args.ml_url, say=lambda msg: print(f"neuralpipe serve: {msg}", file=sys.stderr))
+                      ml_url=args.ml_url, registry=args.registry,
+                      say=lambda msg: print(f"neuralpipe serve: {msg}", file=sys.stderr))
     except (ValueError, NodeStartError) as exc:
         print(f"neuralpipe serve: {exc}", file=sys.stderr)
         return 2
