@@ -54,6 +54,7 @@ NODES_SUFFIX = "node"
 NAMES_SUFFIX = "model-group-name"  # one document per group name, claimed with op_type=create
 CHUNK_BYTES = 10_000_000  # the chunk size opensearch-py-ml uploads with
 PULL_SIZE = 10_000
+CLAIM_TIMEOUT_MS = 60_000
 HASH_FILE = ".registry_sha256"  # in <data_dir>/models/<model_id>.sha256: the content hash of the unpacked copy
 
 # Fields the registry searches on; everything else stays in _source only (dynamic: false), so a chunk's base64 is
@@ -197,19 +198,35 @@ class RegistryStore(Store):
 
     def _claim_group_name(self, name: str, group_id: str) -> None:
         """Claim a group name for ``group_id``; a name another node took first raises ``GroupNameTaken``."""
-        name_id = hashlib.sha256(name.encode()).hexdigest()
+        name_id = _name_id(name)
+        claim = {"name": name, "group_id": group_id, "claimed_time": now_ms()}
         try:
-            self.client.create(index=self.names_index, id=name_id, body={"name": name, "group_id": group_id},
-                               params={"refresh": "true"})
+            self.client.create(index=self.names_index, id=name_id, body=claim, params={"refresh": "true"})
             return
         except ConflictError:
             pass
-        owner = self.client.get(index=self.names_index, id=name_id)["_source"]["group_id"]
-        if self._fetch("model_groups", owner) is None:  # the group was deleted: take the name over
-            self.client.index(index=self.names_index, id=name_id, body={"name": name, "group_id": group_id},
-                              params={"refresh": "true"})
-            return
+        held = self.client.get(index=self.names_index, id=name_id)
+        owner = held["_source"]["group_id"]
+        # a claim whose group never got written (its node died in between) is released after a minute
+        abandoned = (now_ms() - int(held["_source"].get("claimed_time", 0)) > CLAIM_TIMEOUT_MS
+                     and self._fetch("model_groups", owner) is None)
+        if abandoned:
+            try:
+                self.client.index(index=self.names_index, id=name_id, body=claim, params={
+                    "refresh": "true", "if_seq_no": held["_seq_no"], "if_primary_term": held["_primary_term"]})
+                return
+            except ConflictError:
+                owner = self.client.get(index=self.names_index, id=name_id)["_source"]["group_id"]
         raise GroupNameTaken(owner)
+
+    def _release_name(self, name: str, group_id: str) -> None:
+        try:
+            held = self.client.get(index=self.names_index, id=_name_id(name))
+            if held["_source"].get("group_id") == group_id:
+                self.client.delete(index=self.names_index, id=_name_id(name), params={
+                    "refresh": "true", "if_seq_no": held["_seq_no"], "if_primary_term": held["_primary_term"]})
+        except (NotFoundError, ConflictError):
+            pass  # released already, or claimed again by a new group
 
     def _take_version(self, group_id: str, wanted: int) -> int:
         """The next ``model_version`` in a group, taken by raising the group's ``latest_version`` under
@@ -240,8 +257,14 @@ class RegistryStore(Store):
                 continue
 
     async def update(self, kind: str, doc_id: str, **fields: Any) -> dict[str, Any]:
+        old_name = (self._docs[kind].get(doc_id) or {}).get("name")
+        renamed = kind == "model_groups" and "name" in fields and fields["name"] != old_name
+        if renamed:
+            await asyncio.to_thread(self._claim_group_name, str(fields["name"]), doc_id)
         written = await asyncio.to_thread(self._update, kind, doc_id, fields)
         self._remember(kind, doc_id, written)
+        if renamed and old_name is not None:
+            await asyncio.to_thread(self._release_name, str(old_name), doc_id)
         return dict(written.doc)
 
     def _delete(self, kind: str, doc_id: str) -> dict[str, Any] | None:
@@ -252,7 +275,10 @@ class RegistryStore(Store):
 
     async def delete(self, kind: str, doc_id: str) -> bool:
         result = await asyncio.to_thread(self._delete, kind, doc_id)
-        known = self._docs[kind].pop(doc_id, None) is not None
+        cached = self._docs[kind].pop(doc_id, None)
+        known = cached is not None
+        if kind == "model_groups" and result is not None and cached is not None:
+            await asyncio.to_thread(self._release_name, str(cached.get("name", "")), doc_id)
         key = (kind, doc_id)
         if result is not None:
             self._versions[key] = int(result["_version"])
@@ -351,6 +377,10 @@ class RegistryStore(Store):
 
     def close(self) -> None:
         self.client.close()
+
+
+def _name_id(name: str) -> str:
+    return hashlib.sha256(name.encode()).hexdigest()
 
 
 def _hash_path(models_dir: Path, model_id: str) -> Path:
