@@ -51,7 +51,8 @@ def open_store(settings: MLSettings) -> Store:
     if not settings.registry:
         return Store(settings.data_dir)
     settings.node_name = node_id(settings.data_dir)
-    return RegistryStore(settings.data_dir, settings.registry, prefix=settings.registry_index_prefix)
+    return RegistryStore(settings.data_dir, settings.registry, prefix=settings.registry_index_prefix,
+                         verify_certs=settings.registry_verify_certs, ca_certs=settings.registry_ca_certs)
 
 
 def wanted_on(doc: dict[str, Any], node: str) -> bool:

@@ -90,11 +90,15 @@ class Snapshot:
 class RegistryStore(Store):
     """A ``Store`` whose documents and model contents live in an OpenSearch registry; see the module's doc."""
 
-    def __init__(self, data_dir: Path, url: str, *, prefix: str = DEFAULT_PREFIX, timeout: float = 60.0) -> None:
+    def __init__(self, data_dir: Path, url: str, *, prefix: str = DEFAULT_PREFIX, timeout: float = 60.0,
+                 verify_certs: bool = True, ca_certs: Path | None = None) -> None:
         super().__init__(data_dir)
         self.url = url
         self.prefix = prefix
-        self.client = OpenSearch(hosts=[url], timeout=timeout)
+        tls: dict[str, Any] = {"verify_certs": verify_certs, "ssl_show_warn": verify_certs}
+        if ca_certs is not None:
+            tls["ca_certs"] = str(ca_certs)
+        self.client = OpenSearch(hosts=[url], timeout=timeout, **(tls if url.startswith("https") else {}))
         self.index_names = {kind: prefix + suffix for kind, suffix in SUFFIXES.items()}
         self.nodes_index = prefix + NODES_SUFFIX
         self.names_index = prefix + NAMES_SUFFIX
