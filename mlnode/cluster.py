@@ -50,7 +50,7 @@ def open_store(settings: MLSettings) -> Store:
     random node id kept in its data dir as its node name (ML Commons reports node ids in profile, stats, tasks)."""
     if not settings.registry:
         return Store(settings.data_dir)
-    settings.node_name = node_id(settings.data_dir)
+    settings.node_name = settings.registry_node_id or node_id(settings.data_dir)
     return RegistryStore(settings.data_dir, settings.registry, prefix=settings.registry_index_prefix,
                          verify_certs=settings.registry_verify_certs, ca_certs=settings.registry_ca_certs)
 
@@ -80,6 +80,7 @@ class Cluster:
         self.interval = settings.registry_sync_interval
         self.timeout_ms = int(settings.registry_node_timeout * 1000)
         self.failed: dict[str, dict[str, str]] = {}  # model id -> {"attempt": task id or "redeploy", "error"}
+        self._previous: dict[str, str] = {}  # deploy tasks created here -> the model's state before
         self.nodes: dict[str, dict[str, Any]] = {}
         self.started = now_ms()
         self._wake = asyncio.Event()
@@ -241,6 +242,10 @@ class Cluster:
                 errors[worker] = "The ML node left before it deployed the model"
         if len(done) + len(errors) < len(workers):
             return
+        mine = task_id in self._previous
+        if not mine and now - int(task.get("last_update_time", now)) <= self.timeout_ms:
+            return  # the node that created it finishes it; the others only if it is gone
+        previous = self._previous.pop(task_id, "DEPLOY_FAILED")
         if self.store.get("models", model_id) is None:
             state = "FAILED"
             errors = errors or {self.node: f"Model [{model_id}] was deleted while it was being deployed"}
@@ -248,18 +253,28 @@ class Cluster:
             state = "COMPLETED" if not errors else ("COMPLETED_WITH_ERROR" if done else "FAILED")
         fields: dict[str, Any] = {"state": state, "last_update_time": now_ms()}
         if errors:
-            fields["error"] = json.dumps(errors)
-        await self.store.update("tasks", task_id, **fields)
+            # one worker: its message, as a single ML node reports it; several: ML Commons' {node id: error} map
+            fields["error"] = next(iter(errors.values())) if len(workers) == 1 else json.dumps(errors)
         doc = self.store.get("models", model_id)
         if doc is not None and not done and doc.get("model_state") in WANTED_STATES:
-            await self.store.update("models", model_id, model_state="DEPLOY_FAILED", current_worker_node_count=0,
+            # nothing serves it: back to the state it had (a single ML node does the same), else DEPLOY_FAILED
+            await self.store.update("models", model_id, model_state=previous, current_worker_node_count=0,
+                                    planning_worker_nodes=[], planning_worker_node_count=0,
                                     last_updated_time=now_ms())
+        elif doc is not None and doc.get("model_state") in WANTED_STATES:
+            await self._settle_model(model_id, doc, live)  # DEPLOYED when the task says COMPLETED, not a beat later
+        await self.store.update("tasks", task_id, **fields)
 
     async def _settle_model(self, model_id: str, doc: dict[str, Any], live: set[str]) -> None:
         planned = sorted(live) if doc.get("deploy_to_all_nodes") else list(doc.get("planning_worker_nodes") or [])
         serving = sorted(n for n in live if model_id in self.nodes.get(n, {}).get("deployed", []))
         if not serving:
-            return  # every node that had it is gone: keep the wish, a node that comes back deploys it again
+            failed = [n for n in planned if n in live and model_id in self.nodes.get(n, {}).get("failed", {})]
+            if planned and len(failed) == len([n for n in planned if n in live]) and failed:
+                # every live node it is planned on failed to deploy it (e.g. at restart): DEPLOY_FAILED, as ML Commons
+                await self.store.update("models", model_id, model_state="DEPLOY_FAILED", current_worker_node_count=0,
+                                        last_updated_time=now_ms())
+            return  # else every node that had it is gone: keep the wish, a node that comes back deploys it again
         state = "DEPLOYED" if set(planned) <= set(serving) else "PARTIALLY_DEPLOYED"
         fields = {"model_state": state, "planning_worker_nodes": planned, "planning_worker_node_count": len(planned),
                   "current_worker_node_count": len(serving)}
@@ -305,6 +320,8 @@ class Cluster:
                                   "ML nodes to serve your models.")
         self.runner.check_task_limit("DEPLOY_MODEL")
         task_id = new_id()
+        previous = str(doc.get("model_state", "REGISTERED"))
+        self._previous[task_id] = "REGISTERED" if previous == "DEPLOYING" else previous
         now = now_ms()
         await self.store.put("tasks", task_id, {
             "task_type": "DEPLOY_MODEL", "function_name": doc.get("algorithm"), "model_id": model_id,
@@ -326,8 +343,10 @@ class Cluster:
             doc = await self.store.refresh_doc("models", model_id)
             if doc is None:
                 continue
-            holders = [n for n in live if model_id in self.nodes.get(n, {}).get("deployed", [])
-                       and (node_ids is None or n in node_ids)]
+            serving = {n for n in live if n != self.node and model_id in self.nodes.get(n, {}).get("deployed", [])}
+            if self.deployments.get(model_id) is not None:
+                serving.add(self.node)
+            holders = sorted(n for n in serving if node_ids is None or n in node_ids)
             if doc.get("model_state") not in WANTED_STATES and not holders:
                 continue
             planned = live if doc.get("deploy_to_all_nodes") else list(doc.get("planning_worker_nodes") or [])
@@ -346,6 +365,7 @@ class Cluster:
             if self.node in (holders or [self.node]):
                 await self.deployments.remove(model_id)
                 self.failed.pop(model_id, None)
+        await self.heartbeat()  # what this node serves now, at once
         self.wake()
         return out
 

@@ -55,7 +55,6 @@ NAMES_SUFFIX = "model-group-name"  # one document per group name, claimed with o
 CHUNK_BYTES = 10_000_000  # the chunk size opensearch-py-ml uploads with
 PULL_SIZE = 10_000
 CLAIM_TIMEOUT_MS = 60_000
-HASH_FILE = ".registry_sha256"  # in <data_dir>/models/<model_id>.sha256: the content hash of the unpacked copy
 
 # Fields the registry searches on; everything else stays in _source only (dynamic: false), so a chunk's base64 is
 # never analyzed.
@@ -98,7 +97,8 @@ class RegistryStore(Store):
         tls: dict[str, Any] = {"verify_certs": verify_certs, "ssl_show_warn": verify_certs}
         if ca_certs is not None:
             tls["ca_certs"] = str(ca_certs)
-        self.client = OpenSearch(hosts=[url], timeout=timeout, **(tls if url.startswith("https") else {}))
+        self.client = OpenSearch(hosts=[url], timeout=timeout, pool_maxsize=16,  # one connection per thread
+                                 **(tls if url.startswith("https") else {}))
         self.index_names = {kind: prefix + suffix for kind, suffix in SUFFIXES.items()}
         self.nodes_index = prefix + NODES_SUFFIX
         self.names_index = prefix + NAMES_SUFFIX
@@ -291,8 +291,7 @@ class RegistryStore(Store):
         return result is not None or known
 
     def index_response(self, kind: str, doc_id: str, result: str) -> dict[str, Any]:
-        body = super().index_response(kind, doc_id, result)
-        body["_index"] = self.index_names[kind]
+        body = super().index_response(kind, doc_id, result)  # _index: ML Commons' name, whatever the prefix
         body["_primary_term"] = self._terms.get((kind, doc_id), 1)
         return body
 
@@ -317,7 +316,7 @@ class RegistryStore(Store):
         data = original.read_bytes() if original.is_file() else _zip_dir(staged)
         digest = self.upload_chunks(model_id, data)
         target = super().commit_model_dir(staged, model_id)
-        _hash_path(self.models_dir, model_id).write_text(digest, encoding="ascii")
+        self._hash_path(model_id).write_text(digest, encoding="ascii")
         return target
 
     def upload_chunks(self, model_id: str, data: bytes) -> str:
@@ -341,7 +340,13 @@ class RegistryStore(Store):
 
     def forget_local(self, model_id: str) -> None:
         super().remove_model_files(model_id)
-        _hash_path(self.models_dir, model_id).unlink(missing_ok=True)
+        self._hash_path(model_id).unlink(missing_ok=True)
+
+    def _hash_path(self, model_id: str) -> Path:
+        """Where the SHA-256 of the chunks this node's copy of a model was unpacked from is kept."""
+        folder = self.data_dir / "registry"
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder / f"{model_id}.sha256"
 
     def local_copies(self) -> list[str]:
         return [p.name for p in self.models_dir.iterdir() if p.is_dir()] if self.models_dir.is_dir() else []
@@ -354,7 +359,7 @@ class RegistryStore(Store):
         first = self.client.get(index=index, id=f"{model_id}_0", params={"_source_excludes": "model_content"})
         digest, total = str(first["_source"]["content_hash"]), int(first["_source"]["total_chunks"])
         target = self.model_dir(model_id)
-        hash_path = _hash_path(self.models_dir, model_id)
+        hash_path = self._hash_path(model_id)
         if target.is_dir() and hash_path.is_file() and hash_path.read_text(encoding="ascii") == digest:
             return target
         hasher = hashlib.sha256()
@@ -385,10 +390,6 @@ class RegistryStore(Store):
 
 def _name_id(name: str) -> str:
     return hashlib.sha256(name.encode()).hexdigest()
-
-
-def _hash_path(models_dir: Path, model_id: str) -> Path:
-    return models_dir / f"{model_id}.sha256"
 
 
 def _zip_dir(folder: Path) -> bytes:

@@ -57,6 +57,7 @@ _EXTRA_TYPES: dict[str, Callable[[Any], Any]] = {
     "artifacts_base_url": lambda value: str(value) if value else None,
     "registry": lambda value: str(value) if value else None,
     "registry_index_prefix": str,
+    "registry_node_id": lambda value: str(value) if value else None,
     "registry_verify_certs": lambda value: parse_bool(value.lower() if isinstance(value, str) else value),
     "registry_ca_certs": _optional_path,
     "registry_sync_interval": float,
@@ -109,6 +110,7 @@ class MLSettings:
     artifacts_base_url: str | None
     registry: str | None  # the shared registry's OpenSearch URL (mlnode.registry); None: this node's data dir
     registry_index_prefix: str
+    registry_node_id: str | None
     registry_verify_certs: bool
     registry_ca_certs: Path | None
     registry_sync_interval: float

@@ -76,7 +76,7 @@ async def _register(client: TestClient, tmp_path: Path, name: str = "fake-model"
 def test_the_data_dir_stays_the_default(tmp_path: Path) -> None:
     from mlnode.cluster import open_store  # the one function under test here
 
-    settings = MLSettings.load(data_dir=tmp_path)
+    settings = MLSettings.load(data_dir=tmp_path, registry=None)  # None: the default (pytest --ml-registry aside)
     assert settings.registry is None
     store = open_store(settings)
     assert type(store) is Store
