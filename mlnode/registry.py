@@ -174,13 +174,16 @@ class RegistryStore(Store):
 
     async def refresh_doc(self, kind: str, doc_id: str) -> dict[str, Any] | None:
         """Read one document from the registry into the cache (a real-time get: no refresh needed)."""
+        key = (kind, doc_id)
+        clock = self._clock
         got = await asyncio.to_thread(self._fetch, kind, doc_id)
         if got is None:
-            if doc_id in self._docs[kind]:
-                del self._docs[kind][doc_id]
-            return None
-        self._remember(kind, doc_id, got)
-        return dict(got.doc)
+            if self._touched.get(key, -1) < clock:  # not written here while the get ran
+                self._docs[kind].pop(doc_id, None)
+            return self.get(kind, doc_id)
+        if self._seq_nos.get(key, -1) <= got.seq_no and self._tombstones.get(key, -1) < got.seq_no:
+            self._remember(kind, doc_id, got)
+        return self.get(kind, doc_id)
 
     # ---- writes -------------------------------------------------------------------------------------------------
 
@@ -279,16 +282,16 @@ class RegistryStore(Store):
 
     async def delete(self, kind: str, doc_id: str) -> bool:
         result = await asyncio.to_thread(self._delete, kind, doc_id)
+        # the tombstone goes in before anything else awaits, so a pull read before the delete cannot bring it back
         cached = self._docs[kind].pop(doc_id, None)
-        known = cached is not None
-        if kind == "model_groups" and result is not None and cached is not None:
-            await asyncio.to_thread(self._release_name, str(cached.get("name", "")), doc_id)
         key = (kind, doc_id)
         if result is not None:
             self._versions[key] = int(result["_version"])
             self._seq_nos[key] = self._tombstones[key] = int(result["_seq_no"])
             self._seq_no = max(self._seq_no, int(result["_seq_no"]))
-        return result is not None or known
+        if kind == "model_groups" and result is not None and cached is not None:
+            await asyncio.to_thread(self._release_name, str(cached.get("name", "")), doc_id)
+        return result is not None or cached is not None
 
     def index_response(self, kind: str, doc_id: str, result: str) -> dict[str, Any]:
         body = super().index_response(kind, doc_id, result)  # _index: ML Commons' name, whatever the prefix
