@@ -34,13 +34,15 @@ import logging
 import secrets
 import shutil
 import tempfile
+import urllib.parse
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from opensearchpy import OpenSearch
-from opensearchpy.exceptions import ConflictError, NotFoundError, RequestError
+from opensearchpy.exceptions import ConflictError, NotFoundError, RequestError, TransportError
+from opensearchpy.exceptions import ConnectionError as OpenSearchConnectionError
 
 from mlnode.errors import GroupNameTaken
 from mlnode.store import KINDS, Store, now_ms
@@ -110,7 +112,14 @@ class RegistryStore(Store):
     # ---- setup and cache ----------------------------------------------------------------------------------------
 
     def load(self) -> None:
-        """Create the registry's indices if missing and fill the cache (blocking)."""
+        """Create the registry's indices if missing and fill the cache (blocking); an unreachable or failing
+        registry raises ``RegistryError`` naming it (without its password)."""
+        try:
+            self._load()
+        except (OpenSearchConnectionError, TransportError) as exc:
+            raise RegistryError(f"cannot use the model registry at [{redact(self.url)}]: {exc.error}") from None
+
+    def _load(self) -> None:
         for directory in (self.meta_dir, self.models_dir, self.chunks_dir):
             directory.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(self.tmp_dir, ignore_errors=True)  # staging left by a crash
@@ -389,6 +398,15 @@ class RegistryStore(Store):
 
     def close(self) -> None:
         self.client.close()
+
+
+def redact(url: str) -> str:
+    """The URL without the password it may carry (``https://user:***@host``)."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 
 def _name_id(name: str) -> str:

@@ -23,6 +23,7 @@ from datanode.keys import METRICS as DATA_METRICS
 from datanode.storage import DataDirInUse
 from mlnode import keys as ml_keys
 from mlnode.app import mount as mount_ml
+from mlnode.registry import RegistryError
 from mlnode.settings import MLSettings
 from mlnode.views import node as ml_node_views
 
@@ -110,7 +111,7 @@ class NodeServer:
         try:
             await self._runner.setup()
             await web.SockSite(self._runner, sock).start()
-        except DataDirInUse as exc:
+        except (DataDirInUse, RegistryError) as exc:
             sock.close()
             await self.stop()
             raise NodeStartError(str(exc)) from None

@@ -34,9 +34,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--config", type=Path, default=None,
                         help="ML node settings file (layout of the shipped mlnode.yaml)")
     parser.add_argument("--ml-url", default=None, help="ML node the data role calls when this process has no ml role")
-    parser.add_argument("--registry", default=None, metavar="URL",
-                        help="OpenSearch (or data node) URL of a model registry shared by several ML nodes "
-                             "(default: this node's data dir)")
+    parser.add_argument("--registry", default=os.environ.get("NEURALPIPE_REGISTRY") or None, metavar="URL",
+                        help="OpenSearch (or data node) URL of a model registry shared by several ML nodes; "
+                             "default: $NEURALPIPE_REGISTRY (keeps a password in the URL out of the process list), "
+                             "else this node's data dir")
     parser.add_argument("--log-level", default="INFO", help="logging level (default: %(default)s)")
     return parser
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import socket
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
@@ -19,6 +20,7 @@ from mlnode.errors import GroupNameTaken
 from mlnode.registry import RegistryStore, node_id
 from mlnode.settings import MLSettings
 from mlnode.store import Store
+from neuralpipe.node import NodeServer, NodeSpec, NodeStartError
 from tests.fixtures.datanode import DataNodeThread, os_client
 from tests.fixtures.mlnode import api_client, api_deploy, api_register_zip, api_wait_task, fake_backends, make_zip
 
@@ -217,3 +219,16 @@ async def test_tasks_of_a_node_that_stopped_heartbeating_end_failed(data_node: D
 
     task = await _until(failed, "the task of the stopped node fails")
     assert task["error"] == "The ML node ['gone'] running the task stopped"
+
+
+async def test_an_unreachable_registry_stops_the_node_with_one_line(tmp_path: Path) -> None:
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    settings = MLSettings.load(data_dir=tmp_path / "ml", registry=f"http://admin:s3cret@127.0.0.1:{port}")
+    server = NodeServer(NodeSpec(("ml",), tmp_path, settings))
+    with pytest.raises(NodeStartError) as info:
+        await server.start()
+    message = str(info.value)
+    assert message.startswith(f"cannot use the model registry at [http://admin:***@127.0.0.1:{port}]")
+    assert "s3cret" not in message

@@ -42,8 +42,11 @@ def test_the_ml_service_can_be_scaled(config: dict) -> None:
     assert any(v["type"] == "volume" and v["target"] == "/data" and not v.get("source") for v in ml["volumes"])
 
 
-def test_the_replicas_share_the_registry_in_opensearch(config: dict) -> None:
-    argv = config["services"]["ml"]["command"]
+def test_the_replicas_share_the_registry_in_opensearch(config: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    service = config["services"]["ml"]
+    argv = service["command"]
+    assert "--registry" not in argv  # its password would show in the process list
+    monkeypatch.setenv("NEURALPIPE_REGISTRY", service["environment"]["NEURALPIPE_REGISTRY"])
     args = build_parser().parse_args(argv[1:])
     assert (args.command, args.roles) == ("serve", "ml")
     assert args.registry == f"https://admin:{PASSWORD}@opensearch:9200"
