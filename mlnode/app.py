@@ -21,7 +21,9 @@ from aiohttp import web
 
 from mlnode import keys
 from mlnode.batching import Deployments, QueueLimits
+from mlnode.cluster import Cluster, open_store, registry_routes
 from mlnode.metrics import Metrics
+from mlnode.registry import RegistryStore
 from mlnode.routes import ml_routes, root_routes
 from mlnode.runtimes.backends import intra_op_threads, set_intra_op_threads
 from mlnode.settings import MLSettings, usable_cores
@@ -126,7 +128,7 @@ async def body_limit_middleware(request: web.Request, handler: Handler) -> web.S
 
 def _resources(settings: MLSettings, backends: Backends) -> Callable[[web.Application], AsyncIterator[None]]:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
-        store = Store(settings.data_dir)
+        store = open_store(settings)  # the data dir's, or the shared registry's (mlnode.registry)
         await asyncio.to_thread(store.load)
         app[keys.STORE] = store
         state: dict = {"config": dict(settings.ml_commons), "transient": {}}
@@ -157,7 +159,13 @@ def _resources(settings: MLSettings, backends: Backends) -> Callable[[web.Applic
         runner = TaskRunner(store=store, settings=settings, deployments=deployments, backends=backends)
         app[keys.TASKS] = runner
         deployments.on_timeout = _timeout_recorder(store)
-        await runner.recover()
+        cluster = None
+        if isinstance(store, RegistryStore):  # several nodes share it: mlnode.cluster recovers and deploys
+            cluster = app[keys.CLUSTER] = Cluster(store=store, settings=settings, deployments=deployments,
+                                                  runner=runner)
+            await cluster.start()
+        else:
+            await runner.recover()
         _warn_hung_models(store, deployments)
         state["ready"] = True
         try:
@@ -165,6 +173,8 @@ def _resources(settings: MLSettings, backends: Backends) -> Callable[[web.Applic
         finally:
             state["ready"] = False
             await runner.close()
+            if cluster is not None:
+                await cluster.close()
             await deployments.close()
 
     return ctx
@@ -239,7 +249,7 @@ def mount(node: web.Application, settings: MLSettings, *, root: bool = True,
     node_level = list(root_routes()) if root else []
     if root:
         node.middlewares.append(node_route_errors)
-    for route in ml_routes():
+    for route in registry_routes(ml_routes()) if settings.registry else ml_routes():
         if route.path.startswith(ML_PREFIX + "/"):
             ml_app.router.add_routes([web.RouteDef(route.method, route.path[len(ML_PREFIX):], route.handler,
                                                    route.kwargs)])

@@ -25,3 +25,15 @@ class MLResourceNotFound(OpenSearchError):
 class Conflict(OpenSearchError):
     status = 409
     error_type = "status_exception"
+
+
+class GroupNameTaken(OpenSearchError):
+    """A model group name already used (ML Commons' message and 400); ``group_id`` is the group that has it, so a
+    registration that auto-creates its group can join the one another node created a moment earlier."""
+
+    status = 400
+    error_type = "illegal_argument_exception"
+
+    def __init__(self, group_id: str) -> None:
+        super().__init__(f"The name you provided is already being used by a model group with ID: {group_id}.")
+        self.group_id = group_id

@@ -72,6 +72,13 @@ _EXTRA_TYPES: dict[str, Callable[[Any], Any]] = {
     "max_predict_texts": lambda value: max(1, int(value)),
     "max_chars_per_token": lambda value: max(1, int(value)),
     "predict_timeout_seconds": lambda value: max(0.001, float(value)),
+    "registry": lambda value: str(value) if value else None,
+    "registry_index_prefix": str,
+    "registry_node_id": lambda value: str(value) if value else None,
+    "registry_verify_certs": lambda value: parse_bool(value.lower() if isinstance(value, str) else value),
+    "registry_ca_certs": _optional_path,
+    "registry_sync_interval": float,
+    "registry_node_timeout": float,
 }
 
 
@@ -131,6 +138,13 @@ class MLSettings:
     max_predict_texts: int
     max_chars_per_token: int
     predict_timeout_seconds: float
+    registry: str | None  # the shared registry's OpenSearch URL (mlnode.registry); None: this node's data dir
+    registry_index_prefix: str
+    registry_node_id: str | None
+    registry_verify_certs: bool
+    registry_ca_certs: Path | None
+    registry_sync_interval: float
+    registry_node_timeout: float
 
     @classmethod
     def load(cls, path: Path | str | None = None, *, data_dir: Path | str, **overrides: Any) -> MLSettings:

@@ -114,6 +114,11 @@ class Store:
         doc = self._docs[kind].get(doc_id)
         return dict(doc) if doc is not None else None
 
+    async def refresh_doc(self, kind: str, doc_id: str) -> dict[str, Any] | None:
+        """The document as the store of record has it now: here the cache is that store (a shared registry,
+        ``mlnode.registry.RegistryStore``, reads it again)."""
+        return self.get(kind, doc_id)
+
     def all(self, kind: str) -> list[tuple[str, dict[str, Any]]]:
         return [(doc_id, dict(doc)) for doc_id, doc in self._docs[kind].items()]
 

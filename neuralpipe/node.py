@@ -32,6 +32,7 @@ from datanode.keys import METRICS as DATA_METRICS
 from datanode.storage import DataDirInUse
 from mlnode import keys as ml_keys
 from mlnode.app import mount as mount_ml
+from mlnode.registry import RegistryError
 from mlnode.settings import MLSettings
 from mlnode.views import node as ml_node_views
 from neuralpipe.security import Guard, SecurityOptions, authinfo, guard_middleware
@@ -161,7 +162,7 @@ class NodeServer:
             await self._runner.setup()
             for s, ctx in socks:
                 await web.SockSite(self._runner, s, ssl_context=ctx).start()
-        except DataDirInUse as exc:
+        except (DataDirInUse, RegistryError) as exc:
             for s, _ in socks:
                 s.close()
             await self.stop()
@@ -191,14 +192,16 @@ def _exit_now(code: int) -> None:
 
 def serve_forever(roles: tuple[str, ...], *, data_dir: Path, config: Path | None, host: str, port: int,
                   ml_url: str | None, say: Callable[[str], None], security: SecurityOptions | None = None,
-                  query_cache_size: int | None = None) -> None:
+                  query_cache_size: int | None = None, registry: str | None = None) -> None:
     """``neuralpipe serve``: run the node until SIGINT or SIGTERM; readiness is said once the port is bound.
+    ``registry``: the OpenSearch URL of a model registry shared with other ML nodes (overrides the settings').
 
     A stop always stops: the node closes (undeploy leaves hung inference calls behind), and the process exits at
     the latest ``STOP_GRACE_SECONDS`` after the signal, or at once on a second signal. A model call that never
     returned leaves a thread in native code, which must not hold up the interpreter's exit: once the node has
     closed, the process ends without waiting for threads."""
-    settings = MLSettings.load(config, data_dir=layout(data_dir)[0]) if "ml" in roles else None
+    overrides = {"registry": registry} if registry else {}
+    settings = MLSettings.load(config, data_dir=layout(data_dir)[0], **overrides) if "ml" in roles else None
     server = NodeServer(NodeSpec(roles, data_dir, settings, ml_url, security or SecurityOptions(),
                                  query_cache_size=query_cache_size), host=host, port=port)
     asyncio.run(_serve(server, say))

@@ -10,4 +10,5 @@ pytest_plugins = [
     "tests.fixtures.models",
     "tests.fixtures.mlnode",
     "tests.fixtures.datanode",
+    "tests.fixtures.registry",
 ]

@@ -10,7 +10,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from mlnode import access, keys
-from mlnode.errors import Conflict, NotFound
+from mlnode.errors import Conflict, GroupNameTaken, NotFound
 from mlnode.store import new_id, now_ms
 from mlnode.views.common import json_response, read_json, search_handler
 from opensearch_contract.errors import IllegalArgument
@@ -28,7 +28,7 @@ def _valid_name(body: dict) -> str:
 def _check_unique_name(request: web.Request, name: str) -> None:
     for group_id, group in request.app[keys.STORE].all("model_groups"):
         if group.get("name") == name:
-            raise IllegalArgument(f"The name you provided is already being used by a model group with ID: {group_id}.")
+            raise GroupNameTaken(group_id)
 
 
 async def create_group(request: web.Request, name: str, description: str | None = None,

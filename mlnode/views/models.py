@@ -11,7 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from mlnode import access, keys, urlgate
-from mlnode.errors import MLResourceNotFound, NotFound
+from mlnode.errors import GroupNameTaken, MLResourceNotFound, NotFound
 from mlnode.store import new_id, now_ms
 from mlnode.tasks import (
     DEPLOYABLE_STATES,
@@ -91,8 +91,12 @@ async def _resolve_group(request: web.Request, body: dict[str, Any], name: str) 
         group_id = next((gid for gid, group in store.all("model_groups") if group.get("name") == name), None)
         if group_id is None:
             description = body.get("description") if isinstance(body.get("description"), str) else None
-            group_id = await create_group(request, name, description)
-            created = True
+            try:
+                group_id = await create_group(request, name, description)
+                created = True
+            except GroupNameTaken as exc:  # another ML node of the registry created it a moment ago: join it
+                group_id = exc.group_id
+                await store.refresh_doc("model_groups", group_id)
     elif not isinstance(group_id, str) or store.get("model_groups", group_id) is None:
         raise MLResourceNotFound(f"Failed to find model group with ID: {group_id}")
     group = store.get("model_groups", group_id) or {}

@@ -44,6 +44,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--query-cache-size", type=int, default=None, metavar="N",
                         help="data role: query embeddings kept in an LRU cache so a repeated neural query does not "
                              "call the model again; 0 turns it off (default: 1024)")
+    parser.add_argument("--registry", default=os.environ.get("NEURALPIPE_REGISTRY") or None, metavar="URL",
+                        help="OpenSearch (or data node) URL of a model registry shared by several ML nodes; "
+                             "default: $NEURALPIPE_REGISTRY (keeps a password in the URL out of the process list), "
+                             "else this node's data dir")
     parser.add_argument("--log-level", default="INFO", help="logging level (default: %(default)s)")
     sec = parser.add_argument_group("security (default: none beyond the Host and Content-Type checks)")
     sec.add_argument("--tls-cert", type=Path, metavar="FILE", help="PEM certificate (chain): serve HTTPS only")
@@ -88,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--config file [{args.config}] does not exist")
         security = security_options(args)
         serve_forever(roles, data_dir=args.data_dir, config=args.config, host=args.host, port=args.port,
-                      ml_url=args.ml_url, query_cache_size=args.query_cache_size,
+                      ml_url=args.ml_url, query_cache_size=args.query_cache_size, registry=args.registry,
                       say=lambda msg: print(f"neuralpipe serve: {msg}", file=sys.stderr), security=security)
     except (ValueError, NodeStartError) as exc:
         print(f"neuralpipe serve: {exc}", file=sys.stderr)
