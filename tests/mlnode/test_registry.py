@@ -22,7 +22,15 @@ from mlnode.settings import MLSettings
 from mlnode.store import Store
 from neuralpipe.node import NodeServer, NodeSpec, NodeStartError
 from tests.fixtures.datanode import DataNodeThread, os_client
-from tests.fixtures.mlnode import api_client, api_deploy, api_register_zip, api_wait_task, fake_backends, make_zip
+from tests.fixtures.mlnode import (
+    api_client,
+    api_deploy,
+    api_register_zip,
+    api_wait_task,
+    fake_backends,
+    file_url_test_folders,
+    make_zip,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -32,7 +40,7 @@ PREFIX = ".plugins-ml-"
 def _settings(data_dir: Path, registry: str | None) -> MLSettings:
     return MLSettings.load(data_dir=data_dir, registry=registry, registry_sync_interval=0.1,
                            registry_node_timeout=5.0, allow_registering_model_via_url=True,
-                           native_memory_threshold=100)
+                           native_memory_threshold=100, file_url_folders=file_url_test_folders())
 
 
 @pytest.fixture
