@@ -26,7 +26,7 @@ from opensearchpy import OpenSearch
 from opensearchpy.exceptions import ConnectionError as ClientConnectionError
 from opensearchpy.exceptions import TransportError
 
-from tests.fixtures.mlnode import url_register_body
+from tests.fixtures.mlnode import file_url_test_folders, url_register_body
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
@@ -114,7 +114,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     config = root / "mlnode.yaml"
     config.write_text(yaml.safe_dump({
         "plugins.ml_commons": {"allow_registering_model_via_url": True, "native_memory_threshold": 100},
-        "neuralpipe": {"worker_threads": 1, "registry_node_timeout": 10.0},
+        "neuralpipe": {"worker_threads": 1, "registry_node_timeout": 10.0,
+                       "file_url_folders": file_url_test_folders()},  # where the packaged test zip lives
     }))
     data = Proc(["--roles", "data", "--data-dir", str(root / "data")], _free_port(), root / "data.log").start()
     registry = f"http://127.0.0.1:{data.port}"
