@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tests.fixtures.mlnode import file_url_test_folders
+
 ROOT = Path(__file__).resolve().parents[2]
 ML = "/_plugins/_ml"
 SENTINEL_INDEX = "sentinel-idx"  # generated names never start with it: they start with FUZZ_PREFIX
@@ -38,6 +40,7 @@ neuralpipe:
   node_name: fuzz-node
   worker_threads: 2
   artifacts_base_url: {artifacts}
+  file_url_folders: {folders}
 """
 
 
@@ -119,7 +122,8 @@ class ServedNode:
         data_dir.mkdir(parents=True, exist_ok=True)
         config = data_dir.parent / f"{data_dir.name}-mlnode.yaml"
         missing_mirror = (data_dir.parent / f"{data_dir.name}-no-artifacts").as_uri()  # never the network
-        config.write_text(CONFIG.format(artifacts=missing_mirror), encoding="utf-8")
+        config.write_text(CONFIG.format(artifacts=missing_mirror, folders=json.dumps(file_url_test_folders())),
+                          encoding="utf-8")
         log = data_dir.parent / f"{data_dir.name}-serve.log"
         env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
                "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}

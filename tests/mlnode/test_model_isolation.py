@@ -13,7 +13,7 @@ import pytest
 from mlnode import keys
 from mlnode.settings import MLSettings
 from mlnode.tasks import Backends
-from tests.fixtures.mlnode import api_client, api_deploy, api_register_zip
+from tests.fixtures.mlnode import api_client, api_deploy, api_register_zip, file_url_test_folders
 from tests.mlnode.scripted_models import release, spinning_model_zip
 
 pytestmark = [pytest.mark.integration]
@@ -43,7 +43,8 @@ def _embedding(body: dict) -> list[float]:
 
 async def test_a_hung_model_does_not_stall_the_others(tmp_path, model_zips):
     settings = MLSettings.load(data_dir=tmp_path / "data", allow_registering_model_via_url=True,
-                               native_memory_threshold=100, predict_timeout_seconds=1, worker_threads=2)
+                               native_memory_threshold=100, predict_timeout_seconds=1, worker_threads=2,
+                               file_url_folders=file_url_test_folders())
     minilm_zip = model_zips["minilm-torchscript"]
     async with api_client(settings, Backends()) as client:
         minilm = await _model(client, minilm_zip.zip_path, minilm_zip.config["model_content_hash_value"], "minilm")
@@ -99,7 +100,8 @@ async def test_undeploy_returns_while_a_forward_hangs(tmp_path):
     """Undeploy while the forward is still running (a long timeout): it answers after a short grace, and the
     request of the hung call gets ML Commons' not-deployed error."""
     settings = MLSettings.load(data_dir=tmp_path / "data", allow_registering_model_via_url=True,
-                               native_memory_threshold=100, predict_timeout_seconds=600)
+                               native_memory_threshold=100, predict_timeout_seconds=600,
+                               file_url_folders=file_url_test_folders())
     async with api_client(settings, Backends()) as client:
         hung = await _model(client, *spinning_model_zip(tmp_path / "spinning.zip"), "spinning")
         worker = client.server.app[keys.DEPLOYMENTS].get(hung)

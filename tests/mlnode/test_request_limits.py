@@ -13,7 +13,7 @@ import pytest
 
 from mlnode.settings import MLSettings
 from mlnode.tasks import Backends
-from tests.fixtures.mlnode import api_client, api_deploy, api_register_zip
+from tests.fixtures.mlnode import api_client, api_deploy, api_register_zip, file_url_test_folders
 from tests.mlnode.scripted_models import counting_model_zip
 
 pytestmark = [pytest.mark.integration]
@@ -25,7 +25,8 @@ def _settings(tmp_path: Path, **overrides) -> MLSettings:
     values = {"max_predict_body_bytes": 200_000, "max_request_body_bytes": 20_000, "max_predict_texts": 8,
               "max_chars_per_token": 2, **overrides}
     return MLSettings.load(data_dir=tmp_path / "data", allow_registering_model_via_url=True,
-                           native_memory_threshold=100, cache_dir=str(tmp_path / "cache"), **values)
+                           native_memory_threshold=100, cache_dir=str(tmp_path / "cache"),
+                           file_url_folders=file_url_test_folders(), **values)
 
 
 async def _model(client, zip_and_digest, name: str) -> str:

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from neuralpipe.node import STOP_GRACE_SECONDS
+from tests.fixtures.mlnode import file_url_test_folders
 from tests.mlnode.scripted_models import spinning_model_zip
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -46,7 +47,8 @@ def _call(url: str, method: str = "GET", body: dict | None = None, timeout: floa
 def _start(tmp_path: Path, timeout_seconds: float) -> tuple[subprocess.Popen, str]:
     config = tmp_path / f"mlnode-{timeout_seconds:g}.yaml"
     config.write_text("plugins.ml_commons:\n  allow_registering_model_via_url: true\n  native_memory_threshold: 100\n"
-                      f"neuralpipe:\n  predict_timeout_seconds: {timeout_seconds}\n")
+                      f"neuralpipe:\n  predict_timeout_seconds: {timeout_seconds}\n"
+                      f"  file_url_folders: {json.dumps(file_url_test_folders())}\n")
     port = _free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "neuralpipe.cli", "serve", "--roles", "ml", "--port", str(port),
