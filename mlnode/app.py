@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from functools import partial
 
 from aiohttp import web
 
@@ -30,6 +31,7 @@ from mlnode.settings import MLSettings, usable_cores
 from mlnode.store import Store, now_ms
 from mlnode.tasks import INPUT_ERRORS, Backends, TaskRunner, input_error
 from mlnode.views import models as model_views
+from mlnode.views import node as node_views
 from mlnode.views import predict as predict_views
 from opensearch_contract.errors import InternalError, OpenSearchError, error_body
 
@@ -163,6 +165,7 @@ def _resources(settings: MLSettings, backends: Backends) -> Callable[[web.Applic
         if isinstance(store, RegistryStore):  # several nodes share it: mlnode.cluster recovers and deploys
             cluster = app[keys.CLUSTER] = Cluster(store=store, settings=settings, deployments=deployments,
                                                   runner=runner)
+            cluster.snapshot = partial(node_views.snapshot, app)
             await cluster.start()
         else:
             await runner.recover()

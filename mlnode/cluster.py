@@ -85,6 +85,8 @@ class Cluster:
         self.started = now_ms()
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
+        # this node's profile and stats as the others show them (set by the app: mlnode.views.node.snapshot)
+        self.snapshot: Callable[[], dict[str, Any]] = dict
 
     # ---- lifecycle ----------------------------------------------------------------------------------------------
 
@@ -145,7 +147,14 @@ class Cluster:
 
     def _node_doc(self) -> dict[str, Any]:
         return {"node_id": self.node, "heartbeat": now_ms(), "started": self.started,
-                "deployed": sorted(self.deployments.ids()), "failed": self.failed}
+                "deployed": sorted(self.deployments.ids()), "failed": self.failed, "snapshot": self.snapshot()}
+
+    def peer_snapshots(self) -> dict[str, dict[str, Any]]:
+        """The other live nodes' profile and stats as of their last heartbeat (``profile`` / ``stats`` on any node
+        answer for every node, as ML Commons' do)."""
+        live = set(self.live_nodes())
+        return {node: doc.get("snapshot") or {} for node, doc in self.nodes.items()
+                if node in live and node != self.node}
 
     def live_nodes(self) -> list[str]:
         now = now_ms()

@@ -114,9 +114,9 @@ async def put_cluster_settings(request: web.Request) -> web.Response:
 # ---- profile and stats ---------------------------------------------------------------------------------------------
 
 
-def _model_profile(request: web.Request, model_id: str, doc: dict[str, Any]) -> dict[str, Any]:
-    node = request.app[keys.SETTINGS].node_name
-    worker = request.app[keys.DEPLOYMENTS].get(model_id)
+def _model_profile(app: web.Application, model_id: str, doc: dict[str, Any]) -> dict[str, Any]:
+    node = app[keys.SETTINGS].node_name
+    worker = app[keys.DEPLOYMENTS].get(model_id)
     entry: dict[str, Any] = {"model_state": doc.get("model_state")}
     if worker is not None:
         entry["predictor"] = f"{type(worker.runtime).__name__}@{id(worker.runtime):x}"
@@ -152,7 +152,7 @@ async def profile(request: web.Request) -> web.Response:
                 and request.app[keys.DEPLOYMENTS].get(model_id) is None
             ):
                 continue
-            models[model_id] = _model_profile(request, model_id, doc)
+            models[model_id] = _model_profile(request.app, model_id, doc)
         if models:
             node_body["models"] = models
     if kind in (None, "tasks"):
@@ -165,13 +165,30 @@ async def profile(request: web.Request) -> web.Response:
             tasks[task_id] = doc
         if tasks:
             node_body["tasks"] = tasks
-    return json_response({"nodes": {node: node_body}} if node_body else {})
+    nodes = {node: node_body} if node_body else {}
+    if kind in (None, "models"):  # the other ML nodes of a shared registry, as of their last heartbeat
+        for peer, snap in _peers(request).items():
+            peer_models = {m: p for m, p in (snap.get("profile") or {}).items() if wanted is None or m in wanted}
+            if peer_models:
+                nodes[peer] = {"models": peer_models}
+    return json_response({"nodes": nodes} if nodes else {})
 
 
-async def stats(request: web.Request) -> web.Response:
-    app = request.app
+def _peers(request: web.Request) -> dict[str, dict[str, Any]]:
+    cluster = request.app.get(keys.CLUSTER)
+    return cluster.peer_snapshots() if cluster is not None else {}
+
+
+def snapshot(app: web.Application) -> dict[str, Any]:
+    """This node's profile of its deployed models and its stats, which its heartbeat carries to the other nodes of a
+    shared registry."""
+    store, deployments = app[keys.STORE], app[keys.DEPLOYMENTS]
+    profile = {m: _model_profile(app, m, store.get("models", m) or {}) for m in deployments.ids()}
+    return {"profile": profile, "stats": _node_stats(app)}
+
+
+def _node_stats(app: web.Application) -> dict[str, Any]:
     store = app[keys.STORE]
-    node = app[keys.SETTINGS].node_name
     deployments = app[keys.DEPLOYMENTS]
     requests = sum(w.predict_stats.count for w in (deployments.get(m) for m in deployments.ids()) if w)
     failures = 0
@@ -197,8 +214,21 @@ async def stats(request: web.Request) -> web.Response:
         "algorithms": algorithms,
         "models": models,
     }
+    return node_stats
+
+
+async def stats(request: web.Request) -> web.Response:
+    app = request.app
+    store = app[keys.STORE]
+    node = app[keys.SETTINGS].node_name
+    node_stats = _node_stats(app)
+    all_nodes = {node: node_stats, **{peer: snap.get("stats") or {} for peer, snap in _peers(request).items()}}
+    asked = request.match_info.get("node_id")
+    if asked and asked != "_all":  # GET {node_id}/stats: those nodes only (_local: this one)
+        names_asked = {node if n == "_local" else n for n in asked.split(",")}
+        all_nodes = {n: one for n, one in all_nodes.items() if n in names_asked}
     body: dict[str, Any] = {
-        "nodes": {node: node_stats},
+        "nodes": all_nodes,
         "ml_model_index_status": "green",
         "ml_task_index_status": "green",
         "ml_model_count": len(store.all("models")),
@@ -210,5 +240,5 @@ async def stats(request: web.Request) -> web.Response:
     if stat:
         names = set(stat.split(","))
         body = {k: v for k, v in body.items() if k in names or k == "nodes"}
-        body["nodes"] = {node: {k: v for k, v in node_stats.items() if k in names}}
+        body["nodes"] = {n: {k: v for k, v in one.items() if k in names} for n, one in all_nodes.items()}
     return json_response(body)

@@ -120,6 +120,28 @@ async def test_register_on_one_node_deploy_everywhere(nodes: Any, tmp_path: Path
         "DEPLOYED", 2, 2)
 
 
+async def test_profile_and_stats_answer_for_every_node_of_the_registry(nodes: Any, tmp_path: Path) -> None:
+    a, b = await nodes("a"), await nodes("b")
+    a_id, b_id = await _node_of(a), await _node_of(b)
+    model_id = (await _register(a, tmp_path))["model_id"]
+    assert (await api_deploy(a, model_id))["state"] == "COMPLETED"
+    for _ in range(3):
+        assert (await _predict_status(a, model_id))[0] == 200
+
+    async def seen_from_b() -> Any:  # a's next heartbeat carries its counts to the registry, b's sync reads them
+        profile = await (await b.get(f"/_plugins/_ml/profile/models/{model_id}")).json()
+        counts = {n: body["models"][model_id].get("predict_request_stats", {}).get("count")
+                  for n, body in profile.get("nodes", {}).items()}
+        return profile if counts == {a_id: 3, b_id: 0} else None
+
+    profile = await _until(seen_from_b, "b's profile shows a's three predicts")
+    assert profile["nodes"][a_id]["models"][model_id]["worker_nodes"] == [a_id]
+    stats = await (await b.get("/_plugins/_ml/stats")).json()
+    assert stats["nodes"][a_id]["ml_request_count"] == 3 and stats["nodes"][b_id]["ml_request_count"] == 0
+    only_a = await (await b.get(f"/_plugins/_ml/{a_id}/stats/ml_request_count")).json()
+    assert only_a["nodes"] == {a_id: {"ml_request_count": 3}}
+
+
 async def test_deploy_on_node_ids_only(nodes: Any, tmp_path: Path) -> None:
     a, b = await nodes("a"), await nodes("b")
     model_id = (await _register(a, tmp_path))["model_id"]
