@@ -187,7 +187,8 @@ class MLNodeServer:
             "plugins.ml_commons": {"allow_registering_model_via_url": True,
                                    "allow_registering_model_via_local_file": True,
                                    "native_memory_threshold": 100},
-            "neuralpipe": {"cache_dir": str(CACHE / "catalog-cache"), **self.neuralpipe_settings},
+            "neuralpipe": {"cache_dir": str(CACHE / "catalog-cache"), "file_url_folders": [str(CACHE)],
+                           **self.neuralpipe_settings},
         }))
         port = free_port()
         self.url = f"http://127.0.0.1:{port}"

@@ -33,8 +33,11 @@ MB = 1024 * 1024
 
 def start(tree: Path, work: Path, extra: str = "") -> tuple[subprocess.Popen, str]:
     config = work / "mlnode.yaml"
+    neuralpipe = extra or ""
+    if "file_url_folders" in (tree / "mlnode" / "configs" / "mlnode.yaml").read_text():  # file:// is confined
+        neuralpipe = (neuralpipe or "neuralpipe:\n") + f"  file_url_folders: [{json.dumps(str(CACHE))}]\n"
     config.write_text("plugins.ml_commons:\n  allow_registering_model_via_url: true\n  native_memory_threshold: 100\n"
-                      + extra)
+                      + neuralpipe)
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "neuralpipe.cli", "serve", "--roles", "ml", "--port", str(port), "--data-dir",
