@@ -45,6 +45,7 @@ from tests.fuzz.routes import NAMED, ROUTES, SEEDS, SINGLE_ROLE_ROUTES, Route
 pytestmark = [pytest.mark.integration, pytest.mark.slow,
               pytest.mark.filterwarnings("ignore:Generating overly large repr:hypothesis.errors.HypothesisWarning")]
 
+MIN_PER_ROUTE = 4  # requests every route gets, whatever the time budget
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "1100"))  # requests over all routes, split by each route's budget
 FUZZ_SECONDS = float(os.environ.get("FUZZ_SECONDS", "50"))  # generating and sending, over all routes, split alike
 REQUEST_TIMEOUT = 30.0
@@ -151,7 +152,10 @@ class Recorder:
         self.seen: set[int] = set()
 
     def done(self) -> bool:
-        return self.sent >= self.quota or time.monotonic() - self.started > self.seconds
+        """The route's quota sent, or its time share spent once a few requests went (a loaded machine may spend a
+        short share before hypothesis draws the first one)."""
+        timed_out = self.sent >= MIN_PER_ROUTE and time.monotonic() - self.started > self.seconds
+        return self.sent >= self.quota or timed_out
 
     def is_new(self, request: tuple[str, str, bytes | None, dict[str, str]]) -> bool:
         """Hypothesis explores by mutating earlier examples, so it draws some requests twice: send each once."""

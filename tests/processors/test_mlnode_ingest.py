@@ -5,6 +5,7 @@ Expected values come from the ML node's own predict REST answer for the same tex
 import aiohttp
 import numpy as np
 import pytest
+import requests
 
 from processors import IngestDocument, IngestPipeline, MLClient, mapping_for_pipeline
 from processors.errors import ModelInferenceError
@@ -190,7 +191,10 @@ def test_cli_export_resolves_model_names_and_derives_mapping(ml_node, capsys):
     args = argparse.Namespace(pipelines_command="export", file=path, ml_url=ml_node.url, mapping=False, indent=2)
     assert cli.run(args) == 0
     body = json.loads(capsys.readouterr().out)
-    assert body["processors"][0]["text_embedding"]["model_id"] == ml_node.model_ids["dense"]
+    # the name resolves to a deployed model of that name (tests/processors/test_semantic.py registers a second one)
+    resolved = body["processors"][0]["text_embedding"]["model_id"]
+    model = requests.get(f"{ml_node.url}/_plugins/_ml/models/{resolved}", timeout=30).json()
+    assert (model["name"], model["model_state"]) == ("huggingface/sentence-transformers/all-MiniLM-L6-v2", "DEPLOYED")
     args.mapping = True
     assert cli.run(args) == 0
     mapping = json.loads(capsys.readouterr().out)

@@ -4,7 +4,7 @@ neural query rewrite, with the real ML node and the real models (the session's `
 ``semantic_models(ml_node)`` (used by tests/datanode and tests/neuralpipe too) registers MiniLM once more with the
 ``additional_config.space_type`` that OpenSearch's pretrained model configs carry (documentation-website
 ``_mappings/supported-field-types/semantic.md``: "For pretrained dense models, this information is included in the
-default model configuration"); the session fixture's MiniLM has no additional_config (see the report).
+default model configuration"); ``plain_dense`` is MiniLM registered without it.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ _REGISTERED: dict[str, dict[str, str]] = {}
 
 def semantic_models(ml_node: Any) -> dict[str, str]:
     """Model ids: ``dense`` (MiniLM with additional_config.space_type l2), ``sparse`` (SPLADE, SPARSE_ENCODING),
-    ``tokenizer`` (SPARSE_TOKENIZE), ``plain_dense`` (the session MiniLM, no space_type)."""
+    ``tokenizer`` (SPARSE_TOKENIZE), ``plain_dense`` (MiniLM registered without additional_config)."""
     if ml_node.url not in _REGISTERED:
         from opensearchpy import OpenSearch
 
@@ -44,11 +44,16 @@ def semantic_models(ml_node: Any) -> dict[str, str]:
                 body=url_register_body(pkg.zip_path, config))["task_id"])
             assert task["state"] == "COMPLETED", task
             deploy(client, task["model_id"])
+            plain = {**copy.deepcopy(pkg.config), "name": "semantic-test/minilm-without-space-type"}
+            plain["model_config"] = {k: v for k, v in plain["model_config"].items() if k != "additional_config"}
+            plain_task = wait_task(client, client.plugins.ml.register_model(
+                body=url_register_body(pkg.zip_path, plain))["task_id"])
+            assert plain_task["state"] == "COMPLETED", plain_task
         finally:
             client.close()
         _REGISTERED[ml_node.url] = {"dense": task["model_id"], "sparse": ml_node.model_ids["sparse"],
                                     "tokenizer": ml_node.model_ids["tokenizer"],
-                                    "plain_dense": ml_node.model_ids["dense"]}
+                                    "plain_dense": plain_task["model_id"]}
     return _REGISTERED[ml_node.url]
 
 
