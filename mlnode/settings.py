@@ -23,7 +23,6 @@ from opensearch_contract.errors import IllegalArgument
 from opensearch_contract.settings import flatten_settings, parse_bool, parse_int
 
 PREFIX = "plugins.ml_commons."
-ML_LAYOUT_FOLDER = "ml"  # neuralpipe keeps an ML node's files in <data-dir>/ml
 PACKAGED_CONFIGS = resources.files("mlnode") / "configs"
 DEFAULT_CONFIG = PACKAGED_CONFIGS / "mlnode.yaml"
 
@@ -198,15 +197,9 @@ class MLSettings:
     @property
     def resolved_file_url_folders(self) -> tuple[Path, ...]:
         """The folders ``file://`` model URLs may point into (symlinks resolved): ``file_url_folders``, or when
-        null the node's data dir (which holds the default catalog cache) -- and when that is the ``ml`` folder of
-        neuralpipe's layout (``neuralpipe serve``/``demo --data-dir D`` keep the ML node's files in ``D/ml``), all of
-        ``D``, where the demo packages the zips it registers."""
-        if self.file_url_folders is not None:
-            folders: tuple[Path, ...] = self.file_url_folders
-        elif self.data_dir.name == ML_LAYOUT_FOLDER:
-            folders = (self.data_dir.parent,)
-        else:
-            folders = (self.data_dir,)
+        null the ML node's own data dir (which holds the default catalog cache). Not the data node's files beside it
+        in neuralpipe's layout: the CLI uploads the zips it packages in chunks, it needs no ``file://``."""
+        folders: tuple[Path, ...] = self.file_url_folders if self.file_url_folders is not None else (self.data_dir,)
         return tuple(Path(folder).resolve() for folder in folders)
 
     def coerce(self, name: str, value: Any, *, scope: str = "persistent") -> Any:

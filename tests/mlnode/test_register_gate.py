@@ -263,9 +263,9 @@ async def test_file_urls_outside_the_allowed_folders_look_missing(tmp_path):
 def test_file_urls_default_to_the_data_dir(tmp_path):
     settings = MLSettings.load(data_dir=tmp_path / "data", allow_registering_model_via_url=True)
     assert settings.resolved_file_url_folders == ((tmp_path / "data").resolve(),)
-    # neuralpipe's layout: the ML node in <data-dir>/ml, the demo's packaged zips in <data-dir>/demo/packages
+    # neuralpipe's layout: the ML node in <data-dir>/ml may not read the data node's files in <data-dir>/data
     settings = MLSettings.load(data_dir=tmp_path / "np" / "ml")
-    assert settings.resolved_file_url_folders == ((tmp_path / "np").resolve(),)
+    assert settings.resolved_file_url_folders == ((tmp_path / "np" / "ml").resolve(),)
     settings = MLSettings.load(data_dir=tmp_path / "data", file_url_folders=[str(tmp_path / "a"), "~/models"])
     assert settings.resolved_file_url_folders == ((tmp_path / "a").resolve(), (Path.home() / "models").resolve())
 
