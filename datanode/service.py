@@ -75,12 +75,7 @@ class DataNodeService:
                     self._lookup)
             except OpenSearchError as exc:
                 results = [exc] * len(members)
-            for op, result in zip(members, results):
-                op.raw = None
-                if isinstance(result, OpenSearchError):
-                    op.error = result
-                else:
-                    op.source = result
+            _settle(members, results)
 
     async def write(self, ops: list[WriteOp], *, pipeline: str | None = None, refresh: str | None = None
                     ) -> list[dict[str, Any]]:
@@ -184,12 +179,7 @@ class DataNodeService:
                 else:
                     results = await semantic.embed([(op.id, op.source or {}) for op in batch], fields, ml,
                                                    lookup=lookup)
-                for op, result in zip(batch, results):
-                    op.raw = None
-                    if isinstance(result, OpenSearchError):
-                        op.error = result
-                    else:
-                        op.source = result
+                _settle(batch, results)
 
     async def _semantic_query(self, index: str | None, body: dict[str, Any]) -> dict[str, Any]:
         """``neural`` clauses on semantic fields rewritten to the generated fields' queries."""
@@ -304,3 +294,13 @@ class DataNodeService:
                 out.append({"doc": {"_index": index, "_id": doc_id, "_source": result,
                                     "_ingest": {"timestamp": now}}})
         return {"docs": out}
+
+
+def _settle(ops: list[WriteOp], results: list[Any]) -> None:
+    """Each op takes its pipeline's answer: the rewritten source, or the error that fails its item alone."""
+    for op, result in zip(ops, results):
+        op.raw = None
+        if isinstance(result, OpenSearchError):
+            op.error = result
+        else:
+            op.source = result
