@@ -31,6 +31,7 @@ from .mapping import VectorSpec, coerce, parse_date
 Result = tuple[np.ndarray, np.ndarray]  # (match mask: bool[N], scores: float64[N])
 
 NEEDS_ML = ("neural", "neural_sparse", "hybrid")
+_NUMBER_TYPES = frozenset((int, float))
 
 
 def _single(query: Any, where: str = "query") -> tuple[str, Any]:
@@ -516,7 +517,7 @@ class Executor:
         if len(vector) != vs.dimension:
             raise IllegalArgument(f"Query vector has invalid dimension: {len(vector)}. Dimension should be: "
                                   f"{vs.dimension}")
-        if not all(type(v) in (int, float) for v in vector):
+        if not _NUMBER_TYPES.issuperset(map(type, vector)):  # bool, str, null, ...: not numbers (C-speed check)
             raise ParsingError("[knn] failed to parse field [vector]: the query vector must be an array of numbers")
         values = np.asarray(vector, dtype=np.float64)
         check_vector_values(values)

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from opensearch_contract.body import scrub_surrogates
+from opensearch_contract.body import loads, scrub_surrogates
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS indices (
@@ -44,7 +44,7 @@ def load_stored(raw: str) -> Any:
     """A stored JSON text, decoded. Documents are checked before they are stored, but a data dir written by an older
     version may hold a lone surrogate escape (``"\\ud800"``): such strings read with U+FFFD in its place, so the
     document stays readable and writable instead of failing every request that touches it."""
-    value = json.loads(raw)
+    value = loads(raw)
     if _SURROGATE_ESCAPE.search(raw):
         value = scrub_surrogates(value)
     return value

@@ -7,6 +7,11 @@ string with a lone surrogate escape (``"\\ud800"``), which no later step could e
 
 A response is always encodable: a lone surrogate that reached a value anyway (a document stored by an older version)
 is rendered as U+FFFD, the replacement character, rather than failing the request.
+
+Both directions try orjson first (a 384-float vector costs the stdlib ~1 us a float each way) and fall back to the
+stdlib wherever orjson would answer differently: whatever orjson refuses or may read otherwise (integers past 64 bits,
+deep nesting) is parsed by the stdlib, which gives the error its message, and a response that holds NaN or an
+infinity (orjson prints ``null``) or anything orjson cannot print is encoded by the stdlib.
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ import math
 import re
 import sys
 from typing import Any
+
+import orjson
 
 from .errors import ParseError
 
@@ -27,6 +34,13 @@ _LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # in a str, a valid pair is one
 
 
 def encode(body: Any) -> str:
+    try:
+        fast = orjson.dumps(body)
+    except TypeError:  # non-string keys, integers past 64 bits, lone surrogates, ...: the stdlib's way below
+        pass
+    else:
+        if b"null" not in fast:  # orjson prints NaN and infinities as null, the stdlib as NaN / Infinity
+            return fast.decode("utf-8")
     text = json.dumps(body, ensure_ascii=False)
     if not text.isascii():
         try:
@@ -76,9 +90,51 @@ def _check(value: Any, depth: int = 0) -> None:
             _check(item, depth + 1)
 
 
+# orjson reads an integer past 64 bits as a float, where the stdlib keeps it an int. In a body's bytes mapped by
+# _DIGIT_CLASSES, such an integer is a space and 19 ones: digits -> "1", "." "e" "E" -> "x" (so a fraction's digits
+# follow an "x"), anything else -> " ". A float or a string with a long digit run may match too: it is only slower.
+_DIGIT_CLASSES = bytes(0x31 if chr(b).isdigit() and b < 128 else 0x78 if b in b".eE" else 0x20 for b in range(256))
+_LONG_INTEGER = b" " + b"1" * 19
+
+
+def _long_integer(raw: bytes | str) -> bool:
+    """Whether ``raw`` may hold an integer of 19 digits or more (C-speed: no per-number Python work)."""
+    data = raw if isinstance(raw, bytes) else raw.encode("utf-8", "surrogatepass")
+    return _LONG_INTEGER in b" " + data.translate(_DIGIT_CLASSES)
+
+
+def _fast_parse(raw: bytes | str, *, depth_checked: bool = False) -> Any:
+    """The body parsed by orjson, or ``_SLOW`` when the stdlib must parse it: orjson refuses it (malformed, NaN, out
+    of range, lone surrogates, invalid UTF-8, ...: the stdlib then names the fault), it may nest deeper than
+    ``MAX_DEPTH`` or it may hold an integer past 64 bits. What orjson accepts otherwise is what the stdlib reads."""
+    if not depth_checked:
+        nesting = raw.count(b"[") + raw.count(b"{") if isinstance(raw, bytes) else raw.count("[") + raw.count("{")
+        if nesting > MAX_DEPTH:
+            return _SLOW
+    if _long_integer(raw):
+        return _SLOW
+    try:
+        return orjson.loads(raw)
+    except (ValueError, RecursionError):
+        return _SLOW
+
+
+_SLOW = object()
+
+
+def loads(raw: bytes | str) -> Any:
+    """What ``json.loads`` returns for a text this code wrote itself (stored documents: parsed before they were
+    stored, so never nested past ``MAX_DEPTH``), orjson's way when that reads the same."""
+    value = _fast_parse(raw, depth_checked=True)
+    return json.loads(raw) if value is _SLOW else value
+
+
 def parse_json(raw: bytes | str) -> Any:
     """Any JSON value, or a ``parse_exception`` naming what is wrong with it (as OpenSearch answers a body it cannot
     turn into a map)."""
+    value = _fast_parse(raw)
+    if value is not _SLOW:
+        return value
     try:
         text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
         value = json.loads(text, parse_float=_finite, parse_constant=_reject_constant)
