@@ -583,6 +583,17 @@ class DataNode:
         except IllegalArgument as exc:  # parsed, but failed on the shard: reported as a cluster does
             raise SearchPhaseError(index.name, index.uuid, exc) from exc
 
+    def _run_top_level_knn(self, index: Index, query: Any) -> tuple[np.ndarray, np.ndarray] | None:
+        """(slots, scores) of a query that is one root-level knn clause, without arrays over every document; None
+        for any other query (see ``Executor.top_level_knn``)."""
+        if not isinstance(query, dict) or "knn" not in query:
+            return None
+        try:
+            with index.lock:
+                return Executor(index).top_level_knn(query)
+        except IllegalArgument as exc:  # as _run_query
+            raise SearchPhaseError(index.name, index.uuid, exc) from exc
+
     def matching_ids(self, index_name: str, query: Any) -> list[str]:
         index = self.index(index_name)
         mask, _ = self._run_query(index, query)
@@ -610,9 +621,13 @@ class DataNode:
         inner_hits: dict[str, Any] = {}
         per_index: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         for n, index in enumerate(targets):
-            mask, scores = self._run_query(index, request.query, inner_hits)
-            slots = np.flatnonzero(mask)
-            sc = scores[slots].astype(np.float32)
+            knn = self._run_top_level_knn(index, request.query)
+            if knn is not None:  # the hot path of neural search: cost by k, not by the index's size
+                slots, sc = knn[0], knn[1].astype(np.float32)
+            else:
+                mask, scores = self._run_query(index, request.query, inner_hits)
+                slots = np.flatnonzero(mask)
+                sc = scores[slots].astype(np.float32)
             if request.min_score is not None:
                 keep = sc >= np.float32(request.min_score)
                 slots, sc = slots[keep], sc[keep]

@@ -461,7 +461,43 @@ class Executor:
         return self._const(scope, np.asarray(slots, dtype=np.int64), float(body.get("boost", 1.0)))
 
     # --- vectors and features -------------------------------------------------------------
+    def top_level_knn(self, query: Any) -> tuple[np.ndarray, np.ndarray] | None:
+        """What ``run`` matches for a query that is one knn clause on a root-level vector field, as (slots, scores)
+        of the hits alone: no mask and score arrays over every document of the index (O(k), not O(documents), the
+        cost that grows with the index). None for any other query. Errors are those ``run`` raises."""
+        if not isinstance(query, dict) or len(query) != 1 or not isinstance(query.get("knn"), dict):
+            return None
+        body = query["knn"]
+        if len(body) == 1 and isinstance(next(iter(body.values())), dict):
+            spec = self.index.mapping.fields.get(next(iter(body)))
+            if spec is not None and spec.nested_path is not None:
+                return None  # joined to the parents: run's way
+        scope = self.index.root
+        try:
+            slots, scores = self._knn_hits(body, scope)
+        except OpenSearchError:
+            raise
+        except (ValueError, TypeError, KeyError, AttributeError, IndexError, OverflowError) as exc:
+            raise ParsingError(f"[knn] failed to parse query: {type(exc).__name__}: {exc}") from exc  # as _eval
+        keep = scope.alive.view()[slots]
+        return slots[keep], scores[keep]
+
     def _knn(self, body: Any, scope: Scope) -> Result:
+        if not isinstance(body, dict) or len(body) != 1:
+            raise ParsingError("[knn] query malformed: expected exactly one vector field")
+        fld, params = next(iter(body.items()))
+        spec = self.index.mapping.fields.get(fld)
+        if isinstance(params, dict) and spec is not None and spec.type == "knn_vector" \
+                and spec.nested_path is not None and scope.nested_path != spec.nested_path:
+            # a knn clause on a nested vector outside a nested query: join by best child, as k-NN does
+            inner = self.index.nested_scope(spec.nested_path)
+            cmask, cscores = self._knn(body, inner)
+            return self._join(inner, cmask, cscores, "max", scope, 1.0)
+        return self._dense(scope, *self._knn_hits(body, scope))
+
+    def _knn_hits(self, body: Any, scope: Scope) -> tuple[np.ndarray, np.ndarray]:
+        """The slots a knn clause matches in ``scope`` (not a nested vector outside its nested scope: see _knn) and
+        their scores (float64, boost applied)."""
         if not isinstance(body, dict) or len(body) != 1:
             raise ParsingError("[knn] query malformed: expected exactly one vector field")
         fld, params = next(iter(body.items()))
@@ -471,11 +507,6 @@ class Executor:
         if spec is None or spec.type != "knn_vector":
             raise IllegalArgument(f"Field '{fld}' is not knn_vector type." if spec else
                                   f"[knn] failed to find field [{fld}] in the index mapping")
-        if spec.nested_path is not None and scope.nested_path != spec.nested_path:
-            # a knn clause on a nested vector outside a nested query: join by best child, as k-NN does
-            inner = self.index.nested_scope(spec.nested_path)
-            cmask, cscores = self._knn(body, inner)
-            return self._join(inner, cmask, cscores, "max", scope, 1.0)
         assert spec.vector is not None
         query, ef_search = self._knn_vector_and_ef(fld, params, spec.vector)
         allowed = None  # the vector field itself never returns removed entries
@@ -488,7 +519,7 @@ class Executor:
                 allowed = self.run(params["filter"], scope)[0]
         field_index = scope.vectors.get(fld)
         if field_index is None:
-            return self._empty(scope)
+            return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float64)
         group = scope.parent.view() if scope.nested_path is not None else None
         if params.get("k") is not None:
             slots, scores = field_index.search(query, check_k(params["k"]), allowed, ef_search, group)
@@ -502,7 +533,7 @@ class Executor:
                 check_max_distance(space, distance)
                 threshold = score_from_distance(space, distance)
             slots, scores = _best_per_group(*field_index.radial(query, threshold, allowed), group)
-        return self._dense(scope, slots, scores.astype(np.float64) * float(params.get("boost", 1.0)))
+        return slots, scores.astype(np.float64) * float(params.get("boost", 1.0))
 
     def _knn_vector_and_ef(self, fld: str, params: dict[str, Any], vs: VectorSpec) -> tuple[np.ndarray, int | None]:
         """The query vector and ``ef_search`` of a knn clause, after checking its parameters."""
