@@ -532,18 +532,37 @@ def _feature_value(v: Any, path: str, spec: FieldSpec) -> float:
     return number
 
 
+_WEIGHT_TYPES = frozenset((float, int))
+_KEY_TYPES = frozenset((str,))
+_TINY = float(np.finfo(np.float32).tiny)
+
+
+def _valid_weights(weights: np.ndarray) -> bool:
+    """Every weight a finite positive normal float32 (NaN fails every comparison)."""
+    return bool(weights.size == 0 or (weights.min() >= _TINY and weights.max() <= 3.4e38))
+
+
 def _features(value: Any, spec: FieldSpec) -> dict[str, float]:
     if not isinstance(value, dict):
         raise IllegalArgument(f"[rank_features] fields must be json objects, expected a START_OBJECT but got: "
                               f"{type(value).__name__}")
+    if _WEIGHT_TYPES.issuperset(map(type, value.values())) and _KEY_TYPES.issuperset(map(type, value)):
+        # the usual map, string keys and plain numbers: checked with no Python work per token
+        try:
+            weights = np.fromiter(value.values(), dtype=np.float64, count=len(value))
+        except OverflowError:  # an integer past float64: the slow path below names it
+            weights = np.full(len(value), np.nan)
+        if _valid_weights(weights):
+            if spec.positive_score_impact:
+                return dict(zip(value, weights.tolist()))
+            return dict(zip(value, (1.0 / weights).tolist()))
     items = {str(k): v for k, v in value.items() if v is not None}
     try:  # fast path: every weight a plain positive number
         weights = np.fromiter((float(v) if type(v) in (int, float) else np.nan for v in items.values()),
                               dtype=np.float64, count=len(items))
     except (TypeError, ValueError, OverflowError):
         weights = np.full(len(items), np.nan)
-    tiny = float(np.finfo(np.float32).tiny)
-    if np.all(np.isfinite(weights)) and np.all(weights >= tiny) and np.all(weights <= 3.4e38):
+    if _valid_weights(weights):
         if not spec.positive_score_impact:
             weights = 1.0 / weights
         return dict(zip(items, weights.tolist()))

@@ -345,7 +345,11 @@ class DataNode:
         mark = len(pending)
         existing = self.indices.get(op.index)
         state = (existing.seq_no, existing.mapping) if existing is not None else None
-        db.execute("SAVEPOINT item")
+        # an index/create into an existing index writes one row as its very last step (_put): when it fails, SQLite
+        # wrote nothing, so a savepoint (two more statements per document) would guard nothing
+        savepoint = not (existing is not None and op.action in ("index", "create"))
+        if savepoint:
+            db.execute("SAVEPOINT item")
         try:
             result = self._write_one(db, op, pending, created)
         except (sqlite3.Error, OSError) as exc:
@@ -355,10 +359,12 @@ class DataNode:
         except Exception as exc:  # noqa: BLE001  (one document must not fail the others)
             result = self._unexpected(op, exc)
         if "error" not in result:
-            db.execute("RELEASE item")
+            if savepoint:
+                db.execute("RELEASE item")
             return result
-        db.execute("ROLLBACK TO item")
-        db.execute("RELEASE item")
+        if savepoint:
+            db.execute("ROLLBACK TO item")
+            db.execute("RELEASE item")
         del pending[mark:]
         if existing is not None and state is not None:
             existing.seq_no, existing.mapping = state
@@ -407,8 +413,10 @@ class DataNode:
                     raise ActionValidation("Validation Failed: 1: if _id is specified it must not be empty;")
             row = None
             if op.id is not None:
-                row = db.execute("SELECT version, source, seq_no FROM docs WHERE idx=? AND id=?",
-                                 (index.name, op.id)).fetchone()
+                # only an update reads the stored source: an index or create of a document that exists (a
+                # re-ingest) would read, and never use, a whole stored document and its vectors
+                columns = "version, source, seq_no" if action == "update" else "version, NULL, seq_no"
+                row = db.execute(f"SELECT {columns} FROM docs WHERE idx=? AND id=?", (index.name, op.id)).fetchone()
             if "if_seq_no" in op.extra:
                 want = _int_param(op.extra["if_seq_no"], "if_seq_no")
                 term = _int_param(op.extra.get("if_primary_term", 1), "if_primary_term")
@@ -453,11 +461,13 @@ class DataNode:
         parsed = self._parse(index, op.source, doc_id)
         index.seq_no += 1
         version = 1 if row is None else row[0] + 1
+        result = self._result(index, doc_id, version, "created" if row is None else "updated",
+                              201 if row is None else 200)
+        # the op's only SQL write, and its last step (see _write_isolated: no savepoint needed around it)
         db.execute("INSERT OR REPLACE INTO docs (idx, id, version, seq_no, source) VALUES (?,?,?,?,?)",
                    (index.name, doc_id, version, index.seq_no, op.raw if op.raw is not None else dumps(op.source)))
         pending.append((index, doc_id, parsed))
-        return self._result(index, doc_id, version, "created" if row is None else "updated",
-                            201 if row is None else 200)
+        return result
 
     def _update(self, db: Any, index: Index, op: WriteOp, row: Any,
                 pending: list[tuple[Index, str, ParsedDoc | None]]) -> dict[str, Any]:
