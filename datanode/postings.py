@@ -19,6 +19,7 @@ from . import similarity
 
 MERGE_MIN = 50_000        # tail entries below which a tail is never merged
 MERGE_FRACTION = 0.25     # ... nor while it holds fewer entries than this fraction of the base
+MERGE_MAX = 1_000_000     # ... but always past this many (dicts cost ~100 bytes an entry, the base 8 to 12)
 EMPTY_SLOTS = np.empty(0, dtype=np.int64)
 EMPTY_SCORES = np.empty(0, dtype=np.float32)
 
@@ -137,6 +138,10 @@ def merged(base: Postings, live: np.ndarray, tail: dict[str, dict[int, Any]], dt
     return Postings(terms, ptr, all_slots.astype(np.int32), all_data, pos_ptr, reordered)
 
 
+def merge_due(tail_entries: int, base_entries: int) -> bool:
+    return tail_entries > max(MERGE_MIN, min(MERGE_MAX, MERGE_FRACTION * base_entries))
+
+
 def fit(array: np.ndarray, slot: int, fill: Any) -> np.ndarray:
     """``array`` (per slot), grown by doubling when needed so that ``slot`` is inside it, new room ``fill``ed."""
     if slot < array.shape[0]:
@@ -193,7 +198,7 @@ class TermField:
         self.tail_entries += len(by_term)
         self.doc_count += 1
         self.sum_ttf += length
-        if self.tail_entries > max(MERGE_MIN, MERGE_FRACTION * self.base.size):
+        if merge_due(self.tail_entries, self.base.size):
             self.merge()
 
     def remove(self, slot: int) -> None:
@@ -333,7 +338,7 @@ class FeatureField:
         self.tail_entries += len(features)
         self.has = fit(self.has, slot, False)
         self.has[slot] = True
-        if self.tail_entries > max(MERGE_MIN, MERGE_FRACTION * self.base.size):
+        if merge_due(self.tail_entries, self.base.size):
             self.merge()
 
     def remove(self, slot: int) -> None:
@@ -388,7 +393,7 @@ class ValueField:
         self.tail[slot] = values
         self.has = fit(self.has, slot, False)
         self.has[slot] = True
-        if len(self.tail) > max(MERGE_MIN // 4, MERGE_FRACTION * self.owner.size):
+        if merge_due(4 * len(self.tail), self.owner.size):
             self.merge()
 
     def remove(self, slot: int) -> None:

@@ -140,7 +140,8 @@ def test_a_stale_segment_after_kill9_is_rebuilt_not_trusted(tmp_path: Path) -> N
         node.stop()
 
 
-@pytest.mark.parametrize("damage", ["missing graph", "truncated graph", "no segment", "wrong owners"])
+@pytest.mark.parametrize("damage", ["missing graph", "truncated graph", "no segment", "wrong owners",
+                                    "wrong postings", "missing terms"])
 def test_a_damaged_or_missing_segment_is_rebuilt(tmp_path: Path, damage: str) -> None:
     node = DataNodeThread(tmp_path).start()
     client = os_client(node.url)
@@ -159,6 +160,10 @@ def test_a_damaged_or_missing_segment_is_rebuilt(tmp_path: Path, damage: str) ->
         for path in segment.iterdir():
             path.unlink()
         segment.rmdir()
+    elif damage == "wrong postings":
+        (segment / "post-0.slots.npy").write_bytes((segment / "post-0.ptr.npy").read_bytes())
+    elif damage == "missing terms":
+        (segment / "post-0.terms.json").unlink()
     else:
         (segment / "vec-0.owner.npy").write_bytes((segment / "vec-0.live.npy").read_bytes())
     node = DataNodeThread(tmp_path).start()
