@@ -11,6 +11,7 @@ docCount, sumTotalTermFreq) counts live slots only, as Lucene's do after a merge
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -104,23 +105,27 @@ def merged(base: Postings, live: np.ndarray, tail: dict[str, dict[int, Any]], dt
         freqs = np.asarray(base.data, dtype=np.int64)
         starts = np.concatenate([[0], np.cumsum(freqs)[:-1]]) if freqs.size else freqs
         pos.append(np.asarray(base.positions)[ragged(starts[keep], freqs[keep])])
-    t_ids, t_slots, t_data, t_pos = [], [], [], []
-    for term, posting in tail.items():
+    # the tail, flattened by C loops (a tail holds up to MERGE_MAX entries)
+    tail_tids = []
+    for term in tail:
         tid = ids.get(term)
         if tid is None:
             tid = ids[term] = len(terms)
             terms.append(term)
-        for slot, value in posting.items():
-            if not live[slot]:
-                continue
-            t_ids.append(tid)
-            t_slots.append(slot)
-            t_data.append(len(value) if isinstance(value, list) else value)  # a list of positions: its frequency
-            if positions:
-                t_pos.extend(value)
-    tids.append(np.asarray(t_ids, dtype=np.int64))
-    slots.append(np.asarray(t_slots, dtype=np.int64))
-    data.append(np.asarray(t_data, dtype=dtype))
+        tail_tids.append(tid)
+    counts = np.fromiter(map(len, tail.values()), dtype=np.int64, count=len(tail))
+    total = int(counts.sum())
+    t_slots = np.fromiter(chain.from_iterable(tail.values()), dtype=np.int64, count=total)
+    values = list(chain.from_iterable(p.values() for p in tail.values()))
+    lists = bool(values) and isinstance(values[0], list)  # positions (their number is the frequency), or weights
+    t_data = np.fromiter(map(len, values), dtype=dtype, count=total) if lists else np.asarray(values, dtype=dtype)
+    t_keep = live[t_slots]
+    tids.append(np.repeat(np.asarray(tail_tids, dtype=np.int64), counts)[t_keep])
+    slots.append(t_slots[t_keep])
+    data.append(t_data[t_keep])
+    if positions:
+        t_pos = np.fromiter(chain.from_iterable(values), dtype=np.int32) if lists else np.empty(0, dtype=np.int32)
+        pos.append(t_pos[np.repeat(t_keep, t_data.astype(np.int64))] if t_pos.size else t_pos)
     all_tids, all_slots, all_data = np.concatenate(tids), np.concatenate(slots), np.concatenate(data).astype(dtype)
     order = np.lexsort((all_slots, all_tids))
     all_tids, all_slots, all_data = all_tids[order], all_slots[order], all_data[order]
@@ -128,11 +133,10 @@ def merged(base: Postings, live: np.ndarray, tail: dict[str, dict[int, Any]], dt
     np.cumsum(np.bincount(all_tids, minlength=len(terms)), out=ptr[1:])
     if not positions:
         return Postings(terms, ptr, all_slots.astype(np.int32), all_data)
-    pos.append(np.asarray(t_pos, dtype=np.int32))
     flat = np.concatenate(pos)
-    counts = np.concatenate(data).astype(np.int64)
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]]) if counts.size else counts
-    reordered = flat[ragged(starts[order], counts[order])].astype(np.int32)
+    freqs = np.concatenate(data).astype(np.int64)
+    starts = np.concatenate([[0], np.cumsum(freqs)[:-1]]) if freqs.size else freqs
+    reordered = flat[ragged(starts[order], freqs[order])].astype(np.int32)
     pos_ptr = np.zeros(len(terms) + 1, dtype=np.int64)
     np.cumsum(np.bincount(all_tids, weights=all_data, minlength=len(terms)).astype(np.int64), out=pos_ptr[1:])
     return Postings(terms, ptr, all_slots.astype(np.int32), all_data, pos_ptr, reordered)
