@@ -294,21 +294,24 @@ class Executor:
         tokens = self._analyzer("match", fld, params).terms(str(text))
         if not tokens:
             return (self._match_all({}, scope) if params.get("zero_terms_query") == "all" else self._empty(scope))
-        tf = scope.terms.get(fld)
-        n = scope.size
-        count = np.zeros(n, dtype=np.int64)
-        scores = np.zeros(n, dtype=np.float64)
-        for token in tokens:
-            if tf is None:
-                continue
-            slots, s = tf.score(token, boost)
-            count[slots] += 1
-            scores[slots] += s
         operator = str(params.get("operator", "or")).lower()
         if operator not in ("or", "and"):
             raise IllegalArgument(f"[match] unknown operator [{operator}]: valid values are [or, and]")
         required = len(tokens) if operator == "and" else max(1, msm(params.get("minimum_should_match"), len(tokens)))
-        mask = count >= required
+        tf = scope.terms.get(fld)
+        n = scope.size
+        # one pass per term over its posting (numpy); a count per slot only when more than one term must match
+        mask = np.zeros(n, dtype=np.bool_)
+        count = np.zeros(n, dtype=np.int32) if required > 1 else None
+        scores = np.zeros(n, dtype=np.float64)
+        for slots, s in [tf.score(token, boost) for token in tokens] if tf is not None else []:
+            if count is None:
+                mask[slots] = True
+            else:
+                count[slots] += 1
+            scores[slots] += s
+        if count is not None:
+            mask = count >= required
         return mask, scores.astype(np.float32).astype(np.float64)
 
     def _multi_match(self, body: Any, scope: Scope) -> Result:
