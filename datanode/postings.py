@@ -20,7 +20,7 @@ from . import similarity
 
 MERGE_MIN = 50_000        # tail entries below which a tail is never merged
 MERGE_FRACTION = 0.25     # ... nor while it holds fewer entries than this fraction of the base
-MERGE_MAX = 1_000_000     # ... but always past this many (dicts cost ~100 bytes an entry, the base 8 to 12)
+MERGE_MAX = 250_000       # ... but always past this many (dicts cost ~100 bytes an entry, the base 8 to 12)
 EMPTY_SLOTS = np.empty(0, dtype=np.int64)
 EMPTY_SCORES = np.empty(0, dtype=np.float32)
 
