@@ -167,7 +167,7 @@ class Executor:
             for q in should:
                 m, s = self._eval(q, scope)
                 count += m
-                scores += np.where(m, s, 0.0)
+                np.add(scores, s, out=scores, where=m)  # no temporary array per clause
             default = 0 if (must or filt) else 1
             required = msm(body["minimum_should_match"], len(should)) if "minimum_should_match" in body else default
             if required > 0:
