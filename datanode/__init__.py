@@ -7,8 +7,8 @@ state: a write is acknowledged after its transaction is fsynced, and memory is u
 memory, per index and per nested path ("scope"): BM25 postings for ``text`` and ``keyword`` fields, values
 for numeric/date/boolean fields, a faiss HNSW graph per ``knn_vector`` field (``flat`` = exact search) and an
 inverted index per ``rank_features`` field. An index opens on first use, not at start: its slots and vector
-graphs from the segment a clean stop saved (``segment``; checked against SQLite's generation and document count,
-rebuilt from SQLite when stale or damaged), its other fields from SQLite when a query first reads them. Blocking
+graphs and postings from the segment a clean stop saved (``segment``; checked against SQLite's generation and
+document count, rebuilt from SQLite when stale or damaged). Blocking
 work runs in a thread pool, never on the event loop; a plain ``_search`` is one thread-pool job (parse, search,
 encode), reads stored sources only when the response shows them, and skips decoding the vectors a ``_source``
 filter drops.

@@ -1,13 +1,12 @@
 """In-memory per-field indexes of one scope (the root documents, or the objects of one nested path).
 
 Slots are positions in the scope, assigned in write order; a removed slot stays dead. None of these
-structures needs to be durable: SQLite holds the documents, and ``segment`` saves vector fields only to open
-them faster, checked against SQLite.
+structures needs to be durable: SQLite holds the documents, and ``segment`` saves every field only to open
+them faster, checked against SQLite. Text, keyword, value and feature fields are in ``postings``.
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from typing import Any
 
 import faiss
@@ -15,7 +14,6 @@ import numpy as np
 
 from opensearch_contract.knn import scores_from_raw
 
-from . import similarity
 from .mapping import VectorSpec
 
 # An HNSW graph as faiss hands it out (IndexHNSWFlat, or the Index read_index returns). faiss's bundled .pyi types
@@ -52,152 +50,11 @@ class Grow:
         return self.data[: self.n]
 
 
-class TermField:
-    """Postings for a text field (analysed tokens, BM25 with norms) or a keyword field (exact values,
-    no norms: Lucene reads norm 1 and counts each distinct value once)."""
+# the text, keyword, value and feature fields live in ``postings`` (imported here, below ``Grow``, which they do not
+# need, so that ``from .fields import TermField`` keeps working)
+from .postings import FeatureField, TermField, ValueField  # noqa: E402
 
-    def __init__(self, *, norms: bool) -> None:
-        self.norms = norms
-        self.postings: dict[str, dict[int, int]] = {}
-        self.slot_terms: dict[int, Counter[str]] = {}
-        self.slot_length: dict[int, int] = {}
-        self.sequences: dict[int, list[str | None]] = {}
-        self.norm_bytes = Grow(np.uint8)
-        self.doc_count = 0
-        self.sum_ttf = 0
-
-    def add(self, slot: int, tokens: list[str], sequence: list[str | None] | None = None) -> None:
-        """Index ``tokens``; ``sequence`` (text fields) keeps their order, ``None`` between values, for phrases."""
-        if sequence is not None:
-            self.sequences[slot] = sequence
-        counts = Counter(tokens) if self.norms else Counter(set(tokens))
-        length = len(tokens) if self.norms else len(counts)
-        while self.norm_bytes.n <= slot:
-            self.norm_bytes.append(0)
-        self.norm_bytes.data[slot] = similarity.int_to_byte4(length) if self.norms else 1
-        for term, tf in counts.items():
-            self.postings.setdefault(term, {})[slot] = tf
-        self.slot_terms[slot] = counts
-        self.slot_length[slot] = length
-        self.doc_count += 1
-        self.sum_ttf += length
-
-    def remove(self, slot: int) -> None:
-        self.sequences.pop(slot, None)
-        counts = self.slot_terms.pop(slot, None)
-        if counts is None:
-            return
-        for term in counts:
-            posting = self.postings[term]
-            del posting[slot]
-            if not posting:
-                del self.postings[term]
-        self.doc_count -= 1
-        self.sum_ttf -= self.slot_length.pop(slot)
-
-    def slots_with_field(self) -> np.ndarray:
-        return np.fromiter(self.slot_terms.keys(), dtype=np.int64, count=len(self.slot_terms))
-
-    def score(self, term: str, boost: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
-        """Slots containing ``term`` and their BM25 scores (Lucene BM25Similarity)."""
-        posting = self.postings.get(term)
-        if not posting:
-            return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
-        slots = np.fromiter(posting.keys(), dtype=np.int64, count=len(posting))
-        freqs = np.fromiter(posting.values(), dtype=np.float32, count=len(posting))
-        weight = float(np.float32(boost) * np.float32(similarity.idf(len(posting), self.doc_count)))
-        avgdl = similarity.avg_length(self.sum_ttf, self.doc_count)
-        return slots, similarity.bm25(freqs, self.norm_bytes.data[slots], weight=weight, avgdl=avgdl)
-
-    def score_phrase(self, terms: list[str], boost: float = 1.0,
-                     positions: list[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Slots holding ``terms`` at ``positions`` relative to each other (default consecutive; a gap left by a
-        stop word matches any position) and their BM25 phrase scores: Lucene's PhraseQuery, whose frequency is the
-        number of occurrences and whose idf is the sum of the terms' idfs."""
-        offsets = list(range(len(terms))) if positions is None else [p - positions[0] for p in positions]
-        postings = [self.postings.get(t) for t in terms]
-        if any(not p for p in postings):
-            return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
-        candidates = set.intersection(*(set(p) for p in postings))  # type: ignore[arg-type]
-        width = offsets[-1] + 1
-        pattern = list(zip(offsets, terms))
-        slots, freqs = [], []
-        for slot in sorted(candidates):
-            seq = self.sequences.get(slot, [])
-            count = sum(1 for i in range(len(seq) - width + 1)
-                        if seq[i] == terms[0] and all(seq[i + o] == t for o, t in pattern))
-            if count:
-                slots.append(slot)
-                freqs.append(count)
-        if not slots:
-            return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
-        idf = float(np.float32(sum(similarity.idf(len(p), self.doc_count) for p in postings)))  # type: ignore
-        weight = float(np.float32(boost) * np.float32(idf))
-        arr = np.asarray(slots, dtype=np.int64)
-        avgdl = similarity.avg_length(self.sum_ttf, self.doc_count)
-        return arr, similarity.bm25(np.asarray(freqs, dtype=np.float32), self.norm_bytes.data[arr], weight=weight,
-                                    avgdl=avgdl)
-
-
-class ValueField:
-    """Numeric, boolean and date values per slot, for term, terms and range."""
-
-    def __init__(self) -> None:
-        self.values: dict[int, list[Any]] = {}
-
-    def add(self, slot: int, values: list[Any]) -> None:
-        self.values[slot] = values
-
-    def remove(self, slot: int) -> None:
-        self.values.pop(slot, None)
-
-    def slots_where(self, predicate: Any) -> np.ndarray:
-        hits = [slot for slot, vals in self.values.items() if any(predicate(v) for v in vals)]
-        return np.asarray(hits, dtype=np.int64)
-
-    def slots_with_field(self) -> np.ndarray:
-        return np.fromiter(self.values.keys(), dtype=np.int64, count=len(self.values))
-
-
-class FeatureField:
-    """A ``rank_features`` (or ``rank_feature``, token "") field: token -> {slot: decoded weight}, with each
-    token's postings also kept as numpy arrays (rebuilt lazily after a write touches the token)."""
-
-    def __init__(self) -> None:
-        self.postings: dict[str, dict[int, float]] = {}
-        self.slot_tokens: dict[int, list[str]] = {}
-        self._arrays: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-
-    def add(self, slot: int, features: dict[str, float]) -> None:
-        decoded = similarity.decode_feature(np.fromiter(features.values(), dtype=np.float32, count=len(features)))
-        arrays = self._arrays
-        for token, value in zip(features, decoded.tolist()):
-            self.postings.setdefault(token, {})[slot] = value
-            arrays.pop(token, None)
-        self.slot_tokens[slot] = list(features)
-
-    def remove(self, slot: int) -> None:
-        for token in self.slot_tokens.pop(slot, []):
-            posting = self.postings[token]
-            del posting[slot]
-            self._arrays.pop(token, None)
-            if not posting:
-                del self.postings[token]
-
-    def slots_with_field(self) -> np.ndarray:
-        return np.fromiter(self.slot_tokens.keys(), dtype=np.int64, count=len(self.slot_tokens))
-
-    def values(self, token: str) -> tuple[np.ndarray, np.ndarray]:
-        cached = self._arrays.get(token)
-        if cached is not None:
-            return cached
-        posting = self.postings.get(token)
-        if not posting:
-            return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
-        arrays = (np.fromiter(posting.keys(), dtype=np.int64, count=len(posting)),
-                  np.fromiter(posting.values(), dtype=np.float32, count=len(posting)))
-        self._arrays[token] = arrays
-        return arrays
+__all__ = ["FeatureField", "Grow", "HNSWGraph", "TermField", "ValueField", "VectorField"]
 
 
 class VectorField:

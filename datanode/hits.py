@@ -59,7 +59,7 @@ def _sort_value(index: Index, field: str, slot: int, descending: bool) -> Any:
                               f"Please use a keyword field instead. Alternatively, set fielddata=true on [{field}]")
     if spec.type == "keyword":
         terms = index.root.terms.get(field)
-        values = list(terms.slot_terms.get(slot, {})) if terms else []
+        values = terms.slot_values(slot) if terms else []
     else:
         vf = index.root.values.get(field)
         values = vf.values.get(slot, []) if vf else []

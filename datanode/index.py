@@ -2,8 +2,8 @@
 of each nested path. Documents themselves live in SQLite (see ``storage``).
 
 An index opens in steps, each on first use, so a request pays for what it touches (see ``segment``):
-its metadata is read when the data node starts; its slots (document ids, nested objects) and vector fields when a
-request first reaches it; its text, keyword, value and feature fields when a query or a sort first reads them.
+its metadata is read when the data node starts; its slots (document ids, nested objects) and every field (vector
+graphs and postings, mapped from the segment's files) when a request first reaches it.
 """
 
 from __future__ import annotations
@@ -24,10 +24,7 @@ class Loader(Protocol):
     """Where an index's slots and fields come from when it is first used (``segment.SegmentLoader``)."""
 
     def open(self, index: Index) -> None:
-        """Give ``index`` its slots and vector fields (``Index.install``), and maybe every other field."""
-
-    def load_fields(self, index: Index) -> None:
-        """Index the text, keyword, value and feature fields of the slots ``open`` left without them."""
+        """Give ``index`` its slots and every field (``Index.install``)."""
 
     def count(self, index: Index) -> int:
         """How many documents the index holds, without opening it."""
@@ -36,22 +33,19 @@ class Loader(Protocol):
 POSITION_INCREMENT_GAP = 100  # OpenSearch's default between the values of a text field
 
 
-def positions(analyzer: analysis.Analyzer, texts: list[str]) -> tuple[list[str], list[str | None]]:
-    """The terms of a text field's values and their sequence by position: ``None`` where a stop word was removed
-    and ``POSITION_INCREMENT_GAP`` times between two values, so a phrase never spans two values."""
+def positions(analyzer: analysis.Analyzer, texts: list[str]) -> tuple[list[str], list[int]]:
+    """The terms of a text field's values and their positions: a removed stop word leaves a gap, and
+    ``POSITION_INCREMENT_GAP`` positions separate two values, so a phrase never spans two values."""
     terms: list[str] = []
-    sequence: list[str | None] = []
-    for i, text in enumerate(texts):
-        if i:
-            sequence.extend([None] * POSITION_INCREMENT_GAP)
-        base = len(sequence)
+    where: list[int] = []
+    base = 0
+    for text in texts:
         tokens, span = analyzer.run(text)
         for token in tokens:
-            sequence.extend([None] * (base + token.position - len(sequence)))
-            sequence.append(token.term)
             terms.append(token.term)
-        sequence.extend([None] * (base + span - len(sequence)))  # trailing stop words
-    return terms, sequence
+            where.append(base + token.position)
+        base += span + POSITION_INCREMENT_GAP
+    return terms, where
 
 
 class Scope:
@@ -62,27 +56,11 @@ class Scope:
         self.nested_path = nested_path
         self.alive = Grow(np.bool_, fill=False)
         self.parent = Grow(np.int64, fill=-1)
-        self._terms: dict[str, TermField] = {}
-        self._values: dict[str, ValueField] = {}
+        self.terms: dict[str, TermField] = {}
+        self.values: dict[str, ValueField] = {}
         self.vectors: dict[str, VectorField] = {}
-        self._features: dict[str, FeatureField] = {}
+        self.features: dict[str, FeatureField] = {}
         self.children: dict[int, list[int]] = {}
-
-    # the fields a query reads; reading them loads them (``Index.ensure_fields``)
-    @property
-    def terms(self) -> dict[str, TermField]:
-        self.index.ensure_fields()
-        return self._terms
-
-    @property
-    def values(self) -> dict[str, ValueField]:
-        self.index.ensure_fields()
-        return self._values
-
-    @property
-    def features(self) -> dict[str, FeatureField]:
-        self.index.ensure_fields()
-        return self._features
 
     @property
     def size(self) -> int:
@@ -107,19 +85,19 @@ class Scope:
         """Index the text, keyword, value and feature values of ``entry`` at ``slot`` (not its vectors)."""
         fields = self.index.mapping.fields
         for path, texts in entry.texts.items():
-            tokens, sequence = positions(analysis.get(fields[path].analyzer), texts)
-            self._terms.setdefault(path, TermField(norms=True)).add(slot, tokens, sequence)
+            tokens, where = positions(analysis.get(fields[path].analyzer), texts)
+            self.terms.setdefault(path, TermField(norms=True)).add(slot, tokens, where)
         for path, vals in entry.values.items():
             if fields[path].type == "keyword":
-                self._terms.setdefault(path, TermField(norms=False)).add(slot, [str(v) for v in vals])
+                self.terms.setdefault(path, TermField(norms=False)).add(slot, [str(v) for v in vals])
             else:
-                self._values.setdefault(path, ValueField()).add(slot, vals)
+                self.values.setdefault(path, ValueField()).add(slot, vals)
         for path, feats in entry.features.items():
-            self._features.setdefault(path, FeatureField()).add(slot, feats)
+            self.features.setdefault(path, FeatureField()).add(slot, feats)
 
     def remove(self, slot: int) -> None:
         self.alive.data[slot] = False
-        for group in (self._terms, self._values, self.vectors, self._features):
+        for group in (self.terms, self.values, self.vectors, self.features):
             for fld in group.values():
                 fld.remove(slot)
 
@@ -144,20 +122,15 @@ class Index:
         self._nested: dict[str, Scope] = {}
         self._slot_id: list[str] = []
         self._id_slot: dict[str, int] = {}
-        self.fields_loaded = True
         self._stored_count: int | None = None  # while not open: no write can change it (a write opens the index)
-        self.fields_below = 0   # root slots below this one get their non-vector fields from ``loader.load_fields``
         if loader is None:
-            self.install(Scope(self, None), {}, [], fields_below=0)
+            self.install(Scope(self, None), {}, [])
 
-    def install(self, root: Scope, nested: dict[str, Scope], slot_id: list[str], *, fields_below: int) -> None:
-        """Open the index on these slots (all live); root slots below ``fields_below`` (and their nested objects)
-        still lack their non-vector fields, which ``ensure_fields`` loads when a query first reads them."""
+    def install(self, root: Scope, nested: dict[str, Scope], slot_id: list[str]) -> None:
+        """Open the index on these slots (all live) and their fields."""
         self._nested = nested
         self._slot_id = slot_id
         self._id_slot = dict(zip(slot_id, range(len(slot_id))))
-        self.fields_below = fields_below
-        self.fields_loaded = fields_below == 0
         self._root = root
 
     @property
@@ -170,14 +143,6 @@ class Index:
                 if self._root is None:
                     assert self.loader is not None
                     self.loader.open(self)
-
-    def ensure_fields(self) -> None:
-        if not self.fields_loaded:
-            with self.lock:
-                if not self.fields_loaded:
-                    assert self.loader is not None
-                    self.loader.load_fields(self)
-                    self.fields_loaded = True
 
     @property
     def root(self) -> Scope:

@@ -7,7 +7,6 @@ import math
 import operator
 import re
 from collections.abc import Callable
-from functools import partial
 from typing import Any
 
 import numpy as np
@@ -169,7 +168,7 @@ class Executor:
             for q in should:
                 m, s = self._eval(q, scope)
                 count += m
-                scores += np.where(m, s, 0.0)
+                np.add(scores, s, out=scores, where=m)  # no temporary array per clause
             default = 0 if (must or filt) else 1
             required = msm(body["minimum_should_match"], len(should)) if "minimum_should_match" in body else default
             if required > 0:
@@ -296,21 +295,24 @@ class Executor:
         tokens = self._analyzer("match", fld, params).terms(str(text))
         if not tokens:
             return (self._match_all({}, scope) if params.get("zero_terms_query") == "all" else self._empty(scope))
-        tf = scope.terms.get(fld)
-        n = scope.size
-        count = np.zeros(n, dtype=np.int64)
-        scores = np.zeros(n, dtype=np.float64)
-        for token in tokens:
-            if tf is None:
-                continue
-            slots, s = tf.score(token, boost)
-            count[slots] += 1
-            scores[slots] += s
         operator = str(params.get("operator", "or")).lower()
         if operator not in ("or", "and"):
             raise IllegalArgument(f"[match] unknown operator [{operator}]: valid values are [or, and]")
         required = len(tokens) if operator == "and" else max(1, msm(params.get("minimum_should_match"), len(tokens)))
-        mask = count >= required
+        tf = scope.terms.get(fld)
+        n = scope.size
+        # one pass per term over its posting (numpy); a count per slot only when more than one term must match
+        mask = np.zeros(n, dtype=np.bool_)
+        count = np.zeros(n, dtype=np.int32) if required > 1 else None
+        scores = np.zeros(n, dtype=np.float64)
+        for slots, s in [tf.score(token, boost) for token in tokens] if tf is not None else []:
+            if count is None:
+                mask[slots] = True
+            else:
+                count[slots] += 1
+            scores[slots] += s
+        if count is not None:
+            mask = count >= required
         return mask, scores.astype(np.float32).astype(np.float64)
 
     def _multi_match(self, body: Any, scope: Scope) -> Result:
@@ -365,7 +367,7 @@ class Executor:
             term = str(value).lower() if isinstance(value, bool) else str(value)
             if case_insensitive:
                 mask, scores = self._empty(scope)
-                for t in [t for t in tf.postings if t.lower() == term.lower()]:
+                for t in [t for t in tf.terms() if t.lower() == term.lower()]:
                     slots, s = tf.score(t, boost)
                     mask[slots] = True
                     scores[slots] = np.maximum(scores[slots], s)
@@ -379,7 +381,7 @@ class Executor:
         except IllegalArgument as exc:
             raise IllegalArgument(f"failed to create query: {exc.reason}") from exc
         vf = scope.values.get(fld)
-        slots = vf.slots_where(lambda v: v == target) if vf else np.empty(0, dtype=np.int64)
+        slots = vf.slots_where([(operator.eq, target)]) if vf else np.empty(0, dtype=np.int64)
         return self._const(scope, slots, boost)
 
     def _terms(self, body: Any, scope: Scope) -> Result:
@@ -414,27 +416,24 @@ class Executor:
                 return str(v)
             return coerce(ftype, v)
 
-        bounds: list[Callable[[Any], bool]] = []
+        bounds: list[tuple[Callable[[Any, Any], Any], Any]] = []  # (operator, bound): operator(value, bound)
         for key, op in (("gte", operator.ge), ("gt", operator.gt), ("lte", operator.le), ("lt", operator.lt)):
             if params.get(key) is not None:
-                bounds.append(partial(_compare, op, conv(params[key])))
+                bounds.append((op, conv(params[key])))
         if params.get("from") is not None:
             op = operator.ge if params.get("include_lower", True) else operator.gt
-            bounds.append(partial(_compare, op, conv(params["from"])))
+            bounds.append((op, conv(params["from"])))
         if params.get("to") is not None:
             op = operator.le if params.get("include_upper", True) else operator.lt
-            bounds.append(partial(_compare, op, conv(params["to"])))
-
-        def pred(v: Any) -> bool:
-            return all(b(v) for b in bounds)
+            bounds.append((op, conv(params["to"])))
 
         if ftype in ("text", "keyword"):
             tf = scope.terms.get(fld)
-            slots = np.asarray(sorted({s for t, post in (tf.postings.items() if tf else []) if pred(t) for s in post}),
-                               dtype=np.int64)
+            found = [tf.posting(t)[0] for t in tf.terms() if all(op(t, b) for op, b in bounds)] if tf else []
+            slots = np.unique(np.concatenate(found)).astype(np.int64) if found else np.empty(0, dtype=np.int64)
         else:
             vf = scope.values.get(fld)
-            slots = vf.slots_where(pred) if vf else np.empty(0, dtype=np.int64)
+            slots = vf.slots_where(bounds) if vf else np.empty(0, dtype=np.int64)
         return self._const(scope, slots, float(params.get("boost", 1.0)))
 
     def _exists(self, body: Any, scope: Scope) -> Result:
@@ -635,11 +634,6 @@ def _knn_float(value: Any, name: str) -> float:
     if not math.isfinite(number):
         raise ParsingError(f"[knn] failed to parse field [{name}]: expected a finite number, got [{value}]")
     return number
-
-
-def _compare(op: Callable[[Any, Any], bool], bound: Any, value: Any) -> bool:
-    """One range bound: ``op(value, bound)`` (operator.ge for gte, ...)."""
-    return op(value, bound)
 
 
 def _best_per_group(slots: np.ndarray, scores: np.ndarray, group: np.ndarray | None

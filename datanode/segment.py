@@ -7,14 +7,20 @@ graphs from files instead of re-reading and re-indexing every document.
 - ``ids.json``: the document id of each root slot (renumbered at save: live documents only, in write order);
 - ``nested-<n>.npy``: the root slot of each object of nested path n (live objects only, in write order);
 - per vector field n: ``vec-<n>.faiss`` (HNSW: the faiss graph, which holds the vectors) or ``vec-<n>.npy`` (exact
-  search: the vectors), ``vec-<n>.owner.npy`` (each entry's slot, -1 once dead) and ``vec-<n>.live.npy``.
+  search: the vectors), ``vec-<n>.owner.npy`` (each entry's slot, -1 once dead) and ``vec-<n>.live.npy``;
+- per text, keyword or feature field n (``postings.Postings``, the tail merged in, live slots only):
+  ``post-<n>.terms.json`` (the term dictionary), ``post-<n>.ptr.npy``, ``.slots.npy``, ``.data.npy`` (frequencies,
+  or decoded weights), for text fields ``.pos_ptr.npy`` and ``.positions.npy``; per slot, ``.norms.npy`` and
+  ``.length.npy`` (text and keyword) or ``.has.npy`` (features);
+- per numeric, date or boolean field n: ``val-<n>.owner.npy``, ``val-<n>.vals.npy`` and ``val-<n>.has.npy``.
 
 SQLite stays the truth. A segment is used only when its generation and document count equal SQLite's and its
 mapping equals the index's; anything else (a crash after a commit and before the next save, a damaged or missing
 file) rebuilds the index from SQLite, and the next clean close saves it again. Segments are saved at a clean close,
 for each index opened since the start whose segment is not current: written to a temporary directory, fsynced, then
-renamed into place. Graphs are read with their vectors mapped from the file (``faiss.IO_FLAG_MMAP_IFC``); text,
-keyword, value and feature fields are not saved: they are indexed from SQLite when a query first reads them.
+renamed into place. Graphs are read with their vectors mapped from the file (``faiss.IO_FLAG_MMAP_IFC``), postings
+and values mapped with ``np.load(mmap_mode="r")`` (the per-slot arrays, which removals write, are read into memory):
+opening a current segment reads no document from SQLite. A segment of an older format is rebuilt.
 """
 
 from __future__ import annotations
@@ -31,13 +37,13 @@ import numpy as np
 
 from opensearch_contract.errors import OpenSearchError
 
-from .fields import Grow, HNSWGraph, VectorField
+from .fields import FeatureField, Grow, HNSWGraph, TermField, ValueField, VectorField
 from .index import Index, Scope
-from .source import SourceDecoder
+from .postings import Postings
 from .storage import Storage, dumps
 
 log = logging.getLogger("neuralpipe.datanode")
-FORMAT = 1
+FORMAT = 2  # 2: postings and values saved too
 
 
 class SegmentLoader:
@@ -63,33 +69,12 @@ class SegmentLoader:
                         exc_info=True)
         log.info("index [%s]: segment missing or stale, rebuilding it from SQLite", index.name)
         self._current.pop(index.uuid, None)
-        index.install(Scope(index, None), {}, [], fields_below=0)
+        index.install(Scope(index, None), {}, [])
         for doc_id, source in self.storage.docs(index.name):
             try:
                 index.put(doc_id, index.mapping.parse(source, doc_id))
             except OpenSearchError as exc:  # stored before a mapping change; keep it, but unsearchable
                 log.warning("index [%s] doc [%s] could not be re-indexed: %s", index.name, doc_id, exc)
-
-    def load_fields(self, index: Index) -> None:
-        """Index the non-vector fields of the slots read from the segment, from their documents in SQLite (a slot
-        written since has them already; a slot whose document changed since is dead, or is about to be)."""
-        below, id_slot, nested = index.fields_below, index.id_slot, index.nested
-        vectors = [path for path, spec in index.mapping.fields.items() if spec.type == "knn_vector"]
-        decoder = SourceDecoder([], vectors, vectors).decode  # the vectors are in the segment already
-        for doc_id, source in self.storage.docs(index.name, decoder):
-            slot = id_slot.get(doc_id)
-            if slot is None or slot >= below:
-                continue
-            try:
-                parsed = index.mapping.parse(source, doc_id)
-            except OpenSearchError as exc:
-                log.warning("index [%s] doc [%s] could not be re-indexed: %s", index.name, doc_id, exc)
-                continue
-            index.root.index_fields(slot, parsed.root)
-            for path, entries in parsed.nested.items():
-                scope = nested.get(path)
-                for child, entry in zip(scope.children.get(slot, []) if scope else [], entries):
-                    scope.index_fields(child, entry)  # type: ignore[union-attr]
 
     def count(self, index: Index) -> int:
         return self.storage.generation(index.name)[1]
@@ -152,11 +137,16 @@ def save(root: Path, index: Index, key: tuple[int, int, str]) -> None:
             renumbered[path] = _renumber(alive)
             np.save(tmp / f"nested-{n}.npy", parents[alive])
         fields: list[dict[str, Any]] = []
+        postings: list[dict[str, Any]] = []
         for path_key, scope in [(None, index.root), *((p, index.nested[p]) for p in nested_paths)]:
             for path, field in scope.vectors.items():
                 fields.append(_save_field(tmp, len(fields), path_key, path, field, renumbered[path_key]))
+            for group in (scope.terms, scope.features, scope.values):
+                for path, posted in group.items():
+                    postings.append(_save_postings(tmp, len(postings), path_key, path, posted,
+                                                   renumbered[path_key]))
     meta = {"format": FORMAT, "generation": key[0], "count": key[1], "mapping": json.loads(key[2]),
-            "nested": nested_paths, "fields": fields}
+            "nested": nested_paths, "fields": fields, "postings": postings}
     (tmp / "meta.json").write_text(json.dumps(meta))
     _fsync_dir(tmp)
     old = root / f".{index.uuid}.old"
@@ -181,6 +171,52 @@ def _save_field(tmp: Path, n: int, scope_path: str | None, path: str, field: Vec
     np.save(tmp / f"vec-{n}.owner.npy", owner)
     np.save(tmp / f"vec-{n}.live.npy", live)
     return {"scope": scope_path, "path": path, "graph": graph, "entries": int(owner.size)}
+
+
+def _per_slot(array: np.ndarray, renumbered: np.ndarray, fill: Any) -> np.ndarray:
+    """A per-slot array renumbered: the values of the live slots, in order (``fill`` past the array's end)."""
+    live = np.flatnonzero(renumbered[:-1] >= 0)
+    out = np.full(live.size, fill, dtype=array.dtype)
+    inside = live < array.shape[0]
+    out[inside] = array[live[inside]]
+    return out
+
+
+def _new_slots(slots: np.ndarray, renumbered: np.ndarray, path: str) -> np.ndarray:
+    new = renumbered[np.minimum(np.asarray(slots, dtype=np.int64), renumbered.size - 1)]
+    if new.size and int(new.min()) < 0:
+        raise ValueError(f"field [{path}]: a merged posting names a removed slot")
+    return new.astype(np.int32)
+
+
+def _save_postings(tmp: Path, n: int, scope_path: str | None, path: str,
+                   field: TermField | FeatureField | ValueField, renumbered: np.ndarray) -> dict[str, Any]:
+    """Save one field's postings (its tail merged in first) with live slots renumbered."""
+    field.merge()
+    stem = tmp / f"post-{n}"
+    if isinstance(field, ValueField):
+        if field.tail:
+            raise ValueError(f"field [{path}]: values that numpy cannot hold")
+        stem = tmp / f"val-{n}"
+        np.save(f"{stem}.owner.npy", _new_slots(field.owner, renumbered, path))
+        np.save(f"{stem}.vals.npy", np.asarray(field.vals))
+        np.save(f"{stem}.has.npy", _per_slot(field.has, renumbered, False))
+        return {"scope": scope_path, "path": path, "kind": "value"}
+    base = field.base
+    Path(f"{stem}.terms.json").write_text(json.dumps(base.terms))
+    np.save(f"{stem}.ptr.npy", np.asarray(base.ptr))
+    np.save(f"{stem}.slots.npy", _new_slots(base.slots, renumbered, path))
+    np.save(f"{stem}.data.npy", np.asarray(base.data))
+    if isinstance(field, FeatureField):
+        np.save(f"{stem}.has.npy", _per_slot(field.has, renumbered, False))
+        return {"scope": scope_path, "path": path, "kind": "feature"}
+    if field.norms:
+        assert base.pos_ptr is not None and base.positions is not None
+        np.save(f"{stem}.pos_ptr.npy", np.asarray(base.pos_ptr))
+        np.save(f"{stem}.positions.npy", np.asarray(base.positions))
+    np.save(f"{stem}.norms.npy", _per_slot(field.norm_bytes, renumbered, 0))
+    np.save(f"{stem}.length.npy", _per_slot(field.length, renumbered, -1))
+    return {"scope": scope_path, "path": path, "kind": "text" if field.norms else "keyword"}
 
 
 def _fsync(path: Path) -> None:
@@ -224,7 +260,10 @@ def load(target: Path, index: Index, key: tuple[int, int, str]) -> bool:
     for k, field_meta in enumerate(meta["fields"]):
         scope = root if field_meta["scope"] is None else nested[field_meta["scope"]]
         scope.vectors[field_meta["path"]] = _load_field(target, k, index, field_meta, scope.size)
-    index.install(root, nested, ids, fields_below=n)
+    for k, field_meta in enumerate(meta.get("postings", [])):
+        scope = root if field_meta["scope"] is None else nested[field_meta["scope"]]
+        _load_postings(target, k, index, field_meta, scope)
+    index.install(root, nested, ids)
     return True
 
 
@@ -256,3 +295,45 @@ def _load_field(target: Path, n: int, index: Index, meta: dict[str, Any], scope_
     if int(np.count_nonzero(seen)) != slots.size:
         raise ValueError(f"field [{meta['path']}]: two live entries for one slot")
     return VectorField.restored(spec, vectors, owner, live, graph)
+
+
+def _load_postings(target: Path, n: int, index: Index, meta: dict[str, Any], scope: Scope) -> None:
+    """Install one saved text, keyword, feature or value field in ``scope``, its arrays mapped from the files."""
+    kind, path = meta["kind"], meta["path"]
+    spec = index.mapping.fields.get(path)
+    expected = {"text": ("text",), "keyword": ("keyword",), "feature": ("rank_features", "rank_feature")}
+    if spec is None or spec.type not in expected.get(kind, (spec.type,)) or \
+            (kind == "value" and spec.type in ("text", "keyword", "rank_features", "rank_feature", "knn_vector")):
+        raise ValueError(f"field [{path}] is not saved as its mapping says")
+    size = scope.size
+
+    def read(name: str, dtype: Any, length: int | None = None) -> np.ndarray:
+        array = np.load(target / f"{name}.npy", mmap_mode="r")
+        if array.ndim != 1 or (dtype is not None and array.dtype != dtype) or \
+                (length is not None and array.shape[0] != length):
+            raise ValueError(f"field [{path}]: file {name}.npy of the wrong type or size")
+        return array
+
+    if kind == "value":
+        owner, has = read(f"val-{n}.owner", np.int32), np.array(read(f"val-{n}.has", np.bool_, size))
+        vals = read(f"val-{n}.vals", None, owner.shape[0])
+        if owner.size and not (0 <= int(owner.min()) and int(owner.max()) < size and np.all(np.diff(owner) >= 0)):
+            raise ValueError(f"field [{path}]: value slots out of range")
+        scope.values[path] = ValueField.restored(owner, vals, has)
+        return
+    stem = f"post-{n}"
+    terms = json.loads((target / f"{stem}.terms.json").read_text())
+    if not isinstance(terms, list):
+        raise ValueError(f"field [{path}]: no term list")
+    data_type = np.float32 if kind == "feature" else np.int32
+    positions = kind == "text"
+    base = Postings(terms, read(f"{stem}.ptr", np.int64), read(f"{stem}.slots", np.int32),
+                    read(f"{stem}.data", data_type),
+                    read(f"{stem}.pos_ptr", np.int64) if positions else None,
+                    read(f"{stem}.positions", np.int32) if positions else None)
+    base.check(size)
+    if kind == "feature":
+        scope.features[path] = FeatureField.restored(base, np.array(read(f"{stem}.has", np.bool_, size)))
+        return
+    norms, length = read(f"{stem}.norms", np.uint8, size), read(f"{stem}.length", np.int32, size)
+    scope.terms[path] = TermField.restored(positions, base, np.array(norms), np.array(length))

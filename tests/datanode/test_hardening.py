@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import resource
+import shutil
 import sqlite3
 import urllib.error
 import urllib.request
@@ -183,6 +184,7 @@ def test_a_stored_lone_surrogate_reads_as_replacement_character(client: Any, dat
     db.execute("UPDATE docs SET source=? WHERE idx='vec' AND id='1'", (raw,))
     db.commit()
     db.close()
+    shutil.rmtree(node.data_dir / "indices")  # that version's segments are of an older format: rebuilt from SQLite
     node = DataNodeThread(node.data_dir).start()
     try:
         url = node.url

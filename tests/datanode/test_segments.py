@@ -1,5 +1,5 @@
 """Opening an index costs what a request touches: indices open on first use, from the segment a clean stop saved
-(vector graphs read from files, text and sparse fields indexed when a query first reads them), and a segment that
+(vector graphs and postings read from files, never re-indexed from SQLite), and a segment that
 is stale (a crash after acknowledged writes), damaged or missing is never trusted: the index is rebuilt from SQLite.
 Each check compares answers with what the data node said before, or with a node that was never restarted."""
 
@@ -84,7 +84,7 @@ def test_reopened_indices_answer_as_a_node_that_never_stopped(tmp_path: Path) ->
         assert not node.indices["d"].is_open and not node.indices["chunks"].is_open
         for c in (ref, client):
             later_writes(c)
-        assert node.indices["d"].is_open and not node.indices["d"].fields_loaded  # writes need no text fields
+        assert node.indices["d"].is_open
         assert answers(client) == answers(ref)
         restarted.stop()  # saves the segments again (they changed), then a third start reads them
         restarted = DataNodeThread(tmp_path / "restarted").start()
@@ -109,7 +109,7 @@ def test_a_search_opens_only_the_index_it_reads(tmp_path: Path) -> None:
         res = client.search(index="chunks", body={"query": {"knn": {"flat": {"vector": [1, 0], "k": 2}}}})
         assert [h["_id"] for h in res["hits"]["hits"]] == ["11", "10"]
         indices = node.app[DATANODE].node.indices
-        assert indices["chunks"].is_open and not indices["chunks"].fields_loaded  # knn reads no text field
+        assert indices["chunks"].is_open
         assert not indices["d"].is_open
         counts = {row["index"]: row["docs.count"] for row in client.cat.indices(format="json")}
         assert counts == {"d": "110", "chunks": "11"}
@@ -140,7 +140,8 @@ def test_a_stale_segment_after_kill9_is_rebuilt_not_trusted(tmp_path: Path) -> N
         node.stop()
 
 
-@pytest.mark.parametrize("damage", ["missing graph", "truncated graph", "no segment", "wrong owners"])
+@pytest.mark.parametrize("damage", ["missing graph", "truncated graph", "no segment", "wrong owners",
+                                    "wrong postings", "missing terms"])
 def test_a_damaged_or_missing_segment_is_rebuilt(tmp_path: Path, damage: str) -> None:
     node = DataNodeThread(tmp_path).start()
     client = os_client(node.url)
@@ -159,6 +160,10 @@ def test_a_damaged_or_missing_segment_is_rebuilt(tmp_path: Path, damage: str) ->
         for path in segment.iterdir():
             path.unlink()
         segment.rmdir()
+    elif damage == "wrong postings":
+        (segment / "post-0.slots.npy").write_bytes((segment / "post-0.ptr.npy").read_bytes())
+    elif damage == "missing terms":
+        (segment / "post-0.terms.json").unlink()
     else:
         (segment / "vec-0.owner.npy").write_bytes((segment / "vec-0.live.npy").read_bytes())
     node = DataNodeThread(tmp_path).start()
