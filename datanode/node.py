@@ -575,7 +575,8 @@ class DataNode:
         total = 0
         targets = self.resolve(expression)
         for index in targets:
-            total += int(self._run_query(index, query)[0].sum())
+            found = self._run_sparse(index, query)
+            total += int(found[0].size) if found is not None else int(self._run_query(index, query)[0].sum())
         n = len(targets)
         return {"count": total, "_shards": {"total": n, "successful": n, "skipped": 0, "failed": 0}}
 
@@ -591,6 +592,15 @@ class DataNode:
                                                                for p, s in index.nested.items() if p in paths})
                 return result
         except IllegalArgument as exc:  # parsed, but failed on the shard: reported as a cluster does
+            raise SearchPhaseError(index.name, index.uuid, exc) from exc
+
+    def _run_sparse(self, index: Index, query: Any) -> tuple[np.ndarray, np.ndarray] | None:
+        """(slots, scores) of a query of match / term / rank_feature clauses (alone or as a bool's should
+        clauses), from their postings alone; None for any other query (see ``Executor.sparse_hits``)."""
+        try:
+            with index.lock:
+                return Executor(index).sparse_hits(query)
+        except IllegalArgument as exc:  # as _run_query
             raise SearchPhaseError(index.name, index.uuid, exc) from exc
 
     def _run_top_level_knn(self, index: Index, query: Any) -> tuple[np.ndarray, np.ndarray] | None:
@@ -631,9 +641,10 @@ class DataNode:
         inner_hits: dict[str, Any] = {}
         per_index: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         for n, index in enumerate(targets):
-            knn = self._run_top_level_knn(index, request.query)
-            if knn is not None:  # the hot path of neural search: cost by k, not by the index's size
-                slots, sc = knn[0], knn[1].astype(np.float32)
+            # the hot paths of neural search: cost by k (knn) or by the postings read (sparse), not by the index
+            found = self._run_top_level_knn(index, request.query) or self._run_sparse(index, request.query)
+            if found is not None:
+                slots, sc = found[0], found[1].astype(np.float32)
             else:
                 mask, scores = self._run_query(index, request.query, inner_hits)
                 slots = np.flatnonzero(mask)
@@ -650,7 +661,7 @@ class DataNode:
             all_score = np.concatenate([p[2] for p in per_index]) if per_index else np.empty(0, dtype=np.float32)
         sort_values: list[list[Any]] | None = None
         if request.sort is None:
-            order = np.lexsort((all_slot, all_idx, -all_score.astype(np.float64)))
+            order = _score_order(all_idx, all_slot, all_score, request.start + request.size)
         else:
             order, sort_values = sort_hits(request.sort, targets, all_idx, all_slot, all_score)
         return Matches(all_idx, all_slot, all_score, order, sort_values, inner_hits)
@@ -799,6 +810,20 @@ def _track_total_hits(value: Any) -> bool | int:
     if not isinstance(value, (bool, int)):
         raise IllegalArgument(f"[track_total_hits] must be a boolean or an integer, got [{value}]")
     return value
+
+
+def _score_order(idx: np.ndarray, slot: np.ndarray, score: np.ndarray, need: int) -> np.ndarray:
+    """The positions of the ``need`` best hits (all of them when fewer) by score descending, ties by index then
+    slot (doc order): a partition first, so only the hits scoring at least the ``need``-th best score are sorted
+    (every one tied with it included, so the cut is exact)."""
+    negative = -score.astype(np.float64)
+    if 0 < need < negative.size:
+        bound = np.partition(negative, need - 1)[need - 1]
+        candidates = np.flatnonzero(negative <= bound)
+        return candidates[np.lexsort((slot[candidates], idx[candidates], negative[candidates]))][:need]
+    if need == 0:  # no page (and no max_score)
+        return np.empty(0, dtype=np.int64)
+    return np.lexsort((slot, idx, negative))
 
 
 def _hits_header(request: SearchRequest, matches: Matches) -> dict[str, Any]:

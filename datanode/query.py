@@ -28,6 +28,10 @@ from .index import Index, Scope
 from .mapping import VectorSpec, coerce, parse_date
 
 Result = tuple[np.ndarray, np.ndarray]  # (match mask: bool[N], scores: float64[N])
+Hits = tuple[np.ndarray, np.ndarray]    # (matched slots: int64[M], unique, their scores: float64[M])
+NO_SLOTS = np.empty(0, dtype=np.int64)
+NO_SCORES = np.empty(0, dtype=np.float64)
+SPARSE_BOOL_KEYS = frozenset(("should", "minimum_should_match", "boost", "_name", "adjust_pure_negative"))
 
 NEEDS_ML = ("neural", "neural_sparse", "hybrid")
 _NUMBER_TYPES = frozenset((int, float))
@@ -93,6 +97,11 @@ class Executor:
             "dis_max": self._dis_max, "knn": self._knn, "rank_feature": self._rank_feature,
             "nested": self._nested,
         }
+        # the clauses ``sparse_hits`` serves from their postings alone; None from one: use ``run``
+        self.sparse_handlers: dict[str, Callable[[Any, Scope], Hits | None]] = {
+            "match": self._match_sparse, "term": self._term_sparse, "rank_feature": self._rank_feature_hits,
+            "bool": self._bool_sparse, "match_none": lambda body, scope: (NO_SLOTS, NO_SCORES),
+        }
 
     # --- entry point -------------------------------------------------------------------------
     def _eval(self, query: Any, scope: Scope) -> Result:
@@ -118,6 +127,33 @@ class Executor:
         mask, scores = self._eval(query, scope)
         mask = mask & scope.alive.view()
         return mask, np.where(mask, scores, 0.0)
+
+    def sparse_hits(self, query: Any) -> Hits | None:
+        """What ``run`` matches, as (slots, scores) of the matches alone, for a query built only of ``match``,
+        ``term`` (text and keyword fields), ``rank_feature`` and ``bool`` with nothing but ``should`` clauses of
+        those (what ``neural_sparse`` is rewritten to): its cost grows with the postings it reads, not with the
+        index. None for any other query (then ``run``, whose errors these are too)."""
+        scope = self.index.root
+        hits = self._sparse(query, scope)
+        if hits is None:
+            return None
+        slots, scores = hits
+        keep = scope.alive.view()[slots]
+        return slots[keep], scores[keep]
+
+    def _sparse(self, query: Any, scope: Scope) -> Hits | None:
+        if not isinstance(query, dict) or len(query) != 1:
+            return None
+        name, body = next(iter(query.items()))
+        handler = self.sparse_handlers.get(name)
+        if handler is None:
+            return None
+        try:
+            return handler(body, scope)
+        except OpenSearchError:
+            raise
+        except (ValueError, TypeError, KeyError, AttributeError, IndexError, OverflowError) as exc:  # as _eval
+            raise ParsingError(f"[{name}] failed to parse query: {type(exc).__name__}: {exc}") from exc
 
     # --- helpers ---------------------------------------------------------------------------
     def _empty(self, scope: Scope) -> Result:
@@ -177,6 +213,27 @@ class Executor:
             scores[:] = 0.0 if filt else 1.0
         scores = (scores * float(body.get("boost", 1.0))).astype(np.float32).astype(np.float64)
         return mask, scores
+
+    def _bool_sparse(self, body: Any, scope: Scope) -> Hits | None:
+        """A bool of ``should`` clauses only, each served sparse, at least one of them required: ``_bool``'s
+        sums (clause by clause, in float64, then boost and float32) over the slots the clauses match."""
+        if not isinstance(body, dict) or not SPARSE_BOOL_KEYS.issuperset(body):
+            return None
+        should = body.get("should", [])
+        should = should if isinstance(should, list) else [should]
+        if not should:
+            return None
+        parts = []
+        for q in should:
+            hits = self._sparse(q, scope)
+            if hits is None:
+                return None
+            parts.append(hits)
+        required = msm(body["minimum_should_match"], len(should)) if "minimum_should_match" in body else 1
+        if required < 1:  # every document matches: run's way
+            return None
+        slots, scores = _sum_hits(parts, required)
+        return slots, (scores * float(body.get("boost", 1.0))).astype(np.float32).astype(np.float64)
 
     def _constant(self, body: Any, scope: Scope) -> Result:
         if not isinstance(body, dict) or "filter" not in body:
@@ -242,6 +299,28 @@ class Executor:
 
     # --- full text ----------------------------------------------------------------------------
     def _match(self, body: Any, scope: Scope) -> Result:
+        fld, params = self._match_params(body)
+        return self._match_field(fld, params["query"], params, scope)
+
+    def _match_sparse(self, body: Any, scope: Scope) -> Hits | None:
+        fld, params = self._match_params(body)
+        ftype = self._field(fld, scope)
+        boost = float(params.get("boost", 1.0))
+        if ftype is None:
+            return NO_SLOTS, NO_SCORES
+        if ftype != "text":
+            return self._term_hits(fld, params["query"], boost, scope)
+        plan = self._match_terms(fld, params["query"], params, scope)
+        if plan is None:
+            return None
+        parts, required = plan
+        if not parts:
+            return NO_SLOTS, NO_SCORES
+        slots, scores = _sum_hits(parts, required)
+        return slots, scores.astype(np.float32).astype(np.float64)
+
+    @staticmethod
+    def _match_params(body: Any) -> tuple[str, dict[str, Any]]:
         fld, params = _field_params("match", body, "query")
         unknown = set(params) - {"query", "operator", "minimum_should_match", "boost", "_name", "analyzer",
                                  "zero_terms_query", "lenient", "auto_generate_synonyms_phrase_query"}
@@ -249,7 +328,7 @@ class Executor:
             raise ParsingError(f"[match] query does not support [{sorted(unknown)[0]}]")
         if params.get("query") is None:
             raise ParsingError("[match] requires query value")
-        return self._match_field(fld, params["query"], params, scope)
+        return fld, params
 
     def _match_phrase(self, body: Any, scope: Scope) -> Result:
         fld, params = _field_params("match_phrase", body, "query")
@@ -292,20 +371,16 @@ class Executor:
             return self._empty(scope)
         if ftype != "text":
             return self._term_value(fld, text, boost, scope)
-        tokens = self._analyzer("match", fld, params).terms(str(text))
-        if not tokens:
-            return (self._match_all({}, scope) if params.get("zero_terms_query") == "all" else self._empty(scope))
-        operator = str(params.get("operator", "or")).lower()
-        if operator not in ("or", "and"):
-            raise IllegalArgument(f"[match] unknown operator [{operator}]: valid values are [or, and]")
-        required = len(tokens) if operator == "and" else max(1, msm(params.get("minimum_should_match"), len(tokens)))
-        tf = scope.terms.get(fld)
+        plan = self._match_terms(fld, text, params, scope)
+        if plan is None:
+            return self._match_all({}, scope)
+        parts, required = plan
         n = scope.size
         # one pass per term over its posting (numpy); a count per slot only when more than one term must match
         mask = np.zeros(n, dtype=np.bool_)
         count = np.zeros(n, dtype=np.int32) if required > 1 else None
         scores = np.zeros(n, dtype=np.float64)
-        for slots, s in [tf.score(token, boost) for token in tokens] if tf is not None else []:
+        for slots, s in parts:
             if count is None:
                 mask[slots] = True
             else:
@@ -314,6 +389,23 @@ class Executor:
         if count is not None:
             mask = count >= required
         return mask, scores.astype(np.float32).astype(np.float64)
+
+    def _match_terms(self, fld: str, text: Any, params: dict[str, Any], scope: Scope
+                     ) -> tuple[list[Hits], int] | None:
+        """(slots, BM25 scores) of each analysed term of a match on text field ``fld`` and how many terms a slot
+        must hold (no parts: nothing matches); None when the text has no terms and ``zero_terms_query`` is all."""
+        boost = float(params.get("boost", 1.0))
+        tokens = self._analyzer("match", fld, params).terms(str(text))
+        if not tokens:
+            if params.get("zero_terms_query") == "all":
+                return None
+            return [], 1
+        operator = str(params.get("operator", "or")).lower()
+        if operator not in ("or", "and"):
+            raise IllegalArgument(f"[match] unknown operator [{operator}]: valid values are [or, and]")
+        required = len(tokens) if operator == "and" else max(1, msm(params.get("minimum_should_match"), len(tokens)))
+        tf = scope.terms.get(fld)
+        return ([tf.score(token, boost) for token in tokens] if tf is not None else []), required
 
     def _multi_match(self, body: Any, scope: Scope) -> Result:
         if not isinstance(body, dict) or "query" not in body:
@@ -347,11 +439,37 @@ class Executor:
         return self._empty(scope)
 
     def _term(self, body: Any, scope: Scope) -> Result:
+        fld, params = self._term_params(body)
+        return self._term_value(fld, params["value"], float(params.get("boost", 1.0)), scope,
+                                case_insensitive=bool(params.get("case_insensitive", False)))
+
+    def _term_sparse(self, body: Any, scope: Scope) -> Hits | None:
+        fld, params = self._term_params(body)
+        if params.get("case_insensitive", False):
+            return None
+        return self._term_hits(fld, params["value"], float(params.get("boost", 1.0)), scope)
+
+    @staticmethod
+    def _term_params(body: Any) -> tuple[str, dict[str, Any]]:
         fld, params = _field_params("term", body, "value")
         if "value" not in params:
             raise ParsingError("[term] query requires a value")
-        return self._term_value(fld, params["value"], float(params.get("boost", 1.0)), scope,
-                                case_insensitive=bool(params.get("case_insensitive", False)))
+        return fld, params
+
+    def _term_hits(self, fld: str, value: Any, boost: float, scope: Scope) -> Hits | None:
+        """A (case-sensitive) term on a text or keyword field, or an unmapped one; None for any other field."""
+        if fld == "_id":
+            return None
+        ftype = self._field(fld, scope)
+        if ftype is None:
+            return NO_SLOTS, NO_SCORES
+        if ftype not in ("text", "keyword"):
+            return None
+        tf = scope.terms.get(fld)
+        if tf is None:
+            return NO_SLOTS, NO_SCORES
+        slots, s = tf.score(str(value).lower() if isinstance(value, bool) else str(value), boost)
+        return slots, s.astype(np.float64)
 
     def _term_value(self, fld: str, value: Any, boost: float, scope: Scope, *,
                     case_insensitive: bool = False) -> Result:
@@ -571,6 +689,9 @@ class Executor:
         return query, ef_search
 
     def _rank_feature(self, body: Any, scope: Scope) -> Result:
+        return self._dense(scope, *self._rank_feature_hits(body, scope))
+
+    def _rank_feature_hits(self, body: Any, scope: Scope) -> Hits:
         if not isinstance(body, dict) or "field" not in body:
             raise ParsingError("[rank_feature] requires a [field]")
         fld = body["field"]
@@ -583,7 +704,7 @@ class Executor:
         feature, token = self._feature(fld, scope)
         boost = float(body.get("boost", 1.0))
         if feature is None:
-            return self._empty(scope)
+            return NO_SLOTS, NO_SCORES
         slots, values = feature.values(token)
         fn = functions[0] if functions else "saturation"
         args = body.get(fn) or {}
@@ -604,7 +725,7 @@ class Executor:
             ve = v ** float(args["exponent"])
             scores = ve / (ve + pe)
         scores = (np.float32(boost) * scores.astype(np.float32)).astype(np.float64)
-        return self._dense(scope, slots, scores)
+        return slots, scores
 
     def _feature(self, fld: str, scope: Scope) -> tuple[FeatureField | None, str]:
         fields = self.index.mapping.fields
@@ -645,6 +766,22 @@ def _best_per_group(slots: np.ndarray, scores: np.ndarray, group: np.ndarray | N
     slots, scores = slots[order], scores[order]
     _, first = np.unique(group[slots], return_index=True)
     return slots[first], scores[first]
+
+
+def _sum_hits(parts: list[Hits], required: int) -> Hits:
+    """Per slot matched by at least ``required`` of the ``parts``, the sum of its scores in float64, added part by
+    part in order as ``_bool`` and ``_match_field`` add them over dense arrays (so to the same bits)."""
+    if len(parts) == 1 and required <= 1:
+        slots, scores = parts[0]
+        return slots.astype(np.int64, copy=False), scores.astype(np.float64, copy=False)
+    slots = np.concatenate([p[0] for p in parts]).astype(np.int64, copy=False)
+    scores = np.concatenate([p[1] for p in parts]).astype(np.float64, copy=False)
+    unique, inverse = np.unique(slots, return_inverse=True)
+    sums = np.bincount(inverse, weights=scores, minlength=unique.size)
+    if required > 1:
+        keep = np.bincount(inverse, minlength=unique.size) >= required
+        unique, sums = unique[keep], sums[keep]
+    return unique, sums
 
 
 def _default_pivot(values: np.ndarray) -> float:
