@@ -6,7 +6,8 @@ Builds one index of ``--docs`` documents through ``datanode.index.Index`` (no HT
 - the growth of the process's resident memory (VmRSS) over the build, next to the raw size of the postings
   (4-byte slot + 4-byte frequency per (term, document), 4 bytes per position, 1 norm byte per document, 4-byte
   slot + 4-byte weight per (token, document));
-- per round, alternating: A = ``Executor.run`` of a 3-word ``match`` (and of a 5-token ``rank_feature`` bool), B = the
+- per round, alternating: A = the data node's core, ``Executor.sparse_hits`` where the checkout has it (else
+  ``Executor.run``), and its top 10, for a 3-word ``match`` (and a 5-token ``rank_feature`` bool); B = the
   raw numpy core on the same numbers (B for match: CSC columns of the 3 terms, BM25 per posting, summed with
   ``np.bincount``; B for features: a scipy CSC dot product), each over the same queries; ratio B/A of the time
   (= A's QPS / B's QPS).
@@ -121,7 +122,14 @@ def main() -> None:
         top = np.argpartition(-scores, 10)[:10]
         return top[np.argsort(-scores[top])]
 
+    sparse_hits = getattr(Executor, "sparse_hits", None)  # the node's sparse path, where this checkout has one
+
     def ours(body: dict[str, object]) -> np.ndarray:
+        found = sparse_hits(Executor(index), body) if sparse_hits is not None else None
+        if found is not None:  # matched slots and scores only
+            hits, scores = found
+            top = np.argpartition(-scores, 10)[:10] if hits.size > 10 else np.arange(hits.size)
+            return hits[top[np.argsort(-scores[top], kind="stable")]]
         mask, scores = Executor(index).run(body)
         hits = np.flatnonzero(mask)
         top = hits[np.argpartition(-scores[hits], min(10, hits.size - 1))[:10]] if hits.size > 10 else hits
