@@ -776,10 +776,18 @@ def _sum_hits(parts: list[Hits], required: int) -> Hits:
         return slots.astype(np.int64, copy=False), scores.astype(np.float64, copy=False)
     slots = np.concatenate([p[0] for p in parts]).astype(np.int64, copy=False)
     scores = np.concatenate([p[1] for p in parts]).astype(np.float64, copy=False)
-    unique, inverse = np.unique(slots, return_inverse=True)
-    sums = np.bincount(inverse, weights=scores, minlength=unique.size)
+    # a stable sort keeps each slot's entries in part order (and is quick on the parts' ascending runs); bincount
+    # then adds them one by one in that order (a reduceat could add them pairwise: other bits)
+    order = np.argsort(slots, kind="stable")
+    slots = slots[order]
+    first = np.empty(slots.size, dtype=np.bool_)
+    first[:1] = True
+    np.not_equal(slots[1:], slots[:-1], out=first[1:])
+    group = np.cumsum(first) - 1
+    unique = slots[first]
+    sums = np.bincount(group, weights=scores[order], minlength=unique.size)
     if required > 1:
-        keep = np.bincount(inverse, minlength=unique.size) >= required
+        keep = np.bincount(group, minlength=unique.size) >= required
         unique, sums = unique[keep], sums[keep]
     return unique, sums
 

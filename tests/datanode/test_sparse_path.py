@@ -52,6 +52,9 @@ SPARSE: list[dict[str, Any]] = [
                         "minimum_should_match": 2}}},
     {"query": {"bool": {"should": {"bool": {"should": [{"match": {"body": "dog"}}, {"match_none": {}}]}}}}},
     {"query": {"bool": {"should": [{"term": {"tags": "zz"}}]}}},
+    # a slot matched by many clauses: its sum must be added clause by clause, as the dense path adds it
+    {"query": {"bool": {"should": [{"rank_feature": {"field": f"sp.w{k % 5}", "linear": {}, "boost": 0.1 + k / 3}}
+                                   for k in range(23)]}}, "size": 40},
 ]
 DENSE_ONLY: list[dict[str, Any]] = [  # shapes the sparse path hands back to the dense one
     {"query": {"bool": {"should": [{"match": {"body": "fox"}}], "filter": [{"range": {"n": {"gte": 10}}}]}}},
