@@ -12,6 +12,13 @@ left are dropped before they reach the runtime. Token counting and inference run
 event loop. Each text is tokenized once, when its request is admitted: the queue carries the encodings, which give
 the token counts batches are packed by and which the runtime runs.
 
+Threads per call adapt to the work waiting (``CallLoad``, one per node, over all models): a batch that finds no
+other runtime call running and no request waiting (one client stream) runs as calls one after another, each on
+every usable core (the thread plan's ``alone`` count); otherwise its calls run side by side on the inference
+threads, each with its share of the cores (``shared``: cores / worker_threads), as does any call that starts while
+others run or wait. The choice is made per call when it starts (``call_threads_for``); a call already running keeps
+its threads.
+
 One model cannot stall the others: each model runs its calls on ``worker_threads`` threads of its own
 (``ModelThreads``); models busy at the same time share the cores through the OS scheduler instead of queueing for
 shared threads, so a model whose forward never returns holds only its own threads. A runtime call that does not
@@ -40,6 +47,7 @@ from tokenizers import Encoding
 
 from mlnode.metrics import Metrics
 from mlnode.runtimes import PredictInputError, Runtime
+from mlnode.runtimes.backends import call_threads
 from opensearch_contract.errors import IllegalArgument, InternalError, OpenSearchError, TooManyRequests
 
 log = logging.getLogger(__name__)
@@ -60,8 +68,8 @@ def plan_chunks(tokens: Sequence[int], max_size: int, token_budget: int, min_chu
     """Indices of ``tokens`` grouped into runtime calls: sorted by length, at most ``max_size`` texts and
     ``token_budget`` padded tokens (texts x longest) a call, padding bounded as above. A text longer than the budget
     runs alone. With ``min_chunks`` > 1 the largest calls are halved until there are that many (or every call holds
-    one text), so one big request can keep every inference thread busy: each thread runs with
-    ``cores // worker_threads`` intra-op threads, and a lone call would leave the other cores idle."""
+    one text), so a big request that runs beside other work can keep every inference thread busy: such calls run
+    with ``cores // worker_threads`` intra-op threads each, and a lone call would leave the other cores idle."""
     chunks: list[list[int]] = []
     current: list[int] = []
     real = 0
@@ -84,6 +92,52 @@ def plan_chunks(tokens: Sequence[int], max_size: int, token_budget: int, min_chu
         half = (len(chunk) + 1) // 2  # sorted by length: each half keeps texts of similar lengths
         chunks[largest : largest + 1] = [chunk[:half], chunk[half:]]
     return chunks
+
+
+def call_threads_for(alone: int, shared: int, others: int) -> int:
+    """Intra-op threads for a runtime call that starts while ``others`` calls are running or ready to run (any
+    model's; requests waiting in a queue count): every core it may use when it is alone, its share otherwise, so
+    calls side by side never ask for more threads than the cores (2 cores: one call x 2 threads or 2 x 1)."""
+    return max(1, alone) if others <= 0 else max(1, shared)
+
+
+class CallLoad:
+    """What runs or waits on this node's inference threads, over all deployed models: calls running (started and not
+    returned, including calls left behind by a timeout: they hold their cores) and requests waiting in the models'
+    queues. ``running`` drops from the inference threads, hence the lock."""
+
+    def __init__(self, alone: int = 1, shared: int = 1) -> None:
+        self.alone = max(1, alone)
+        self.shared = max(1, shared)
+        self._lock = threading.Lock()
+        self._running = 0
+        self._workers: list[ModelWorker] = []
+
+    @property
+    def running(self) -> int:
+        return self._running
+
+    def waiting(self) -> int:
+        return sum(worker.queue_size for worker in self._workers)
+
+    def others(self) -> int:
+        """Calls running plus requests waiting (a new call's competition for the cores)."""
+        return self._running + self.waiting()
+
+    def attach(self, worker: ModelWorker) -> None:
+        self._workers.append(worker)
+
+    def detach(self, worker: ModelWorker) -> None:
+        if worker in self._workers:
+            self._workers.remove(worker)
+
+    def started(self) -> None:
+        with self._lock:
+            self._running += 1
+
+    def finished(self, _: object = None) -> None:
+        with self._lock:
+            self._running -= 1
 
 
 def model_token_budget(runtime: Runtime, token_budget: int, memory_budget: int) -> int:
@@ -176,6 +230,11 @@ class ModelThreads(concurrent.futures.Executor):
                 thread.join()
 
 
+def _run_with_threads(threads: int, fn: Callable, *args: Any) -> Any:
+    with call_threads(threads):
+        return fn(*args)
+
+
 class _Stopped(Exception):
     """A running batch stopped between runtime calls (``reason`` labels the failure metric)."""
 
@@ -266,6 +325,7 @@ class ModelWorker:
         tokenize_executor: ThreadPoolExecutor,
         metrics: Metrics,
         limits: QueueLimits,
+        load: CallLoad | None = None,
     ) -> None:
         self.model_id = model_id
         self.runtime = runtime
@@ -279,6 +339,9 @@ class ModelWorker:
         self.stuck_calls = 0  # calls left behind (timed out, or cancelled while running) that have not returned
         self.on_timeout: Callable[[str], None] | None = None  # told the model id when a call times out
         self._metrics = metrics
+        self._load = load if load is not None else CallLoad()
+        self._load.attach(self)
+        self.calls_by_threads: collections.Counter[int] = collections.Counter()  # runtime calls by intra-op threads
         self.batch_max_size = max(1, limits.batch_max_size)
         self.token_budget = model_token_budget(runtime, limits.token_budget, limits.memory_budget)
         self.capacity = max(0, limits.capacity)
@@ -377,6 +440,7 @@ class ModelWorker:
             if not item.future.done():
                 item.future.set_exception(_not_deployed())
         self._executor.shutdown(wait=False, cancel_futures=True)
+        self._load.detach(self)
         try:  # off the model's threads, which may all be stuck
             await asyncio.wait_for(asyncio.to_thread(self.runtime.close), grace)
         except TimeoutError:
@@ -457,10 +521,20 @@ class ModelWorker:
             n_tokens += sum(head.tokens)
         return batch
 
-    async def _call(self, fn: Callable, *args: Any) -> Any:
-        """One runtime call on the model's threads, within ``call_timeout``."""
+    async def _call(self, fn: Callable, *args: Any, pending: int = 0) -> Any:
+        """One runtime call on the model's threads, within ``call_timeout``, with the intra-op threads
+        ``call_threads_for`` gives it now (``pending``: calls of the same batch about to run beside it)."""
         executor = self._executor
-        future = executor.submit(fn, *args)
+        load = self._load
+        threads = call_threads_for(load.alone, load.shared, load.others() + pending)
+        load.started()
+        try:
+            future = executor.submit(_run_with_threads, threads, fn, *args)
+        except BaseException:
+            load.finished()
+            raise
+        future.add_done_callback(load.finished)
+        self.calls_by_threads[threads] += 1
         try:
             return await asyncio.wait_for(asyncio.wrap_future(future), self.call_timeout)
         except TimeoutError:
@@ -540,13 +614,18 @@ class ModelWorker:
     ) -> list[dict]:
         """Run a batch as the runtime calls ``plan_chunks`` cuts it into (texts of similar lengths together). Between
         calls it stops when the model is being undeployed (or the node stops) or every client of the batch has left."""
-        chunks = plan_chunks(tokens, self.batch_max_size, self.token_budget, min_chunks=self.parallelism)
+        # Nothing else running or waiting: the calls run one after another, each on every core. Otherwise they run
+        # side by side on the inference threads (at most ``parallelism`` at once), each on its share of the cores.
+        alone = self._load.others() == 0
+        width = 1 if alone else self.parallelism
+        chunks = plan_chunks(tokens, self.batch_max_size, self.token_budget, min_chunks=width)
         n_requests = len(batch)
         out: list[dict | None] = [None] * len(encodings)
-        # the calls of one batch run side by side on the inference threads (at most ``parallelism`` at once)
-        lanes = asyncio.Semaphore(self.parallelism)
+        lanes = asyncio.Semaphore(width)
+        not_started = len(chunks)
 
         async def run_chunk(chunk: list[int]) -> None:
+            nonlocal not_started
             async with lanes:
                 if self._closing:
                     raise _Stopped(_not_deployed(), "undeployed")
@@ -554,7 +633,9 @@ class ModelWorker:
                     raise _Stopped(_client_left(), "client_closed")
                 started = time.perf_counter()
                 chunk_encodings = [encodings[i] for i in chunk]
-                results = await self._call(self.runtime.forward, chunk_encodings, parameters)
+                not_started -= 1
+                beside = not_started if width > 1 else 0  # this batch's calls about to start next to this one
+                results = await self._call(self.runtime.forward, chunk_encodings, parameters, pending=beside)
             if len(results) != len(chunk):
                 raise InternalError("Runtime returned a wrong number of results")
             self._record_batch(len(chunk), n_requests, sum(tokens[i] for i in chunk), time.perf_counter() - started)
@@ -598,6 +679,8 @@ class ModelWorker:
             "token_budget": self.token_budget,
             "queue_size": self.queue_size,
             "stuck_calls": self.stuck_calls,
+            # runtime calls by the intra-op threads they ran with (one call alone: every core; side by side: a share)
+            "calls_by_intra_op_threads": {str(k): v for k, v in sorted(self.calls_by_threads.items())},
         }
 
 
@@ -605,8 +688,10 @@ class Deployments:
     """The models deployed on this node, each with its worker and inference threads; tokenization threads are
     shared."""
 
-    def __init__(self, *, metrics: Metrics, worker_threads: int, limits: QueueLimits) -> None:
+    def __init__(self, *, metrics: Metrics, worker_threads: int, limits: QueueLimits,
+                 load: CallLoad | None = None) -> None:
         self.metrics = metrics
+        self.load = load if load is not None else CallLoad()  # shared by every model: calls compete for the cores
         # tokenization has its own threads so requests are counted and queued while a batch runs
         self.tokenize_executor = ThreadPoolExecutor(
             max_workers=max(1, worker_threads), thread_name_prefix="mlnode-tokenize"
@@ -631,6 +716,7 @@ class Deployments:
             tokenize_executor=self.tokenize_executor,
             metrics=self.metrics,
             limits=self.limits,
+            load=self.load,
         )
         worker.on_timeout = self.on_timeout
         worker.start()
