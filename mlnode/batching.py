@@ -2,22 +2,24 @@
 
 One ``ModelWorker`` per deployed model. Predict requests for that model wait in one bounded FIFO queue; a full queue
 answers 429 at once. A batcher takes requests from the head of the queue while they share inference parameters, fit
-``batch_max_size`` texts and the model's token budget (after truncation), and hands the batch to a worker thread;
-up to ``concurrency`` batches per model run at once, so requests arriving while a batch runs are merged into the next
-one. A batch reaches the runtime as calls of texts of similar length (``plan_chunks``), so short texts are not padded
-to a long neighbour. The token budget (padded tokens a call) is ``batch_token_budget``, lowered for models whose
-per-token output is as wide as the vocabulary (``Runtime.token_output_size``: SPARSE_ENCODING logits) to what
-``batch_memory_budget`` bytes hold, so one call never allocates more than that for them. Requests whose client has
-left are dropped before they reach the runtime. Token counting and inference run in thread pools, never on the
-event loop. Each text is tokenized once, when its request is admitted: the queue carries the encodings, which give
-the token counts batches are packed by and which the runtime runs.
+``batch_max_size`` texts and the model's token budget (after truncation), and hands the batch to a worker thread; up
+to ``concurrency`` batches per model run at once (one at a time while no other model has work, see below), and
+requests arriving while a batch runs are merged into the next one. A batch reaches the runtime as calls of texts of
+similar length (``plan_chunks``), so short texts are not padded to a long neighbour. The token budget (padded tokens
+a call) is ``batch_token_budget``, lowered for models whose per-token output is as wide as the vocabulary
+(``Runtime.token_output_size``: SPARSE_ENCODING logits) to what ``batch_memory_budget`` bytes hold, so one call
+never allocates more than that for them. Requests whose client has left are dropped before they reach the runtime.
+Token counting and inference run in thread pools, never on the event loop. Each text is tokenized once, when its
+request is admitted: the queue carries the encodings, which give the token counts batches are packed by and which
+the runtime runs.
 
-Threads per call adapt to the work waiting (``CallLoad``, one per node, over all models): a batch that finds no
-other runtime call running and no request waiting (one client stream) runs as calls one after another, each on
-every usable core (the thread plan's ``alone`` count); otherwise its calls run side by side on the inference
-threads, each with its share of the cores (``shared``: cores / worker_threads), as does any call that starts while
-others run or wait. The choice is made per call when it starts (``call_threads_for``); a call already running keeps
-its threads.
+Threads per call adapt to the work waiting (``CallLoad``, one per node, over all models). While only one model has
+work, its batches run one at a time (requests arriving meanwhile merge into the next batch) and a batch runs as
+calls one after another, each on every usable core (the thread plan's ``alone`` count): one 32-text call on two
+cores beats two 16-text calls on one core each. While other models' calls run or their requests wait, a model's
+batches and the calls of a batch run side by side on its inference threads (up to ``concurrency``), each with its
+share of the cores (``shared``: cores / worker_threads), so calls never ask for more threads than the cores. The
+count is chosen per call when it starts (``call_threads_for``); a call already running keeps its threads.
 
 One model cannot stall the others: each model runs its calls on ``worker_threads`` threads of its own
 (``ModelThreads``); models busy at the same time share the cores through the OS scheduler instead of queueing for
@@ -110,34 +112,48 @@ class CallLoad:
         self.alone = max(1, alone)
         self.shared = max(1, shared)
         self._lock = threading.Lock()
-        self._running = 0
-        self._workers: list[ModelWorker] = []
+        self._running: collections.Counter[object] = collections.Counter()  # calls running, by model (worker)
+        self._workers: list[Any] = []  # ModelWorker, or anything with a ``queue_size``
+
+    @property
+    def adapts(self) -> bool:
+        """Whether a lone call gets more threads than calls side by side (not when one count is fixed for all: then
+        a model's batches and a batch's calls always run side by side, one per inference thread)."""
+        return self.alone > self.shared
 
     @property
     def running(self) -> int:
-        return self._running
+        return sum(self._running.values())
 
-    def waiting(self) -> int:
-        return sum(worker.queue_size for worker in self._workers)
+    def others(self, worker: object = None) -> int:
+        """A new call's competition for the cores: every call running (``worker``'s own included: a sibling call of
+        its batch, or one left behind by a timeout) plus the requests waiting in the other models' queues
+        (``worker``'s own wait for its running batch: see ``busy_besides``)."""
+        waiting = sum(other.queue_size for other in self._workers if other is not worker)
+        return self.running + waiting
 
-    def others(self) -> int:
-        """Calls running plus requests waiting (a new call's competition for the cores)."""
-        return self._running + self.waiting()
+    def busy_besides(self, worker: object) -> int:
+        """Calls running and requests waiting of the models other than ``worker``."""
+        with self._lock:
+            running = sum(n for owner, n in self._running.items() if owner is not worker)
+        return running + sum(other.queue_size for other in self._workers if other is not worker)
 
-    def attach(self, worker: ModelWorker) -> None:
+    def attach(self, worker: object) -> None:
         self._workers.append(worker)
 
-    def detach(self, worker: ModelWorker) -> None:
+    def detach(self, worker: object) -> None:
         if worker in self._workers:
             self._workers.remove(worker)
 
-    def started(self) -> None:
+    def started(self, worker: object = None) -> None:
         with self._lock:
-            self._running += 1
+            self._running[worker] += 1
 
-    def finished(self, _: object = None) -> None:
+    def finished(self, worker: object = None) -> None:
         with self._lock:
-            self._running -= 1
+            self._running[worker] -= 1
+            if self._running[worker] <= 0:
+                del self._running[worker]
 
 
 def model_token_budget(runtime: Runtime, token_budget: int, memory_budget: int) -> int:
@@ -350,6 +366,7 @@ class ModelWorker:
         self._wakeup = asyncio.Event()
         self._slots = asyncio.Semaphore(max(1, limits.concurrency))
         self._runs: set[asyncio.Task] = set()
+        self._run_done = asyncio.Event()  # set when a batch finishes
         self._batcher: asyncio.Task | None = None
         self._closing = False
         self.predict_stats = LatencyStats(window=limits.stats_window)
@@ -481,6 +498,12 @@ class ModelWorker:
         while True:
             await self._wakeup.wait()
             await self._slots.acquire()
+            # Only this model has work: its batches run one at a time, each on every core (requests arriving
+            # meanwhile merge into the next batch); while other models are busy they run side by side.
+            while (self._load.adapts and any(not run.done() for run in self._runs)
+                   and self._load.busy_besides(self) == 0):
+                self._run_done.clear()
+                await self._run_done.wait()
             batch = self._take_batch()
             if not self._queue:
                 self._wakeup.clear()
@@ -526,14 +549,14 @@ class ModelWorker:
         ``call_threads_for`` gives it now (``pending``: calls of the same batch about to run beside it)."""
         executor = self._executor
         load = self._load
-        threads = call_threads_for(load.alone, load.shared, load.others() + pending)
-        load.started()
+        threads = call_threads_for(load.alone, load.shared, load.others(self) + pending)
+        load.started(self)
         try:
             future = executor.submit(_run_with_threads, threads, fn, *args)
         except BaseException:
-            load.finished()
+            load.finished(self)
             raise
-        future.add_done_callback(load.finished)
+        future.add_done_callback(lambda _: load.finished(self))
         self.calls_by_threads[threads] += 1
         try:
             return await asyncio.wait_for(asyncio.wrap_future(future), self.call_timeout)
@@ -608,6 +631,7 @@ class ModelWorker:
             self._fail(batch, InternalError("Failed to run inference"), "runtime_error")
         finally:
             self._slots.release()
+            self._run_done.set()
 
     async def _infer_chunked(
         self, encodings: list[Encoding], tokens: list[int], parameters: dict | None, batch: list[_Item]
@@ -616,7 +640,7 @@ class ModelWorker:
         calls it stops when the model is being undeployed (or the node stops) or every client of the batch has left."""
         # Nothing else running or waiting: the calls run one after another, each on every core. Otherwise they run
         # side by side on the inference threads (at most ``parallelism`` at once), each on its share of the cores.
-        alone = self._load.others() == 0
+        alone = self._load.adapts and self._load.others(self) == 0
         width = 1 if alone else self.parallelism
         chunks = plan_chunks(tokens, self.batch_max_size, self.token_budget, min_chunks=width)
         n_requests = len(batch)

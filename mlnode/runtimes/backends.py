@@ -9,8 +9,9 @@ others uses its share (the ML node: the cores divided among its worker threads).
 with ``call_threads(n)`` around ``run`` (the ML node's batcher does, from how many calls are running or waiting);
 without it a call uses the plan's ``alone`` count. ``NEURALPIPE_INTRA_OP_THREADS``, or an explicit ``intra_op_threads``
 setting, fixes one count for every call. onnxruntime fixes the thread count per session, so an ONNX backend whose
-two counts differ holds two sessions of the same graph (one per count); torch's count is set per calling thread
-(``torch.set_num_threads`` sets the calling thread's OpenMP and MKL counts, ATen's OpenMP backend reads them).
+two counts differ holds two sessions of the same graph (the second opened when first asked for); torch's count is
+set per calling thread (``torch.set_num_threads`` sets the calling thread's OpenMP and MKL counts, which ATen's
+OpenMP backend reads).
 Inter-op parallelism is kept at 1: parallelism comes from the batch, not from graph branches.
 TorchScript runs with the graph executor's optimisation off (thread-local), see ``TorchScriptBackend.run``.
 """
@@ -122,15 +123,17 @@ def _wanted(plan: ThreadPlan) -> int:
 
 class OnnxBackend:
     """onnxruntime CPU sessions of one graph, one per thread count of the plan; feeds only the inputs the graph
-    declares."""
+    declares. The session of the ``alone`` count opens with the backend, the other on the first call that asks for
+    it (only calls beside other models' calls do: it costs about the model's size again in memory)."""
 
     def __init__(self, path: Path, *, threads: int | None = None, plan: ThreadPlan | None = None) -> None:
         if plan is None:
             plan = thread_plan() if threads is None else ThreadPlan(threads, threads)
         self.plan = plan
-        # the plan's largest count first: ``_session`` is the one a lone call runs
-        self._sessions = {count: self._open(path, count) for count in sorted(plan.counts, reverse=True)}
-        self._session: ort.InferenceSession | None = self._sessions[max(plan.counts)]
+        self._path = path
+        self._lock = threading.Lock()
+        self._session: ort.InferenceSession | None = self._open(path, max(plan.counts))  # a lone call's
+        self._sessions = {max(plan.counts): self._session}
         self._inputs = {i.name: (np.int32 if "int32" in i.type else np.int64) for i in self._session.get_inputs()}
         self.input_names = list(self._inputs)
         self.output_names = [o.name for o in self._session.get_outputs()]
@@ -147,9 +150,18 @@ class OnnxBackend:
 
     def session_for(self, threads: int | None) -> ort.InferenceSession:
         """The session a call asking for ``threads`` intra-op threads runs on (None: the plan's ``alone``)."""
+        count = _pick(self.plan.counts, self.plan.alone if threads is None else threads)
+        session = self._sessions.get(count)
+        if session is None:
+            with self._lock:
+                if self._session is None:
+                    raise RuntimeError("the backend is closed")
+                session = self._sessions.get(count)
+                if session is None:
+                    session = self._sessions[count] = self._open(self._path, count)
         if self._session is None:
             raise RuntimeError("the backend is closed")
-        return self._sessions[_pick(self.plan.counts, self.plan.alone if threads is None else threads)]
+        return session
 
     def run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         missing = [name for name in self.input_names if name not in feed]
@@ -160,8 +172,9 @@ class OnnxBackend:
         return dict(zip(self.output_names, values, strict=True))
 
     def close(self) -> None:
-        self._session = None
-        self._sessions = {}
+        with self._lock:
+            self._session = None
+            self._sessions = {}
 
 
 class TorchScriptBackend:

@@ -164,9 +164,9 @@ async def test_a_lone_request_runs_as_one_call_on_every_core(tmp_path, monkeypat
         assert (health["intra_op_threads"], health["intra_op_threads_alone"]) == (2, 4)
 
 
-async def test_a_request_beside_a_running_call_is_split_across_threads_with_their_share(tmp_path, monkeypatch):
-    """While one request's call runs, an 8-text request runs as two 4-text calls on the shared count, and the
-    running call's request gets its answer too; the answers keep their order."""
+async def test_requests_of_a_lone_model_run_one_batch_at_a_time_on_every_core(tmp_path, monkeypatch):
+    """While one request's call runs and no other model has work, the next request waits for it (rather than
+    running beside it on half the cores), then runs as one call on every core; both answers are right."""
     monkeypatch.setattr(settings_module, "usable_cores", lambda: 4)
     gate = threading.Event()
     runtimes: list[FakeRuntime] = []
@@ -175,19 +175,49 @@ async def test_a_request_beside_a_running_call_is_split_across_threads_with_thei
         model_id = await api_fake_model(client, tmp_path)
         seen: list[tuple[int, int | None]] = []
         _recording(runtimes[0], seen)
-        load = client.app[keys.DEPLOYMENTS].load
+        worker = client.app[keys.DEPLOYMENTS].get(model_id)
         first = asyncio.create_task(_predict(client, model_id, ["one"]))
-        await _wait(lambda: load.running == 1)  # held on the gate, alone: every core
+        await _wait(lambda: len(seen) == 1)  # held on the gate
         texts = [f"word{i} alpha beta" + " gamma" * (i % 2) for i in range(8)]
         second = asyncio.create_task(_predict(client, model_id, texts))
-        await _wait(lambda: len(seen) == 2)  # the second thread runs one half; the other half waits for a thread
+        await _wait(lambda: len(worker._queue) == 1)  # queued, not started: the batcher waits for the running batch
+        assert seen == [(1, 4)]
         gate.set()
         responses = await asyncio.gather(first, second)
         assert [r.status for r in responses] == [200, 200]
-        assert seen == [(1, 4), (4, 2), (4, 2)]
+        assert seen == [(1, 4), (8, 4)]
         data = [r["output"][0]["data"] for r in (await responses[1].json())["inference_results"]]
         assert data == [[float(len(t)), float(len(t.split()))] for t in texts]
-        assert load.running == 0
+
+
+async def test_a_request_while_another_model_runs_is_split_across_threads_with_their_share(tmp_path, monkeypatch):
+    """While a call of another model runs, an 8-text request runs as two 4-text calls side by side on the shared
+    count (cores / worker_threads), so the node never asks for more threads than its cores; answers keep their order."""
+    monkeypatch.setattr(settings_module, "usable_cores", lambda: 4)
+    gate = threading.Event()
+    runtimes: list[FakeRuntime] = []
+    settings = _settings(tmp_path, worker_threads=2)
+    async with api_client(settings, fake_backends(tmp_path, runtimes, gate=gate)) as client:
+        busy_id = await api_fake_model(client, tmp_path, name="busy-model")
+        model_id = await api_fake_model(client, tmp_path, name="split-model")
+        busy_seen: list[tuple[int, int | None]] = []
+        seen: list[tuple[int, int | None]] = []
+        _recording(runtimes[0], busy_seen)
+        _recording(runtimes[1], seen)
+        load = client.app[keys.DEPLOYMENTS].load
+        first = asyncio.create_task(_predict(client, busy_id, ["one"]))
+        await _wait(lambda: len(busy_seen) == 1)  # held on the gate, alone: every core
+        texts = [f"word{i} alpha beta" + " gamma" * (i % 2) for i in range(8)]
+        second = asyncio.create_task(_predict(client, model_id, texts))
+        await _wait(lambda: len(seen) == 2)  # both halves entered at once, on the model's two threads
+        gate.set()
+        responses = await asyncio.gather(first, second)
+        assert [r.status for r in responses] == [200, 200]
+        assert busy_seen == [(1, 4)]
+        assert seen == [(4, 2), (4, 2)]
+        data = [r["output"][0]["data"] for r in (await responses[1].json())["inference_results"]]
+        assert data == [[float(len(t)), float(len(t.split()))] for t in texts]
+        await _wait(lambda: load.running == 0)
 
 
 async def test_an_explicit_intra_op_threads_setting_is_used_for_every_call(tmp_path, monkeypatch):
@@ -197,8 +227,10 @@ async def test_an_explicit_intra_op_threads_setting_is_used_for_every_call(tmp_p
         model_id = await api_fake_model(client, tmp_path)
         seen: list[tuple[int, int | None]] = []
         _recording(runtimes[0], seen)
-        assert (await _predict(client, model_id, ["a b", "c d e"])).status == 200
-        assert seen == [(2, 3)]
+        texts = [f"word{i} alpha beta" + " gamma" * (i % 2) for i in range(8)]
+        assert (await _predict(client, model_id, texts)).status == 200
+        # as before the plan adapted: a lone request still runs as one call per inference thread, side by side
+        assert sorted(seen) == [(4, 3), (4, 3)]
 
 
 # ---- real models: the answer is the same whatever count a call got ------------------------------------------------
@@ -249,9 +281,9 @@ def test_backends_run_with_the_count_each_call_asks_for(model_runtimes, key):
 @pytest.mark.integration
 @pytest.mark.parametrize("key", ["minilm-onnx", "minilm-torchscript"])
 async def test_the_ml_node_answers_the_same_vectors_alone_and_beside_another_call(tmp_path, model_zips, key):
-    """The real ML node, MiniLM deployed: the same 8 texts alone (one call, every core) and while another call counts
-    as running (calls of the shared count side by side; the other call is the node's load counter's, as another
-    model's would be) give the same vectors; the profile shows which counts ran."""
+    """The real ML node, MiniLM deployed: the same 8 texts alone (one call, every core) and while a call of another
+    model counts as running (calls of the shared count side by side; the other call is entered in the node's load
+    counter, as another model's would be) give the same vectors; the profile shows which counts ran."""
     packaged = model_zips[key]
     async with api_client(_settings(tmp_path, worker_threads=2), Backends()) as client:
         body = url_register_body(packaged.zip_path, packaged.config)
@@ -271,11 +303,11 @@ async def test_the_ml_node_answers_the_same_vectors_alone_and_beside_another_cal
 
         alone = await vectors()
         load = client.app[keys.DEPLOYMENTS].load
-        load.started()  # another call is running
+        load.started("another model")  # a call of another model is running
         try:
             beside = await vectors()
         finally:
-            load.finished()
+            load.finished("another model")
         np.testing.assert_allclose(beside, alone, rtol=1e-5, atol=1e-5)
         assert alone.shape == (len(TEXTS), 384)
         profile = await (await client.get(f"/_plugins/_ml/profile/models/{model_id}")).json()
