@@ -123,7 +123,8 @@ class CallLoad:
 
     @property
     def running(self) -> int:
-        return sum(self._running.values())
+        with self._lock:  # inference threads remove entries
+            return sum(self._running.values())
 
     def others(self, worker: object = None) -> int:
         """A new call's competition for the cores: every call running (``worker``'s own included: a sibling call of
