@@ -306,8 +306,11 @@ def drive(url: str, bodies: list[Any], *, concurrency: int, timeout: float = 600
         latencies: list[float] = []
         errors: list[str] = []
         queue: asyncio.Queue = asyncio.Queue()
+        # bodies are encoded before the clock starts: the client's own JSON encoding (1.1 ms for a 384-float knn
+        # body here) is no cost of the server's, and the HTTP ceiling it is compared with has none
         for b in bodies:
-            queue.put_nowait(b)
+            queue.put_nowait(None if method == "GET" else json.dumps(b).encode())
+        headers = {"Content-Type": "application/json"}
         connector = aiohttp.TCPConnector(limit=concurrency)
         async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=timeout)) as session:
 
@@ -318,9 +321,9 @@ def drive(url: str, bodies: list[Any], *, concurrency: int, timeout: float = 600
                     except asyncio.QueueEmpty:
                         return
                     t0 = time.perf_counter()
-                    async with session.request(method, url, json=body if method != "GET" else None) as resp:
+                    async with session.request(method, url, data=body,
+                                               headers=headers if body is not None else None) as resp:
                         payload = await resp.read()
-                        json.loads(payload)
                         if resp.status != 200:
                             errors.append(f"{resp.status}: {payload[:200]!r}")
                     latencies.append((time.perf_counter() - t0) * 1000)

@@ -21,12 +21,12 @@ from functools import partial
 from aiohttp import web
 
 from mlnode import keys
-from mlnode.batching import Deployments, QueueLimits
+from mlnode.batching import CallLoad, Deployments, QueueLimits
 from mlnode.cluster import Cluster, open_store, registry_routes
 from mlnode.metrics import Metrics
 from mlnode.registry import RegistryStore
 from mlnode.routes import ml_routes, root_routes
-from mlnode.runtimes.backends import intra_op_threads, set_intra_op_threads
+from mlnode.runtimes.backends import ThreadPlan, set_thread_plan, thread_plan
 from mlnode.settings import MLSettings, usable_cores
 from mlnode.store import Store, now_ms
 from mlnode.tasks import INPUT_ERRORS, Backends, TaskRunner, input_error
@@ -142,10 +142,11 @@ def _resources(settings: MLSettings, backends: Backends) -> Callable[[web.Applic
             log.error("ignoring persisted cluster settings: %s", exc.reason)
         metrics = Metrics()
         app[keys.METRICS] = metrics
-        set_intra_op_threads(settings.resolved_intra_op_threads)
+        set_thread_plan(ThreadPlan(alone=settings.resolved_alone_threads, shared=settings.resolved_intra_op_threads))
+        plan = thread_plan()  # NEURALPIPE_INTRA_OP_THREADS, when set, fixes one count
         log.info(
-            "inference: %d worker threads x %d intra-op threads (%d usable cores)",
-            settings.worker_threads, intra_op_threads(), usable_cores(),
+            "inference: %d worker threads; intra-op threads per call: %d alone, %d beside other calls "
+            "(%d usable cores)", settings.worker_threads, plan.alone, plan.shared, usable_cores(),
         )
         limits = QueueLimits(
             batch_max_size=settings.batch_max_size,
@@ -156,7 +157,8 @@ def _resources(settings: MLSettings, backends: Backends) -> Callable[[web.Applic
             stats_window=int(settings.get("monitoring_request_count")),
             call_timeout=settings.predict_timeout_seconds,
         )
-        deployments = Deployments(metrics=metrics, worker_threads=settings.worker_threads, limits=limits)
+        deployments = Deployments(metrics=metrics, worker_threads=settings.worker_threads, limits=limits,
+                                  load=CallLoad(alone=plan.alone, shared=plan.shared))
         app[keys.DEPLOYMENTS] = deployments
         runner = TaskRunner(store=store, settings=settings, deployments=deployments, backends=backends)
         app[keys.TASKS] = runner

@@ -2,15 +2,24 @@
 
 One ``ModelWorker`` per deployed model. Predict requests for that model wait in one bounded FIFO queue; a full queue
 answers 429 at once. A batcher takes requests from the head of the queue while they share inference parameters, fit
-``batch_max_size`` texts and the model's token budget (after truncation), and hands the batch to a worker thread;
-up to ``concurrency`` batches per model run at once, so requests arriving while a batch runs are merged into the next
-one. A batch reaches the runtime as calls of texts of similar length (``plan_chunks``), so short texts are not padded
-to a long neighbour. The token budget (padded tokens a call) is ``batch_token_budget``, lowered for models whose
-per-token output is as wide as the vocabulary (``Runtime.token_output_size``: SPARSE_ENCODING logits) to what
-``batch_memory_budget`` bytes hold, so one call never allocates more than that for them. Requests whose client has
-left are dropped before they reach the runtime. Token counting and inference run in thread pools, never on the
-event loop. Each text is tokenized once, when its request is admitted: the queue carries the encodings, which give
-the token counts batches are packed by and which the runtime runs.
+``batch_max_size`` texts and the model's token budget (after truncation), and hands the batch to a worker thread; up
+to ``concurrency`` batches per model run at once (one at a time while no other model has work, see below), and
+requests arriving while a batch runs are merged into the next one. A batch reaches the runtime as calls of texts of
+similar length (``plan_chunks``), so short texts are not padded to a long neighbour. The token budget (padded tokens
+a call) is ``batch_token_budget``, lowered for models whose per-token output is as wide as the vocabulary
+(``Runtime.token_output_size``: SPARSE_ENCODING logits) to what ``batch_memory_budget`` bytes hold, so one call
+never allocates more than that for them. Requests whose client has left are dropped before they reach the runtime.
+Token counting and inference run in thread pools, never on the event loop. Each text is tokenized once, when its
+request is admitted: the queue carries the encodings, which give the token counts batches are packed by and which
+the runtime runs.
+
+Threads per call adapt to the work waiting (``CallLoad``, one per node, over all models). While only one model has
+work, its batches run one at a time (requests arriving meanwhile merge into the next batch) and a batch runs as
+calls one after another, each on every usable core (the thread plan's ``alone`` count): one 32-text call on two
+cores beats two 16-text calls on one core each. While other models' calls run or their requests wait, a model's
+batches and the calls of a batch run side by side on its inference threads (up to ``concurrency``), each with its
+share of the cores (``shared``: cores / worker_threads), so calls never ask for more threads than the cores. The
+count is chosen per call when it starts (``call_threads_for``); a call already running keeps its threads.
 
 One model cannot stall the others: each model runs its calls on ``worker_threads`` threads of its own
 (``ModelThreads``); models busy at the same time share the cores through the OS scheduler instead of queueing for
@@ -40,6 +49,7 @@ from tokenizers import Encoding
 
 from mlnode.metrics import Metrics
 from mlnode.runtimes import PredictInputError, Runtime
+from mlnode.runtimes.backends import call_threads
 from opensearch_contract.errors import IllegalArgument, InternalError, OpenSearchError, TooManyRequests
 
 log = logging.getLogger(__name__)
@@ -60,8 +70,8 @@ def plan_chunks(tokens: Sequence[int], max_size: int, token_budget: int, min_chu
     """Indices of ``tokens`` grouped into runtime calls: sorted by length, at most ``max_size`` texts and
     ``token_budget`` padded tokens (texts x longest) a call, padding bounded as above. A text longer than the budget
     runs alone. With ``min_chunks`` > 1 the largest calls are halved until there are that many (or every call holds
-    one text), so one big request can keep every inference thread busy: each thread runs with
-    ``cores // worker_threads`` intra-op threads, and a lone call would leave the other cores idle."""
+    one text), so a big request that runs beside other work can keep every inference thread busy: such calls run
+    with ``cores // worker_threads`` intra-op threads each, and a lone call would leave the other cores idle."""
     chunks: list[list[int]] = []
     current: list[int] = []
     real = 0
@@ -84,6 +94,67 @@ def plan_chunks(tokens: Sequence[int], max_size: int, token_budget: int, min_chu
         half = (len(chunk) + 1) // 2  # sorted by length: each half keeps texts of similar lengths
         chunks[largest : largest + 1] = [chunk[:half], chunk[half:]]
     return chunks
+
+
+def call_threads_for(alone: int, shared: int, others: int) -> int:
+    """Intra-op threads for a runtime call that starts while ``others`` calls are running or ready to run (any
+    model's; requests waiting in a queue count): every core it may use when it is alone, its share otherwise, so
+    calls side by side never ask for more threads than the cores (2 cores: one call x 2 threads or 2 x 1)."""
+    return max(1, alone) if others <= 0 else max(1, shared)
+
+
+class CallLoad:
+    """What runs or waits on this node's inference threads, over all deployed models: calls running (started and not
+    returned, including calls left behind by a timeout: they hold their cores) and requests waiting in the models'
+    queues. ``running`` drops from the inference threads, hence the lock."""
+
+    def __init__(self, alone: int = 1, shared: int = 1) -> None:
+        self.alone = max(1, alone)
+        self.shared = max(1, shared)
+        self._lock = threading.Lock()
+        self._running: collections.Counter[object] = collections.Counter()  # calls running, by model (worker)
+        self._workers: list[Any] = []  # ModelWorker, or anything with a ``queue_size``
+
+    @property
+    def adapts(self) -> bool:
+        """Whether a lone call gets more threads than calls side by side (not when one count is fixed for all: then
+        a model's batches and a batch's calls always run side by side, one per inference thread)."""
+        return self.alone > self.shared
+
+    @property
+    def running(self) -> int:
+        with self._lock:  # inference threads remove entries
+            return sum(self._running.values())
+
+    def others(self, worker: object = None) -> int:
+        """A new call's competition for the cores: every call running (``worker``'s own included: a sibling call of
+        its batch, or one left behind by a timeout) plus the requests waiting in the other models' queues
+        (``worker``'s own wait for its running batch: see ``busy_besides``)."""
+        waiting = sum(other.queue_size for other in self._workers if other is not worker)
+        return self.running + waiting
+
+    def busy_besides(self, worker: object) -> int:
+        """Calls running and requests waiting of the models other than ``worker``."""
+        with self._lock:
+            running = sum(n for owner, n in self._running.items() if owner is not worker)
+        return running + sum(other.queue_size for other in self._workers if other is not worker)
+
+    def attach(self, worker: object) -> None:
+        self._workers.append(worker)
+
+    def detach(self, worker: object) -> None:
+        if worker in self._workers:
+            self._workers.remove(worker)
+
+    def started(self, worker: object = None) -> None:
+        with self._lock:
+            self._running[worker] += 1
+
+    def finished(self, worker: object = None) -> None:
+        with self._lock:
+            self._running[worker] -= 1
+            if self._running[worker] <= 0:
+                del self._running[worker]
 
 
 def model_token_budget(runtime: Runtime, token_budget: int, memory_budget: int) -> int:
@@ -176,6 +247,11 @@ class ModelThreads(concurrent.futures.Executor):
                 thread.join()
 
 
+def _run_with_threads(threads: int, fn: Callable, *args: Any) -> Any:
+    with call_threads(threads):
+        return fn(*args)
+
+
 class _Stopped(Exception):
     """A running batch stopped between runtime calls (``reason`` labels the failure metric)."""
 
@@ -266,6 +342,7 @@ class ModelWorker:
         tokenize_executor: ThreadPoolExecutor,
         metrics: Metrics,
         limits: QueueLimits,
+        load: CallLoad | None = None,
     ) -> None:
         self.model_id = model_id
         self.runtime = runtime
@@ -279,6 +356,9 @@ class ModelWorker:
         self.stuck_calls = 0  # calls left behind (timed out, or cancelled while running) that have not returned
         self.on_timeout: Callable[[str], None] | None = None  # told the model id when a call times out
         self._metrics = metrics
+        self._load = load if load is not None else CallLoad()
+        self._load.attach(self)
+        self.calls_by_threads: collections.Counter[int] = collections.Counter()  # runtime calls by intra-op threads
         self.batch_max_size = max(1, limits.batch_max_size)
         self.token_budget = model_token_budget(runtime, limits.token_budget, limits.memory_budget)
         self.capacity = max(0, limits.capacity)
@@ -287,6 +367,7 @@ class ModelWorker:
         self._wakeup = asyncio.Event()
         self._slots = asyncio.Semaphore(max(1, limits.concurrency))
         self._runs: set[asyncio.Task] = set()
+        self._run_done = asyncio.Event()  # set when a batch finishes
         self._batcher: asyncio.Task | None = None
         self._closing = False
         self.predict_stats = LatencyStats(window=limits.stats_window)
@@ -377,6 +458,7 @@ class ModelWorker:
             if not item.future.done():
                 item.future.set_exception(_not_deployed())
         self._executor.shutdown(wait=False, cancel_futures=True)
+        self._load.detach(self)
         try:  # off the model's threads, which may all be stuck
             await asyncio.wait_for(asyncio.to_thread(self.runtime.close), grace)
         except TimeoutError:
@@ -417,6 +499,12 @@ class ModelWorker:
         while True:
             await self._wakeup.wait()
             await self._slots.acquire()
+            # Only this model has work: its batches run one at a time, each on every core (requests arriving
+            # meanwhile merge into the next batch); while other models are busy they run side by side.
+            while (self._load.adapts and any(not run.done() for run in self._runs)
+                   and self._load.busy_besides(self) == 0):
+                self._run_done.clear()
+                await self._run_done.wait()
             batch = self._take_batch()
             if not self._queue:
                 self._wakeup.clear()
@@ -457,10 +545,20 @@ class ModelWorker:
             n_tokens += sum(head.tokens)
         return batch
 
-    async def _call(self, fn: Callable, *args: Any) -> Any:
-        """One runtime call on the model's threads, within ``call_timeout``."""
+    async def _call(self, fn: Callable, *args: Any, pending: int = 0) -> Any:
+        """One runtime call on the model's threads, within ``call_timeout``, with the intra-op threads
+        ``call_threads_for`` gives it now (``pending``: calls of the same batch about to run beside it)."""
         executor = self._executor
-        future = executor.submit(fn, *args)
+        load = self._load
+        threads = call_threads_for(load.alone, load.shared, load.others(self) + pending)
+        load.started(self)
+        try:
+            future = executor.submit(_run_with_threads, threads, fn, *args)
+        except BaseException:
+            load.finished(self)
+            raise
+        future.add_done_callback(lambda _: load.finished(self))
+        self.calls_by_threads[threads] += 1
         try:
             return await asyncio.wait_for(asyncio.wrap_future(future), self.call_timeout)
         except TimeoutError:
@@ -534,19 +632,25 @@ class ModelWorker:
             self._fail(batch, InternalError("Failed to run inference"), "runtime_error")
         finally:
             self._slots.release()
+            self._run_done.set()
 
     async def _infer_chunked(
         self, encodings: list[Encoding], tokens: list[int], parameters: dict | None, batch: list[_Item]
     ) -> list[dict]:
         """Run a batch as the runtime calls ``plan_chunks`` cuts it into (texts of similar lengths together). Between
         calls it stops when the model is being undeployed (or the node stops) or every client of the batch has left."""
-        chunks = plan_chunks(tokens, self.batch_max_size, self.token_budget, min_chunks=self.parallelism)
+        # Nothing else running or waiting: the calls run one after another, each on every core. Otherwise they run
+        # side by side on the inference threads (at most ``parallelism`` at once), each on its share of the cores.
+        alone = self._load.adapts and self._load.others(self) == 0
+        width = 1 if alone else self.parallelism
+        chunks = plan_chunks(tokens, self.batch_max_size, self.token_budget, min_chunks=width)
         n_requests = len(batch)
         out: list[dict | None] = [None] * len(encodings)
-        # the calls of one batch run side by side on the inference threads (at most ``parallelism`` at once)
-        lanes = asyncio.Semaphore(self.parallelism)
+        lanes = asyncio.Semaphore(width)
+        not_started = len(chunks)
 
         async def run_chunk(chunk: list[int]) -> None:
+            nonlocal not_started
             async with lanes:
                 if self._closing:
                     raise _Stopped(_not_deployed(), "undeployed")
@@ -554,7 +658,9 @@ class ModelWorker:
                     raise _Stopped(_client_left(), "client_closed")
                 started = time.perf_counter()
                 chunk_encodings = [encodings[i] for i in chunk]
-                results = await self._call(self.runtime.forward, chunk_encodings, parameters)
+                not_started -= 1
+                beside = not_started if width > 1 else 0  # this batch's calls about to start next to this one
+                results = await self._call(self.runtime.forward, chunk_encodings, parameters, pending=beside)
             if len(results) != len(chunk):
                 raise InternalError("Runtime returned a wrong number of results")
             self._record_batch(len(chunk), n_requests, sum(tokens[i] for i in chunk), time.perf_counter() - started)
@@ -598,6 +704,8 @@ class ModelWorker:
             "token_budget": self.token_budget,
             "queue_size": self.queue_size,
             "stuck_calls": self.stuck_calls,
+            # runtime calls by the intra-op threads they ran with (one call alone: every core; side by side: a share)
+            "calls_by_intra_op_threads": {str(k): v for k, v in sorted(self.calls_by_threads.items())},
         }
 
 
@@ -605,8 +713,10 @@ class Deployments:
     """The models deployed on this node, each with its worker and inference threads; tokenization threads are
     shared."""
 
-    def __init__(self, *, metrics: Metrics, worker_threads: int, limits: QueueLimits) -> None:
+    def __init__(self, *, metrics: Metrics, worker_threads: int, limits: QueueLimits,
+                 load: CallLoad | None = None) -> None:
         self.metrics = metrics
+        self.load = load if load is not None else CallLoad()  # shared by every model: calls compete for the cores
         # tokenization has its own threads so requests are counted and queued while a batch runs
         self.tokenize_executor = ThreadPoolExecutor(
             max_workers=max(1, worker_threads), thread_name_prefix="mlnode-tokenize"
@@ -631,6 +741,7 @@ class Deployments:
             tokenize_executor=self.tokenize_executor,
             metrics=self.metrics,
             limits=self.limits,
+            load=self.load,
         )
         worker.on_timeout = self.on_timeout
         worker.start()

@@ -95,6 +95,14 @@ def resolve_intra_op_threads(configured: int, worker_threads: int, cores: int | 
     return max(1, (cores or usable_cores()) // max(1, worker_threads))
 
 
+def resolve_alone_threads(configured: int, worker_threads: int, cores: int | None = None) -> int:
+    """Intra-op threads of a call that runs alone: ``intra_op_threads`` when set (one count for every call), else
+    every usable core."""
+    if configured > 0:
+        return configured
+    return max(1, cores or usable_cores())
+
+
 def _read_yaml(path: Path | Traversable) -> dict[str, Any]:
     data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     if not isinstance(data, dict):
@@ -186,9 +194,15 @@ class MLSettings:
 
     @property
     def resolved_intra_op_threads(self) -> int:
-        """Threads each inference call may use: ``intra_op_threads``, or when 0 the usable cores divided among the
-        worker threads (at least 1), so worker_threads x intra-op threads never exceeds the cores."""
+        """Threads an inference call may use beside other calls: ``intra_op_threads``, or when 0 the usable cores
+        divided among the worker threads (at least 1), so worker_threads x intra-op threads never exceeds the cores."""
         return resolve_intra_op_threads(self.intra_op_threads, self.worker_threads)
+
+    @property
+    def resolved_alone_threads(self) -> int:
+        """Threads a call may use when no other call runs or waits: every usable core, unless ``intra_op_threads``
+        fixes one count for every call."""
+        return resolve_alone_threads(self.intra_op_threads, self.worker_threads)
 
     @property
     def resolved_cache_dir(self) -> Path:

@@ -9,7 +9,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from mlnode import keys
-from mlnode.runtimes.backends import intra_op_threads
+from mlnode.runtimes.backends import thread_plan
 from mlnode.settings import PREFIX
 from mlnode.views.common import bool_param, json_response, read_json
 from opensearch_contract.errors import IllegalArgument, ParsingError
@@ -34,13 +34,15 @@ async def root(request: web.Request) -> web.Response:
 async def health(request: web.Request) -> web.Response:
     deployments = request.app[keys.DEPLOYMENTS]
     settings = request.app[keys.SETTINGS]
+    plan = thread_plan()
     return json_response(
         {
             "status": "green",
             "deployed_models": len(deployments),
             "node": settings.node_name,
             "worker_threads": settings.worker_threads,
-            "intra_op_threads": intra_op_threads(),
+            "intra_op_threads": plan.shared,  # a call's threads beside other calls
+            "intra_op_threads_alone": plan.alone,  # a call's threads when no other call runs or waits
         }
     )
 

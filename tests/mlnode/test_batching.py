@@ -221,36 +221,6 @@ def test_plan_chunks_groups_similar_lengths_within_the_limits():
     assert plan_chunks([7], 32, 16384, min_chunks=2) == [[0]]
 
 
-async def test_one_large_request_uses_every_inference_thread(tmp_path):
-    """With two inference threads a single 8-text request runs as two calls at the same time (each thread has
-    cores // worker_threads intra-op threads, so one call alone would leave cores idle); the answer keeps its order."""
-    runtimes: list[FakeRuntime] = []
-    async with api_client(_settings(tmp_path, worker_threads=2), fake_backends(tmp_path, runtimes)) as client:
-        model_id = await api_fake_model(client, tmp_path)
-        runtime = runtimes[0]
-        lock, both_running, saw_partner = threading.Lock(), threading.Event(), []
-        entered = 0
-        plain_forward = runtime.forward
-
-        def forward(encodings, parameters=None):
-            nonlocal entered
-            with lock:
-                entered += 1
-                if entered == 2:
-                    both_running.set()
-            saw_partner.append(both_running.wait(10))  # False if the calls ran one after the other
-            return plain_forward(encodings, parameters)
-
-        runtime.forward = forward
-        texts = [f"word{i} alpha beta" + " gamma" * (i % 2) for i in range(8)]
-        response = await _predict(client, model_id, texts)
-        assert response.status == 200
-        assert saw_partner == [True, True]
-        assert sorted(len(b) for b in runtime.batches) == [4, 4]
-        data = [r["output"][0]["data"] for r in (await response.json())["inference_results"]]
-        assert data == [[float(len(t)), float(len(t.split()))] for t in texts]
-
-
 async def test_undeploy_stops_a_split_request_between_runtime_calls(tmp_path):
     """A request split into several runtime calls does not keep the model (or a stopping node) busy after undeploy:
     the call in flight finishes, the rest are not run, and the client is told the model is gone."""

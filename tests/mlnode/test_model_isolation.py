@@ -42,9 +42,12 @@ def _embedding(body: dict) -> list[float]:
 
 
 async def test_a_hung_model_does_not_stall_the_others(tmp_path, model_zips):
+    # One intra-op thread a call, fixed: a request's two texts run as two calls side by side (one per inference
+    # thread), so both of the model's threads hang; and MiniLM's calls stay within the 1 s timeout on a loaded
+    # 2-core machine, where a call on both cores waits for a descheduled partner thread at every operator.
     settings = MLSettings.load(data_dir=tmp_path / "data", allow_registering_model_via_url=True,
                                native_memory_threshold=100, predict_timeout_seconds=1, worker_threads=2,
-                               file_url_folders=file_url_test_folders())
+                               intra_op_threads=1, file_url_folders=file_url_test_folders())
     minilm_zip = model_zips["minilm-torchscript"]
     async with api_client(settings, Backends()) as client:
         minilm = await _model(client, minilm_zip.zip_path, minilm_zip.config["model_content_hash_value"], "minilm")
