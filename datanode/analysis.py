@@ -147,6 +147,42 @@ class Analyzer:
     def terms(self, text: str) -> list[str]:
         return [t.term for t in self.tokens(text)]
 
+    def index_terms(self, text: str) -> tuple[list[str], list[int], int]:
+        """What indexing reads of ``run(text)``: the kept terms, their positions and the span, without building a
+        ``Token`` (offsets, type) per term: the same terms at the same positions, several times faster."""
+        raw = _pieces(self.tokenizer, text)
+        if self.lowercase and not (self.possessive or self.stop_words or self.stem):
+            return [piece.lower() for piece in raw], list(range(len(raw))), len(raw)
+        terms: list[str] = []
+        where: list[int] = []
+        for position, term in enumerate(raw):
+            if self.possessive:
+                term = _POSSESSIVE.sub("", term)
+            if self.lowercase:
+                term = term.lower()
+            if term in self.stop_words:
+                continue
+            if self.stem:
+                term = porter_stem(term)
+            terms.append(term)
+            where.append(position)
+        return terms, where, len(raw)
+
+
+_PATTERNS: dict[Callable[[str], Iterator[Span]], re.Pattern[str]] = {
+    standard_tokenizer: _STANDARD, letter_tokenizer: _LETTERS, whitespace_tokenizer: _NON_SPACE}
+
+
+def _pieces(tokenizer: Callable[[str], Iterator[Span]], text: str) -> list[str]:
+    """The texts ``tokenizer`` emits for ``text`` (matches cut at ``MAX_TOKEN_LENGTH``), from one ``findall``."""
+    pattern = _PATTERNS.get(tokenizer)
+    if pattern is None:
+        return [span[0] for span in tokenizer(text)]
+    raw = pattern.findall(text)
+    if any(len(piece) > MAX_TOKEN_LENGTH for piece in raw):
+        raw = [piece[i:i + MAX_TOKEN_LENGTH] for piece in raw for i in range(0, len(piece), MAX_TOKEN_LENGTH)]
+    return raw
+
 
 ANALYZERS: dict[str, Analyzer] = {
     "standard": Analyzer("standard", standard_tokenizer),

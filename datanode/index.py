@@ -40,10 +40,9 @@ def positions(analyzer: analysis.Analyzer, texts: list[str]) -> tuple[list[str],
     where: list[int] = []
     base = 0
     for text in texts:
-        tokens, span = analyzer.run(text)
-        for token in tokens:
-            terms.append(token.term)
-            where.append(base + token.position)
+        kept, at, span = analyzer.index_terms(text)
+        terms.extend(kept)
+        where.extend(at if not base else [base + p for p in at])
         base += span + POSITION_INCREMENT_GAP
     return terms, where
 

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 from opensearchpy import RequestError, helpers
 
+from datanode import analysis
 from tests.fixtures.datanode import DataNodeThread, os_client
 
 pytestmark = pytest.mark.integration
@@ -241,3 +242,20 @@ def test_query_and_mapping_update_errors(english: Any) -> None:
     err = error_of(lambda: english.indices.put_mapping(index="en", body={"properties": {
         "body": {"type": "text", "analyzer": "standard"}}}))
     assert err["reason"] == "Cannot update parameter [analyzer] from [english] to [standard]"
+
+
+INDEXING_TEXTS = [
+    "", "   ", "The QUICK brown fox's tail", "don't stop: e.g. 3.14 and 1,000; 2;3 a.b", "x" * 600 + " tail",
+    "\u4e00\u4e01 \u30a2\u30a4\u30a6 mixed\u4e00text", "İstanbul straße ÉCOLE", "the a an is running runs ran",
+    "trailing stop words the and of", "John’s ＇quote＇ hyphen-ated under_score", "tab\tnew\nline",
+]
+
+
+@pytest.mark.parametrize("analyzer", sorted(analysis.ANALYZERS))
+def test_indexing_reads_the_terms_and_positions_analyze_reports(analyzer: str) -> None:
+    """Documents are indexed through ``index_terms`` (no Token objects, for speed); it must give exactly the terms,
+    positions and span that ``_analyze`` and the query side compute with ``run``."""
+    an = analysis.ANALYZERS[analyzer]
+    for text in INDEXING_TEXTS:
+        tokens, span = an.run(text)
+        assert an.index_terms(text) == ([t.term for t in tokens], [t.position for t in tokens], span), text
