@@ -422,7 +422,7 @@ class Executor:
             params["boost"] = float(weight or 1.0)
             results.append(self._match_field(name, body["query"], params, scope))
         mask = np.any([m for m, _ in results], axis=0)
-        stacked = np.array([s for _, s in results])
+        stacked = np.array([np.where(m, s, 0.0) for m, s in results])  # a field that does not match adds nothing
         if kind == "most_fields":
             scores = stacked.sum(axis=0)
         else:

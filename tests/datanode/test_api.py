@@ -515,3 +515,24 @@ def test_match_phrase_does_not_span_values_and_rejects_slop(client: Any) -> None
     with pytest.raises(RequestError) as err:
         client.search(index="ph", body={"query": {"match_phrase": {"t": {"query": "quick fox", "slop": 2}}}})
     assert "slop > 0 is not supported" in str(err.value.info)
+
+
+def test_multi_match_adds_only_the_fields_that_match(client: Any) -> None:
+    """A field whose own ``operator: and`` fails must add nothing to a multi_match (each field is a match query of
+    its own, as OpenSearch builds it): doc 1 holds both words only in ``body``, so its score is body's alone."""
+    client.indices.create(index="mm", body={"mappings": {"properties": {"title": {"type": "text"},
+                                                                         "body": {"type": "text"}}}})
+    for doc_id, doc in {"1": {"title": "alpha", "body": "alpha beta"},
+                        "2": {"title": "alpha beta", "body": "gamma"}}.items():
+        client.index(index="mm", id=doc_id, body=doc, refresh=True)
+
+    def scores(query: dict[str, Any]) -> dict[str, float]:
+        return {h["_id"]: h["_score"] for h in client.search(index="mm", body={"query": query})["hits"]["hits"]}
+
+    body_only = scores({"match": {"body": {"query": "alpha beta", "operator": "and"}}})
+    title_only = scores({"match": {"title": {"query": "alpha beta", "operator": "and"}}})
+    assert set(body_only) == {"1"} and set(title_only) == {"2"}
+    for kind in ("most_fields", "best_fields"):
+        multi = scores({"multi_match": {"query": "alpha beta", "fields": ["title", "body"], "operator": "and",
+                                        "type": kind}})
+        assert multi == pytest.approx({"1": body_only["1"], "2": title_only["2"]}, rel=1e-6), kind
