@@ -95,8 +95,10 @@ async def test_one_call_holds_only_the_missing_texts_once(ml_node: Any) -> None:
         vectors[0][0] = 123.0
         await run_search("i", neural("cached", dense), search_fn=capture(seen), ml=ml)
     want = await raw_vectors(ml_node.url, dense, ["cached", "fresh"])
-    assert vectors[1:] == [want[1], want[1], want[0]]
-    assert seen[0]["query"]["knn"]["vec"]["vector"] == want[0]
+    assert vectors[1] == vectors[2]  # one text asked twice: one vector
+    # a call's threads follow the node's load: equal to float rounding, not bit for bit
+    assert vectors[1:] == [pytest.approx(w, rel=1e-5, abs=1e-6) for w in (want[1], want[1], want[0])]
+    assert seen[0]["query"]["knn"]["vec"]["vector"] == pytest.approx(want[0], rel=1e-5, abs=1e-6)
 
 
 def test_negative_size_is_refused() -> None:
