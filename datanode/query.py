@@ -776,6 +776,16 @@ def _sum_hits(parts: list[Hits], required: int) -> Hits:
         return slots.astype(np.int64, copy=False), scores.astype(np.float64, copy=False)
     slots = np.concatenate([p[0] for p in parts]).astype(np.int64, copy=False)
     scores = np.concatenate([p[1] for p in parts]).astype(np.float64, copy=False)
+    if not slots.size:
+        return slots, scores
+    n = int(slots.max()) + 1
+    if slots.size >= n // 4:
+        # many entries for the slots they span (a long sparse query): add them straight into one array per slot,
+        # O(entries + slots) instead of a sort; bincount adds each slot's entries in input order (part by part), so
+        # the sums are the same bits as below
+        counts = np.bincount(slots, minlength=n)
+        unique = np.flatnonzero(counts >= max(required, 1))
+        return unique, np.bincount(slots, weights=scores, minlength=n)[unique]
     # a stable sort keeps each slot's entries in part order (and is quick on the parts' ascending runs); bincount
     # then adds them one by one in that order (a reduceat could add them pairwise: other bits)
     order = np.argsort(slots, kind="stable")

@@ -179,3 +179,27 @@ def test_top_k_partition_keeps_every_tie_at_the_cut() -> None:
     full = np.lexsort((slot, idx, -score.astype(np.float64)))
     for need in range(1, 9):
         assert _score_order(idx, slot, score, need).tolist() == full[:need].tolist()
+
+
+@pytest.mark.parametrize("spread", [40, 100_000])  # dense entries (added per slot in one array) and sparse (sorted)
+def test_summed_clauses_are_the_bits_of_adding_clause_by_clause(spread: int) -> None:
+    """``_sum_hits`` sums each slot's clause scores in clause order, the way the dense path adds them, whichever of
+    its two strategies the entries' density picks."""
+    from datanode.query import _sum_hits
+
+    rng = np.random.default_rng(7)
+    parts = []
+    for _ in range(12):
+        slots = np.unique(rng.integers(0, spread, size=30))
+        parts.append((slots, rng.random(slots.size) * 10.0 ** rng.integers(-3, 4)))
+    for required in (1, 2, 3):
+        want: dict[int, float] = {}
+        seen: dict[int, int] = {}
+        for slots, scores in parts:
+            for slot, score in zip(slots.tolist(), scores.tolist()):
+                want[slot] = want.get(slot, 0.0) + score
+                seen[slot] = seen.get(slot, 0) + 1
+        got_slots, got_sums = _sum_hits(parts, required)
+        kept = sorted(s for s in want if seen[s] >= required)
+        assert got_slots.tolist() == kept
+        assert got_sums.tolist() == [want[s] for s in kept]  # exact: same additions in the same order
