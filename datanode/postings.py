@@ -176,6 +176,7 @@ class TermField:
         self.base = Postings.empty(np.int32, positions=norms)
         self.tail: dict[str, dict[int, list[int]]] = {}  # term -> slot -> positions (keyword: [0])
         self.tail_slots: dict[int, list[str]] = {}        # slot -> its terms, for the tail's slots
+        self._tail_arrays: dict[str, tuple[int, np.ndarray, np.ndarray]] = {}  # term -> its tail as arrays, by size
         self.tail_entries = 0
         self._forward: tuple[np.ndarray, np.ndarray] | None = None  # the base by slot, built on first sort
         self.base_dead = 0      # removed slots still in the base
@@ -232,6 +233,7 @@ class TermField:
         live = self.length >= 0
         self.base = merged(self.base, live, self.tail, np.int32, positions=self.norms)
         self.tail, self.tail_slots, self.tail_entries, self.base_dead, self._forward = {}, {}, 0, 0, None
+        self._tail_arrays = {}
         release_memory()
 
     def slots_with_field(self) -> np.ndarray:
@@ -264,8 +266,14 @@ class TermField:
             slots, freqs = slots[keep], freqs[keep]
         extra = self.tail.get(term)
         if extra:
-            t_slots = np.fromiter(extra.keys(), dtype=np.int64, count=len(extra))
-            t_freqs = np.fromiter(map(len, extra.values()), dtype=np.int32, count=len(extra))
+            # a term's tail only grows until the next merge (a removal masks its slot), so its arrays stay valid
+            # while its size is the same: a query re-reads them instead of converting the dict every time
+            cached = self._tail_arrays.get(term)
+            if cached is None or cached[0] != len(extra):
+                cached = (len(extra), np.fromiter(extra.keys(), dtype=np.int64, count=len(extra)),
+                          np.fromiter(map(len, extra.values()), dtype=np.int32, count=len(extra)))
+                self._tail_arrays[term] = cached
+            _, t_slots, t_freqs = cached
             keep = self.length[t_slots] >= 0
             slots = np.concatenate([slots, t_slots[keep]])
             freqs = np.concatenate([freqs, t_freqs[keep]])
@@ -337,6 +345,7 @@ class FeatureField:
     def __init__(self) -> None:
         self.base = Postings.empty(np.float32, positions=False)
         self.tail: dict[str, dict[int, float]] = {}
+        self._tail_arrays: dict[str, tuple[int, np.ndarray, np.ndarray]] = {}  # token -> its tail as arrays, by size
         self.tail_entries = 0
         self.base_dead = 0
         self.has = np.zeros(0, dtype=np.bool_)
@@ -367,7 +376,7 @@ class FeatureField:
         if not self.tail and not self.base_dead:
             return
         self.base = merged(self.base, self.has, self.tail, np.float32, positions=False)
-        self.tail, self.tail_entries, self.base_dead = {}, 0, 0
+        self.tail, self.tail_entries, self.base_dead, self._tail_arrays = {}, 0, 0, {}
         release_memory()
 
     def slots_with_field(self) -> np.ndarray:
@@ -382,8 +391,12 @@ class FeatureField:
             slots, values = slots[keep], values[keep]
         extra = self.tail.get(token)
         if extra:
-            t_slots = np.fromiter(extra.keys(), dtype=np.int64, count=len(extra))
-            t_values = np.fromiter(extra.values(), dtype=np.float32, count=len(extra))
+            cached = self._tail_arrays.get(token)  # valid while the token's tail keeps its size (see TermField)
+            if cached is None or cached[0] != len(extra):
+                cached = (len(extra), np.fromiter(extra.keys(), dtype=np.int64, count=len(extra)),
+                          np.fromiter(extra.values(), dtype=np.float32, count=len(extra)))
+                self._tail_arrays[token] = cached
+            _, t_slots, t_values = cached
             keep = self.has[t_slots]
             slots = np.concatenate([slots, t_slots[keep]])
             values = np.concatenate([values, t_values[keep]])

@@ -226,3 +226,28 @@ def test_a_segment_of_the_previous_format_is_rebuilt(tmp_path: Path,
         node.stop()
     assert json.loads((segment / "meta.json").read_text())["format"] == datanode.segment.FORMAT
     assert list(segment.glob("post-*.slots.npy"))  # saved again in the current format
+
+
+def test_a_read_tail_sees_later_writes_and_removals() -> None:
+    """Queries keep a term's tail as arrays between writes: a later write to the term, and a removal, must still
+    show in the next read (the posting and the feature values a user's match / rank_feature reads)."""
+    from datanode.postings import FeatureField, TermField
+
+    text, feats = TermField(norms=True), FeatureField()
+    for slot in range(3):
+        text.add(slot, ["red", "fox"] if slot != 1 else ["red"])
+        feats.add(slot, {"red": 1.0 + slot})
+    assert text.posting("red")[0].tolist() == [0, 1, 2] and feats.values("red")[0].tolist() == [0, 1, 2]
+    text.add(3, ["red", "red"])
+    feats.add(3, {"red": 4.0})
+    slots, freqs = text.posting("red")
+    assert slots.tolist() == [0, 1, 2, 3] and freqs.tolist() == [1, 1, 1, 2]
+    assert feats.values("red")[0].tolist() == [0, 1, 2, 3] and feats.values("red")[1].tolist() == [1, 2, 3, 4]
+    text.remove(1)
+    feats.remove(1)
+    assert text.posting("red")[0].tolist() == [0, 2, 3] and feats.values("red")[0].tolist() == [0, 2, 3]
+    text.merge()
+    feats.merge()
+    text.add(4, ["red"])
+    feats.add(4, {"red": 5.0})
+    assert text.posting("red")[0].tolist() == [0, 2, 3, 4] and feats.values("red")[0].tolist() == [0, 2, 3, 4]
