@@ -232,7 +232,7 @@ class Executor:
         required = msm(body["minimum_should_match"], len(should)) if "minimum_should_match" in body else 1
         if required < 1:  # every document matches: run's way
             return None
-        slots, scores = _sum_hits(parts, required)
+        slots, scores = _sum_hits(parts, required, scope.size)
         return slots, (scores * float(body.get("boost", 1.0))).astype(np.float32).astype(np.float64)
 
     def _constant(self, body: Any, scope: Scope) -> Result:
@@ -316,7 +316,7 @@ class Executor:
         parts, required = plan
         if not parts:
             return NO_SLOTS, NO_SCORES
-        slots, scores = _sum_hits(parts, required)
+        slots, scores = _sum_hits(parts, required, scope.size)
         return slots, scores.astype(np.float32).astype(np.float64)
 
     @staticmethod
@@ -768,7 +768,7 @@ def _best_per_group(slots: np.ndarray, scores: np.ndarray, group: np.ndarray | N
     return slots[first], scores[first]
 
 
-def _sum_hits(parts: list[Hits], required: int) -> Hits:
+def _sum_hits(parts: list[Hits], required: int, size: int | None = None) -> Hits:
     """Per slot matched by at least ``required`` of the ``parts``, the sum of its scores in float64, added part by
     part in order as ``_bool`` and ``_match_field`` add them over dense arrays (so to the same bits)."""
     if len(parts) == 1 and required <= 1:
@@ -778,7 +778,7 @@ def _sum_hits(parts: list[Hits], required: int) -> Hits:
     scores = np.concatenate([p[1] for p in parts]).astype(np.float64, copy=False)
     if not slots.size:
         return slots, scores
-    n = int(slots.max()) + 1
+    n = size if size is not None else int(slots.max()) + 1  # slots are below the scope's size: no pass to find it
     if slots.size >= n // 4:
         # many entries for the slots they span (a long sparse query): add them straight into one array per slot,
         # O(entries + slots) instead of a sort; bincount adds each slot's entries in input order (part by part), so

@@ -199,7 +199,8 @@ def test_summed_clauses_are_the_bits_of_adding_clause_by_clause(spread: int) -> 
             for slot, score in zip(slots.tolist(), scores.tolist()):
                 want[slot] = want.get(slot, 0.0) + score
                 seen[slot] = seen.get(slot, 0) + 1
-        got_slots, got_sums = _sum_hits(parts, required)
         kept = sorted(s for s in want if seen[s] >= required)
-        assert got_slots.tolist() == kept
-        assert got_sums.tolist() == [want[s] for s in kept]  # exact: same additions in the same order
+        for size in (None, spread):  # the scope's size given, or found from the slots
+            got_slots, got_sums = _sum_hits(parts, required, size)
+            assert got_slots.tolist() == kept
+            assert got_sums.tolist() == [want[s] for s in kept]  # exact: same additions in the same order
