@@ -132,17 +132,21 @@ class Analyzer:
         """The tokens of ``text`` and how many positions it spans (trailing stop words included)."""
         out: list[Token] = []
         position = -1
-        for position, (term, start, end, kind) in enumerate(self.tokenizer(text)):
-            if self.possessive:
-                term = _POSSESSIVE.sub("", term)
-            if self.lowercase:
-                term = term.lower()
-            if term in self.stop_words:
-                continue
-            if self.stem:
-                term = porter_stem(term)
-            out.append(Token(term, start, end, kind, position))
+        for position, (raw, start, end, kind) in enumerate(self.tokenizer(text)):
+            term = self._filter(raw)
+            if term is not None:
+                out.append(Token(term, start, end, kind, position))
         return out, position + 1
+
+    def _filter(self, term: str) -> str | None:
+        """The token filters on one token's text: the term indexed, or None for a stop word."""
+        if self.possessive:
+            term = _POSSESSIVE.sub("", term)
+        if self.lowercase:
+            term = term.lower()
+        if term in self.stop_words:
+            return None
+        return porter_stem(term) if self.stem else term
 
     def terms(self, text: str) -> list[str]:
         return [t.term for t in self.tokens(text)]
@@ -155,17 +159,11 @@ class Analyzer:
             return [piece.lower() for piece in raw], list(range(len(raw))), len(raw)
         terms: list[str] = []
         where: list[int] = []
-        for position, term in enumerate(raw):
-            if self.possessive:
-                term = _POSSESSIVE.sub("", term)
-            if self.lowercase:
-                term = term.lower()
-            if term in self.stop_words:
-                continue
-            if self.stem:
-                term = porter_stem(term)
-            terms.append(term)
-            where.append(position)
+        for position, piece in enumerate(raw):
+            term = self._filter(piece)
+            if term is not None:
+                terms.append(term)
+                where.append(position)
         return terms, where, len(raw)
 
 
