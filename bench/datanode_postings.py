@@ -31,6 +31,7 @@ import scipy.sparse as sp
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import median  # noqa: E402
+from datanode_restart import word  # noqa: E402  (the same made-up vocabulary as the restart bench)
 
 from datanode import similarity  # noqa: E402
 from datanode.index import Index  # noqa: E402
@@ -38,16 +39,6 @@ from datanode.query import Executor  # noqa: E402
 
 VOCAB, SPARSE_VOCAB = 5_000, 30_000
 MAPPINGS = {"properties": {"text": {"type": "text"}, "sparse": {"type": "rank_features"}}}
-
-
-def word(i: int) -> str:
-    consonants, vowels = "bcdfghklmnprstvz", "aeiou"
-    out = ""
-    while True:
-        out += consonants[i % 16] + vowels[(i // 16) % 5]
-        i //= 80
-        if i == 0:
-            return out
 
 
 def rss_kib() -> int:
