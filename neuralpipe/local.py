@@ -24,7 +24,7 @@ from opensearchpy.exceptions import ConnectionError as OSConnectionError
 from opensearchpy.exceptions import TransportError
 
 from mlnode.settings import MLSettings
-from neuralpipe.node import DEFAULT_DATA_DIR, NodeServer, NodeSpec, NodeStartError, layout
+from neuralpipe.node import NodeServer, NodeSpec, NodeStartError, add_data_dir_argument, layout
 from neuralpipe.security import SecurityOptions
 from opensearch_contract.errors import OpenSearchError
 from processors.mlclient import MLClient
@@ -145,12 +145,6 @@ def make_ml_client(url: str, options: ClientOptions | None = None, *,
     options = options or ClientOptions()
     return client_class(url, http_auth=options.http_auth, verify_certs=options.verify_certs,
                         ca_certs=options.ca_certs)
-
-
-def add_data_dir_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
-    """``--data-dir``, with the one default every command shares."""
-    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR,
-                        help="where models (ml/) and indices (data/) live (default: %(default)s)")
 
 
 def add_connection_arguments(parser: argparse.ArgumentParser) -> None:

@@ -13,6 +13,7 @@ model access control sees the caller), over a plain-HTTP listener on 127.0.0.1 w
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
 import os
@@ -23,6 +24,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -30,13 +32,14 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from datanode.app import add_routes as add_data_routes
 from datanode.keys import METRICS as DATA_METRICS
 from datanode.storage import DataDirInUse
-from mlnode import keys as ml_keys
-from mlnode.app import mount as mount_ml
-from mlnode.registry import RegistryError
-from mlnode.settings import MLSettings
-from mlnode.views import node as ml_node_views
 from neuralpipe.security import Guard, SecurityOptions, authinfo, guard_middleware
 from opensearch_contract.security import AUTHINFO_PATH
+
+if TYPE_CHECKING:
+    from mlnode.settings import MLSettings
+
+# The ML role's modules (onnxruntime, tokenizers, the model registry) are imported only by a node that has the ml
+# role: a data node's start-up, which a restart of a large index waits on, does without them.
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +61,12 @@ def parse_roles(text: str) -> tuple[str, ...]:
     return roles
 
 
+def add_data_dir_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """``--data-dir``, with the one default every command shares."""
+    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR,
+                        help="where models (ml/) and indices (data/) live (default: %(default)s)")
+
+
 def layout(data_dir: Path) -> tuple[Path, Path]:
     """(ML node dir, data node dir) inside a data dir: the same for ``serve`` and the embedded node."""
     return data_dir / "ml", data_dir / "data"
@@ -75,6 +84,8 @@ class NodeSpec:
 
 async def _combined_metrics(request: web.Request) -> web.Response:
     """The ML node's Prometheus metrics followed by the data node's: one exposition, distinct name prefixes."""
+    from mlnode import keys as ml_keys
+
     body = request.app[ml_keys.METRICS].render() + request.app[DATA_METRICS].render()
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
@@ -95,6 +106,8 @@ def build_app(spec: NodeSpec, *, own_url: str, guard: Guard | None = None) -> we
     combined = "ml" in spec.roles and "data" in spec.roles
     ml_dir, data_dir = layout(spec.data_dir)
     if "ml" in spec.roles:
+        from mlnode.app import mount as mount_ml
+
         if spec.ml_settings is None:
             raise ValueError("the ml role needs ML settings")
         mount_ml(app, spec.ml_settings, root=not combined)
@@ -102,6 +115,8 @@ def build_app(spec: NodeSpec, *, own_url: str, guard: Guard | None = None) -> we
         add_data_routes(app, data_dir=data_dir, ml_url=own_url if "ml" in spec.roles else spec.ml_url,
                         metrics=not combined, query_cache_size=spec.query_cache_size)
     if combined:
+        from mlnode.views import node as ml_node_views
+
         app.router.add_get("/metrics", _combined_metrics)
         app.router.add_get("/health", ml_node_views.health)
     return app
@@ -158,11 +173,16 @@ class NodeServer:
             raise NodeStartError(str(exc)) from None
         self.guard = guard
         self._runner = web.AppRunner(build_app(self.spec, own_url=own_url, guard=guard), access_log=None)
+        start_errors: tuple[type[Exception], ...] = (DataDirInUse,)
+        if "ml" in self.spec.roles:
+            from mlnode.registry import RegistryError
+
+            start_errors += (RegistryError,)
         try:
             await self._runner.setup()
             for s, ctx in socks:
                 await web.SockSite(self._runner, s, ssl_context=ctx).start()
-        except (DataDirInUse, RegistryError) as exc:
+        except start_errors as exc:
             for s, _ in socks:
                 s.close()
             await self.stop()
@@ -200,8 +220,12 @@ def serve_forever(roles: tuple[str, ...], *, data_dir: Path, config: Path | None
     the latest ``STOP_GRACE_SECONDS`` after the signal, or at once on a second signal. A model call that never
     returned leaves a thread in native code, which must not hold up the interpreter's exit: once the node has
     closed, the process ends without waiting for threads."""
-    overrides = {"registry": registry} if registry else {}
-    settings = MLSettings.load(config, data_dir=layout(data_dir)[0], **overrides) if "ml" in roles else None
+    settings = None
+    if "ml" in roles:
+        from mlnode.settings import MLSettings
+
+        overrides = {"registry": registry} if registry else {}
+        settings = MLSettings.load(config, data_dir=layout(data_dir)[0], **overrides)
     server = NodeServer(NodeSpec(roles, data_dir, settings, ml_url, security or SecurityOptions(),
                                  query_cache_size=query_cache_size), host=host, port=port)
     asyncio.run(_serve(server, say))

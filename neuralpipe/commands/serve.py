@@ -20,8 +20,7 @@ import os
 import sys
 from pathlib import Path
 
-from neuralpipe.local import add_data_dir_argument
-from neuralpipe.node import NodeStartError, parse_roles, serve_forever
+from neuralpipe.node import NodeStartError, add_data_dir_argument, parse_roles, serve_forever
 from neuralpipe.security import SecurityOptions
 
 __all__ = ["add_parser", "run", "parse_roles"]
