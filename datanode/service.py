@@ -274,9 +274,11 @@ class DataNodeService:
         self._searches += 1
         try:
             outcome: str | tuple[dict[str, Any], dict[str, str], str | None] | None = None
-            if len(raw) <= INLINE_BODY_BYTES:
+            alone = self._searches == 1 and len(raw) <= INLINE_BODY_BYTES
+            if alone:  # one turn of the loop: searches that arrived with this one register first
                 await asyncio.sleep(0)
-            if self._searches == 1 and len(raw) <= INLINE_BODY_BYTES:
+                alone = self._searches == 1
+            if alone:
                 body, plan_params, name = self._plan(index, parse_object(raw), params)
                 if self._is_plain(body, name):
                     outcome = self._search_at_once(index, body, plan_params)
