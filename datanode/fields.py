@@ -116,8 +116,7 @@ class VectorField:
 
     # --- graph maintenance ----------------------------------------------------------------
     def _compact_if_needed(self) -> None:
-        n = self.vectors.n
-        if n < 64 or self.dead < self.REBUILD_DEAD_FRACTION * n:
+        if not self._compaction_due():
             return
         keep = np.flatnonzero(self.live.view())
         vectors, owners = self.vectors.view()[keep].copy(), self.owner.view()[keep].copy()
@@ -129,6 +128,16 @@ class VectorField:
             self.owner.append(slot)
             self.live.append(True)
         self.graph, self.in_graph, self.dead, self.mapped = None, 0, 0, None
+
+    def graph_current(self) -> bool:
+        """Whether a search finds the HNSW graph as it stands: nothing to add to it, no compaction due (so
+        ``refresh`` would return at once)."""
+        return (self.spec.method == "hnsw" and self.graph is not None and self.in_graph == self.vectors.n
+                and not self._compaction_due())
+
+    def _compaction_due(self) -> bool:
+        n = self.vectors.n
+        return n >= 64 and self.dead >= self.REBUILD_DEAD_FRACTION * n
 
     def refresh(self) -> None:
         """Bring the HNSW graph up to date with every written vector (blocking; call off the loop)."""

@@ -12,6 +12,7 @@ from opensearch_contract.body import encode, parse_object
 from opensearch_contract.errors import IllegalArgument, MapperParsingError, OpenSearchError
 
 from .errors import item_error
+from .index import Index
 from .metrics import DataNodeMetrics
 from .node import DataNode, WriteOp
 from .pipelines import ML_QUERIES, PipelineRunner, find_keys
@@ -26,6 +27,7 @@ class DataNodeService:
         self.pool = pool
         self.pipelines = pipelines
         self.metrics = metrics or DataNodeMetrics()
+        self._searches = 0  # _search requests in search_encoded now (on the loop or in a worker thread)
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
@@ -242,13 +244,50 @@ class DataNodeService:
             return body, params, name
         return encode(self.node.search(index or "_all", body, params))
 
+    def _search_plain(self, index: str | None, body: dict[str, Any], params: dict[str, str]) -> str:
+        return encode(self.node.search(index or "_all", body, params))
+
+    def _search_at_once(self, index: str | None, body: dict[str, Any], params: dict[str, str]) -> str | None:
+        """A planned plain search run here, on the loop, when it is a small knn search (``_inline_knn``) on an index
+        no other thread holds; None when it must go to a worker thread."""
+        target = _inline_knn(self.node, index, body, params)
+        if target is None or not target.lock.acquire(blocking=False):  # a writer holds it: never wait on the loop
+            return None
+        try:
+            for fld in target.root.vectors.values():
+                if not fld.graph_current():  # the search would (re)build a graph first: seconds, not microseconds
+                    return None
+            return self._search_plain(index, body, params)
+        finally:
+            target.lock.release()
+
     async def search_encoded(self, index: str | None, raw: bytes, params: dict[str, str]) -> str:
         """A ``_search`` request body in, its JSON response out. A plain search (the hot path) costs one
-        worker-thread hand-off for parsing, searching and encoding; pipelines and neural queries run on the loop."""
+        worker-thread hand-off for parsing, searching and encoding; pipelines and neural queries run on the loop.
+
+        When no other search is in the node (after one turn of the loop, so searches that arrive together see each
+        other), a small body is parsed here and a small knn search runs on the loop itself: the hand-off to a worker
+        thread and back costs about as much as the graph search. Searches that overlap keep to the worker threads,
+        where the graph searches of several requests run side by side."""
         started = time.perf_counter()
         kind = "plain"
+        self._searches += 1
         try:
-            outcome = await self.run(self._search_raw, index, raw, params)
+            outcome: str | tuple[dict[str, Any], dict[str, str], str | None] | None = None
+            alone = self._searches == 1 and len(raw) <= INLINE_BODY_BYTES
+            if alone:  # one turn of the loop: searches that arrived with this one register first
+                await asyncio.sleep(0)
+                alone = self._searches == 1
+            if alone:
+                body, plan_params, name = self._plan(index, parse_object(raw), params)
+                if self._is_plain(body, name):
+                    outcome = self._search_at_once(index, body, plan_params)
+                    if outcome is None:
+                        outcome = await self.run(self._search_plain, index, body, plan_params)
+                else:
+                    outcome = body, plan_params, name
+            else:
+                outcome = await self.run(self._search_raw, index, raw, params)
             if isinstance(outcome, str):
                 text = outcome
             else:
@@ -257,6 +296,8 @@ class DataNodeService:
         except OpenSearchError:
             self.metrics.searches.labels(kind, "error").inc()
             raise
+        finally:
+            self._searches -= 1
         self.metrics.searches.labels(kind, "ok").inc()
         self.metrics.search_seconds.labels(kind).observe(time.perf_counter() - started)
         return text
@@ -294,6 +335,57 @@ class DataNodeService:
                 out.append({"doc": {"_index": index, "_id": doc_id, "_source": result,
                                     "_ingest": {"timestamp": now}}})
         return {"docs": out}
+
+
+# What ``search_encoded`` may run on the loop: a body this small is parsed there (a 1,024-d query vector is ~20 KB of
+# JSON); a top-level knn clause whose graph search visits at most INLINE_EF candidates (its k and ef_search), whose
+# page shows at most INLINE_HITS hits, or INLINE_FETCHED_HITS when each reads its stored document. Anything else
+# (filters, radial search, sorting, any query whose cost grows with the index) goes to a worker thread.
+INLINE_BODY_BYTES = 64 * 1024
+INLINE_EF = 512
+INLINE_HITS = 100
+INLINE_FETCHED_HITS = 20
+_INLINE_BODY_KEYS = frozenset(("query", "size", "from", "_source", "track_total_hits", "timeout"))
+_INLINE_KNN_KEYS = frozenset(("vector", "k", "boost", "_name", "method_parameters"))
+
+
+def _inline_knn(node: DataNode, expression: str | None, body: dict[str, Any], params: dict[str, str]) -> Index | None:
+    """The index of a search that may run on the loop: one open index named as is, a body of a single top-level knn
+    clause (``_INLINE_KNN_KEYS``) on a root-level vector field, small ``k``, ``ef_search`` and page. None otherwise.
+    Only the cost is judged here: the search itself (and every error it answers) is ``DataNode.search``'s."""
+    if params or not expression or expression in ("_all", "*") or "," in expression or "*" in expression:
+        return None
+    target = node.indices.get(expression)
+    if target is None or not target.is_open or not _INLINE_BODY_KEYS.issuperset(body):
+        return None
+    query = body.get("query")
+    if not isinstance(query, dict) or len(query) != 1 or not isinstance(query.get("knn"), dict) \
+            or len(query["knn"]) != 1:
+        return None
+    (fld, clause), = query["knn"].items()
+    spec = target.mapping.fields.get(fld)
+    if spec is None or spec.type != "knn_vector" or spec.nested_path is not None or not isinstance(clause, dict) \
+            or not _INLINE_KNN_KEYS.issuperset(clause):
+        return None
+    k, method = clause.get("k"), clause.get("method_parameters")
+    if method is None:
+        ef = None
+    elif isinstance(method, dict) and set(method) <= {"ef_search"}:
+        ef = method.get("ef_search")
+    else:
+        return None
+    size, start = body.get("size", 10), body.get("from", 0)
+    if ef is None:  # the index setting, else the mapping's: the graph search's own default
+        ef = target.settings.get("index.knn.algo_param.ef_search", spec.vector.ef_search if spec.vector else None)
+        ef = int(ef) if isinstance(ef, str) and ef.isdigit() else ef
+    if type(k) is not int or type(size) is not int or type(start) is not int or type(ef) is not int:
+        return None
+    fetched = body.get("_source", True) not in (False, "false")
+    page = min(k, start + size)
+    if not (0 < k <= INLINE_EF and 0 < ef <= INLINE_EF and start >= 0 and size >= 0
+            and page <= (INLINE_FETCHED_HITS if fetched else INLINE_HITS)):
+        return None
+    return target
 
 
 def _settle(ops: list[WriteOp], results: list[Any]) -> None:
