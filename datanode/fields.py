@@ -50,11 +50,71 @@ class Grow:
         return self.data[: self.n]
 
 
+class Vectors:
+    """A vector field's vectors in entry order: a read-only ``head`` (the entries an HNSW graph holds, read from the
+    graph's own storage; or vectors mapped from a segment file) and a growing tail of the entries written since.
+
+    faiss's IndexHNSWFlat keeps a copy of every vector it holds; a second copy here (in a buffer that grows by
+    doubling) held the field's vectors up to three times. ``owner`` keeps the faiss object whose storage ``head``
+    views alive for as long as the view is in use; after the graph changes, ``over_graph`` takes a new view (an
+    ``add`` may move faiss's storage). Callers hold the index lock."""
+
+    def __init__(self, dimension: int, head: np.ndarray | None = None, owner: Any = None) -> None:
+        self.dimension = dimension
+        self.head = head if head is not None else np.empty((0, dimension), dtype=np.float32)
+        self.owner = owner
+        self.tail = Grow(np.float32, width=dimension)
+
+    @classmethod
+    def over_graph(cls, graph: HNSWGraph) -> Vectors:
+        """The vectors ``graph`` holds, read in place from its flat storage."""
+        storage: Any = faiss.downcast_index(graph.storage)  # an IndexFlat (faiss's .pyi types it as a bare Index)
+        n, d = int(graph.ntotal), int(graph.d)
+        head = (faiss.rev_swig_ptr(storage.get_xb(), n * d).reshape(n, d) if n
+                else np.empty((0, d), dtype=np.float32))
+        head.flags.writeable = False  # faiss's memory (or a mapped file): numpy must refuse a write, not crash
+        return cls(d, head, graph)
+
+    @property
+    def n(self) -> int:
+        return self.head.shape[0] + self.tail.n
+
+    def append(self, vec: np.ndarray) -> int:
+        return self.head.shape[0] + self.tail.append(vec)
+
+    def view(self) -> np.ndarray:
+        """Every vector (a copy when both parts hold some)."""
+        if not self.tail.n:
+            return self.head
+        if not self.head.shape[0]:
+            return self.tail.view()
+        return np.concatenate([self.head, self.tail.view()])
+
+    def since(self, start: int) -> np.ndarray:
+        """Entries ``start`` .. n-1, contiguous."""
+        h = self.head.shape[0]
+        if start >= h:
+            return self.tail.data[start - h:self.tail.n]
+        return np.ascontiguousarray(self.view()[start:])
+
+    def take(self, entries: np.ndarray) -> np.ndarray:
+        h = self.head.shape[0]
+        if not self.tail.n:
+            return self.head[entries]
+        if not h:
+            return self.tail.data[entries]
+        out = np.empty((entries.shape[0], self.dimension), dtype=np.float32)
+        in_head = entries < h
+        out[in_head] = self.head[entries[in_head]]
+        out[~in_head] = self.tail.data[entries[~in_head] - h]
+        return out
+
+
 # the text, keyword, value and feature fields live in ``postings`` (imported here, below ``Grow``, which they do not
 # need, so that ``from .fields import TermField`` keeps working)
 from .postings import FeatureField, TermField, ValueField  # noqa: E402
 
-__all__ = ["FeatureField", "Grow", "HNSWGraph", "TermField", "ValueField", "VectorField"]
+__all__ = ["FeatureField", "Grow", "HNSWGraph", "TermField", "ValueField", "VectorField", "Vectors"]
 
 
 class VectorField:
@@ -65,7 +125,7 @@ class VectorField:
 
     def __init__(self, spec: VectorSpec) -> None:
         self.spec = spec
-        self.vectors = Grow(np.float32, width=spec.dimension)
+        self.vectors = Vectors(spec.dimension)
         self.owner = Grow(np.int64, fill=-1)
         self.live = Grow(np.bool_, fill=False)
         self.slot_entry: dict[int, int] = {}
@@ -81,7 +141,8 @@ class VectorField:
         """A field as ``segment`` saved it: ``vectors`` (read-only, maybe mapped), each entry's slot and liveness,
         and the HNSW graph over every entry (None for exact search)."""
         field = cls(spec)
-        field.vectors, field.owner, field.live = Grow.of(vectors), Grow.of(owner, fill=-1), Grow.of(live, fill=False)
+        field.vectors = Vectors.over_graph(graph) if graph is not None else Vectors(spec.dimension, vectors)
+        field.owner, field.live = Grow.of(owner, fill=-1), Grow.of(live, fill=False)
         field.slot_entry = dict(zip(owner[live].tolist(), np.flatnonzero(live).tolist()))
         field.dead = int(live.size - len(field.slot_entry))
         if graph is not None:
@@ -120,7 +181,7 @@ class VectorField:
             return
         keep = np.flatnonzero(self.live.view())
         vectors, owners = self.vectors.view()[keep].copy(), self.owner.view()[keep].copy()
-        self.vectors, self.owner, self.live = Grow(np.float32, width=self.spec.dimension), Grow(np.int64, fill=-1), \
+        self.vectors, self.owner, self.live = Vectors(self.spec.dimension), Grow(np.int64, fill=-1), \
             Grow(np.bool_, fill=False)
         self.slot_entry.clear()
         for vec, slot in zip(vectors, owners.tolist()):
@@ -153,12 +214,13 @@ class VectorField:
         if self.in_graph < self.vectors.n:
             if self.mapped is not None and graph is self.mapped:  # faiss aborts on adding to a mapped graph: copy
                 graph = self.graph = faiss.deserialize_index(faiss.serialize_index(graph))
-            graph.add(np.ascontiguousarray(self.vectors.data[self.in_graph:self.vectors.n]))
+            graph.add(np.ascontiguousarray(self.vectors.since(self.in_graph)))
             self.in_graph = self.vectors.n
+            self.vectors = Vectors.over_graph(graph)  # the graph holds them all now: one copy, not two
 
     # --- search ---------------------------------------------------------------------------
     def _raw_exact(self, query: np.ndarray, entries: np.ndarray) -> np.ndarray:
-        vecs = self.vectors.data[entries]
+        vecs = self.vectors.take(entries)
         if self.metric_l2:
             diff = vecs - query[None, :]
             return np.einsum("ij,ij->i", diff, diff).astype(np.float32)
