@@ -39,11 +39,13 @@ from opensearch_contract.errors import OpenSearchError
 
 from .fields import FeatureField, Grow, HNSWGraph, TermField, ValueField, VectorField
 from .index import Index, Scope
+from .mapping import ParsedDoc
 from .postings import Postings
 from .storage import Storage, dumps
 
 log = logging.getLogger("neuralpipe.datanode")
 FORMAT = 2  # 2: postings and values saved too
+REBUILD_BATCH = 1000  # documents re-indexed together when a segment is rebuilt from SQLite
 
 
 class SegmentLoader:
@@ -70,11 +72,16 @@ class SegmentLoader:
         log.info("index [%s]: segment missing or stale, rebuilding it from SQLite", index.name)
         self._current.pop(index.uuid, None)
         index.install(Scope(index, None), {}, [])
+        batch: list[tuple[str, ParsedDoc | None]] = []
         for doc_id, source in self.storage.docs(index.name):
             try:
-                index.put(doc_id, index.mapping.parse(source, doc_id))
+                batch.append((doc_id, index.mapping.parse(source, doc_id)))
             except OpenSearchError as exc:  # stored before a mapping change; keep it, but unsearchable
                 log.warning("index [%s] doc [%s] could not be re-indexed: %s", index.name, doc_id, exc)
+            if len(batch) == REBUILD_BATCH:
+                index.apply(batch)
+                batch = []
+        index.apply(batch)
 
     def count(self, index: Index) -> int:
         return self.storage.generation(index.name)[1]
