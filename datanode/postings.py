@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import ctypes
 from collections.abc import Callable, Iterator
-from itertools import chain
+from itertools import chain, repeat
 from typing import Any
 
 import numpy as np
@@ -110,21 +110,30 @@ def concat(parts: list[Postings], live: np.ndarray, dtype: Any, positions: bool)
     """One postings of ``parts`` (whose slots ascend part after part: a later part holds later slots only), their
     entries whose slot is ``live``: per term, each part's entries in part order, so slots stay ascending without a
     sort. The term dictionary is the first part's, then each later part's new terms in its order (every term kept,
-    even one whose entries all died), so terms stay in the order they were first written."""
-    terms = list(parts[0].terms)
-    ids = dict(parts[0].ids)
+    even one whose entries all died), so terms stay in the order they were first written. The first part's term
+    list and dictionary are extended in place, once all else is done, and shared with the result: the first part is
+    replaced by it."""
+    terms, ids = parts[0].terms, parts[0].ids
+    added: dict[str, int] = {}
+    new_terms: list[str] = []
     maps = [np.arange(len(terms), dtype=np.int64)]
     for part in parts[1:]:
-        for term in part.terms:
-            if term not in ids:
-                ids[term] = len(terms)
-                terms.append(term)
-        maps.append(np.fromiter(map(ids.__getitem__, part.terms), dtype=np.int64, count=len(part.terms)))
+        found = np.fromiter(map(ids.get, part.terms, repeat(-1)), dtype=np.int64, count=len(part.terms))
+        missing = np.flatnonzero(found < 0)
+        for k in missing.tolist():
+            term = part.terms[k]
+            tid = added.get(term)
+            if tid is None:
+                tid = added[term] = len(terms) + len(new_terms)
+                new_terms.append(term)
+            found[k] = tid
+        maps.append(found)
+    n_terms = len(terms) + len(new_terms)
     kept = [_keep_counts(part, live) for part in parts]
-    counts = np.zeros(len(terms), dtype=np.int64)
+    counts = np.zeros(n_terms, dtype=np.int64)
     for mapping, (_, _, per_term) in zip(maps, kept):
         counts[mapping] += per_term  # a part names each term once: no repeated index
-    ptr = np.zeros(len(terms) + 1, dtype=np.int64)
+    ptr = np.zeros(n_terms + 1, dtype=np.int64)
     np.cumsum(counts, out=ptr[1:])
     total = int(ptr[-1])
     out_slots = np.empty(total, dtype=np.int32)
@@ -140,7 +149,7 @@ def concat(parts: list[Postings], live: np.ndarray, dtype: Any, positions: bool)
         filled[mapping] += per_term
         dests.append(dest)
     if not positions:
-        return Postings(terms, ptr, out_slots, out_data, ids=ids)
+        return _extended(terms, new_terms, ids, added, ptr, out_slots, out_data, None, None)
     freqs = out_data.astype(np.int64)
     out_starts = np.cumsum(freqs) - freqs
     out_pos = np.empty(int(freqs.sum()), dtype=np.int32)
@@ -151,10 +160,16 @@ def concat(parts: list[Postings], live: np.ndarray, dtype: Any, positions: bool)
         kept_freqs = part_freqs[keep]
         out_pos[ragged(out_starts[dest], kept_freqs)] = np.asarray(part.positions)[ragged(part_starts[keep],
                                                                                          kept_freqs)]
-    pos_ptr = np.zeros(len(terms) + 1, dtype=np.int64)
-    np.cumsum(np.bincount(np.repeat(np.arange(len(terms), dtype=np.int64), counts), weights=freqs,
-                          minlength=len(terms)).astype(np.int64), out=pos_ptr[1:])
-    return Postings(terms, ptr, out_slots, out_data, pos_ptr, out_pos, ids=ids)
+    pos_ptr = np.append(out_starts, out_pos.size)[ptr]  # a term's positions start with its first entry's
+    return _extended(terms, new_terms, ids, added, ptr, out_slots, out_data, pos_ptr, out_pos)
+
+
+def _extended(terms: list[str], new_terms: list[str], ids: dict[str, int], added: dict[str, int], ptr: np.ndarray,
+              slots: np.ndarray, data: np.ndarray, pos_ptr: np.ndarray | None, positions: np.ndarray | None
+              ) -> Postings:
+    terms.extend(new_terms)
+    ids.update(added)
+    return Postings(terms, ptr, slots, data, pos_ptr, positions, ids=ids)
 
 
 def batch(slots: np.ndarray, tokens: list[str], token_doc: np.ndarray, data: np.ndarray | None,
