@@ -1,0 +1,224 @@
+"""A ``_bulk`` request's documents are indexed together, field by field, into postings parts that merge later
+(issue 14): every answer and every stored byte must be what one request per document gives. Here the same mixed
+requests (good documents, a bad one, repeated ids, a create conflict, deletes and updates of documents the same
+request wrote) go to one node as whole ``_bulk`` requests and to another one item per ``_bulk``: the items, the
+scores of later searches, the SQLite rows and the saved segment files must be the same, and stay so after a
+restart. The postings themselves are checked against a plain dict model of what each slot holds."""
+
+from __future__ import annotations
+
+import json
+import random
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import requests
+
+import datanode.postings
+from datanode.postings import FeatureField, TermField, similarity
+from tests.fixtures.datanode import DataNodeThread
+
+WORDS = ["alpha", "beta", "gamma", "delta", "the", "quick", "brown", "fox", "jumps", "over", "lazy", "dog"]
+MAPPING = {"mappings": {"properties": {
+    "body": {"type": "text", "fields": {"raw": {"type": "keyword"}}}, "title": {"type": "text", "analyzer": "english"},
+    "tags": {"type": "keyword"}, "n": {"type": "integer"}, "sp": {"type": "rank_features"},
+    "pop": {"type": "rank_feature"}, "parts": {"type": "nested", "properties": {"text": {"type": "text"}}}}}}
+QUERIES: list[dict[str, Any]] = [
+    {"query": {"match": {"body": "quick brown fox"}}, "size": 100},
+    {"query": {"match_phrase": {"body": "quick brown"}}, "size": 100},
+    {"query": {"match": {"title": "gammas"}}, "size": 100},
+    {"query": {"rank_feature": {"field": "sp.w2"}}, "size": 100},
+    {"query": {"bool": {"should": [{"rank_feature": {"field": f"sp.w{k}", "linear": {}}} for k in range(6)]}},
+     "size": 100},
+    {"query": {"nested": {"path": "parts", "score_mode": "sum", "query": {"match": {"parts.text": "beta fox"}}}},
+     "size": 100},
+    {"query": {"match_all": {}}, "sort": [{"tags": "desc"}, {"n": "asc"}], "size": 100},
+    {"query": {"term": {"tags": "t3"}}, "size": 100},
+    {"query": {"match": {"extra": "new words"}}, "size": 100},  # a field the requests map dynamically
+]
+
+
+def doc(i: int) -> dict[str, Any]:
+    words = [WORDS[(i * 7 + k * k) % len(WORDS)] + ("s" if k % 3 == 0 else "") for k in range(3 + i % 9)]
+    return {"body": [" ".join(words), " ".join(WORDS[(i + k) % len(WORDS)] for k in range(2 + i % 3))],
+            "title": f"{WORDS[i % 12]} of the {WORDS[(i + 1) % 12]}'s",
+            "tags": [f"t{i % 5}", f"t{(i * 3) % 7}", f"t{i % 5}"], "n": i,
+            "sp": {f"w{(k * 7 + i) % 13}": round(0.1 + ((i * (k + 3)) % 17) / 7, 4) for k in range(i % 5 + 1)},
+            "pop": 1 + i % 13, "parts": [{"text": WORDS[(i + k) % len(WORDS)] + " fox"} for k in range(i % 3)]}
+
+
+def requests_lines() -> list[list[tuple[dict[str, Any], dict[str, Any] | None]]]:
+    """Three mixed requests: (action line, source line) per item."""
+    out = []
+    for start in (0, 60, 120):
+        items: list[tuple[dict[str, Any], dict[str, Any] | None]] = [
+            ({"index": {"_id": str(i)}}, doc(i)) for i in range(start, start + 60)]
+        items[10:10] = [({"index": {"_id": str(start + 3)}}, doc(start + 9)),    # written again: version 2
+                        ({"delete": {"_id": str(start + 5)}}, None),             # removed, then written again
+                        ({"index": {"_id": str(start + 5)}}, doc(1)),
+                        ({"index": {"_id": str(start + 7)}}, {"n": "bad"}),      # fails alone
+                        ({"create": {"_id": str(start + 8)}}, doc(2)),           # conflicts
+                        ({"update": {"_id": str(start + 2)}}, {"doc": {"n": 7, "tags": "upd"}}),
+                        ({"index": {"_id": str(start + 1)}}, {"extra": f"new words {start}", "n": start}),
+                        ({"delete": {"_id": str(start + 11)}}, None)]            # not written yet: not_found
+        out.append(items)
+    return out
+
+
+def ndjson(items: list[tuple[dict[str, Any], dict[str, Any] | None]]) -> str:
+    return "".join(json.dumps(action) + "\n" + (json.dumps(src) + "\n" if src is not None else "")
+                   for action, src in items)
+
+
+def bulk(url: str, items: list[tuple[dict[str, Any], dict[str, Any] | None]]) -> list[dict[str, Any]]:
+    res = requests.post(f"{url}/p/_bulk", data=ndjson(items), headers={"Content-Type": "application/x-ndjson"},
+                        timeout=60)
+    assert res.status_code == 200
+    return [json.loads(json.dumps(item).replace(res_uuid(url), "<uuid>")) for item in res.json()["items"]]
+
+
+def res_uuid(url: str) -> str:
+    return requests.get(f"{url}/p", timeout=60).json()["p"]["settings"]["index"]["uuid"]
+
+
+def answers(url: str) -> list[Any]:
+    out = []
+    for body in QUERIES:
+        res = requests.post(f"{url}/p/_search", data=json.dumps(body), headers={"Content-Type": "application/json"},
+                            timeout=60).json()
+        out.append([(h["_id"], h["_score"], h.get("sort")) for h in res["hits"]["hits"]])
+    return out
+
+
+def stored(data_dir: Path) -> tuple[list[Any], dict[str, bytes]]:
+    """The SQLite rows and the segment's files (by name) of a stopped node."""
+    db = sqlite3.connect(data_dir / "datanode.sqlite3")
+    rows = db.execute("SELECT id, version, seq_no, source FROM docs ORDER BY id").fetchall()
+    rows.append(db.execute("SELECT seq_no, mappings FROM indices").fetchall())
+    db.close()
+    (segment,) = (data_dir / "indices").iterdir()
+    return rows, {path.name: path.read_bytes() for path in sorted(segment.iterdir())}
+
+
+@pytest.mark.integration
+def test_a_whole_bulk_answers_and_stores_what_one_item_per_bulk_does(tmp_path: Path) -> None:
+    results = {}
+    for way in ("whole", "one_by_one"):
+        node = DataNodeThread(tmp_path / way).start()
+        try:
+            created = requests.put(f"{node.url}/p", data=json.dumps(MAPPING), timeout=60,
+                                   headers={"Content-Type": "application/json"})
+            assert created.status_code == 200
+            items = []
+            for request in requests_lines():
+                if way == "whole":
+                    items += bulk(node.url, request)
+                else:
+                    for item in request:
+                        items += bulk(node.url, [item])
+            before = answers(node.url)
+        finally:
+            node.stop()
+        node = DataNodeThread(tmp_path / way).start()  # restarted on its saved segment
+        try:
+            after = answers(node.url)
+        finally:
+            node.stop()
+        assert after == before
+        results[way] = items, before, stored(tmp_path / way)
+    whole, one_by_one = results["whole"], results["one_by_one"]
+    items = whole[0]
+    assert items == one_by_one[0]
+    assert [item.get("index", {}).get("_version") for item in items[:4]] == [1, 1, 1, 1]
+    failed = [next(iter(item.values())) for item in items if "error" in next(iter(item.values()))]
+    assert [(f["_id"], f["status"], f["error"]["type"]) for f in failed] == [
+        (str(start + k), status, kind) for start in (0, 60, 120)
+        for k, status, kind in ((7, 400, "mapper_parsing_exception"), (8, 409, "version_conflict_engine_exception"))]
+    assert [item["delete"]["result"] for item in items if "delete" in item] == ["deleted", "not_found"] * 3
+    assert whole[1] == one_by_one[1]
+    assert all(hits for hits in whole[1])  # every query finds something
+    assert whole[2][0] == one_by_one[2][0]  # SQLite: sources, versions, seq_no, mapping
+    assert whole[2][1] == one_by_one[2][1]  # the segment, byte for byte
+
+
+def model_check(text: TermField, keyword: TermField, feats: FeatureField, model: dict[int, Any]) -> None:
+    """Each field's postings, statistics and term order against ``model`` (slot -> (tokens, values, features) of
+    every live slot)."""
+    first_text: dict[str, None] = {}
+    first_kw: dict[str, None] = {}
+    first_ft: dict[str, None] = {}
+    want_text: dict[str, dict[int, list[int]]] = {}
+    want_kw: dict[str, list[int]] = {}
+    want_ft: dict[str, dict[int, float]] = {}
+    for slot in sorted(model["all"]):
+        tokens, values, features = model["all"][slot]
+        first_text.update(dict.fromkeys(tokens))
+        first_kw.update(dict.fromkeys(values))
+        first_ft.update(dict.fromkeys(features))
+        if slot not in model["live"]:
+            continue
+        for position, token in enumerate(tokens):
+            want_text.setdefault(token, {}).setdefault(slot, []).append(position)
+        for value in dict.fromkeys(values):
+            want_kw.setdefault(value, []).append(slot)
+        for token, weight in features.items():
+            want_ft.setdefault(token, {})[slot] = float(similarity.decode_feature(np.float32([weight]))[0])
+    assert list(text.terms()) == list(first_text)  # in the order first written, removed ones too
+    assert list(keyword.terms()) == list(first_kw) and list(feats.terms()) == list(first_ft)
+    for term in first_text:
+        slots, freqs = text.posting(term)
+        want = want_text.get(term, {})
+        assert slots.tolist() == sorted(want) and freqs.tolist() == [len(want[s]) for s in sorted(want)]
+        if want:  # (a phrase asks only for slots holding every term)
+            keys = text._position_keys(term, np.asarray(sorted(want), dtype=np.int64))
+            assert keys.tolist() == [(s << 32) | p for s in sorted(want) for p in want[s]]
+    for value in first_kw:
+        slots, freqs = keyword.posting(value)
+        assert slots.tolist() == want_kw.get(value, []) and set(freqs.tolist()) <= {1}
+    for token in first_ft:
+        slots, weights = feats.values(token)
+        want_w = want_ft.get(token, {})
+        assert slots.tolist() == sorted(want_w) and weights.tolist() == [want_w[s] for s in sorted(want_w)]
+    live = sorted(model["live"])
+    assert text.doc_count == len(live) and text.sum_ttf == sum(len(model["all"][s][0]) for s in live)
+    assert keyword.sum_ttf == sum(len(set(model["all"][s][1])) for s in live)
+    for slot in live:
+        assert sorted(keyword.slot_values(slot)) == sorted(set(model["all"][slot][1]))
+
+
+@pytest.mark.parametrize("ratio", [0.0, 0.5, 1.0, 4.0, 1e9])
+def test_postings_parts_hold_what_each_slot_was_given(ratio: float, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Batches of random documents, removals between them, merges as often as ``ratio`` makes them, then a full
+    merge: at every step each posting is the one a dict of the live slots gives."""
+    monkeypatch.setattr(datanode.postings, "MERGE_RATIO", ratio)
+    rng = random.Random(7)
+    vocab = [f"w{k}" for k in range(40)]
+    text, keyword, feats = TermField(norms=True), TermField(norms=False), FeatureField()
+    model: dict[str, Any] = {"all": {}, "live": set()}
+    slot = 0
+    for _ in range(12):
+        slots, docs = [], []
+        for _ in range(rng.choice([1, 2, 5, 17])):
+            tokens = [rng.choice(vocab[: rng.randint(3, 40)]) for _ in range(rng.randint(0, 12))]
+            values = [rng.choice(vocab[:6]) for _ in range(rng.randint(0, 4))]
+            features = {t: round(rng.uniform(0.01, 5), 4) for t in rng.sample(vocab, rng.randint(0, 6))}
+            slots.append(slot)
+            docs.append((tokens, values, features))
+            model["all"][slot] = (tokens, values, features)
+            model["live"].add(slot)
+            slot += 1
+        text.add_many(slots, [d[0] for d in docs])
+        keyword.add_many([s for s, d in zip(slots, docs) if d[1]], [d[1] for d in docs if d[1]])
+        feats.add_many(slots, [d[2] for d in docs])
+        for gone in rng.sample(sorted(model["live"]), min(2, len(model["live"]))):
+            model["live"].discard(gone)
+            for field in (text, keyword, feats):
+                field.remove(gone)
+        model_check(text, keyword, feats, model)
+    for field in (text, keyword, feats):
+        field.merge()
+        assert len(field.parts) == 1 and field.dead == 0
+    model_check(text, keyword, feats, model)
