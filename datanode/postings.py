@@ -98,21 +98,33 @@ class Postings:
                 raise ValueError("position arrays disagree")
 
 
-def _keep_counts(part: Postings, live: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(keep mask over ``part``'s entries, term id of each kept entry, kept entries per term)."""
-    tids = part.term_ids()
-    keep = live[np.asarray(part.slots)] if part.size else np.zeros(0, dtype=np.bool_)
-    kept_tids = tids[keep]
-    return keep, kept_tids, np.bincount(kept_tids, minlength=len(part.terms)).astype(np.int64)
+def _kept(part: Postings, live: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None,
+                                                          np.ndarray | None]:
+    """(slots, data, entries per term, positions, positions per term) of ``part``'s entries whose slot is ``live``
+    (every entry when ``live`` is None)."""
+    slots, data = np.asarray(part.slots), np.asarray(part.data)
+    positions = None if part.positions is None else np.asarray(part.positions)
+    pos_per_term = None if part.pos_ptr is None else np.diff(part.pos_ptr)
+    if live is None or not part.size:
+        return slots, data, np.diff(part.ptr), positions, pos_per_term
+    keep = live[slots]
+    if keep.all():
+        return slots, data, np.diff(part.ptr), positions, pos_per_term
+    kept_tids = part.term_ids()[keep]
+    per_term = np.bincount(kept_tids, minlength=len(part.terms)).astype(np.int64)
+    if positions is not None:
+        positions = positions[np.repeat(keep, data.astype(np.int64))]
+        pos_per_term = np.bincount(kept_tids, weights=data[keep], minlength=len(part.terms)).astype(np.int64)
+    return slots[keep], data[keep], per_term, positions, pos_per_term
 
 
-def concat(parts: list[Postings], live: np.ndarray, dtype: Any, positions: bool) -> Postings:
+def concat(parts: list[Postings], live: np.ndarray | None, dtype: Any, positions: bool) -> Postings:
     """One postings of ``parts`` (whose slots ascend part after part: a later part holds later slots only), their
-    entries whose slot is ``live``: per term, each part's entries in part order, so slots stay ascending without a
-    sort. The term dictionary is the first part's, then each later part's new terms in its order (every term kept,
-    even one whose entries all died), so terms stay in the order they were first written. The first part's term
-    list and dictionary are extended in place, once all else is done, and shared with the result: the first part is
-    replaced by it."""
+    entries whose slot is ``live`` (None: all): per term, each part's entries in part order, so slots stay
+    ascending without a sort. The term dictionary is the first part's, then each later part's new terms in its
+    order (every term kept, even one whose entries all died), so terms stay in the order they were first written.
+    The first part's term list and dictionary are extended in place, once all else is done, and shared with the
+    result: the first part is replaced by it."""
     terms, ids = parts[0].terms, parts[0].ids
     added: dict[str, int] = {}
     new_terms: list[str] = []
@@ -129,38 +141,36 @@ def concat(parts: list[Postings], live: np.ndarray, dtype: Any, positions: bool)
             found[k] = tid
         maps.append(found)
     n_terms = len(terms) + len(new_terms)
-    kept = [_keep_counts(part, live) for part in parts]
+    kept = [_kept(part, live) for part in parts]
     counts = np.zeros(n_terms, dtype=np.int64)
-    for mapping, (_, _, per_term) in zip(maps, kept):
+    pos_counts = np.zeros(n_terms, dtype=np.int64)
+    for mapping, (_, _, per_term, _, pos_per_term) in zip(maps, kept):
         counts[mapping] += per_term  # a part names each term once: no repeated index
+        if pos_per_term is not None:
+            pos_counts[mapping] += pos_per_term
     ptr = np.zeros(n_terms + 1, dtype=np.int64)
     np.cumsum(counts, out=ptr[1:])
-    total = int(ptr[-1])
-    out_slots = np.empty(total, dtype=np.int32)
-    out_data = np.empty(total, dtype=dtype)
-    dests = []
+    out_slots = np.empty(int(ptr[-1]), dtype=np.int32)
+    out_data = np.empty(int(ptr[-1]), dtype=dtype)
     filled = ptr[:-1].copy()  # per term: where the next part's entries go
-    for part, mapping, (keep, kept_tids, per_term) in zip(parts, maps, kept):
-        starts = np.cumsum(per_term) - per_term  # the part's kept entries of each term start here, among its kept
-        rank = np.arange(kept_tids.size, dtype=np.int64) - starts[kept_tids]
-        dest = filled[mapping][kept_tids] + rank
-        out_slots[dest] = np.asarray(part.slots)[keep]
-        out_data[dest] = np.asarray(part.data)[keep]
+    pos_ptr = out_pos = pos_filled = None
+    if positions:
+        pos_ptr = np.zeros(n_terms + 1, dtype=np.int64)
+        np.cumsum(pos_counts, out=pos_ptr[1:])
+        out_pos = np.empty(int(pos_ptr[-1]), dtype=np.int32)
+        pos_filled = pos_ptr[:-1].copy()
+    for mapping, (slots, data, per_term, part_pos, pos_per_term) in zip(maps, kept):
+        # a part's entries of one term are a run, and land as a run: shift each run by where its term goes
+        dest = np.repeat(filled[mapping] - (np.cumsum(per_term) - per_term), per_term) + np.arange(slots.size)
+        out_slots[dest] = slots
+        out_data[dest] = data
         filled[mapping] += per_term
-        dests.append(dest)
-    if not positions:
-        return _extended(terms, new_terms, ids, added, ptr, out_slots, out_data, None, None)
-    freqs = out_data.astype(np.int64)
-    out_starts = np.cumsum(freqs) - freqs
-    out_pos = np.empty(int(freqs.sum()), dtype=np.int32)
-    for part, dest, (keep, _, _) in zip(parts, dests, kept):
-        assert part.positions is not None
-        part_freqs = np.asarray(part.data, dtype=np.int64)
-        part_starts = np.cumsum(part_freqs) - part_freqs
-        kept_freqs = part_freqs[keep]
-        out_pos[ragged(out_starts[dest], kept_freqs)] = np.asarray(part.positions)[ragged(part_starts[keep],
-                                                                                         kept_freqs)]
-    pos_ptr = np.append(out_starts, out_pos.size)[ptr]  # a term's positions start with its first entry's
+        if positions:
+            assert out_pos is not None and pos_filled is not None and part_pos is not None
+            assert pos_per_term is not None
+            starts = np.cumsum(pos_per_term) - pos_per_term
+            out_pos[np.repeat(pos_filled[mapping] - starts, pos_per_term) + np.arange(part_pos.size)] = part_pos
+            pos_filled[mapping] += pos_per_term
     return _extended(terms, new_terms, ids, added, ptr, out_slots, out_data, pos_ptr, out_pos)
 
 
@@ -252,7 +262,7 @@ class _Parts:
         parts = self.parts
         parts.append(part)
         while len(parts) >= 2 and parts[-2].size <= MERGE_RATIO * parts[-1].size:
-            parts[-2:] = [concat(parts[-2:], self.live(), self.dtype, self.positions)]
+            parts[-2:] = [concat(parts[-2:], self.live() if self.dead else None, self.dtype, self.positions)]
             if parts[-1].size >= RELEASE_AFTER:
                 release_memory()
 
