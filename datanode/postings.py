@@ -1,11 +1,12 @@
 """Postings of one scope's text, keyword, feature and value fields: compact numpy arrays, saved in the segment.
 
-Each field is an immutable base (``Postings``: a term dictionary and, per term, its slots in order with their
-frequencies or weights, CSR-style; for text fields also every position, term by term and slot by slot) plus a small
-mutable tail of the documents written since, in dicts. The tail is merged into a new base when it grows past a
-fraction of the base, and before the segment is saved. A removed slot stays in the base, masked out by the field's
-per-slot arrays (length -1, or ``has`` False) until the next merge drops it; every statistic BM25 reads (docFreq,
-docCount, sumTotalTermFreq) counts live slots only, as Lucene's do after a merge expunges deletes.
+A text, keyword or feature field is a list of immutable parts (``Postings``: a term dictionary and, per term, its
+slots in order with their frequencies or weights, CSR-style; for text fields also every position, term by term and
+slot by slot): the saved base, then one part per batch of documents written since (a ``_bulk`` request's documents
+are indexed together, one numpy pass per field). Parts merge as they accumulate (see ``_Parts``) and into one before
+the segment is saved. A removed slot stays in its part, masked out by the field's per-slot arrays (length -1, or
+``has`` False) until a merge drops it; every statistic BM25 reads (docFreq, docCount, sumTotalTermFreq) counts live
+slots only, as Lucene's do after a merge expunges deletes. Value fields keep a base and a dict tail.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ import numpy as np
 
 from . import similarity
 
-MERGE_RATIO = 1.0         # text, keyword, feature fields: the two newest parts merge while the older is no bigger
+MERGE_RATIO = 2.0         # text, keyword, feature fields: the two newest parts merge while the older holds at most
+#                           this many times the newer's entries (above 1, or slowly shrinking batches pile up parts)
 RELEASE_AFTER = 1_000_000  # ... and a merge this big hands its freed heap back (malloc_trim)
 MERGE_MIN = 50_000        # value fields: tail entries below which a tail is never merged
 MERGE_FRACTION = 0.25     # ... nor while it holds fewer entries than this fraction of the base
@@ -237,8 +239,9 @@ def fit(array: np.ndarray, slot: int, fill: Any) -> np.ndarray:
 class _Parts:
     """A field's postings as immutable parts in slot order (a later part holds later slots only): the saved or last
     fully merged base first, then one part per batch of new documents. After each batch the two newest parts merge
-    while the older holds at most ``MERGE_RATIO`` times the newer's entries, so a field keeps O(log n) parts and each
-    entry is copied O(log n) times (a merge concatenates per term, without sorting). Removed slots stay in the parts,
+    while the older holds at most ``MERGE_RATIO`` (> 1) times the newer's entries: each part then holds more than
+    that many times the next one's entries, so a field keeps O(log n) parts whatever the batch sizes, and each entry
+    is copied O(log n) times (a merge concatenates per term, without sorting). Removed slots stay in the parts,
     masked out by the field's per-slot arrays, until a merge drops them."""
 
     dtype: Any = np.int32

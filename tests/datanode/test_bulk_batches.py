@@ -8,6 +8,7 @@ restart. The postings themselves are checked against a plain dict model of what 
 from __future__ import annotations
 
 import json
+import math
 import random
 import sqlite3
 from pathlib import Path
@@ -222,3 +223,16 @@ def test_postings_parts_hold_what_each_slot_was_given(ratio: float, monkeypatch:
         field.merge()
         assert len(field.parts) == 1 and field.dead == 0
     model_check(text, keyword, feats, model)
+
+
+def test_shrinking_batches_keep_few_parts() -> None:
+    """Batches that each hold a little less than the one before (a client's batches rarely hold the same number of
+    entries) must still merge: a field keeps at most log2(entries) parts, not one per batch."""
+    feats = FeatureField()
+    slot = 0
+    for size in range(300, 100, -1):
+        feats.add_many(list(range(slot, slot + size)), [{"a": 1.0, f"t{k % 50}": 2.0} for k in range(size)])
+        slot += size
+        assert len(feats.parts) <= math.log2(2 * slot)
+    slots, weights = feats.values("a")
+    assert slots.tolist() == list(range(slot)) and set(weights.tolist()) == {1.0}
