@@ -194,7 +194,8 @@ def batch(slots: np.ndarray, tokens: list[str], token_doc: np.ndarray, data: np.
     terms = list(dict.fromkeys(tokens))  # in the order they first appear
     ids = dict(zip(terms, range(len(terms))))
     tids = np.fromiter(map(ids.__getitem__, tokens), dtype=np.int64, count=len(tokens))
-    order = np.argsort(tids, kind="stable")  # by term; within a term by document, then position
+    # by term; within a term by document, then position (a stable sort: numpy's radix sort for 16-bit keys)
+    order = np.argsort(tids.astype(np.uint16) if len(terms) <= 1 << 16 else tids, kind="stable")
     s_tids, s_docs = tids[order], token_doc[order]
     if data is not None:
         entry_tids, entry_docs, entry_data = s_tids, s_docs, data[order].astype(dtype)

@@ -236,3 +236,17 @@ def test_shrinking_batches_keep_few_parts() -> None:
         assert len(feats.parts) <= math.log2(2 * slot)
     slots, weights = feats.values("a")
     assert slots.tolist() == list(range(slot)) and set(weights.tolist()) == {1.0}
+
+
+def test_a_batch_of_more_terms_than_16_bits_count() -> None:
+    """A batch's terms are sorted by a 16-bit key when they fit in one; more than 65,536 terms sort by the full id."""
+    text, feats = TermField(norms=True), FeatureField()
+    first, second = [f"t{k}" for k in range(40_000)], [f"t{k}" for k in range(69_999, 29_999, -1)]
+    text.add_many([0, 1], [first, second])
+    feats.add_many([0, 1], [dict.fromkeys(first, 1.0), dict.fromkeys(second, 2.0)])
+    assert len(text.parts[0].terms) == 70_000 and list(text.terms())[-1] == "t40000"
+    for term, slots in (("t0", [0]), ("t35000", [0, 1]), ("t69999", [1])):
+        assert text.posting(term)[0].tolist() == slots and feats.values(term)[0].tolist() == slots
+        assert text._position_keys(term, np.asarray(slots)).tolist() == [
+            (s << 32) | (int(term[1:]) if s == 0 else 69_999 - int(term[1:])) for s in slots]
+    assert feats.values("t35000")[1].tolist() == [1.0, 2.0]
