@@ -65,9 +65,6 @@ class Scope:
     def size(self) -> int:
         return self.alive.n
 
-    def add(self, entry: Entry, parent: int = -1) -> int:
-        return self.add_many([entry], [parent])[0]
-
     def add_many(self, entries: list[Entry], parents: list[int]) -> list[int]:
         """Give each entry a new slot (``parents``: each one's parent slot, -1 at the root) and index its fields,
         each field in one pass over all the entries."""
@@ -225,9 +222,6 @@ class Index:
         return nested[path]
 
     # --- memory updates (after the write is durable) ----------------------------------------
-    def put(self, doc_id: str, parsed: ParsedDoc) -> None:
-        self.apply([(doc_id, parsed)])
-
     def apply(self, writes: list[tuple[str, ParsedDoc | None]]) -> None:
         """Apply committed writes in order: (id, parsed document) puts it, replacing any document of that id;
         (id, None) removes it. Puts are indexed in batches, each field once per batch."""
