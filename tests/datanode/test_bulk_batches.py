@@ -3,13 +3,15 @@
 requests (good documents, a bad one, repeated ids, a create conflict, deletes and updates of documents the same
 request wrote) go to one node as whole ``_bulk`` requests and to another one item per ``_bulk``: the items, the
 scores of later searches, the SQLite rows and the saved segment files must be the same, and stay so after a
-restart. The postings themselves are checked against a plain dict model of what each slot holds."""
+restart, and after a rebuild from SQLite. The postings themselves are checked against a plain dict model of what
+each slot holds."""
 
 from __future__ import annotations
 
 import json
 import math
 import random
+import shutil
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,7 @@ import pytest
 import requests
 
 import datanode.postings
+import datanode.segment
 from datanode.postings import FeatureField, TermField, similarity
 from tests.fixtures.datanode import DataNodeThread
 
@@ -105,7 +108,9 @@ def stored(data_dir: Path) -> tuple[list[Any], dict[str, bytes]]:
 
 
 @pytest.mark.integration
-def test_a_whole_bulk_answers_and_stores_what_one_item_per_bulk_does(tmp_path: Path) -> None:
+def test_a_whole_bulk_answers_and_stores_what_one_item_per_bulk_does(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(datanode.segment, "REBUILD_BATCH", 7)  # a rebuild from SQLite indexes 7 documents at a time
     results = {}
     for way in ("whole", "one_by_one"):
         node = DataNodeThread(tmp_path / way).start()
@@ -130,6 +135,12 @@ def test_a_whole_bulk_answers_and_stores_what_one_item_per_bulk_does(tmp_path: P
             node.stop()
         assert after == before
         results[way] = items, before, stored(tmp_path / way)
+        shutil.rmtree(tmp_path / way / "indices")  # no segment: the next start rebuilds the index from SQLite
+        node = DataNodeThread(tmp_path / way).start()
+        try:
+            assert answers(node.url) == before
+        finally:
+            node.stop()
     whole, one_by_one = results["whole"], results["one_by_one"]
     items = whole[0]
     assert items == one_by_one[0]
