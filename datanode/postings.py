@@ -185,12 +185,11 @@ def _extended(terms: list[str], new_terms: list[str], ids: dict[str, int], added
 
 
 def batch(slots: np.ndarray, tokens: list[str], token_doc: np.ndarray, data: np.ndarray | None,
-          positions: np.ndarray | None, dtype: Any) -> tuple[Postings, np.ndarray]:
+          positions: np.ndarray | None, dtype: Any) -> Postings:
     """The postings of a batch of new documents, in one pass: ``tokens`` are all their terms, document after
     document, ``token_doc`` the document (an index into ``slots``, ascending) of each; with ``data`` (weights),
     each token is one entry of that weight (a document names a token once); else a document's repeats of a term
-    are one entry whose frequency is their number, and ``positions`` (text fields) their positions. Also returns
-    the number of entries (distinct terms) of each document."""
+    are one entry whose frequency is their number, and ``positions`` (text fields) their positions."""
     terms = list(dict.fromkeys(tokens))  # in the order they first appear
     ids = dict(zip(terms, range(len(terms))))
     tids = np.fromiter(map(ids.__getitem__, tokens), dtype=np.int64, count=len(tokens))
@@ -207,14 +206,13 @@ def batch(slots: np.ndarray, tokens: list[str], token_doc: np.ndarray, data: np.
         entry_data = np.diff(np.append(firsts, s_tids.size)).astype(dtype)
     ptr = np.zeros(len(terms) + 1, dtype=np.int64)
     np.cumsum(np.bincount(entry_tids, minlength=len(terms)), out=ptr[1:])
-    per_doc = np.bincount(entry_docs, minlength=slots.size)
     entry_slots = slots[entry_docs].astype(np.int32)
     if positions is None:
-        return Postings(terms, ptr, entry_slots, entry_data, ids=ids), per_doc
+        return Postings(terms, ptr, entry_slots, entry_data, ids=ids)
     pos_ptr = np.zeros(len(terms) + 1, dtype=np.int64)
     np.cumsum(np.bincount(s_tids, minlength=len(terms)), out=pos_ptr[1:])
     return Postings(terms, ptr, entry_slots, entry_data, pos_ptr, positions[order].astype(np.int32),
-                    ids=ids), per_doc
+                    ids=ids)
 
 
 def release_memory() -> None:
@@ -254,6 +252,10 @@ class _Parts:
 
     def live(self) -> np.ndarray:
         """Per slot: does it (still) hold this field."""
+        raise NotImplementedError
+
+    def live_at(self, slots: np.ndarray) -> np.ndarray:
+        """``live()[slots]``, without a pass over every slot."""
         raise NotImplementedError
 
     @property
@@ -300,7 +302,7 @@ class _Parts:
             slots = np.concatenate([part.slots[lo:hi] for part, _, lo, hi in spans])
             data = np.concatenate([part.data[lo:hi] for part, _, lo, hi in spans])
         if self.dead:
-            keep = self.live()[slots]
+            keep = self.live_at(slots)
             slots, data = slots[keep], data[keep]
         return slots, data
 
@@ -342,6 +344,9 @@ class TermField(_Parts):
     def live(self) -> np.ndarray:
         return self.length >= 0
 
+    def live_at(self, slots: np.ndarray) -> np.ndarray:
+        return self.length[slots] >= 0
+
     def add(self, slot: int, tokens: list[str], positions: list[int] | None = None) -> None:
         """Index ``tokens`` at ``slot`` (a new one); ``positions`` (text fields) are their positions, for phrases."""
         self.add_many([slot], [tokens], None if positions is None else [positions])
@@ -362,8 +367,8 @@ class TermField(_Parts):
             where = (np.fromiter(chain.from_iterable(positions), dtype=np.int64, count=len(flat))
                      if positions is not None else np.arange(len(flat), dtype=np.int64) - np.repeat(
                          np.cumsum(counts) - counts, counts))
-        part, _ = batch(at, flat, token_doc, None if self.norms else np.ones(len(flat), dtype=np.int32), where,
-                        np.int32)
+        ones = None if self.norms else np.ones(len(flat), dtype=np.int32)
+        part = batch(at, flat, token_doc, ones, where, np.int32)
         top = int(at[-1])
         self.norm_bytes = fit(self.norm_bytes, top, 0)
         self.length = fit(self.length, top, -1)
@@ -475,6 +480,9 @@ class FeatureField(_Parts):
     def live(self) -> np.ndarray:
         return self.has
 
+    def live_at(self, slots: np.ndarray) -> np.ndarray:
+        return self.has[slots]
+
     def add(self, slot: int, features: dict[str, float]) -> None:
         self.add_many([slot], [features])
 
@@ -487,7 +495,7 @@ class FeatureField(_Parts):
         counts = np.fromiter(map(len, features), dtype=np.int64, count=len(features))
         flat = list(chain.from_iterable(features))
         weights = np.fromiter(chain.from_iterable(f.values() for f in features), dtype=np.float32, count=len(flat))
-        part, _ = batch(at, flat, np.repeat(np.arange(len(features), dtype=np.int64), counts),
+        part = batch(at, flat, np.repeat(np.arange(len(features), dtype=np.int64), counts),
                         similarity.decode_feature(weights), None, np.float32)
         self.has = fit(self.has, int(at[-1]), False)
         self.has[at] = True
