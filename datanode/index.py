@@ -222,6 +222,10 @@ class Index:
         return nested[path]
 
     # --- memory updates (after the write is durable) ----------------------------------------
+    def put(self, doc_id: str, parsed: ParsedDoc) -> None:
+        """One document (``bench/datanode_postings.py`` builds its index this way); writes go through ``apply``."""
+        self.apply([(doc_id, parsed)])
+
     def apply(self, writes: list[tuple[str, ParsedDoc | None]]) -> None:
         """Apply committed writes in order: (id, parsed document) puts it, replacing any document of that id;
         (id, None) removes it. Puts are indexed in batches, each field once per batch."""

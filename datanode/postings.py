@@ -113,10 +113,10 @@ def _kept(part: Postings, live: np.ndarray | None) -> tuple[np.ndarray, np.ndarr
     if keep.all():
         return slots, data, np.diff(part.ptr), positions, pos_per_term
     kept_tids = part.term_ids()[keep]
-    per_term = np.bincount(kept_tids, minlength=len(part.terms)).astype(np.int64)
+    per_term = np.bincount(kept_tids, minlength=len(part.ptr) - 1).astype(np.int64)
     if positions is not None:
         positions = positions[np.repeat(keep, data.astype(np.int64))]
-        pos_per_term = np.bincount(kept_tids, weights=data[keep], minlength=len(part.terms)).astype(np.int64)
+        pos_per_term = np.bincount(kept_tids, weights=data[keep], minlength=len(part.ptr) - 1).astype(np.int64)
     return slots[keep], data[keep], per_term, positions, pos_per_term
 
 
@@ -125,24 +125,32 @@ def concat(parts: list[Postings], live: np.ndarray | None, dtype: Any, positions
     entries whose slot is ``live`` (None: all): per term, each part's entries in part order, so slots stay
     ascending without a sort. The term dictionary is the first part's, then each later part's new terms in its
     order (every term kept, even one whose entries all died), so terms stay in the order they were first written.
-    The first part's term list and dictionary are extended in place, once all else is done, and shared with the
-    result: the first part is replaced by it."""
+    The first part's term list and dictionary are extended in place and shared with the result (the first part is
+    replaced by it); if anything fails, they are cut back first."""
     terms, ids = parts[0].terms, parts[0].ids
-    added: dict[str, int] = {}
-    new_terms: list[str] = []
+    known = len(terms)
+    try:
+        return _concat(parts, terms, ids, live, dtype, positions)
+    except BaseException:
+        for term in terms[known:]:
+            del ids[term]
+        del terms[known:]
+        raise
+
+
+def _concat(parts: list[Postings], terms: list[str], ids: dict[str, int], live: np.ndarray | None, dtype: Any,
+            positions: bool) -> Postings:
     maps = [np.arange(len(terms), dtype=np.int64)]
-    for part in parts[1:]:
+    for part in parts[1:]:  # each part's term ids in the merged dictionary, new terms appended (C loops only)
         found = np.fromiter(map(ids.get, part.terms, repeat(-1)), dtype=np.int64, count=len(part.terms))
         missing = np.flatnonzero(found < 0)
-        for k in missing.tolist():
-            term = part.terms[k]
-            tid = added.get(term)
-            if tid is None:
-                tid = added[term] = len(terms) + len(new_terms)
-                new_terms.append(term)
-            found[k] = tid
+        if missing.size:
+            new_terms = list(map(part.terms.__getitem__, missing.tolist()))  # distinct: a part names a term once
+            found[missing] = np.arange(len(terms), len(terms) + len(new_terms))
+            ids.update(zip(new_terms, range(len(terms), len(terms) + len(new_terms))))
+            terms.extend(new_terms)
         maps.append(found)
-    n_terms = len(terms) + len(new_terms)
+    n_terms = len(terms)
     kept = [_kept(part, live) for part in parts]
     counts = np.zeros(n_terms, dtype=np.int64)
     pos_counts = np.zeros(n_terms, dtype=np.int64)
@@ -173,15 +181,7 @@ def concat(parts: list[Postings], live: np.ndarray | None, dtype: Any, positions
             starts = np.cumsum(pos_per_term) - pos_per_term
             out_pos[np.repeat(pos_filled[mapping] - starts, pos_per_term) + np.arange(part_pos.size)] = part_pos
             pos_filled[mapping] += pos_per_term
-    return _extended(terms, new_terms, ids, added, ptr, out_slots, out_data, pos_ptr, out_pos)
-
-
-def _extended(terms: list[str], new_terms: list[str], ids: dict[str, int], added: dict[str, int], ptr: np.ndarray,
-              slots: np.ndarray, data: np.ndarray, pos_ptr: np.ndarray | None, positions: np.ndarray | None
-              ) -> Postings:
-    terms.extend(new_terms)
-    ids.update(added)
-    return Postings(terms, ptr, slots, data, pos_ptr, positions, ids=ids)
+    return Postings(terms, ptr, out_slots, out_data, pos_ptr, out_pos, ids=ids)
 
 
 def batch(slots: np.ndarray, tokens: list[str], token_doc: np.ndarray, data: np.ndarray | None,
