@@ -265,12 +265,12 @@ class _Parts:
         return self.parts[0] if self.parts else Postings.empty(self.dtype, positions=self.positions)
 
     def _append(self, part: Postings) -> None:
-        parts = self.parts
-        parts.append(part)
+        parts = [*self.parts, part]
         while len(parts) >= 2 and parts[-2].size <= MERGE_RATIO * parts[-1].size:
             parts[-2:] = [concat(parts[-2:], self.live() if self.dead else None, self.dtype, self.positions)]
             if parts[-1].size >= RELEASE_AFTER:
                 release_memory()
+        self.parts = parts  # one assignment: a reader outside the index lock (a sort) sees the old list or this one
 
     def merge(self) -> None:
         """Merge every part into one and drop removed slots from it (scores do not change)."""
