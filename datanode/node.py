@@ -330,12 +330,10 @@ class DataNode:
                 log.warning("disk full: a write of %d documents was refused and rolled back (%s)", len(ops), exc)
                 return [self._failed(op, flood_stage([op.index] if op.index else [])) for op in ops]
             raise
-        runs: list[tuple[Index, list[tuple[str, ParsedDoc | None]]]] = []
-        for ix, doc_id, parsed in pending:  # each index's writes in commit order, applied in batches
-            if not runs or runs[-1][0] is not ix:
-                runs.append((ix, []))
-            runs[-1][1].append((doc_id, parsed))
-        for ix, writes in runs:
+        by_index: dict[int, tuple[Index, list[tuple[str, ParsedDoc | None]]]] = {}
+        for ix, doc_id, parsed in pending:  # each index's writes in commit order (indices do not share memory)
+            by_index.setdefault(id(ix), (ix, []))[1].append((doc_id, parsed))
+        for ix, writes in by_index.values():
             with ix.lock:
                 ix.apply(writes)
         return items

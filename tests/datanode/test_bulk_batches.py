@@ -22,6 +22,7 @@ import requests
 
 import datanode.postings
 import datanode.segment
+from datanode.node import DataNode, WriteOp
 from datanode.postings import FeatureField, TermField, similarity
 from tests.fixtures.datanode import DataNodeThread
 
@@ -261,3 +262,22 @@ def test_a_batch_of_more_terms_than_16_bits_count() -> None:
         assert text._position_keys(term, np.asarray(slots)).tolist() == [
             (s << 32) | (int(term[1:]) if s == 0 else 69_999 - int(term[1:])) for s in slots]
     assert feats.values("t35000")[1].tolist() == [1.0, 2.0]
+
+
+def test_a_bulk_over_two_indices_indexes_each_as_one_item_per_request_does(tmp_path: Path) -> None:
+    """Items alternating between two indices (one of them created by the request) are indexed per index, in
+    order: the same hits and scores as one request per item, and each index holds only its own documents."""
+    results = []
+    for way in ("whole", "one_by_one"):
+        node = DataNode(tmp_path / way)
+        node.create_index("a", MAPPING)
+        ops = [WriteOp("index", "a" if k % 2 else "b", str(k // 2 % 7), doc(k)) for k in range(40)]
+        ops.insert(9, WriteOp("delete", "a", "3"))
+        items = node.write(ops) if way == "whole" else [node.write([op])[0] for op in ops]
+        found = [[(h["_id"], h["_score"]) for h in node.search(name, body)["hits"]["hits"]]
+                 for name in ("a", "b") for body in QUERIES[:3]]
+        results.append(([(i["_index"], i["_id"], i["_version"], i["_seq_no"], i["result"]) for i in items], found,
+                        {name: node.index(name).doc_count for name in ("a", "b")}))
+        node.close()
+    assert results[0] == results[1]
+    assert results[0][2] == {"a": 7, "b": 7} and results[0][1][0] and results[0][1][3]  # match hits in each
