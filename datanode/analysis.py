@@ -156,7 +156,7 @@ class Analyzer:
         ``Token`` (offsets, type) per term: the same terms at the same positions, several times faster."""
         raw = _pieces(self.tokenizer, text)
         if self.lowercase and not (self.possessive or self.stop_words or self.stem):
-            return [piece.lower() for piece in raw], list(range(len(raw))), len(raw)
+            return list(map(str.lower, raw)), list(range(len(raw))), len(raw)
         terms: list[str] = []
         where: list[int] = []
         for position, piece in enumerate(raw):
@@ -177,7 +177,7 @@ def _pieces(tokenizer: Callable[[str], Iterator[Span]], text: str) -> list[str]:
     if pattern is None:
         return [span[0] for span in tokenizer(text)]
     raw = pattern.findall(text)
-    if any(len(piece) > MAX_TOKEN_LENGTH for piece in raw):
+    if len(text) > MAX_TOKEN_LENGTH and max(map(len, raw), default=0) > MAX_TOKEN_LENGTH:
         raw = [piece[i:i + MAX_TOKEN_LENGTH] for piece in raw for i in range(0, len(piece), MAX_TOKEN_LENGTH)]
     return raw
 

@@ -65,34 +65,57 @@ class Scope:
     def size(self) -> int:
         return self.alive.n
 
-    def add(self, entry: Entry, parent: int = -1) -> int:
-        slot = self.alive.append(True)
-        self.parent.append(parent)
-        if parent >= 0:
-            self.children.setdefault(parent, []).append(slot)
-        self.index_fields(slot, entry)
+    def add_many(self, entries: list[Entry], parents: list[int]) -> list[int]:
+        """Give each entry a new slot (``parents``: each one's parent slot, -1 at the root) and index its fields,
+        each field in one pass over all the entries."""
+        slots = []
+        for parent in parents:
+            slot = self.alive.append(True)
+            self.parent.append(parent)
+            if parent >= 0:
+                self.children.setdefault(parent, []).append(slot)
+            slots.append(slot)
+        self.index_fields(slots, entries)
         fields = self.index.mapping.fields
-        for path, vec in entry.vectors.items():
-            spec = fields[path].vector
-            assert spec is not None
-            if path not in self.vectors:
-                self.vectors[path] = VectorField(spec)
-            self.vectors[path].add(slot, vec)
-        return slot
+        for slot, entry in zip(slots, entries):
+            for path, vec in entry.vectors.items():
+                spec = fields[path].vector
+                assert spec is not None
+                if path not in self.vectors:
+                    self.vectors[path] = VectorField(spec)
+                self.vectors[path].add(slot, vec)
+        return slots
 
-    def index_fields(self, slot: int, entry: Entry) -> None:
-        """Index the text, keyword, value and feature values of ``entry`` at ``slot`` (not its vectors)."""
+    def index_fields(self, slots: list[int], entries: list[Entry]) -> None:
+        """Index the text, keyword, value and feature values of ``entries`` at ``slots`` (not their vectors)."""
         fields = self.index.mapping.fields
-        for path, texts in entry.texts.items():
-            tokens, where = positions(analysis.get(fields[path].analyzer), texts)
-            self.terms.setdefault(path, TermField(norms=True)).add(slot, tokens, where)
-        for path, vals in entry.values.items():
-            if fields[path].type == "keyword":
-                self.terms.setdefault(path, TermField(norms=False)).add(slot, [str(v) for v in vals])
-            else:
-                self.values.setdefault(path, ValueField()).add(slot, vals)
-        for path, feats in entry.features.items():
-            self.features.setdefault(path, FeatureField()).add(slot, feats)
+        texts: dict[str, tuple[list[int], list[list[str]], list[list[int]]]] = {}
+        keywords: dict[str, tuple[list[int], list[list[str]]]] = {}
+        features: dict[str, tuple[list[int], list[dict[str, float]]]] = {}
+        for slot, entry in zip(slots, entries):
+            for path, values in entry.texts.items():
+                tokens, where = positions(analysis.get(fields[path].analyzer), values)
+                at, token_lists, position_lists = texts.setdefault(path, ([], [], []))
+                at.append(slot)
+                token_lists.append(tokens)
+                position_lists.append(where)
+            for path, vals in entry.values.items():
+                if fields[path].type == "keyword":
+                    at, value_lists = keywords.setdefault(path, ([], []))
+                    at.append(slot)
+                    value_lists.append([str(v) for v in vals])
+                else:
+                    self.values.setdefault(path, ValueField()).add(slot, vals)
+            for path, feats in entry.features.items():
+                at, maps = features.setdefault(path, ([], []))
+                at.append(slot)
+                maps.append(feats)
+        for path, (at, token_lists, position_lists) in texts.items():
+            self.terms.setdefault(path, TermField(norms=True)).add_many(at, token_lists, position_lists)
+        for path, (at, value_lists) in keywords.items():
+            self.terms.setdefault(path, TermField(norms=False)).add_many(at, value_lists)
+        for path, (at, maps) in features.items():
+            self.features.setdefault(path, FeatureField()).add_many(at, maps)
 
     def remove(self, slot: int) -> None:
         self.alive.data[slot] = False
@@ -200,14 +223,37 @@ class Index:
 
     # --- memory updates (after the write is durable) ----------------------------------------
     def put(self, doc_id: str, parsed: ParsedDoc) -> None:
-        self.drop(doc_id)
-        slot = self.root.add(parsed.root)
-        self.slot_id.append(doc_id)
-        self.id_slot[doc_id] = slot
-        for path, entries in parsed.nested.items():
-            scope = self.nested_scope(path)
-            for entry in entries:
-                scope.add(entry, parent=slot)
+        """One document (``bench/datanode_postings.py`` builds its index this way); writes go through ``apply``."""
+        self.apply([(doc_id, parsed)])
+
+    def apply(self, writes: list[tuple[str, ParsedDoc | None]]) -> None:
+        """Apply committed writes in order: (id, parsed document) puts it, replacing any document of that id;
+        (id, None) removes it. Puts are indexed in batches, each field once per batch."""
+        batch: dict[str, ParsedDoc] = {}
+        for doc_id, parsed in writes:
+            if doc_id in batch:  # written twice: the first one is indexed, then replaced
+                self._put_many(batch)
+                batch = {}
+            self.drop(doc_id)
+            if parsed is not None:
+                batch[doc_id] = parsed
+        self._put_many(batch)
+
+    def _put_many(self, batch: dict[str, ParsedDoc]) -> None:
+        if not batch:
+            return
+        slots = self.root.add_many([parsed.root for parsed in batch.values()], [-1] * len(batch))
+        slot_id, id_slot = self.slot_id, self.id_slot
+        nested: dict[str, tuple[list[Entry], list[int]]] = {}
+        for (doc_id, parsed), slot in zip(batch.items(), slots):
+            slot_id.append(doc_id)
+            id_slot[doc_id] = slot
+            for path, entries in parsed.nested.items():
+                children, parents = nested.setdefault(path, ([], []))
+                children.extend(entries)
+                parents.extend([slot] * len(entries))
+        for path, (children, parents) in nested.items():
+            self.nested_scope(path).add_many(children, parents)
 
     def drop(self, doc_id: str) -> None:
         slot = self.id_slot.pop(doc_id, None)

@@ -330,12 +330,12 @@ class DataNode:
                 log.warning("disk full: a write of %d documents was refused and rolled back (%s)", len(ops), exc)
                 return [self._failed(op, flood_stage([op.index] if op.index else [])) for op in ops]
             raise
-        for ix, doc_id, parsed in pending:
+        by_index: dict[int, tuple[Index, list[tuple[str, ParsedDoc | None]]]] = {}
+        for ix, doc_id, parsed in pending:  # each index's writes in commit order (indices do not share memory)
+            by_index.setdefault(id(ix), (ix, []))[1].append((doc_id, parsed))
+        for ix, writes in by_index.values():
             with ix.lock:
-                if parsed is None:
-                    ix.drop(doc_id)
-                else:
-                    ix.put(doc_id, parsed)
+                ix.apply(writes)
         return items
 
     def _write_isolated(self, db: Any, op: WriteOp, pending: list[tuple[Index, str, ParsedDoc | None]],

@@ -1,25 +1,29 @@
 """Postings of one scope's text, keyword, feature and value fields: compact numpy arrays, saved in the segment.
 
-Each field is an immutable base (``Postings``: a term dictionary and, per term, its slots in order with their
-frequencies or weights, CSR-style; for text fields also every position, term by term and slot by slot) plus a small
-mutable tail of the documents written since, in dicts. The tail is merged into a new base when it grows past a
-fraction of the base, and before the segment is saved. A removed slot stays in the base, masked out by the field's
-per-slot arrays (length -1, or ``has`` False) until the next merge drops it; every statistic BM25 reads (docFreq,
-docCount, sumTotalTermFreq) counts live slots only, as Lucene's do after a merge expunges deletes.
+A text, keyword or feature field is a list of immutable parts (``Postings``: a term dictionary and, per term, its
+slots in order with their frequencies or weights, CSR-style; for text fields also every position, term by term and
+slot by slot): the saved base, then one part per batch of documents written since (a ``_bulk`` request's documents
+are indexed together, one numpy pass per field). Parts merge as they accumulate (see ``_Parts``) and into one before
+the segment is saved. A removed slot stays in its part, masked out by the field's per-slot arrays (length -1, or
+``has`` False) until a merge drops it; every statistic BM25 reads (docFreq, docCount, sumTotalTermFreq) counts live
+slots only, as Lucene's do after a merge expunges deletes. Value fields keep a base and a dict tail.
 """
 
 from __future__ import annotations
 
 import ctypes
 from collections.abc import Callable, Iterator
-from itertools import chain
+from itertools import chain, repeat
 from typing import Any
 
 import numpy as np
 
 from . import similarity
 
-MERGE_MIN = 50_000        # tail entries below which a tail is never merged
+MERGE_RATIO = 2.0         # text, keyword, feature fields: the two newest parts merge while the older holds at most
+#                           this many times the newer's entries (above 1, or slowly shrinking batches pile up parts)
+RELEASE_AFTER = 1_000_000  # ... and a merge this big hands its freed heap back (malloc_trim)
+MERGE_MIN = 50_000        # value fields: tail entries below which a tail is never merged
 MERGE_FRACTION = 0.25     # ... nor while it holds fewer entries than this fraction of the base
 MERGE_MAX = 250_000       # ... but always past this many (dicts cost ~100 bytes an entry, the base 8 to 12)
 EMPTY_SLOTS = np.empty(0, dtype=np.int64)
@@ -46,9 +50,11 @@ class Postings:
     entry (``data`` of them each). The arrays may be mapped read-only from the segment's files."""
 
     def __init__(self, terms: list[str], ptr: np.ndarray, slots: np.ndarray, data: np.ndarray,
-                 pos_ptr: np.ndarray | None = None, positions: np.ndarray | None = None) -> None:
+                 pos_ptr: np.ndarray | None = None, positions: np.ndarray | None = None,
+                 ids: dict[str, int] | None = None) -> None:
         self.terms = terms
-        self._ids: dict[str, int] | None = None
+        self._ids = ids  # term -> id, when the builder has it already
+        self._forward: tuple[np.ndarray, np.ndarray] | None = None  # (slots, term ids) by slot, built on first use
         self.ptr, self.slots, self.data = ptr, slots, data
         self.pos_ptr, self.positions = pos_ptr, positions
 
@@ -94,57 +100,119 @@ class Postings:
                 raise ValueError("position arrays disagree")
 
 
-def merged(base: Postings, live: np.ndarray, tail: dict[str, dict[int, Any]], dtype: Any,
-           positions: bool) -> Postings:
-    """A new base: ``base``'s entries whose slot is ``live`` plus the ``tail`` ({term: {slot: value}}, where a
-    value is a list of positions, whose length is the frequency, or a weight), sorted by term then slot."""
-    terms = list(base.terms)
-    ids = dict(base.ids)
-    keep = live[base.slots] if base.size else np.zeros(0, dtype=np.bool_)
-    tids = [base.term_ids()[keep]]
-    slots = [np.asarray(base.slots)[keep].astype(np.int64)]
-    data = [np.asarray(base.data)[keep]]
-    pos: list[np.ndarray] = []
+def _kept(part: Postings, live: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None,
+                                                          np.ndarray | None]:
+    """(slots, data, entries per term, positions, positions per term) of ``part``'s entries whose slot is ``live``
+    (every entry when ``live`` is None)."""
+    slots, data = np.asarray(part.slots), np.asarray(part.data)
+    positions = None if part.positions is None else np.asarray(part.positions)
+    pos_per_term = None if part.pos_ptr is None else np.diff(part.pos_ptr)
+    if live is None or not part.size:
+        return slots, data, np.diff(part.ptr), positions, pos_per_term
+    keep = live[slots]
+    if keep.all():
+        return slots, data, np.diff(part.ptr), positions, pos_per_term
+    kept_tids = part.term_ids()[keep]
+    per_term = np.bincount(kept_tids, minlength=len(part.ptr) - 1).astype(np.int64)
+    if positions is not None:
+        positions = positions[np.repeat(keep, data.astype(np.int64))]
+        pos_per_term = np.bincount(kept_tids, weights=data[keep], minlength=len(part.ptr) - 1).astype(np.int64)
+    return slots[keep], data[keep], per_term, positions, pos_per_term
+
+
+def concat(parts: list[Postings], live: np.ndarray | None, dtype: Any, positions: bool) -> Postings:
+    """One postings of ``parts`` (whose slots ascend part after part: a later part holds later slots only), their
+    entries whose slot is ``live`` (None: all): per term, each part's entries in part order, so slots stay
+    ascending without a sort. The term dictionary is the first part's, then each later part's new terms in its
+    order (every term kept, even one whose entries all died), so terms stay in the order they were first written.
+    The first part's term list and dictionary are extended in place and shared with the result (the first part is
+    replaced by it); if anything fails, they are cut back first."""
+    terms, ids = parts[0].terms, parts[0].ids
+    known = len(terms)
+    try:
+        return _concat(parts, terms, ids, live, dtype, positions)
+    except BaseException:
+        for term in terms[known:]:
+            del ids[term]
+        del terms[known:]
+        raise
+
+
+def _concat(parts: list[Postings], terms: list[str], ids: dict[str, int], live: np.ndarray | None, dtype: Any,
+            positions: bool) -> Postings:
+    maps = [np.arange(len(terms), dtype=np.int64)]
+    for part in parts[1:]:  # each part's term ids in the merged dictionary, new terms appended (C loops only)
+        found = np.fromiter(map(ids.get, part.terms, repeat(-1)), dtype=np.int64, count=len(part.terms))
+        missing = np.flatnonzero(found < 0)
+        if missing.size:
+            new_terms = list(map(part.terms.__getitem__, missing.tolist()))  # distinct: a part names a term once
+            found[missing] = np.arange(len(terms), len(terms) + len(new_terms))
+            ids.update(zip(new_terms, range(len(terms), len(terms) + len(new_terms))))
+            terms.extend(new_terms)
+        maps.append(found)
+    n_terms = len(terms)
+    kept = [_kept(part, live) for part in parts]
+    counts = np.zeros(n_terms, dtype=np.int64)
+    pos_counts = np.zeros(n_terms, dtype=np.int64)
+    for mapping, (_, _, per_term, _, pos_per_term) in zip(maps, kept):
+        counts[mapping] += per_term  # a part names each term once: no repeated index
+        if pos_per_term is not None:
+            pos_counts[mapping] += pos_per_term
+    ptr = np.zeros(n_terms + 1, dtype=np.int64)
+    np.cumsum(counts, out=ptr[1:])
+    out_slots = np.empty(int(ptr[-1]), dtype=np.int32)
+    out_data = np.empty(int(ptr[-1]), dtype=dtype)
+    filled = ptr[:-1].copy()  # per term: where the next part's entries go
+    pos_ptr = out_pos = pos_filled = None
     if positions:
-        assert base.pos_ptr is not None and base.positions is not None
-        freqs = np.asarray(base.data, dtype=np.int64)
-        starts = np.concatenate([[0], np.cumsum(freqs)[:-1]]) if freqs.size else freqs
-        pos.append(np.asarray(base.positions)[ragged(starts[keep], freqs[keep])])
-    # the tail, flattened by C loops (a tail holds up to MERGE_MAX entries)
-    tail_tids = []
-    for term in tail:
-        tid = ids.get(term)
-        if tid is None:
-            tid = ids[term] = len(terms)
-            terms.append(term)
-        tail_tids.append(tid)
-    counts = np.fromiter(map(len, tail.values()), dtype=np.int64, count=len(tail))
-    total = int(counts.sum())
-    t_slots = np.fromiter(chain.from_iterable(tail.values()), dtype=np.int64, count=total)
-    values = list(chain.from_iterable(p.values() for p in tail.values()))
-    lists = bool(values) and isinstance(values[0], list)  # positions (their number is the frequency), or weights
-    t_data = np.fromiter(map(len, values), dtype=dtype, count=total) if lists else np.asarray(values, dtype=dtype)
-    t_keep = live[t_slots]
-    tids.append(np.repeat(np.asarray(tail_tids, dtype=np.int64), counts)[t_keep])
-    slots.append(t_slots[t_keep])
-    data.append(t_data[t_keep])
-    if positions:
-        t_pos = np.fromiter(chain.from_iterable(values), dtype=np.int32) if lists else np.empty(0, dtype=np.int32)
-        pos.append(t_pos[np.repeat(t_keep, t_data.astype(np.int64))] if t_pos.size else t_pos)
-    all_tids, all_slots, all_data = np.concatenate(tids), np.concatenate(slots), np.concatenate(data).astype(dtype)
-    order = np.lexsort((all_slots, all_tids))
-    all_tids, all_slots, all_data = all_tids[order], all_slots[order], all_data[order]
+        pos_ptr = np.zeros(n_terms + 1, dtype=np.int64)
+        np.cumsum(pos_counts, out=pos_ptr[1:])
+        out_pos = np.empty(int(pos_ptr[-1]), dtype=np.int32)
+        pos_filled = pos_ptr[:-1].copy()
+    for mapping, (slots, data, per_term, part_pos, pos_per_term) in zip(maps, kept):
+        # a part's entries of one term are a run, and land as a run: shift each run by where its term goes
+        dest = np.repeat(filled[mapping] - (np.cumsum(per_term) - per_term), per_term) + np.arange(slots.size)
+        out_slots[dest] = slots
+        out_data[dest] = data
+        filled[mapping] += per_term
+        if positions:
+            assert out_pos is not None and pos_filled is not None and part_pos is not None
+            assert pos_per_term is not None
+            starts = np.cumsum(pos_per_term) - pos_per_term
+            out_pos[np.repeat(pos_filled[mapping] - starts, pos_per_term) + np.arange(part_pos.size)] = part_pos
+            pos_filled[mapping] += pos_per_term
+    return Postings(terms, ptr, out_slots, out_data, pos_ptr, out_pos, ids=ids)
+
+
+def batch(slots: np.ndarray, tokens: list[str], token_doc: np.ndarray, data: np.ndarray | None,
+          positions: np.ndarray | None, dtype: Any) -> Postings:
+    """The postings of a batch of new documents, in one pass: ``tokens`` are all their terms, document after
+    document, ``token_doc`` the document (an index into ``slots``, ascending) of each; with ``data`` (weights),
+    each token is one entry of that weight (a document names a token once); else a document's repeats of a term
+    are one entry whose frequency is their number, and ``positions`` (text fields) their positions."""
+    terms = list(dict.fromkeys(tokens))  # in the order they first appear
+    ids = dict(zip(terms, range(len(terms))))
+    tids = np.fromiter(map(ids.__getitem__, tokens), dtype=np.int64, count=len(tokens))
+    # by term; within a term by document, then position (a stable sort: numpy's radix sort for 16-bit keys)
+    order = np.argsort(tids.astype(np.uint16) if len(terms) <= 1 << 16 else tids, kind="stable")
+    s_tids, s_docs = tids[order], token_doc[order]
+    if data is not None:
+        entry_tids, entry_docs, entry_data = s_tids, s_docs, data[order].astype(dtype)
+    else:
+        new = np.ones(s_tids.size, dtype=np.bool_)
+        new[1:] = (s_tids[1:] != s_tids[:-1]) | (s_docs[1:] != s_docs[:-1])
+        firsts = np.flatnonzero(new)
+        entry_tids, entry_docs = s_tids[firsts], s_docs[firsts]
+        entry_data = np.diff(np.append(firsts, s_tids.size)).astype(dtype)
     ptr = np.zeros(len(terms) + 1, dtype=np.int64)
-    np.cumsum(np.bincount(all_tids, minlength=len(terms)), out=ptr[1:])
-    if not positions:
-        return Postings(terms, ptr, all_slots.astype(np.int32), all_data)
-    flat = np.concatenate(pos)
-    freqs = np.concatenate(data).astype(np.int64)
-    starts = np.concatenate([[0], np.cumsum(freqs)[:-1]]) if freqs.size else freqs
-    reordered = flat[ragged(starts[order], freqs[order])].astype(np.int32)
+    np.cumsum(np.bincount(entry_tids, minlength=len(terms)), out=ptr[1:])
+    entry_slots = slots[entry_docs].astype(np.int32)
+    if positions is None:
+        return Postings(terms, ptr, entry_slots, entry_data, ids=ids)
     pos_ptr = np.zeros(len(terms) + 1, dtype=np.int64)
-    np.cumsum(np.bincount(all_tids, weights=all_data, minlength=len(terms)).astype(np.int64), out=pos_ptr[1:])
-    return Postings(terms, ptr, all_slots.astype(np.int32), all_data, pos_ptr, reordered)
+    np.cumsum(np.bincount(s_tids, minlength=len(terms)), out=pos_ptr[1:])
+    return Postings(terms, ptr, entry_slots, entry_data, pos_ptr, positions[order].astype(np.int32),
+                    ids=ids)
 
 
 def release_memory() -> None:
@@ -167,19 +235,98 @@ def fit(array: np.ndarray, slot: int, fill: Any) -> np.ndarray:
     return out
 
 
-class TermField:
+class _Parts:
+    """A field's postings as immutable parts in slot order (a later part holds later slots only): the saved or last
+    fully merged base first, then one part per batch of new documents. After each batch the two newest parts merge
+    while the older holds at most ``MERGE_RATIO`` (> 1) times the newer's entries: each part then holds more than
+    that many times the next one's entries, so a field keeps O(log n) parts whatever the batch sizes, and each entry
+    is copied O(log n) times (a merge concatenates per term, without sorting). Removed slots stay in the parts,
+    masked out by the field's per-slot arrays, until a merge drops them."""
+
+    dtype: Any = np.int32
+    positions = False
+
+    def __init__(self) -> None:
+        self.parts: list[Postings] = []
+        self.dead = 0  # removed slots whose entries a part may still hold (all dropped by the next full merge)
+
+    def live(self) -> np.ndarray:
+        """Per slot: does it (still) hold this field."""
+        raise NotImplementedError
+
+    def live_at(self, slots: np.ndarray) -> np.ndarray:
+        """``live()[slots]``, without a pass over every slot."""
+        raise NotImplementedError
+
+    @property
+    def base(self) -> Postings:
+        """The field as one postings (merged first): what the segment saves."""
+        self.merge()
+        return self.parts[0] if self.parts else Postings.empty(self.dtype, positions=self.positions)
+
+    def _append(self, part: Postings) -> None:
+        parts = [*self.parts, part]
+        while len(parts) >= 2 and parts[-2].size <= MERGE_RATIO * parts[-1].size:
+            parts[-2:] = [concat(parts[-2:], self.live() if self.dead else None, self.dtype, self.positions)]
+            if parts[-1].size >= RELEASE_AFTER:
+                release_memory()
+        self.parts = parts  # one assignment: a reader outside the index lock (a sort) sees the old list or this one
+
+    def merge(self) -> None:
+        """Merge every part into one and drop removed slots from it (scores do not change)."""
+        if len(self.parts) > 1 or (self.parts and self.dead):
+            self.parts = [concat(self.parts, self.live(), self.dtype, self.positions)]
+            release_memory()
+        self.dead = 0
+
+    def _spans(self, term: str) -> list[tuple[Postings, int, int, int]]:
+        """(part, term id, first entry, end entry) of each part holding ``term``."""
+        out = []
+        for part in self.parts:
+            tid = part.ids.get(term)
+            if tid is not None:
+                lo, hi = int(part.ptr[tid]), int(part.ptr[tid + 1])
+                if hi > lo:
+                    out.append((part, tid, lo, hi))
+        return out
+
+    def _entries(self, term: str) -> tuple[np.ndarray, np.ndarray]:
+        """The live slots holding ``term`` (ascending) and their data."""
+        spans = self._spans(term)
+        if not spans:
+            return EMPTY_SLOTS, np.empty(0, dtype=self.dtype)
+        if len(spans) == 1:
+            part, _, lo, hi = spans[0]
+            slots, data = part.slots[lo:hi], part.data[lo:hi]
+        else:
+            slots = np.concatenate([part.slots[lo:hi] for part, _, lo, hi in spans])
+            data = np.concatenate([part.data[lo:hi] for part, _, lo, hi in spans])
+        if self.dead:
+            keep = self.live_at(slots)
+            slots, data = slots[keep], data[keep]
+        return slots, data
+
+    def terms(self) -> Iterator[str]:
+        """Every term with at least one entry (maybe removed), in the order they were first written."""
+        if len(self.parts) == 1:
+            yield from self.parts[0].terms
+            return
+        seen: set[str] = set()
+        for part in self.parts:
+            for term in part.terms:
+                if term not in seen:
+                    seen.add(term)
+                    yield term
+
+
+class TermField(_Parts):
     """Postings for a text field (analysed tokens with positions, BM25 with norms) or a keyword field (exact values,
     no norms: Lucene reads norm 1 and counts each distinct value once)."""
 
     def __init__(self, *, norms: bool) -> None:
+        super().__init__()
         self.norms = norms
-        self.base = Postings.empty(np.int32, positions=norms)
-        self.tail: dict[str, dict[int, list[int]]] = {}  # term -> slot -> positions (keyword: [0])
-        self.tail_slots: dict[int, list[str]] = {}        # slot -> its terms, for the tail's slots
-        self._tail_arrays: dict[str, tuple[int, np.ndarray, np.ndarray]] = {}  # term -> its tail as arrays, by size
-        self.tail_entries = 0
-        self._forward: tuple[np.ndarray, np.ndarray] | None = None  # the base by slot, built on first sort
-        self.base_dead = 0      # removed slots still in the base
+        self.positions = norms
         self.norm_bytes = np.zeros(0, dtype=np.uint8)
         self.length = np.full(0, -1, dtype=np.int32)  # per slot: length (keyword: distinct values); -1 none/removed
         self.doc_count = 0
@@ -188,35 +335,49 @@ class TermField:
     @classmethod
     def restored(cls, norms: bool, base: Postings, norm_bytes: np.ndarray, length: np.ndarray) -> TermField:
         field = cls(norms=norms)
-        field.base = base
+        field.parts = [base]
         field.norm_bytes, field.length = norm_bytes, length
         live = length[length >= 0]
         field.doc_count, field.sum_ttf = int(live.size), int(live.sum(dtype=np.int64))
         return field
 
+    def live(self) -> np.ndarray:
+        return self.length >= 0
+
+    def live_at(self, slots: np.ndarray) -> np.ndarray:
+        return self.length[slots] >= 0
+
     def add(self, slot: int, tokens: list[str], positions: list[int] | None = None) -> None:
         """Index ``tokens`` at ``slot`` (a new one); ``positions`` (text fields) are their positions, for phrases."""
-        self.norm_bytes = fit(self.norm_bytes, slot, 0)
-        self.length = fit(self.length, slot, -1)
+        self.add_many([slot], [tokens], None if positions is None else [positions])
+
+    def add_many(self, slots: list[int], tokens: list[list[str]], positions: list[list[int]] | None = None) -> None:
+        """Index the ``tokens`` of each of ``slots`` (new ones, ascending, after every slot already indexed), in one
+        pass; ``positions`` (text fields) are their positions (default: 0, 1, 2 ...)."""
+        if not slots:
+            return
+        at = np.asarray(slots, dtype=np.int64)
+        if not self.norms:  # a keyword field holds each distinct value of a document once
+            tokens = [list(dict.fromkeys(values)) for values in tokens]
+        counts = np.fromiter(map(len, tokens), dtype=np.int64, count=len(tokens))
+        flat = list(chain.from_iterable(tokens))
+        token_doc = np.repeat(np.arange(len(tokens), dtype=np.int64), counts)
+        where = None
         if self.norms:
-            length = len(tokens)
-            by_term: dict[str, list[int]] = {}
-            for token, pos in zip(tokens, positions if positions is not None else range(length)):
-                by_term.setdefault(token, []).append(pos)
-        else:
-            by_term = dict.fromkeys(tokens, [0])
-            length = len(by_term)
-        self.norm_bytes[slot] = similarity.int_to_byte4(length) if self.norms else 1
-        self.length[slot] = length
-        tail = self.tail
-        for term, where in by_term.items():
-            tail.setdefault(term, {})[slot] = where
-        self.tail_slots[slot] = list(by_term)
-        self.tail_entries += len(by_term)
-        self.doc_count += 1
-        self.sum_ttf += length
-        if merge_due(self.tail_entries, self.base.size):
-            self.merge()
+            where = (np.fromiter(chain.from_iterable(positions), dtype=np.int64, count=len(flat))
+                     if positions is not None else np.arange(len(flat), dtype=np.int64) - np.repeat(
+                         np.cumsum(counts) - counts, counts))
+        ones = None if self.norms else np.ones(len(flat), dtype=np.int32)
+        part = batch(at, flat, token_doc, ones, where, np.int32)
+        top = int(at[-1])
+        self.norm_bytes = fit(self.norm_bytes, top, 0)
+        self.length = fit(self.length, top, -1)
+        self.norm_bytes[at] = [similarity.int_to_byte4(n) for n in counts.tolist()] if self.norms else 1
+        self.length[at] = counts
+        self.doc_count += len(slots)
+        self.sum_ttf += int(counts.sum())
+        if part.terms:
+            self._append(part)
 
     def remove(self, slot: int) -> None:
         if slot >= self.length.shape[0] or self.length[slot] < 0:
@@ -224,60 +385,28 @@ class TermField:
         self.doc_count -= 1
         self.sum_ttf -= int(self.length[slot])
         self.length[slot] = -1
-        self.base_dead += 1  # (a tail slot counted too: it only makes the base filter its entries)
-
-    def merge(self) -> None:
-        """Fold the tail into a new base and drop removed slots from it (scores do not change)."""
-        if not self.tail and not self.base_dead:
-            return
-        live = self.length >= 0
-        self.base = merged(self.base, live, self.tail, np.int32, positions=self.norms)
-        self.tail, self.tail_slots, self.tail_entries, self.base_dead, self._forward = {}, {}, 0, 0, None
-        self._tail_arrays = {}
-        release_memory()
+        self.dead += 1
 
     def slots_with_field(self) -> np.ndarray:
         return np.flatnonzero(self.length >= 0)
-
-    def terms(self) -> Iterator[str]:
-        """Every term with at least one entry (maybe removed)."""
-        yield from self.base.terms
-        yield from (t for t in self.tail if t not in self.base.ids)
 
     def slot_values(self, slot: int) -> list[str]:
         """The terms of one slot (a keyword field's values), for sorting."""
         if slot >= self.length.shape[0] or self.length[slot] < 0:
             return []
-        if slot in self.tail_slots:
-            return list(self.tail_slots[slot])
-        if self._forward is None:
-            order = np.argsort(self.base.slots, kind="stable")
-            self._forward = np.asarray(self.base.slots)[order], self.base.term_ids()[order]
-        slots, tids = self._forward
-        lo, hi = np.searchsorted(slots, [slot, slot + 1])
-        return [self.base.terms[t] for t in tids[lo:hi].tolist()]
+        for part in self.parts:  # a document's entries are all in one part
+            if part._forward is None:
+                order = np.argsort(part.slots, kind="stable")
+                part._forward = np.asarray(part.slots)[order], part.term_ids()[order]
+            slots, tids = part._forward
+            lo, hi = np.searchsorted(slots, [slot, slot + 1])
+            if hi > lo:
+                return [part.terms[t] for t in tids[lo:hi].tolist()]
+        return []
 
     def posting(self, term: str) -> tuple[np.ndarray, np.ndarray]:
         """The live slots holding ``term`` (ascending) and its frequency in each."""
-        _, lo, hi = self.base.entries(term)
-        slots, freqs = self.base.slots[lo:hi], self.base.data[lo:hi]
-        if self.base_dead and hi > lo:
-            keep = self.length[slots] >= 0
-            slots, freqs = slots[keep], freqs[keep]
-        extra = self.tail.get(term)
-        if extra:
-            # a term's tail only grows until the next merge (a removal masks its slot), so its arrays stay valid
-            # while its size is the same: a query re-reads them instead of converting the dict every time
-            cached = self._tail_arrays.get(term)
-            if cached is None or cached[0] != len(extra):
-                cached = (len(extra), np.fromiter(extra.keys(), dtype=np.int64, count=len(extra)),
-                          np.fromiter(map(len, extra.values()), dtype=np.int32, count=len(extra)))
-                self._tail_arrays[term] = cached
-            _, t_slots, t_freqs = cached
-            keep = self.length[t_slots] >= 0
-            slots = np.concatenate([slots, t_slots[keep]])
-            freqs = np.concatenate([freqs, t_freqs[keep]])
-        return slots, freqs
+        return self._entries(term)
 
     def score(self, term: str, boost: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
         """Slots containing ``term`` and their BM25 scores (Lucene BM25Similarity)."""
@@ -290,23 +419,16 @@ class TermField:
 
     def _position_keys(self, term: str, candidates: np.ndarray) -> np.ndarray:
         """``slot << 32 | position`` of every occurrence of ``term`` in the ``candidates`` slots, ascending."""
-        base = self.base
-        tid, lo, hi = base.entries(term)
         keys = [np.empty(0, dtype=np.int64)]
-        if hi > lo:
-            assert base.pos_ptr is not None and base.positions is not None
-            slots = np.asarray(base.slots[lo:hi], dtype=np.int64)
-            freqs = np.asarray(base.data[lo:hi], dtype=np.int64)
+        for part, tid, lo, hi in self._spans(term):  # parts in slot order: the keys ascend
+            assert part.pos_ptr is not None and part.positions is not None
+            slots = np.asarray(part.slots[lo:hi], dtype=np.int64)
+            freqs = np.asarray(part.data[lo:hi], dtype=np.int64)
             at = np.searchsorted(candidates, slots)
             hit = (at < candidates.size) & (candidates[np.minimum(at, candidates.size - 1)] == slots)
-            starts = int(base.pos_ptr[tid]) + np.concatenate([[0], np.cumsum(freqs)[:-1]])
-            pos = np.asarray(base.positions)[ragged(starts[hit], freqs[hit])].astype(np.int64)
+            starts = int(part.pos_ptr[tid]) + np.concatenate([[0], np.cumsum(freqs)[:-1]])
+            pos = np.asarray(part.positions)[ragged(starts[hit], freqs[hit])].astype(np.int64)
             keys.append((np.repeat(slots[hit], freqs[hit]) << 32) | pos)
-        extra = self.tail.get(term)
-        if extra:
-            t_slots = np.fromiter(extra.keys(), dtype=np.int64, count=len(extra))
-            wanted = t_slots[np.isin(t_slots, candidates)].tolist()
-            keys.append(np.asarray([(slot << 32) | p for slot in wanted for p in extra[slot]], dtype=np.int64))
         return np.concatenate(keys)
 
     def score_phrase(self, terms: list[str], boost: float = 1.0,
@@ -339,68 +461,58 @@ class TermField:
         return slots, similarity.bm25(freqs, self.norm_bytes[slots], weight=weight, avgdl=avgdl)
 
 
-class FeatureField:
+
+class FeatureField(_Parts):
     """A ``rank_features`` (or ``rank_feature``, token "") field: per token, its slots and decoded weights."""
 
+    dtype = np.float32
+
     def __init__(self) -> None:
-        self.base = Postings.empty(np.float32, positions=False)
-        self.tail: dict[str, dict[int, float]] = {}
-        self._tail_arrays: dict[str, tuple[int, np.ndarray, np.ndarray]] = {}  # token -> its tail as arrays, by size
-        self.tail_entries = 0
-        self.base_dead = 0
+        super().__init__()
         self.has = np.zeros(0, dtype=np.bool_)
 
     @classmethod
     def restored(cls, base: Postings, has: np.ndarray) -> FeatureField:
         field = cls()
-        field.base, field.has = base, has
+        field.parts, field.has = [base], has
         return field
 
+    def live(self) -> np.ndarray:
+        return self.has
+
+    def live_at(self, slots: np.ndarray) -> np.ndarray:
+        return self.has[slots]
+
     def add(self, slot: int, features: dict[str, float]) -> None:
-        decoded = similarity.decode_feature(np.fromiter(features.values(), dtype=np.float32, count=len(features)))
-        tail = self.tail
-        for token, value in zip(features, decoded.tolist()):
-            tail.setdefault(token, {})[slot] = value
-        self.tail_entries += len(features)
-        self.has = fit(self.has, slot, False)
-        self.has[slot] = True
-        if merge_due(self.tail_entries, self.base.size):
-            self.merge()
+        self.add_many([slot], [features])
+
+    def add_many(self, slots: list[int], features: list[dict[str, float]]) -> None:
+        """Index the ``features`` (token -> weight) of each of ``slots`` (new ones, ascending, after every slot
+        already indexed), in one pass."""
+        if not slots:
+            return
+        at = np.asarray(slots, dtype=np.int64)
+        counts = np.fromiter(map(len, features), dtype=np.int64, count=len(features))
+        flat = list(chain.from_iterable(features))
+        weights = np.fromiter(chain.from_iterable(f.values() for f in features), dtype=np.float32, count=len(flat))
+        part = batch(at, flat, np.repeat(np.arange(len(features), dtype=np.int64), counts),
+                        similarity.decode_feature(weights), None, np.float32)
+        self.has = fit(self.has, int(at[-1]), False)
+        self.has[at] = True
+        if part.terms:
+            self._append(part)
 
     def remove(self, slot: int) -> None:
         if slot < self.has.shape[0] and self.has[slot]:
             self.has[slot] = False
-            self.base_dead += 1
-
-    def merge(self) -> None:
-        if not self.tail and not self.base_dead:
-            return
-        self.base = merged(self.base, self.has, self.tail, np.float32, positions=False)
-        self.tail, self.tail_entries, self.base_dead, self._tail_arrays = {}, 0, 0, {}
-        release_memory()
+            self.dead += 1
 
     def slots_with_field(self) -> np.ndarray:
         return np.flatnonzero(self.has)
 
     def values(self, token: str) -> tuple[np.ndarray, np.ndarray]:
         """The live slots holding ``token`` (ascending) and their decoded weights."""
-        _, lo, hi = self.base.entries(token)
-        slots, values = self.base.slots[lo:hi], self.base.data[lo:hi]
-        if self.base_dead and hi > lo:
-            keep = self.has[slots]
-            slots, values = slots[keep], values[keep]
-        extra = self.tail.get(token)
-        if extra:
-            cached = self._tail_arrays.get(token)  # valid while the token's tail keeps its size (see TermField)
-            if cached is None or cached[0] != len(extra):
-                cached = (len(extra), np.fromiter(extra.keys(), dtype=np.int64, count=len(extra)),
-                          np.fromiter(extra.values(), dtype=np.float32, count=len(extra)))
-                self._tail_arrays[token] = cached
-            _, t_slots, t_values = cached
-            keep = self.has[t_slots]
-            slots = np.concatenate([slots, t_slots[keep]])
-            values = np.concatenate([values, t_values[keep]])
-        return slots, values
+        return self._entries(token)
 
 
 class ValueField:

@@ -8,7 +8,7 @@ graphs from files instead of re-reading and re-indexing every document.
 - ``nested-<n>.npy``: the root slot of each object of nested path n (live objects only, in write order);
 - per vector field n: ``vec-<n>.faiss`` (HNSW: the faiss graph, which holds the vectors) or ``vec-<n>.npy`` (exact
   search: the vectors), ``vec-<n>.owner.npy`` (each entry's slot, -1 once dead) and ``vec-<n>.live.npy``;
-- per text, keyword or feature field n (``postings.Postings``, the tail merged in, live slots only):
+- per text, keyword or feature field n (``postings.Postings``, its parts merged, live slots only):
   ``post-<n>.terms.json`` (the term dictionary), ``post-<n>.ptr.npy``, ``.slots.npy``, ``.data.npy`` (frequencies,
   or decoded weights), for text fields ``.pos_ptr.npy`` and ``.positions.npy``; per slot, ``.norms.npy`` and
   ``.length.npy`` (text and keyword) or ``.has.npy`` (features);
@@ -39,11 +39,13 @@ from opensearch_contract.errors import OpenSearchError
 
 from .fields import FeatureField, Grow, HNSWGraph, TermField, ValueField, VectorField
 from .index import Index, Scope
+from .mapping import ParsedDoc
 from .postings import Postings
 from .storage import Storage, dumps
 
 log = logging.getLogger("neuralpipe.datanode")
 FORMAT = 2  # 2: postings and values saved too
+REBUILD_BATCH = 1000  # documents re-indexed together when a segment is rebuilt from SQLite
 
 
 class SegmentLoader:
@@ -70,11 +72,16 @@ class SegmentLoader:
         log.info("index [%s]: segment missing or stale, rebuilding it from SQLite", index.name)
         self._current.pop(index.uuid, None)
         index.install(Scope(index, None), {}, [])
+        batch: list[tuple[str, ParsedDoc | None]] = []
         for doc_id, source in self.storage.docs(index.name):
             try:
-                index.put(doc_id, index.mapping.parse(source, doc_id))
+                batch.append((doc_id, index.mapping.parse(source, doc_id)))
             except OpenSearchError as exc:  # stored before a mapping change; keep it, but unsearchable
                 log.warning("index [%s] doc [%s] could not be re-indexed: %s", index.name, doc_id, exc)
+            if len(batch) == REBUILD_BATCH:
+                index.apply(batch)
+                batch = []
+        index.apply(batch)
 
     def count(self, index: Index) -> int:
         return self.storage.generation(index.name)[1]
@@ -191,7 +198,7 @@ def _new_slots(slots: np.ndarray, renumbered: np.ndarray, path: str) -> np.ndarr
 
 def _save_postings(tmp: Path, n: int, scope_path: str | None, path: str,
                    field: TermField | FeatureField | ValueField, renumbered: np.ndarray) -> dict[str, Any]:
-    """Save one field's postings (its tail merged in first) with live slots renumbered."""
+    """Save one field's postings (its parts, or its value tail, merged first) with live slots renumbered."""
     field.merge()
     stem = tmp / f"post-{n}"
     if isinstance(field, ValueField):

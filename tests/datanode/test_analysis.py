@@ -259,3 +259,15 @@ def test_indexing_reads_the_terms_and_positions_analyze_reports(analyzer: str) -
     for text in INDEXING_TEXTS:
         tokens, span = an.run(text)
         assert an.index_terms(text) == ([t.term for t in tokens], [t.position for t in tokens], span), text
+
+
+@pytest.mark.parametrize("name", sorted(analysis.ANALYZERS))
+@pytest.mark.parametrize("text", ["Brown " + "Fox" * 200 + " it's OVER", "x" * 255 + " " + "é" * 256, "short one"])
+def test_indexing_reads_the_terms_and_positions_analyze_gives(name: str, text: str) -> None:
+    """What a document indexes (``index_terms``) is what ``_analyze`` shows, tokens past 255 characters cut the
+    same way (a 600-letter word is three tokens)."""
+    analyzer = analysis.get(name)
+    tokens, span = analyzer.run(text)
+    assert analyzer.index_terms(text) == ([t.term for t in tokens], [t.position for t in tokens], span)
+    if name in ("standard", "simple") and text.startswith("Brown"):
+        assert [len(t.term) for t in tokens][:4] == [5, 255, 255, 90]

@@ -172,26 +172,32 @@ def test_a_delete_leaves_doc_freq_doc_count_and_avgdl_before_and_after_a_restart
         node.stop()
 
 
-def test_merging_the_tail_changes_no_score(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """One node merges its postings' tail every few documents, the other never (default thresholds): same answers."""
+def test_merging_parts_changes_no_score(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One node never merges its postings' parts (one part per write), the other merges them at every write: same
+    answers."""
+    monkeypatch.setattr(datanode.postings, "MERGE_RATIO", 0.0)
     plain = DataNodeThread(tmp_path / "plain").start()
     plain_client = os_client(plain.url)
     plain_client.indices.create(index="p", body=MAPPING)
-    write(plain_client, 0, 90)
+    for start in range(0, 90, 30):
+        write(plain_client, start, 30)
     edits(plain_client)
     expected = answers(plain_client)
+    root = plain.app[DATANODE].node.indices["p"].root
+    assert len(root.terms["body"].parts) >= 3 and len(root.features["sp"].parts) >= 3  # never merged
     plain_client.close()
     plain.stop()
-    monkeypatch.setattr(datanode.postings, "MERGE_MIN", 8)
+    monkeypatch.setattr(datanode.postings, "MERGE_RATIO", 1e9)
     merging = DataNodeThread(tmp_path / "merging").start()
     client = os_client(merging.url)
     try:
         client.indices.create(index="p", body=MAPPING)
-        write(client, 0, 90)
+        for start in range(0, 90, 30):
+            write(client, start, 30)
         edits(client)
         assert answers(client) == expected
         root = merging.app[DATANODE].node.indices["p"].root
-        assert root.terms["body"].base.size > 0 and root.features["sp"].base.size > 0  # merges did happen
+        assert len(root.terms["body"].parts) == 1 and len(root.features["sp"].parts) == 1  # merged every time
     finally:
         client.close()
         merging.stop()

@@ -75,8 +75,8 @@ def doc(i: int) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def node(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    saved = datanode.postings.MERGE_MIN, datanode.postings.MERGE_FRACTION
-    datanode.postings.MERGE_MIN, datanode.postings.MERGE_FRACTION = 150, 0.25  # a merged base, then a tail
+    saved = datanode.postings.MERGE_RATIO
+    datanode.postings.MERGE_RATIO = 0.0  # never merged: one part per write, and removals in them
     try:
         dn = DataNode(Path(tmp_path_factory.mktemp("sparse")))
         dn.create_index("sp", MAPPING)
@@ -87,9 +87,9 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Any:
         dn.write([WriteOp("index", "sp", str(i), doc(i)) for i in range(160, 200)])  # the tail
         dn.write([WriteOp("delete", "sp", str(i)) for i in (161, 170)])               # removed from the tail
     finally:
-        datanode.postings.MERGE_MIN, datanode.postings.MERGE_FRACTION = saved
+        datanode.postings.MERGE_RATIO = saved
     fields = dn.index("sp").root.terms["body"]
-    assert fields.base.size and fields.tail and fields.base_dead  # base, tail and removals all present
+    assert len(fields.parts) >= 4 and fields.dead  # several parts, and removals in them
     yield dn
     dn.close()
 
