@@ -30,6 +30,7 @@ from tests.fixtures.mlnode import (
     fake_backends,
     file_url_test_folders,
     url_register_body,
+    wait_until,
 )
 
 TEXTS = [
@@ -61,15 +62,6 @@ def _settings(tmp_path, **overrides):
 
 def _predict(client, model_id, texts):
     return client.post(f"/_plugins/_ml/_predict/text_embedding/{model_id}", json={"text_docs": texts})
-
-
-async def _wait(predicate, timeout=10.0):
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise TimeoutError("condition not reached")
-        await asyncio.sleep(0.005)
 
 
 # ---- the choice ----------------------------------------------------------------------------------------------------
@@ -177,10 +169,10 @@ async def test_requests_of_a_lone_model_run_one_batch_at_a_time_on_every_core(tm
         _recording(runtimes[0], seen)
         worker = client.app[keys.DEPLOYMENTS].get(model_id)
         first = asyncio.create_task(_predict(client, model_id, ["one"]))
-        await _wait(lambda: len(seen) == 1)  # held on the gate
+        await wait_until(lambda: len(seen) == 1)  # held on the gate
         texts = [f"word{i} alpha beta" + " gamma" * (i % 2) for i in range(8)]
         second = asyncio.create_task(_predict(client, model_id, texts))
-        await _wait(lambda: len(worker._queue) == 1)  # queued, not started: the batcher waits for the running batch
+        await wait_until(lambda: len(worker._queue) == 1)  # queued, not started: it waits for the running batch
         assert seen == [(1, 4)]
         gate.set()
         responses = await asyncio.gather(first, second)
@@ -206,10 +198,10 @@ async def test_a_request_while_another_model_runs_is_split_across_threads_with_t
         _recording(runtimes[1], seen)
         load = client.app[keys.DEPLOYMENTS].load
         first = asyncio.create_task(_predict(client, busy_id, ["one"]))
-        await _wait(lambda: len(busy_seen) == 1)  # held on the gate, alone: every core
+        await wait_until(lambda: len(busy_seen) == 1)  # held on the gate, alone: every core
         texts = [f"word{i} alpha beta" + " gamma" * (i % 2) for i in range(8)]
         second = asyncio.create_task(_predict(client, model_id, texts))
-        await _wait(lambda: len(seen) == 2)  # both halves entered at once, on the model's two threads
+        await wait_until(lambda: len(seen) == 2)  # both halves entered at once, on the model's two threads
         gate.set()
         responses = await asyncio.gather(first, second)
         assert [r.status for r in responses] == [200, 200]
@@ -217,7 +209,7 @@ async def test_a_request_while_another_model_runs_is_split_across_threads_with_t
         assert seen == [(4, 2), (4, 2)]
         data = [r["output"][0]["data"] for r in (await responses[1].json())["inference_results"]]
         assert data == [[float(len(t)), float(len(t.split()))] for t in texts]
-        await _wait(lambda: load.running == 0)
+        await wait_until(lambda: load.running == 0)
 
 
 async def test_an_explicit_intra_op_threads_setting_is_used_for_every_call(tmp_path, monkeypatch):

@@ -13,7 +13,14 @@ import pytest
 from mlnode import keys
 from mlnode.batching import LatencyStats, plan_chunks
 from mlnode.settings import MLSettings
-from tests.fixtures.mlnode import FakeRuntime, api_client, api_fake_model, fake_backends, file_url_test_folders
+from tests.fixtures.mlnode import (
+    FakeRuntime,
+    api_client,
+    api_fake_model,
+    fake_backends,
+    file_url_test_folders,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.integration]
 
@@ -23,15 +30,6 @@ def _settings(tmp_path, **overrides):
         data_dir=tmp_path / "data", allow_registering_model_via_url=True, native_memory_threshold=100,
         file_url_folders=file_url_test_folders(), **overrides
     )
-
-
-async def _wait(predicate, timeout=10.0):
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise TimeoutError("condition not reached")
-        await asyncio.sleep(0.005)
 
 
 def _predict(client, model_id, texts, **extra):
@@ -46,9 +44,9 @@ async def test_full_queue_answers_429_at_once(tmp_path):
         model_id = await api_fake_model(client, tmp_path)
         worker = client.app[keys.DEPLOYMENTS].get(model_id)
         first = asyncio.create_task(_predict(client, model_id, ["one"]))
-        await _wait(runtimes[0].entered.is_set)  # the first request is running, holding the only inference slot
+        await wait_until(runtimes[0].entered.is_set)  # the first request is running, holding the only inference slot
         waiting = [asyncio.create_task(_predict(client, model_id, [f"text {i}"])) for i in range(2)]
-        await _wait(lambda: worker.queue_size == 2)
+        await wait_until(lambda: worker.queue_size == 2)
         rejected = await _predict(client, model_id, ["too many"])  # answered while the gate is still closed
         assert rejected.status == 429
         body = await rejected.json()
@@ -70,10 +68,10 @@ async def test_concurrent_single_text_requests_are_batched(tmp_path):
         model_id = await api_fake_model(client, tmp_path)
         worker = client.app[keys.DEPLOYMENTS].get(model_id)
         first = asyncio.create_task(_predict(client, model_id, ["warm"]))
-        await _wait(runtimes[0].entered.is_set)
+        await wait_until(runtimes[0].entered.is_set)
         texts = [f"query number {i}" for i in range(8)]
         pending = [asyncio.create_task(_predict(client, model_id, [t])) for t in texts]
-        await _wait(lambda: worker.queue_size == 8 and len(worker._queue) == 8)
+        await wait_until(lambda: worker.queue_size == 8 and len(worker._queue) == 8)
         gate.set()
         responses = [await r.json() for r in await asyncio.gather(first, *pending)]
         # every request got its own text's result back
@@ -98,12 +96,12 @@ async def test_batches_respect_size_token_budget_and_parameters(tmp_path):
         model_id = await api_fake_model(client, tmp_path, function_name="SPARSE_ENCODING")
         worker = client.app[keys.DEPLOYMENTS].get(model_id)
         first = asyncio.create_task(_predict(client, model_id, ["warm"]))
-        await _wait(runtimes[0].entered.is_set)
+        await wait_until(runtimes[0].entered.is_set)
         same = [asyncio.create_task(_predict(client, model_id, [f"a{i} b"])) for i in range(4)]
-        await _wait(lambda: len(worker._queue) == 4)
+        await wait_until(lambda: len(worker._queue) == 4)
         token_ids = {"sparse_embedding_format": "TOKEN_ID"}
         other = asyncio.create_task(_predict(client, model_id, ["x y"], parameters=token_ids))
-        await _wait(lambda: len(worker._queue) == 5)
+        await wait_until(lambda: len(worker._queue) == 5)
         gate.set()
         assert all(r.status == 200 for r in await asyncio.gather(first, *same, other))
         sizes = [len(b) for b in runtimes[0].batches[1:]]
@@ -130,14 +128,14 @@ async def test_request_whose_client_left_is_dropped(tmp_path):
         model_id = await api_fake_model(client, tmp_path)
         worker = client.app[keys.DEPLOYMENTS].get(model_id)
         first = asyncio.create_task(_predict(client, model_id, ["warm"]))
-        await _wait(runtimes[0].entered.is_set)
+        await wait_until(runtimes[0].entered.is_set)
         leaving = asyncio.create_task(_predict(client, model_id, ["client gone"]))
-        await _wait(lambda: len(worker._queue) == 1)
+        await wait_until(lambda: len(worker._queue) == 1)
         leaving.cancel()  # the client closes its connection while the request waits
         await asyncio.gather(leaving, return_exceptions=True)
         staying = asyncio.create_task(_predict(client, model_id, ["still here"]))
-        await _wait(lambda: len(worker._queue) == 2)
-        await _wait(lambda: not worker._queue[0].alive())  # the server has seen the closed connection
+        await wait_until(lambda: len(worker._queue) == 2)
+        await wait_until(lambda: not worker._queue[0].alive())  # the server has seen the closed connection
         gate.set()
         assert (await first).status == 200 and (await staying).status == 200
         seen = [t for batch in runtimes[0].batches for t in batch]
@@ -155,11 +153,11 @@ async def test_undeploy_answers_queued_requests_instead_of_hanging(tmp_path):
         model_id = await api_fake_model(client, tmp_path)
         worker = client.app[keys.DEPLOYMENTS].get(model_id)
         running = asyncio.create_task(_predict(client, model_id, ["running"]))
-        await _wait(runtimes[0].entered.is_set)
+        await wait_until(runtimes[0].entered.is_set)
         queued = asyncio.create_task(_predict(client, model_id, ["queued"]))
-        await _wait(lambda: len(worker._queue) == 1)
+        await wait_until(lambda: len(worker._queue) == 1)
         undeploy = asyncio.create_task(client.post(f"/_plugins/_ml/models/{model_id}/_undeploy"))
-        await _wait(lambda: client.app[keys.DEPLOYMENTS].get(model_id) is None)
+        await wait_until(lambda: client.app[keys.DEPLOYMENTS].get(model_id) is None)
         gate.set()  # the running batch finishes; the queued request is told the model is gone
         assert (await running).status == 200
         rejected = await queued
@@ -192,12 +190,12 @@ async def test_a_batch_reaches_the_runtime_as_calls_of_similar_lengths(tmp_path)
         model_id = await api_fake_model(client, tmp_path)
         worker = client.app[keys.DEPLOYMENTS].get(model_id)
         first = asyncio.create_task(_predict(client, model_id, ["warm"]))
-        await _wait(runtimes[0].entered.is_set)
+        await wait_until(runtimes[0].entered.is_set)
         short = [f"q{i}" for i in range(4)]  # 3 tokens each
         long = [" ".join(f"w{i}{j}" for j in range(14)) for i in range(4)]  # 16 tokens each (max_length)
         texts = [t for pair in zip(short, long) for t in pair]
         pending = [asyncio.create_task(_predict(client, model_id, [t])) for t in texts]
-        await _wait(lambda: len(worker._queue) == 8)
+        await wait_until(lambda: len(worker._queue) == 8)
         gate.set()
         responses = [await r.json() for r in await asyncio.gather(first, *pending)]
         for text, body in zip(texts, responses[1:]):
@@ -231,9 +229,9 @@ async def test_undeploy_stops_a_split_request_between_runtime_calls(tmp_path):
         model_id = await api_fake_model(client, tmp_path)
         texts = [f"text {i}" for i in range(5)]  # batch_max_size 1: five runtime calls
         running = asyncio.create_task(_predict(client, model_id, texts))
-        await _wait(runtimes[0].entered.is_set)
+        await wait_until(runtimes[0].entered.is_set)
         undeploy = asyncio.create_task(client.post(f"/_plugins/_ml/models/{model_id}/_undeploy"))
-        await _wait(lambda: client.app[keys.DEPLOYMENTS].get(model_id) is None)
+        await wait_until(lambda: client.app[keys.DEPLOYMENTS].get(model_id) is None)
         gate.set()
         resp = await running
         assert resp.status == 400
